@@ -1,0 +1,1 @@
+"""The Reelay CDK app: thin stacks composing one construct per capability."""

@@ -1,0 +1,204 @@
+"""The REST API, built from the one route table (reelay.api.routes.ROUTES)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import aws_apigateway as apigw
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from infra.constants import API_HANDLER, GATEWAY_ERROR_CODES, OUTPUT_PREFIX, UPLOAD_PREFIX
+from infra.constructs.function import ReelayFunction
+from infra.environment import PlatformRefs
+from infra.nag import acknowledge
+from reelay.api.routes import ROUTES, Route
+
+_PATH_PARAM = re.compile(r"\{([A-Za-z0-9_]+)\}")
+
+
+def gateway_error_template(code: str) -> str:
+    # $context.error.messageString is already a quoted JSON string.
+    return '{"error": "' + code + '", "message": $context.error.messageString}'
+
+
+def path_parameters(path: str) -> list[str]:
+    return _PATH_PARAM.findall(path)
+
+
+class RestApi(Construct):
+    def __init__(
+        self, scope: Construct, construct_id: str, *, refs: PlatformRefs, routes: Sequence[Route] = ROUTES
+    ) -> None:
+        super().__init__(scope, construct_id)
+        config = refs.config
+        self.handler = ReelayFunction(
+            self,
+            "Handler",
+            handler=API_HANDLER,
+            service="api",
+            description="The Reelay HTTP API (Powertools APIGatewayRestResolver)",
+            environment=self._environment(refs),
+            vpc=refs.vpc,
+            security_groups=[refs.db_clients],
+            log_retention=config.log_retention,
+            timeout=Duration.seconds(29),
+            memory_size=1024,
+            # Bounds MySQL connections; throttling sits in front anyway.
+            reserved_concurrency=config.reserved(50),
+        )
+        self._grant(refs)
+        access_logs = logs.LogGroup(
+            self,
+            "AccessLogs",
+            retention=config.log_retention,
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        self.api = apigw.RestApi(
+            self,
+            "Api",
+            rest_api_name=f"reelay-{config.stage}",
+            description="Reelay: video upload, catalogue and playback",
+            cloud_watch_role=True,
+            cloud_watch_role_removal_policy=RemovalPolicy.DESTROY,
+            endpoint_types=[apigw.EndpointType.REGIONAL],
+            deploy_options=apigw.StageOptions(
+                stage_name=config.stage,
+                tracing_enabled=True,
+                logging_level=apigw.MethodLoggingLevel.ERROR,
+                data_trace_enabled=False,
+                metrics_enabled=True,
+                throttling_rate_limit=config.api_throttle_rate,
+                throttling_burst_limit=config.api_throttle_burst,
+                access_log_destination=apigw.LogGroupLogDestination(access_logs),
+                access_log_format=apigw.AccessLogFormat.json_with_standard_fields(
+                    caller=False,
+                    http_method=True,
+                    ip=True,
+                    protocol=True,
+                    request_time=True,
+                    resource_path=True,
+                    response_length=True,
+                    status=True,
+                    user=True,
+                ),
+            ),
+            default_cors_preflight_options=apigw.CorsOptions(
+                allow_origins=list(config.cors_allowed_origins),
+                allow_methods=apigw.Cors.ALL_METHODS,
+                allow_headers=["Content-Type", "Authorization", "X-Amz-Date", "X-Api-Key"],
+                max_age=Duration.hours(1),
+            ),
+        )
+        self.authorizer = apigw.CognitoUserPoolsAuthorizer(
+            self, "Authorizer", cognito_user_pools=[refs.user_pool], results_cache_ttl=Duration.minutes(5)
+        )
+        self.validator = self.api.add_request_validator(
+            "Validator",
+            request_validator_name="body-and-parameters",
+            validate_request_body=True,
+            validate_request_parameters=True,
+        )
+        integration = apigw.LambdaIntegration(self.handler.function, proxy=True)
+        self.methods: dict[tuple[str, str], apigw.Method] = {}
+        for route in routes:
+            self.methods[(route.method, route.path)] = self._add_route(route, integration)
+        self._gateway_responses(config.cors_allowed_origins)
+        self._acknowledge()
+
+    def _add_route(self, route: Route, integration: apigw.LambdaIntegration) -> apigw.Method:
+        resource = self.api.root.resource_for_path(route.path)
+        params = {f"method.request.path.{name}": True for name in path_parameters(route.path)}
+        options: dict[str, object] = {
+            "request_parameters": params or None,
+            "request_validator": self.validator if params else None,
+        }
+        if route.auth:
+            options["authorizer"] = self.authorizer
+            options["authorization_type"] = apigw.AuthorizationType.COGNITO
+        else:
+            options["authorization_type"] = apigw.AuthorizationType.NONE
+        return resource.add_method(route.method, integration, **options)  # type: ignore[arg-type]
+
+    def _gateway_responses(self, origins: Sequence[str]) -> None:
+        headers = {"Access-Control-Allow-Origin": f"'{origins[0] if len(origins) == 1 else '*'}'"}
+        for name, code in GATEWAY_ERROR_CODES.items():
+            self.api.add_gateway_response(
+                f"Response{name.title().replace('_', '')}",
+                type=apigw.ResponseType.of(name),
+                response_headers=headers,
+                templates={"application/json": gateway_error_template(code)},
+            )
+
+    @staticmethod
+    def _environment(refs: PlatformRefs) -> dict[str, str]:
+        env = refs.environment()
+        if refs.cdn_distribution_id:
+            # Only the API deletes videos, so only it invalidates the playback cache.
+            env["REELAY_CDN_DISTRIBUTION_ID"] = refs.cdn_distribution_id
+        return env
+
+    def _grant(self, refs: PlatformRefs) -> None:
+        fn = self.handler.function
+        # Presigned (multipart) uploads are signed with this role: it must hold the same rights.
+        fn.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["s3:PutObject", "s3:GetObject", "s3:DeleteObject", "s3:AbortMultipartUpload"],
+                resources=[refs.objects_arn(UPLOAD_PREFIX)],
+            )
+        )
+        refs.acknowledge_prefix_grant(
+            fn, UPLOAD_PREFIX, "Presigns uploads under uploads/, one key per video id chosen by the API."
+        )
+        # Deleting a video removes its renditions.
+        fn.add_to_role_policy(
+            iam.PolicyStatement(actions=["s3:DeleteObject"], resources=[refs.objects_arn(OUTPUT_PREFIX)])
+        )
+        refs.acknowledge_prefix_grant(
+            fn, OUTPUT_PREFIX, "Deletes a deleted video's renditions under outputs/<videoId>/ (any key)."
+        )
+        fn.add_to_role_policy(refs.list_media(UPLOAD_PREFIX, OUTPUT_PREFIX))
+        refs.db_secret.grant_read(fn)
+        if refs.cdn_distribution_id:
+            # A deleted video's segments are cached for a year: the API drops them from the CDN.
+            fn.add_to_role_policy(
+                iam.PolicyStatement(
+                    actions=["cloudfront:CreateInvalidation"],
+                    resources=[
+                        Stack.of(self).format_arn(
+                            service="cloudfront",
+                            region="",
+                            resource="distribution",
+                            resource_name=refs.cdn_distribution_id,
+                        )
+                    ],
+                )
+            )
+
+    def _acknowledge(self) -> None:
+        public = sorted({f"{r.method} {r.path}" for r in ROUTES if not r.auth})
+        acknowledge(
+            self.api,
+            "AwsSolutions-APIG4",
+            "Only sign-up/login, the public catalogue and CORS preflight are open: "
+            + ", ".join(public)[:300],
+        )
+        acknowledge(
+            self.api,
+            "AwsSolutions-COG4",
+            "Public routes (sign-up, login, public catalogue, CORS preflight) take no Cognito token.",
+        )
+        acknowledge(
+            self.api,
+            "AwsSolutions-APIG3",
+            "WAF is optional for this API; throttling per stage bounds abuse. Add a WebACL per deployment.",
+        )
+        acknowledge(
+            self.api,
+            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+            "AmazonAPIGatewayPushToCloudWatchLogs]",
+            "The account-level API Gateway logging role needs exactly this AWS-managed policy.",
+        )

@@ -1,0 +1,126 @@
+"""The operations dashboard and the API/Lambda alarms."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from aws_cdk import Duration
+from aws_cdk import aws_apigateway as apigw
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as cw_actions
+from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_rds as rds
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from infra.constants import METRIC_JOB_SECONDS, METRIC_JOBS_FAILED, METRIC_JOBS_SUCCEEDED
+from infra.constructs.transcoder import worker_metric
+
+_PERIOD = Duration.minutes(5)
+
+
+class OperationsDashboard(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        stage: str,
+        api: apigw.RestApi,
+        functions: Sequence[lambda_.IFunction],
+        queue: sqs.IQueue,
+        dead_letters: sqs.IQueue,
+        service: ecs.FargateService,
+        database: rds.IDatabaseInstance,
+        alarm_topic: sns.ITopic,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.dashboard = cloudwatch.Dashboard(
+            self, "Dashboard", dashboard_name=f"reelay-{stage}", default_interval=Duration.hours(6)
+        )
+        lambda_errors = [
+            fn.metric_errors(period=_PERIOD, label=fn.node.path.split("/")[-2]) for fn in functions
+        ]
+        self.dashboard.add_widgets(
+            cloudwatch.GraphWidget(
+                title="API requests and errors",
+                left=[
+                    api.metric_count(period=_PERIOD),
+                    api.metric_client_error(period=_PERIOD),
+                    api.metric_server_error(period=_PERIOD),
+                ],
+                width=8,
+            ),
+            cloudwatch.GraphWidget(
+                title="API latency (p50, p99)",
+                left=[
+                    api.metric_latency(period=_PERIOD, statistic="p50"),
+                    api.metric_latency(period=_PERIOD, statistic="p99"),
+                ],
+                width=8,
+            ),
+            cloudwatch.GraphWidget(title="Lambda errors", left=lambda_errors, width=8),
+        )
+        self.dashboard.add_widgets(
+            cloudwatch.GraphWidget(
+                title="Transcode queue depth",
+                left=[
+                    queue.metric_approximate_number_of_messages_visible(period=_PERIOD),
+                    queue.metric_approximate_number_of_messages_not_visible(period=_PERIOD),
+                ],
+                right=[
+                    dead_letters.metric_approximate_number_of_messages_visible(
+                        period=_PERIOD, label="Dead letters"
+                    )
+                ],
+                width=8,
+            ),
+            cloudwatch.GraphWidget(
+                title="Oldest job age (s)",
+                left=[queue.metric_approximate_age_of_oldest_message(period=_PERIOD, statistic="Maximum")],
+                width=8,
+            ),
+            cloudwatch.GraphWidget(
+                title="Transcode jobs",
+                left=[
+                    worker_metric(METRIC_JOBS_SUCCEEDED, "Sum"),
+                    worker_metric(METRIC_JOBS_FAILED, "Sum"),
+                ],
+                right=[worker_metric(METRIC_JOB_SECONDS, "Average")],
+                width=8,
+            ),
+        )
+        running = cloudwatch.Metric(
+            namespace="ECS/ContainerInsights",
+            metric_name="RunningTaskCount",
+            dimensions_map={"ClusterName": service.cluster.cluster_name, "ServiceName": service.service_name},
+            statistic="Average",
+            period=Duration.minutes(1),
+        )
+        self.dashboard.add_widgets(
+            cloudwatch.GraphWidget(
+                title="Transcoder tasks",
+                left=[running],
+                right=[service.metric_cpu_utilization(period=_PERIOD)],
+                width=8,
+            ),
+            cloudwatch.GraphWidget(
+                title="Database",
+                left=[database.metric_cpu_utilization(period=_PERIOD)],
+                right=[database.metric_database_connections(period=_PERIOD)],
+                width=8,
+            ),
+        )
+        action = cw_actions.SnsAction(alarm_topic)
+        self.api_5xx_alarm = api.metric_server_error(period=_PERIOD, statistic="Sum").create_alarm(
+            self,
+            "Api5xxAlarm",
+            alarm_description="The API answered 5xx: bad input must never do that",
+            threshold=0,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            evaluation_periods=1,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        self.api_5xx_alarm.add_alarm_action(action)

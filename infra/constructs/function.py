@@ -1,0 +1,79 @@
+"""The house Lambda function: shared code asset, Python 3.11 x86_64, X-Ray, own log group."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from infra.bundling import lambda_code
+from infra.constants import LAMBDA_PYTHON_VERSION, METRICS_NAMESPACE, SERVICE_NAME
+from infra.nag import LAMBDA_MANAGED_POLICIES, acknowledge
+
+RUNTIME = lambda_.Runtime.PYTHON_3_11
+ARCHITECTURE = lambda_.Architecture.X86_64  # matches the manylinux2014_x86_64 wheels in the asset
+
+
+class ReelayFunction(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        handler: str,
+        service: str,
+        environment: Mapping[str, str],
+        vpc: ec2.IVpc,
+        security_groups: Sequence[ec2.ISecurityGroup],
+        log_retention: logs.RetentionDays,
+        timeout: Duration | None = None,
+        memory_size: int = 512,
+        reserved_concurrency: int | None = None,
+        description: str = "",
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.log_group = logs.LogGroup(
+            self, "Logs", retention=log_retention, removal_policy=RemovalPolicy.DESTROY
+        )
+        self.function = lambda_.Function(
+            self,
+            "Function",
+            runtime=RUNTIME,
+            architecture=ARCHITECTURE,
+            handler=handler,
+            code=lambda_code(),
+            description=description,
+            environment={
+                **environment,
+                "POWERTOOLS_SERVICE_NAME": f"{SERVICE_NAME}-{service}",
+                "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+            },
+            timeout=timeout or Duration.seconds(30),
+            memory_size=memory_size,
+            reserved_concurrent_executions=reserved_concurrency,
+            tracing=lambda_.Tracing.ACTIVE,
+            log_group=self.log_group,
+            vpc=vpc,
+            vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
+            security_groups=list(security_groups),
+        )
+        for policy in LAMBDA_MANAGED_POLICIES:
+            acknowledge(
+                self.function,
+                f"AwsSolutions-IAM4[{policy}]",
+                "AWS-managed Lambda execution policies grant only log writing and VPC ENI management.",
+            )
+        acknowledge(
+            self.function,
+            "AwsSolutions-IAM5[Resource::*]",
+            "X-Ray PutTraceSegments/PutTelemetryRecords support no resource-level permissions.",
+        )
+        acknowledge(
+            self.function,
+            "AwsSolutions-L1",
+            f"Pinned to Python {LAMBDA_PYTHON_VERSION}: the asset's compiled wheels are built for cp311.",
+        )

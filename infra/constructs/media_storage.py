@@ -1,0 +1,196 @@
+"""Media storage: the private bucket for uploads and HLS output, and CloudFront for playback."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from aws_cdk import Annotations, Duration, RemovalPolicy, Stack
+from aws_cdk import aws_cloudfront as cloudfront
+from aws_cdk import aws_cloudfront_origins as origins
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from infra.constants import HLS_CONTENT_TYPES, OUTPUT_PREFIX, PLAYBACK_PATH
+from infra.nag import acknowledge
+
+# Sets Content-Type from the extension, so players get HLS MIME types even for objects
+# uploaded without metadata.
+_MIME_FUNCTION = """
+var TYPES = %s;
+function handler(event) {
+  var response = event.response;
+  var uri = event.request.uri;
+  var dot = uri.lastIndexOf('.');
+  if (dot !== -1 && response.statusCode >= 200 && response.statusCode < 300) {
+    var type = TYPES[uri.substring(dot + 1).toLowerCase()];
+    if (type) { response.headers['content-type'] = { value: type }; }
+  }
+  return response;
+}
+"""
+
+
+def _js_object(mapping: dict[str, str]) -> str:
+    return "{" + ", ".join(f"'{k}': '{v}'" for k, v in sorted(mapping.items())) + "}"
+
+
+class MediaStorage(Construct):
+    def __init__(
+        self, scope: Construct, construct_id: str, *, bucket_name: str, cors_origins: Sequence[str]
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.logs_bucket = s3.Bucket(
+            self,
+            "AccessLogs",
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            enforce_ssl=True,
+            # CloudFront standard logging writes with ACLs.
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_PREFERRED,
+            lifecycle_rules=[s3.LifecycleRule(expiration=Duration.days(90))],
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        acknowledge(
+            self.logs_bucket,
+            "AwsSolutions-S1",
+            "This is the access-log bucket itself; logging it into itself would loop.",
+        )
+        self.bucket = s3.Bucket(
+            self,
+            "Media",
+            bucket_name=bucket_name,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            enforce_ssl=True,
+            versioned=False,
+            server_access_logs_bucket=self.logs_bucket,
+            server_access_logs_prefix="s3/media/",
+            lifecycle_rules=[s3.LifecycleRule(abort_incomplete_multipart_upload_after=Duration.days(1))],
+            cors=[
+                s3.CorsRule(
+                    allowed_methods=[s3.HttpMethods.PUT, s3.HttpMethods.GET, s3.HttpMethods.HEAD],
+                    allowed_origins=list(cors_origins),
+                    allowed_headers=["*"],
+                    exposed_headers=["ETag"],  # multipart upload needs each part's ETag in the browser
+                    max_age=3000,
+                )
+            ],
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        self._distribution(cors_origins)
+
+    def _distribution(self, cors_origins: Sequence[str]) -> None:
+        # An imported view of the bucket keeps the origin from granting the whole bucket: the
+        # policy below grants CloudFront the output prefix only.
+        origin_bucket = s3.Bucket.from_bucket_attributes(
+            self,
+            "OriginView",
+            bucket_arn=self.bucket.bucket_arn,
+            bucket_regional_domain_name=self.bucket.bucket_regional_domain_name,
+        )
+        origin = origins.S3BucketOrigin.with_origin_access_control(
+            origin_bucket, origin_access_levels=[cloudfront.AccessLevel.READ]
+        )
+        cors_headers = cloudfront.ResponseHeadersPolicy(
+            self,
+            "PlaybackCors",
+            comment="hls.js fetches playlists and segments cross-origin",
+            cors_behavior=cloudfront.ResponseHeadersCorsBehavior(
+                access_control_allow_credentials=False,
+                access_control_allow_headers=["*"],
+                access_control_allow_methods=["GET", "HEAD", "OPTIONS"],
+                access_control_allow_origins=list(cors_origins),
+                access_control_expose_headers=["Content-Length", "Content-Range", "ETag"],
+                access_control_max_age=Duration.hours(1),
+                origin_override=True,
+            ),
+        )
+        mime = cloudfront.Function(
+            self,
+            "HlsMimeTypes",
+            code=cloudfront.FunctionCode.from_inline(_MIME_FUNCTION % _js_object(HLS_CONTENT_TYPES)),
+            runtime=cloudfront.FunctionRuntime.JS_2_0,
+            comment="Content-Type for HLS playlists and segments by extension",
+        )
+        mime_association = [
+            cloudfront.FunctionAssociation(
+                function=mime, event_type=cloudfront.FunctionEventType.VIEWER_RESPONSE
+            )
+        ]
+        # Playlists change while a video is still transcoding (progressive publish): cache briefly.
+        playlist_cache = cloudfront.CachePolicy(
+            self,
+            "PlaylistCache",
+            default_ttl=Duration.seconds(2),
+            min_ttl=Duration.seconds(0),
+            max_ttl=Duration.seconds(10),
+            enable_accept_encoding_gzip=True,
+        )
+        self.distribution = cloudfront.Distribution(
+            self,
+            "Playback",
+            comment="Reelay HLS playback (outputs/ only)",
+            default_behavior=cloudfront.BehaviorOptions(
+                origin=origin,
+                viewer_protocol_policy=cloudfront.ViewerProtocolPolicy.HTTPS_ONLY,
+                allowed_methods=cloudfront.AllowedMethods.ALLOW_GET_HEAD_OPTIONS,
+                cached_methods=cloudfront.CachedMethods.CACHE_GET_HEAD_OPTIONS,
+                cache_policy=cloudfront.CachePolicy.CACHING_OPTIMIZED,
+                response_headers_policy=cors_headers,
+                function_associations=mime_association,
+            ),
+            additional_behaviors={
+                "*.m3u8": cloudfront.BehaviorOptions(
+                    origin=origin,
+                    viewer_protocol_policy=cloudfront.ViewerProtocolPolicy.HTTPS_ONLY,
+                    allowed_methods=cloudfront.AllowedMethods.ALLOW_GET_HEAD_OPTIONS,
+                    cached_methods=cloudfront.CachedMethods.CACHE_GET_HEAD_OPTIONS,
+                    cache_policy=playlist_cache,
+                    response_headers_policy=cors_headers,
+                    function_associations=mime_association,
+                )
+            },
+            enable_logging=True,
+            log_bucket=self.logs_bucket,
+            log_file_prefix="cloudfront/playback/",
+            price_class=cloudfront.PriceClass.PRICE_CLASS_100,
+        )
+        self.bucket.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="CloudFrontReadsOutputsOnly",
+                principals=[iam.ServicePrincipal("cloudfront.amazonaws.com")],
+                actions=["s3:GetObject"],
+                resources=[self.bucket.arn_for_objects(f"{OUTPUT_PREFIX}*")],
+                conditions={
+                    "StringEquals": {
+                        "AWS:SourceArn": Stack.of(self).format_arn(
+                            service="cloudfront",
+                            region="",
+                            resource="distribution",
+                            resource_name=self.distribution.distribution_id,
+                        )
+                    }
+                },
+            )
+        )
+        Annotations.of(self.distribution).acknowledge_warning(
+            "@aws-cdk/aws-cloudfront-origins:updateImportedBucketPolicyOac",
+            "The media bucket policy grants CloudFront outputs/* only (CloudFrontReadsOutputsOnly).",
+        )
+        self.playback_base_url = f"https://{self.distribution.distribution_domain_name}{PLAYBACK_PATH}"
+        acknowledge(
+            self.distribution,
+            "AwsSolutions-CFR1",
+            "Videos are for a worldwide audience; no country is restricted.",
+        )
+        acknowledge(
+            self.distribution,
+            "AwsSolutions-CFR2",
+            "Playback serves static HLS objects only, read-only; WAF is an optional add-on per deployment.",
+        )
+        acknowledge(
+            self.distribution,
+            "AwsSolutions-CFR4",
+            "The default *.cloudfront.net certificate cannot pin TLS 1.2; a custom domain would.",
+        )

@@ -1,0 +1,349 @@
+"""The transcode worker on ECS Fargate, scaled on queue backlog, with its alarms and DLQ consumer."""
+
+from __future__ import annotations
+
+from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import aws_applicationautoscaling as appscaling
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as cw_actions
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_ecr_assets as ecr_assets
+from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda_event_sources as event_sources
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_sns as sns
+from constructs import Construct
+
+from infra.bundling import REPO_ROOT
+from infra.constants import (
+    DEAD_JOBS_HANDLER,
+    DOCKER_EXCLUDES,
+    METRIC_JOBS_FAILED,
+    METRICS_NAMESPACE,
+    OUTPUT_PREFIX,
+    TRANSCODER_COMMAND,
+    TRANSCODER_CPU,
+    TRANSCODER_DOCKERFILE,
+    TRANSCODER_MEMORY_MIB,
+    TRANSCODER_SERVICE_DIMENSION,
+    TRANSCODER_STOP_TIMEOUT_SECONDS,
+    UPLOAD_PREFIX,
+)
+from infra.constructs.function import ReelayFunction
+from infra.environment import PlatformRefs
+from infra.nag import acknowledge
+
+_ALARM_PERIOD = Duration.minutes(5)
+
+
+def worker_metric(name: str, statistic: str) -> cloudwatch.Metric:
+    """One of the metrics the worker emits (Powertools EMF, dimension service=transcoder)."""
+    return cloudwatch.Metric(
+        namespace=METRICS_NAMESPACE,
+        metric_name=name,
+        dimensions_map={"service": TRANSCODER_SERVICE_DIMENSION},
+        statistic=statistic,
+        period=_ALARM_PERIOD,
+    )
+
+
+def backlog_expression(jobs_per_task: int) -> str:
+    """The scaled metric: queued jobs plus J per job in flight.
+
+    A task works one job at a time, so every job in flight needs a task of its own: weighting them by
+    J makes the steps below give ``inflight + ceil(visible / J)`` tasks, never fewer than in flight.
+    """
+    return "visible + inflight" if jobs_per_task == 1 else f"visible + {jobs_per_task} * inflight"
+
+
+def backlog_steps(max_tasks: int, jobs_per_task: int) -> list[appscaling.ScalingInterval]:
+    """EXACT_CAPACITY steps: n tasks for a backlog of ((n-1)*J, n*J] jobs, 0 tasks when idle.
+
+    The backlog (``backlog_expression``) is a whole number; the half-way bounds keep every value
+    inside exactly one step, so the scale-in and scale-out alarms never both claim it.
+    """
+    steps = [appscaling.ScalingInterval(upper=0.5, change=0)]
+    for tasks in range(1, max_tasks + 1):
+        lower = (tasks - 1) * jobs_per_task + 0.5
+        upper = tasks * jobs_per_task + 0.5 if tasks < max_tasks else None
+        steps.append(appscaling.ScalingInterval(lower=lower, upper=upper, change=tasks))
+    return steps
+
+
+class Transcoder(Construct):
+    def __init__(
+        self, scope: Construct, construct_id: str, *, refs: PlatformRefs, alarm_topic: sns.ITopic
+    ) -> None:
+        super().__init__(scope, construct_id)
+        config = refs.config
+        self.cluster = ecs.Cluster(
+            self,
+            "Cluster",
+            vpc=refs.vpc,
+            container_insights_v2=ecs.ContainerInsights.ENABLED,
+            enable_fargate_capacity_providers=True,
+        )
+        self.task = ecs.FargateTaskDefinition(
+            self,
+            "Task",
+            cpu=TRANSCODER_CPU,
+            memory_limit_mib=TRANSCODER_MEMORY_MIB,
+            ephemeral_storage_gib=50,  # source download plus every rendition's segments
+            runtime_platform=ecs.RuntimePlatform(
+                cpu_architecture=ecs.CpuArchitecture.X86_64,
+                operating_system_family=ecs.OperatingSystemFamily.LINUX,
+            ),
+        )
+        self.log_group = logs.LogGroup(
+            self,
+            "Logs",
+            retention=config.log_retention,
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        self.container = self.task.add_container(
+            "Worker",
+            image=ecs.ContainerImage.from_asset(
+                str(REPO_ROOT),
+                file=TRANSCODER_DOCKERFILE,
+                exclude=list(DOCKER_EXCLUDES),
+                platform=ecr_assets.Platform.LINUX_AMD64,
+            ),
+            command=list(TRANSCODER_COMMAND),
+            environment={
+                **refs.environment(),
+                "POWERTOOLS_SERVICE_NAME": TRANSCODER_SERVICE_DIMENSION,
+                "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+            },
+            logging=ecs.LogDrivers.aws_logs(stream_prefix="worker", log_group=self.log_group),
+            # SIGTERM -> the worker finishes or hands its job back before SIGKILL.
+            stop_timeout=Duration.seconds(TRANSCODER_STOP_TIMEOUT_SECONDS),
+            readonly_root_filesystem=False,
+        )
+        self._grant(refs)
+        capacity = (
+            [
+                ecs.CapacityProviderStrategy(capacity_provider="FARGATE_SPOT", weight=3),
+                ecs.CapacityProviderStrategy(capacity_provider="FARGATE", weight=1, base=0),
+            ]
+            if config.transcoder_spot
+            else [ecs.CapacityProviderStrategy(capacity_provider="FARGATE", weight=1)]
+        )
+        self.service = ecs.FargateService(
+            self,
+            "Service",
+            cluster=self.cluster,
+            task_definition=self.task,
+            desired_count=config.transcoder_min_tasks,
+            vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
+            security_groups=[refs.db_clients],
+            assign_public_ip=False,
+            capacity_provider_strategies=capacity,
+            circuit_breaker=ecs.DeploymentCircuitBreaker(rollback=True),
+            min_healthy_percent=0,  # no request traffic: a queue worker may restart in place
+            enable_execute_command=False,
+        )
+        self._scaling(refs)
+        self._alarms(refs, alarm_topic)
+        self._dead_jobs(refs)
+        acknowledge(
+            self.task,
+            "AwsSolutions-ECS2",
+            "The environment holds non-secret resource names only; the DB password is fetched from "
+            "Secrets Manager at run time by ARN.",
+        )
+
+    def _grant(self, refs: PlatformRefs) -> None:
+        role = self.task.task_role
+        # Delete on uploads/: a video deleted while it was transcoded leaves no source behind.
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["s3:GetObject", "s3:DeleteObject"], resources=[refs.objects_arn(UPLOAD_PREFIX)]
+            )
+        )
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["s3:PutObject", "s3:DeleteObject"], resources=[refs.objects_arn(OUTPUT_PREFIX)]
+            )
+        )
+        # Listing outputs/ lets a failed job remove what it published progressively; listing
+        # uploads/ makes HEAD of a missing source answer 404 rather than 403.
+        role.add_to_principal_policy(refs.list_media(UPLOAD_PREFIX, OUTPUT_PREFIX))
+        refs.transcode_queue.grant_consume_messages(role)
+        # A SIGTERM hand-back re-sends the job as a fresh message (it must not use up an attempt).
+        refs.transcode_queue.grant_send_messages(role)
+        refs.events_topic.grant_publish(role)
+        refs.db_secret.grant_read(role)
+        # The ECS agent sets scale-in protection with the task role while a job is held.
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["ecs:UpdateTaskProtection", "ecs:GetTaskProtection"],
+                resources=[
+                    Stack.of(self).format_arn(
+                        service="ecs", resource="task", resource_name=f"{self.cluster.cluster_name}/*"
+                    )
+                ],
+            )
+        )
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["cloudwatch:PutMetricData"],
+                resources=["*"],
+                conditions={"StringEquals": {"cloudwatch:namespace": METRICS_NAMESPACE}},
+            )
+        )
+        refs.acknowledge_prefix_grant(
+            role,
+            UPLOAD_PREFIX,
+            "Downloads the source of the job it claimed (and removes it if the video was deleted meanwhile);"
+            " source keys are per video.",
+        )
+        refs.acknowledge_prefix_grant(
+            role, OUTPUT_PREFIX, "Writes (and on failure removes) HLS output under outputs/<videoId>/."
+        )
+        acknowledge(
+            role,
+            "AwsSolutions-IAM5[Resource::*]",
+            "PutMetricData has no resource ARNs; the statement is limited to the Reelay namespace.",
+        )
+        acknowledge(
+            role,
+            "AwsSolutions-IAM5[Action::kms:GenerateDataKey*]",
+            "Publishing to the KMS-encrypted events topic needs GenerateDataKey* on that one key.",
+        )
+        cluster_ref = Stack.of(self).resolve(self.cluster.cluster_name)["Ref"]
+        acknowledge(
+            role,
+            "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ecs:<AWS::Region>:<AWS::AccountId>:"
+            f"task/<{cluster_ref}>/*]",
+            "Task ids are known only at run time; scale-in protection is limited to this cluster's tasks.",
+        )
+        acknowledge(
+            self.task.obtain_execution_role(),
+            "AwsSolutions-IAM5[Resource::*]",
+            "ecr:GetAuthorizationToken has no resource ARN; image pulls are limited to the asset repository.",
+        )
+
+    def _scaling(self, refs: PlatformRefs) -> None:
+        config = refs.config
+        queue = refs.transcode_queue
+        # Backlog = jobs waiting + jobs being worked on. Counting in-flight jobs keeps a task that
+        # is transcoding from being scaled in under it; an empty backlog scales to zero tasks.
+        self.backlog = cloudwatch.MathExpression(
+            expression=backlog_expression(config.transcoder_jobs_per_task),
+            using_metrics={
+                "visible": queue.metric_approximate_number_of_messages_visible(
+                    statistic="Maximum", period=Duration.minutes(1)
+                ),
+                "inflight": queue.metric_approximate_number_of_messages_not_visible(
+                    statistic="Maximum", period=Duration.minutes(1)
+                ),
+            },
+            label="Transcode backlog (visible + in flight)",
+            period=Duration.minutes(1),
+        )
+        self.scaling = self.service.auto_scale_task_count(
+            min_capacity=config.transcoder_min_tasks, max_capacity=config.transcoder_max_tasks
+        )
+        # One task per job in flight plus one per transcoder_jobs_per_task queued jobs, capped at
+        # transcoder_max_tasks. Scale-in protection keeps a busy task alive whatever the count says.
+        self.scaling.scale_on_metric(
+            "BacklogPerTask",
+            metric=self.backlog,
+            scaling_steps=backlog_steps(config.transcoder_max_tasks, config.transcoder_jobs_per_task),
+            adjustment_type=appscaling.AdjustmentType.EXACT_CAPACITY,
+            cooldown=Duration.minutes(2),
+            evaluation_periods=1,
+        )
+
+    def _alarms(self, refs: PlatformRefs, alarm_topic: sns.ITopic) -> None:
+        # The dead-jobs function drains the DLQ within seconds, so its depth is almost never seen above
+        # zero; every dead letter is received once by that function, so receives are what to count.
+        self.dlq_alarm = self._alarm(
+            "DeadLettersAlarm",
+            "Transcode jobs reached the dead-letter queue (failed max_attempts times)",
+            refs.dead_letters.metric_number_of_messages_received(statistic="Sum", period=_ALARM_PERIOD),
+        )
+        # Dead letters that stay put mean the dead-jobs function itself is broken.
+        self.dlq_stuck_alarm = self._alarm(
+            "DeadLettersStuckAlarm",
+            "Dead-lettered transcode jobs stay unhandled: the dead-jobs function fails",
+            refs.dead_letters.metric_approximate_number_of_messages_visible(
+                statistic="Minimum", period=_ALARM_PERIOD
+            ),
+            evaluation_periods=3,
+        )
+        self.failures_alarm = self._alarm(
+            "JobFailuresAlarm",
+            "Transcode jobs failed in the last 5 minutes",
+            worker_metric(METRIC_JOBS_FAILED, "Sum"),
+        )
+        self.age_alarm = self._alarm(
+            "OldestJobAlarm",
+            "A transcode job has waited too long: workers are stuck or at max capacity",
+            refs.transcode_queue.metric_approximate_age_of_oldest_message(
+                statistic="Maximum", period=_ALARM_PERIOD
+            ),
+            threshold=refs.config.oldest_message_alarm_seconds,
+            evaluation_periods=2,
+        )
+        action = cw_actions.SnsAction(alarm_topic)
+        for alarm in (self.dlq_alarm, self.dlq_stuck_alarm, self.failures_alarm, self.age_alarm):
+            alarm.add_alarm_action(action)
+
+    def _alarm(
+        self,
+        alarm_id: str,
+        description: str,
+        metric: cloudwatch.IMetric,
+        *,
+        threshold: float = 0,
+        evaluation_periods: int = 1,
+    ) -> cloudwatch.Alarm:
+        """Alarms when metric rises above threshold; no data (an idle queue) is fine."""
+        return cloudwatch.Alarm(
+            self,
+            alarm_id,
+            alarm_description=description,
+            metric=metric,
+            threshold=threshold,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            evaluation_periods=evaluation_periods,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+
+    def _dead_jobs(self, refs: PlatformRefs) -> None:
+        self.dead_jobs = ReelayFunction(
+            self,
+            "DeadJobs",
+            handler=DEAD_JOBS_HANDLER,
+            service="dead-jobs",
+            description="Marks the videos of dead-lettered transcode jobs failed",
+            environment=refs.environment(),
+            vpc=refs.vpc,
+            security_groups=[refs.db_clients],
+            log_retention=refs.config.log_retention,
+            timeout=Duration.seconds(60),
+            reserved_concurrency=refs.config.reserved(2),
+        )
+        fn = self.dead_jobs.function
+        fn.add_event_source(
+            event_sources.SqsEventSource(refs.dead_letters, batch_size=10, report_batch_item_failures=True)
+        )
+        refs.events_topic.grant_publish(fn)
+        refs.db_secret.grant_read(fn)
+        # A dead job's partial output is removed once its video is failed: list and delete outputs/ only.
+        fn.add_to_role_policy(
+            iam.PolicyStatement(actions=["s3:DeleteObject"], resources=[refs.objects_arn(OUTPUT_PREFIX)])
+        )
+        fn.add_to_role_policy(refs.list_media(OUTPUT_PREFIX))
+        refs.acknowledge_prefix_grant(
+            fn.role or fn,
+            OUTPUT_PREFIX,
+            "Removes the partial HLS output under outputs/<videoId>/ of a video it failed.",
+        )
+        acknowledge(
+            fn,
+            "AwsSolutions-IAM5[Action::kms:GenerateDataKey*]",
+            "Publishing video.failed to the KMS-encrypted events topic needs GenerateDataKey* on its key.",
+        )

@@ -1,0 +1,1 @@
+"""Thin stacks, one per concern."""

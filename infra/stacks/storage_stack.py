@@ -1,0 +1,23 @@
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import CfnOutput, Stack
+from constructs import Construct
+
+from infra.config import ReelayConfig
+from infra.constructs.media_storage import MediaStorage
+from infra.environment import media_bucket_name
+
+
+class StorageStack(Stack):
+    def __init__(self, scope: Construct, construct_id: str, *, config: ReelayConfig, **kwargs: Any) -> None:
+        super().__init__(scope, construct_id, description="Reelay: media bucket and playback CDN", **kwargs)
+        self.media = MediaStorage(
+            self,
+            "Media",
+            bucket_name=media_bucket_name(config.stage),
+            cors_origins=config.cors_allowed_origins,
+        )
+        CfnOutput(self, "MediaBucketName", value=self.media.bucket.bucket_name)
+        CfnOutput(self, "PlaybackBaseUrl", value=self.media.playback_base_url)

@@ -1,0 +1,91 @@
+"""Options of the local platform: flags, with defaults taken from the environment."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class LocalSettings(BaseSettings):
+    """Environment defaults for the flags (REELAY_LOCAL_*, plus DATABASE_URL)."""
+
+    model_config = SettingsConfigDict(env_prefix="REELAY_LOCAL_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    moto_port: int = 5055
+    db_port: int = 3307
+    state_dir: Path = Path(".state")
+    # An existing database to use instead of the private MariaDB.
+    database_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("DATABASE_URL", "REELAY_LOCAL_DATABASE_URL")
+    )
+    db_name: str = "reelay"
+    max_body_bytes: int = 1024 * 1024  # API requests; media uploads go to /media, not the API
+    worker_id: str | None = None
+    no_workers: bool = False
+
+
+def parse_args(argv: list[str] | None = None) -> LocalSettings:
+    env = LocalSettings()
+    p = argparse.ArgumentParser(
+        prog="python -m local",
+        description=(
+            "Run all of Reelay on this machine in the foreground until Ctrl-C: moto for the AWS APIs, "
+            "a private MariaDB (or DATABASE_URL), media in a file:// store, the API gateway, the "
+            "player page and the background workers. Each flag defaults to the environment variable "
+            "named in brackets."
+        ),
+    )
+    p.add_argument("--host", default=env.host, help="interface for every server [REELAY_LOCAL_HOST]")
+    p.add_argument(
+        "--port", type=int, default=env.port, help="API gateway port, 0 = free [REELAY_LOCAL_PORT]"
+    )
+    p.add_argument(
+        "--moto-port",
+        type=int,
+        default=env.moto_port,
+        help="moto server port, 0 = free [REELAY_LOCAL_MOTO_PORT]",
+    )
+    p.add_argument(
+        "--db-port",
+        type=int,
+        default=env.db_port,
+        help="private MariaDB port, 0 = free; unused with DATABASE_URL [REELAY_LOCAL_DB_PORT]",
+    )
+    p.add_argument(
+        "--state-dir",
+        type=Path,
+        default=env.state_dir,
+        help="where the database, media, logs and endpoints.json live [REELAY_LOCAL_STATE_DIR]",
+    )
+    p.add_argument(
+        "--database-url",
+        default=env.database_url,
+        help="use this database (mysql://user:pass@host:port/db) instead of a private MariaDB [DATABASE_URL]",
+    )
+    p.add_argument(
+        "--db-name", default=env.db_name, help="database name in the private MariaDB [REELAY_LOCAL_DB_NAME]"
+    )
+    p.add_argument(
+        "--max-body-bytes",
+        type=int,
+        default=env.max_body_bytes,
+        help="largest API request body accepted [REELAY_LOCAL_MAX_BODY_BYTES]",
+    )
+    p.add_argument(
+        "--worker-id",
+        default=env.worker_id,
+        help="transcode worker id, stable across restarts; default local-<hostname> [REELAY_LOCAL_WORKER_ID]",
+    )
+    p.add_argument(
+        "--no-workers",
+        action="store_true",
+        default=env.no_workers,
+        help="do not start the background workers [REELAY_LOCAL_NO_WORKERS]",
+    )
+    ns = p.parse_args(argv)
+    return env.model_copy(update=vars(ns))

@@ -1,0 +1,83 @@
+"""``/media/<key>``: what S3 (presigned PUTs) and CloudFront (playback) do in AWS.
+
+Uploads are private: only keys under the output prefix can be read. Reads stream the file store's
+own file, so werkzeug can answer Range requests the way hls.js expects.
+"""
+
+from __future__ import annotations
+
+import logging
+import mimetypes
+from pathlib import Path
+from typing import Any
+
+from werkzeug.utils import send_file
+from werkzeug.wrappers import Request, Response
+
+from infra.constants import HLS_CONTENT_TYPES
+from local.gateway import CORS_HEADERS, error
+from reelay.errors import ReelayError
+
+log = logging.getLogger(__name__)
+
+# The types CloudFront forces in AWS (one table, so they cannot drift), plus a few common ones.
+CONTENT_TYPES = {
+    **{f".{extension}": mime for extension, mime in HLS_CONTENT_TYPES.items()},
+    ".jpeg": "image/jpeg",
+    ".png": "image/png",
+    ".json": "application/json",
+}
+
+
+def content_type_for(key: str) -> str:
+    suffix = Path(key).suffix.lower()
+    return CONTENT_TYPES.get(suffix) or mimetypes.guess_type(key)[0] or "application/octet-stream"
+
+
+class MediaEndpoint:
+    def __init__(self, *, output_prefix: str, store: Any = None) -> None:
+        self._output_prefix = output_prefix
+        self.store = store  # the file store; set once services exist
+
+    def handle(self, request: Request, key: str) -> Response:
+        if request.method == "OPTIONS":
+            return Response(status=204, headers=CORS_HEADERS)
+        if not key or key.startswith("/") or any(part in ("", ".", "..") for part in key.split("/")):
+            return error(400, "invalid_key", "That is not a valid media key.")
+        if request.method in ("GET", "HEAD"):
+            return self._read(request, key)
+        if request.method == "PUT":
+            return self._upload(request, key)
+        return error(405, "method_not_allowed", f"{request.method} is not allowed on media.")
+
+    def _read(self, request: Request, key: str) -> Response:
+        if not key.startswith(self._output_prefix):
+            # Same answer as a private S3 object behind CloudFront: nothing to see here.
+            return error(403, "forbidden", "Only published media can be read.")
+        if self.store is None:
+            return error(503, "not_ready", "The media store is not ready yet.")
+        try:
+            path = self.store.local_path(key)
+        except ReelayError as e:
+            return error(e.status, e.code, e.message)
+        response = send_file(
+            path, request.environ, mimetype=content_type_for(key), conditional=True, max_age=None
+        )
+        # Playlists change while a video is still transcoding; segments never change.
+        response.headers["Cache-Control"] = "no-cache" if key.endswith(".m3u8") else "max-age=86400"
+        response.headers.update(CORS_HEADERS)
+        return response
+
+    def _upload(self, request: Request, key: str) -> Response:
+        if self.store is None:
+            return error(503, "not_ready", "The media store is not ready yet.")
+        try:
+            etag = self.store.receive_upload(
+                key, request.stream, dict(request.args.lists()), request.headers.get("Content-Type")
+            )
+        except ReelayError as e:
+            return error(e.status, e.code, e.message)
+        headers = dict(CORS_HEADERS)
+        if etag:
+            headers["ETag"] = f'"{etag.strip(chr(34))}"'
+        return Response(status=200, headers=headers)

@@ -1,0 +1,68 @@
+"""Drop CloudFront's cached copies of deleted media (segments are cached ``immutable`` for a year)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from aws_lambda_powertools import Logger
+
+from reelay.adapters.aws import client as aws_client
+from reelay.adapters.aws import error_code
+from reelay.errors import InvalidInput
+from reelay.settings import Settings
+
+logger = Logger(child=True)
+
+MAX_PATHS = 3000  # CloudFront's limit of paths per invalidation batch
+
+
+class CloudFrontInvalidator:
+    """A CdnInvalidator for one distribution. Failures are logged, never raised: the media is
+    already deleted at the origin, and the cache expires on its own at worst."""
+
+    def __init__(self, distribution_id: str, client: Any = None, *, settings: Settings | None = None) -> None:
+        if not distribution_id or not distribution_id.strip():
+            raise InvalidInput("a CloudFront distribution id is required")
+        self.distribution_id = distribution_id.strip()
+        self._client = client or aws_client("cloudfront", settings)
+
+    def invalidate(self, paths: list[str]) -> None:
+        items = [p if p.startswith("/") else f"/{p}" for p in paths if p]
+        if not items:
+            return
+        for start in range(0, len(items), MAX_PATHS):
+            batch = items[start : start + MAX_PATHS]
+            try:
+                resp = self._client.create_invalidation(
+                    DistributionId=self.distribution_id,
+                    InvalidationBatch={
+                        "Paths": {"Quantity": len(batch), "Items": batch},
+                        # Unique per call: a retried call must not be folded into an older batch.
+                        "CallerReference": f"reelay-{uuid.uuid4().hex}",
+                    },
+                )
+            except Exception as e:  # deletion must never fail on the cache
+                logger.error(
+                    "CDN invalidation failed; cached copies expire on their own",
+                    extra={"distribution_id": self.distribution_id, "paths": batch, "error": error_code(e)},
+                )
+                continue
+            logger.info(
+                "CDN invalidation created",
+                extra={
+                    "distribution_id": self.distribution_id,
+                    "paths": batch,
+                    "invalidation_id": resp.get("Invalidation", {}).get("Id"),
+                },
+            )
+
+
+class NoCdnInvalidator:
+    """Where nothing caches published media (the local platform, tests): nothing to drop."""
+
+    def invalidate(self, paths: list[str]) -> None:
+        logger.debug("no CDN configured; nothing to invalidate", extra={"paths": paths})
+
+
+__all__ = ["CloudFrontInvalidator", "NoCdnInvalidator"]

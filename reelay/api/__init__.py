@@ -1,0 +1,1 @@
+"""The HTTP API: route table, request/response models and the Powertools resolver."""

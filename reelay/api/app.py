@@ -1,0 +1,388 @@
+"""The HTTP API as one Powertools resolver: one small function per route in reelay.api.routes.
+
+Handlers parse (the resolver validates against reelay.api.models), call one domain function and
+shape the answer. Every error leaves as JSON ``{"error": code, "message": text}``.
+"""
+
+from __future__ import annotations
+
+import binascii
+import json
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Annotated, Any, TypeVar
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, CORSConfig, Response, content_types
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError, ServiceError
+from aws_lambda_powertools.event_handler.openapi.exceptions import (
+    RequestUnsupportedContentType,
+    RequestValidationError,
+)
+from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
+from aws_lambda_powertools.event_handler.openapi.params import Query
+from pydantic import BaseModel
+
+from reelay.api.models import (
+    CompleteUploadIn,
+    ConfirmIn,
+    ErrorOut,
+    LimitsOut,
+    LoginIn,
+    MessageOut,
+    MetadataIn,
+    MultipartUploadOut,
+    OwnerVideoOut,
+    OwnerVideoPageOut,
+    PartUrlOut,
+    PatchVideoIn,
+    RefreshIn,
+    RegisterIn,
+    RegisterOut,
+    ResendCodeIn,
+    SingleUploadOut,
+    TokensOut,
+    UploadIn,
+    UploadOut,
+    VideoId,
+    VideoOut,
+    VideoPageOut,
+)
+from reelay.api.routes import ROUTES, Route
+from reelay.errors import ReelayError, Unauthorized
+from reelay.models import Video
+from reelay.observability import MetricUnit, logger, metrics
+from reelay.ports import Page, Tokens
+from reelay.videos import MultipartUpload, VideoService
+from reelay.wiring import get_services
+
+SECURITY_SCHEME = "CognitoBearer"
+_ROUTE_TABLE = {(r.method, r.path): r for r in ROUTES}
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+app = APIGatewayRestResolver(
+    enable_validation=True,
+    # Bearer tokens, not cookies, so any origin may call; credentials are never sent implicitly.
+    cors=CORSConfig(allow_origin="*", max_age=600),
+)
+
+# One configuration, so the served document and any offline export (app.get_openapi_json_schema()) agree.
+app.configure_openapi(
+    title="Reelay API",
+    version="1.0.0",
+    description="Video on demand: sign up, upload, watch.",
+    security_schemes={SECURITY_SCHEME: HTTPBearer(bearerFormat="JWT", description="Cognito ID token")},
+)
+
+
+# --- the caller ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Caller:
+    user_id: str
+    email: str
+
+
+def caller(*, need_email: bool = False) -> Caller:
+    """The verified caller. The authorizer (API Gateway or the local gateway) put the claims there."""
+    claims = app.current_event.request_context.authorizer.claims
+    sub = claims.get("sub") if isinstance(claims, dict) else None
+    if not sub or not isinstance(sub, str):
+        raise Unauthorized("sign in first: this route needs a valid bearer token")
+    email = claims.get("email")
+    if need_email and (not email or not isinstance(email, str)):
+        # Access tokens carry no email; the catalogue records the uploader's (seed column `email`).
+        raise Unauthorized("this route needs your ID token (it carries your email) as the bearer token")
+    return Caller(user_id=sub, email=email if isinstance(email, str) else "")
+
+
+# --- routes -------------------------------------------------------------------------------------
+def route(method: str, path: str, *, status: int = HTTPStatus.OK) -> Callable[[_F], _F]:
+    """Register a handler for a route of the shared table; its auth flag sets the OpenAPI security."""
+    spec: Route = _ROUTE_TABLE[(method, path)]
+
+    def register(func: _F) -> _F:
+        return app.route(
+            path.replace("{", "<").replace("}", ">"),
+            method=method,
+            summary=spec.summary,
+            security=[{SECURITY_SCHEME: []}] if spec.auth else None,
+            tags=[path.strip("/").split("/")[0]],
+            responses=_success_response(func, status) | _error_responses(spec),
+            status_code=status,
+        )(func)
+
+    return register
+
+
+def _success_response(func: Callable[..., Any], status: int) -> dict[int, Any]:
+    # Powertools documents only the responses given once any are, so the success one goes in too.
+    returns = typing.get_type_hints(func).get("return")
+    if isinstance(returns, type) and issubclass(returns, BaseModel):
+        content = {"application/json": {"model": returns}}
+        return {status: {"description": HTTPStatus(status).phrase, "content": content}}
+    return {status: {"description": HTTPStatus(status).phrase}}
+
+
+def _error_responses(spec: Route) -> dict[int, Any]:
+    """Document the error shape for the failures each route can answer with."""
+    codes = {400: "Invalid input", 500: "Internal error"}
+    if spec.auth:
+        codes |= {401: "Not signed in", 403: "Not the owner"}
+    if "{videoId}" in spec.path or spec.path == "/videos/metadata":
+        codes[404] = "Unknown video"
+    if spec.path.startswith("/auth/"):
+        codes |= {401: "Wrong credentials or token", 403: "Not confirmed", 404: "Unknown user", 409: "Taken"}
+    content = {"application/json": {"model": ErrorOut}}
+    return {code: {"description": text, "content": content} for code, text in sorted(codes.items())}
+
+
+def openapi_document() -> dict[str, Any]:
+    """The OpenAPI document as served. Validation failures answer 400 here, not Powertools' 422."""
+    document = json.loads(app.get_openapi_json_schema())
+    for operations in document.get("paths", {}).values():
+        for operation in operations.values():
+            operation.get("responses", {}).pop("422", None)
+    for name in ("HTTPValidationError", "ValidationError"):
+        document.get("components", {}).get("schemas", {}).pop(name, None)
+    return document
+
+
+def _tokens(tokens: Tokens) -> TokensOut:
+    return TokensOut(
+        id_token=tokens.id_token,
+        access_token=tokens.access_token,
+        refresh_token=tokens.refresh_token,
+        expires_in=tokens.expires_in,
+        token_type=tokens.token_type,
+    )
+
+
+def _public(videos: VideoService, video: Video) -> VideoOut:
+    return VideoOut.of(
+        video, playback_url=videos.playback_url(video), thumbnail_url=videos.thumbnail_url(video)
+    )
+
+
+def _owned(videos: VideoService, video: Video) -> OwnerVideoOut:
+    return OwnerVideoOut.of_owner(
+        video, playback_url=videos.playback_url(video), thumbnail_url=videos.thumbnail_url(video)
+    )
+
+
+Limit = Annotated[int, Query(ge=1, le=100, description="Page size, 1 to 100")]
+Cursor = Annotated[str | None, Query(min_length=1, max_length=512, description="nextCursor of the last page")]
+
+
+@route("POST", "/auth/register", status=HTTPStatus.CREATED)
+def register(body: RegisterIn) -> RegisterOut:
+    user_id = get_services().identity.register(str(body.email), body.password)
+    metrics.add_metric(name="UserRegistered", unit=MetricUnit.Count, value=1)
+    return RegisterOut(user_id=user_id, confirmation_required=True)
+
+
+@route("POST", "/auth/confirm-register")
+def confirm_register(body: ConfirmIn) -> MessageOut:
+    get_services().identity.confirm(str(body.email), body.code)
+    return MessageOut(message="account confirmed; you can log in")
+
+
+@route("POST", "/auth/resend-code")
+def resend_code(body: ResendCodeIn) -> MessageOut:
+    get_services().identity.resend_code(str(body.email))
+    return MessageOut(message="a new confirmation code is on its way")
+
+
+@route("POST", "/auth/login")
+def login(body: LoginIn) -> TokensOut:
+    return _tokens(get_services().identity.login(str(body.email), body.password))
+
+
+@route("POST", "/auth/refresh")
+def refresh(body: RefreshIn) -> TokensOut:
+    return _tokens(get_services().identity.refresh(body.refresh_token))
+
+
+@route("GET", "/videos")
+def list_videos(limit: Limit = 20, cursor: Cursor = None) -> VideoPageOut:
+    videos = get_services().videos
+    page: Page = videos.list_ready(limit, cursor)
+    return VideoPageOut(items=[_public(videos, v) for v in page.items], next_cursor=page.next_cursor)
+
+
+@route("GET", "/videos/{videoId}")
+def get_video(videoId: VideoId) -> VideoOut:
+    videos = get_services().videos
+    return _public(videos, videos.get(videoId))
+
+
+@route("POST", "/videos/upload", status=HTTPStatus.CREATED)
+def create_upload(body: UploadIn) -> UploadOut:
+    who = caller(need_email=True)
+    videos = get_services().videos
+    video, instructions = videos.create_upload(
+        who.user_id,
+        who.email,
+        body.display_name,
+        body.description,
+        body.content_type,
+        body.size_bytes,
+        body.file_name,
+    )
+    settings = videos.settings
+    out = UploadOut(
+        video_id=video.video_id,
+        video=_owned(videos, video),
+        limits=LimitsOut(
+            max_bytes=settings.max_upload_bytes, allowed_content_types=list(settings.allowed_content_types)
+        ),
+    )
+    if isinstance(instructions, MultipartUpload):
+        out.multipart = MultipartUploadOut(
+            upload_id=instructions.upload_id,
+            part_size_bytes=instructions.part_size_bytes,
+            parts=[PartUrlOut(part_number=p.part_number, url=p.url) for p in instructions.parts],
+            # Relative, so it resolves under the stage (/prod/) instead of the host root.
+            complete_path=f"videos/{video.video_id}/upload/complete",
+            expires_in=instructions.expires_in,
+        )
+    else:
+        out.upload = SingleUploadOut(
+            url=instructions.url, headers=instructions.headers, expires_in=instructions.expires_in
+        )
+    metrics.add_metric(name="UploadCreated", unit=MetricUnit.Count, value=1)
+    return out
+
+
+@route("POST", "/videos/{videoId}/upload/complete")
+def complete_upload(videoId: VideoId, body: CompleteUploadIn) -> OwnerVideoOut:
+    who = caller()
+    videos = get_services().videos
+    video = videos.complete_multipart(
+        who.user_id, videoId, body.upload_id, [(p.part_number, p.etag) for p in body.parts]
+    )
+    return _owned(videos, video)
+
+
+@route("POST", "/videos/metadata")
+def set_metadata(body: MetadataIn) -> OwnerVideoOut:
+    who = caller()
+    videos = get_services().videos
+    video = videos.update_metadata(who.user_id, body.video_id, body.display_name, body.description)
+    return _owned(videos, video)
+
+
+@route("PATCH", "/videos/{videoId}")
+def patch_video(videoId: VideoId, body: PatchVideoIn) -> OwnerVideoOut:
+    who = caller()
+    videos = get_services().videos
+    return _owned(videos, videos.update_metadata(who.user_id, videoId, body.display_name, body.description))
+
+
+@route("DELETE", "/videos/{videoId}", status=HTTPStatus.NO_CONTENT)
+def delete_video(videoId: VideoId) -> Response[str]:
+    who = caller()
+    get_services().videos.delete(who.user_id, videoId)
+    metrics.add_metric(name="VideoDeleted", unit=MetricUnit.Count, value=1)
+    return Response(status_code=HTTPStatus.NO_CONTENT, body="")
+
+
+@route("GET", "/me/videos")
+def my_videos(limit: Limit = 20, cursor: Cursor = None) -> OwnerVideoPageOut:
+    who = caller()
+    videos = get_services().videos
+    page = videos.list_mine(who.user_id, limit, cursor)
+    return OwnerVideoPageOut(items=[_owned(videos, v) for v in page.items], next_cursor=page.next_cursor)
+
+
+@route("GET", "/openapi.json")
+def get_openapi_document() -> Response[dict[str, Any]]:
+    return Response(status_code=200, content_type=content_types.APPLICATION_JSON, body=openapi_document())
+
+
+# --- errors -------------------------------------------------------------------------------------
+def error_response(status: int, code: str, message: str) -> Response:
+    return Response(
+        status_code=status,
+        content_type=content_types.APPLICATION_JSON,
+        body={"error": code, "message": message},
+    )
+
+
+def _describe(errors: list[dict[str, Any]]) -> tuple[str, str]:
+    """A readable message naming the fields, without Python or pydantic internals."""
+    if any(e.get("type") == "json_invalid" for e in errors):
+        return "invalid_json", "the request body is not valid JSON"
+    parts = []
+    for e in errors[:5]:
+        loc = [str(x) for x in e.get("loc", ()) if x not in ("body", "query", "path")]
+        where = ".".join(loc) or "body"
+        kind = e.get("type", "")
+        if kind == "missing":
+            parts.append(f"{where} is required")
+        elif kind == "extra_forbidden":
+            parts.append(f"{where} is not an accepted field")
+        else:
+            parts.append(f"{where}: {e.get('msg') or kind}")
+    return "invalid_input", "; ".join(parts) or "the request is not valid"
+
+
+def _sent_json() -> bool:
+    content_type = (app.current_event.headers or {}).get("content-type", "") or ""
+    return not content_type.strip() or content_type.strip().lower().startswith("application/json")
+
+
+def _not_json() -> Response:
+    return error_response(
+        415, "unsupported_media_type", "send the body as JSON with Content-Type: application/json"
+    )
+
+
+@app.exception_handler(RequestValidationError)
+def on_validation_error(exc: RequestValidationError) -> Response:
+    if not _sent_json():  # form bodies parse into lists of strings: say what is really wrong
+        return _not_json()
+    code, message = _describe(list(exc.errors()))
+    return error_response(400, code, message)
+
+
+@app.exception_handler(RequestUnsupportedContentType)
+def on_unsupported_content_type(exc: RequestUnsupportedContentType) -> Response:
+    return _not_json()
+
+
+@app.exception_handler(ValueError)
+def on_value_error(exc: ValueError) -> Response:
+    # Decoding the event body happens before any route runs: bad base64, not UTF-8, a broken
+    # multipart body. Anything else is a bug and takes the 500 path.
+    if isinstance(exc, binascii.Error | UnicodeDecodeError):
+        return error_response(400, "invalid_json", "the request body could not be decoded as UTF-8 JSON")
+    if not _sent_json():
+        return _not_json()
+    return on_unexpected(exc)
+
+
+@app.exception_handler(ReelayError)
+def on_domain_error(exc: ReelayError) -> Response:
+    if exc.status >= 500:
+        logger.error("dependency failed", extra={"error": exc.code, "detail": exc.message})
+    return error_response(exc.status, exc.code, exc.message)
+
+
+@app.not_found
+def on_not_found(_: NotFoundError) -> Response:
+    event = app.current_event
+    return error_response(404, "not_found", f"no route for {event.http_method} {event.path}")
+
+
+@app.exception_handler(ServiceError)
+def on_service_error(exc: ServiceError) -> Response:
+    return error_response(
+        exc.status_code, HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_"), str(exc.msg)
+    )
+
+
+@app.exception_handler(Exception)
+def on_unexpected(exc: Exception) -> Response:
+    logger.exception("unexpected error")
+    return error_response(500, "internal_error", "something went wrong on our side; try again later")

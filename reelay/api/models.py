@@ -1,0 +1,234 @@
+"""Request and response bodies of the HTTP API. camelCase on the wire, snake_case in Python.
+
+The resolver validates requests and writes the OpenAPI document from these same models.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, PlainSerializer, StrictInt, StringConstraints
+from pydantic.alias_generators import to_camel
+
+from reelay.models import Video, VideoSource, VideoStatus
+
+DisplayName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Description = Annotated[str, StringConstraints(max_length=5000)]
+Password = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+# The catalogue stores naive UTC; the wire says so explicitly (RFC 3339 with Z).
+UtcDateTime = Annotated[
+    datetime,
+    PlainSerializer(
+        lambda d: (
+            (d if d.tzinfo else d.replace(tzinfo=UTC))
+            .astimezone(UTC)
+            .isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z")
+        ),
+        return_type=str,
+        when_used="json",
+    ),
+]
+VideoId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+
+class _Request(BaseModel):
+    # Requests accept only the camelCase names; anything else is an error, not silently dropped.
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=False, extra="forbid")
+
+
+# --- auth ------------------------------------------------------------------------------------
+class RegisterIn(_Request):
+    email: EmailStr
+    password: Password
+
+
+class ConfirmIn(_Request):
+    email: EmailStr
+    code: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+
+
+class ResendCodeIn(_Request):
+    email: EmailStr
+
+
+class LoginIn(_Request):
+    email: EmailStr
+    password: Password
+
+
+class RefreshIn(_Request):
+    refresh_token: Annotated[str, StringConstraints(min_length=1, max_length=8192)]
+
+
+class RegisterOut(_Wire):
+    user_id: str
+    confirmation_required: bool = True
+
+
+class MessageOut(_Wire):
+    message: str
+
+
+class TokensOut(_Wire):
+    id_token: str
+    access_token: str
+    refresh_token: str | None = None
+    expires_in: int
+    token_type: str = "Bearer"
+
+
+# --- videos ----------------------------------------------------------------------------------
+class UploadIn(_Request):
+    display_name: DisplayName
+    description: Description = ""
+    content_type: Annotated[str, StringConstraints(min_length=1, max_length=255)]
+    size_bytes: StrictInt = Field(description="Exact size of the file in bytes")
+    file_name: Annotated[str, StringConstraints(max_length=1024)] | None = None
+
+
+class PartIn(_Request):
+    part_number: StrictInt = Field(ge=1, le=10_000)
+    etag: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+
+
+class CompleteUploadIn(_Request):
+    upload_id: Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+    parts: list[PartIn] = Field(min_length=1, max_length=10_000)
+
+
+class MetadataIn(_Request):
+    video_id: VideoId
+    display_name: DisplayName | None = None
+    description: Description | None = None
+
+
+class PatchVideoIn(_Request):
+    display_name: DisplayName | None = None
+    description: Description | None = None
+
+
+class RenditionOut(_Wire):
+    name: str
+    width: int
+    height: int
+    bandwidth: int
+    codecs: str
+
+
+class VideoOut(_Wire):
+    video_id: str
+    display_name: str
+    description: str
+    status: VideoStatus
+    failure_reason: str | None = None
+    progress: int
+    playable: bool
+    is_transcoded: bool
+    duration_seconds: float | None = None
+    renditions: list[RenditionOut]
+    source: VideoSource
+    upload_time: UtcDateTime
+    created_at: UtcDateTime
+    updated_at: UtcDateTime
+    playback_url: str | None = None
+    thumbnail_url: str | None = None
+
+    @classmethod
+    def of(cls, video: Video, *, playback_url: str | None, thumbnail_url: str | None) -> VideoOut:
+        return cls(
+            video_id=video.video_id,
+            display_name=video.display_name,
+            description=video.description,
+            status=video.status,
+            failure_reason=video.failure_reason,
+            progress=video.progress,
+            playable=video.playable,
+            is_transcoded=video.is_transcoded,
+            duration_seconds=video.duration_seconds,
+            renditions=[
+                RenditionOut(
+                    name=r.name, width=r.width, height=r.height, bandwidth=r.bandwidth, codecs=r.codecs
+                )
+                for r in video.renditions
+            ],
+            source=video.source,
+            upload_time=video.upload_time,
+            created_at=video.created_at,
+            updated_at=video.updated_at,
+            playback_url=playback_url,
+            thumbnail_url=thumbnail_url,
+        )
+
+
+class OwnerVideoOut(VideoOut):
+    """The owner's view of a video: adds the uploader's email, which public views never show."""
+
+    email: str
+
+    @classmethod
+    def of_owner(cls, video: Video, *, playback_url: str | None, thumbnail_url: str | None) -> OwnerVideoOut:
+        public = VideoOut.of(video, playback_url=playback_url, thumbnail_url=thumbnail_url)
+        return cls(**public.model_dump(), email=video.email)
+
+
+class VideoPageOut(_Wire):
+    items: list[VideoOut]
+    next_cursor: str | None = None
+
+
+class OwnerVideoPageOut(_Wire):
+    items: list[OwnerVideoOut]
+    next_cursor: str | None = None
+
+
+class SingleUploadOut(_Wire):
+    method: Literal["PUT"] = "PUT"
+    url: str
+    headers: dict[str, str] = Field(
+        description="Send exactly these headers; the body must be exactly sizeBytes long (it is signed)"
+    )
+    expires_in: int
+
+
+class PartUrlOut(_Wire):
+    part_number: int
+    url: str
+
+
+class MultipartUploadOut(_Wire):
+    upload_id: str
+    part_size_bytes: int
+    parts: list[PartUrlOut]
+    complete_path: str = Field(
+        description=(
+            "Where to POST the part ETags, relative to the API base URL including its stage and "
+            "without a leading slash: resolve it against e.g. https://api.example/prod/ (note the "
+            "trailing slash), giving https://api.example/prod/videos/{videoId}/upload/complete"
+        ),
+        examples=["videos/0123abcd/upload/complete"],
+    )
+    expires_in: int
+
+
+class LimitsOut(_Wire):
+    max_bytes: int
+    allowed_content_types: list[str]
+
+
+class UploadOut(_Wire):
+    video_id: str
+    video: OwnerVideoOut
+    upload: SingleUploadOut | None = None
+    multipart: MultipartUploadOut | None = None
+    limits: LimitsOut
+
+
+class ErrorOut(_Wire):
+    error: str
+    message: str

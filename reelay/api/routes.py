@@ -1,0 +1,36 @@
+"""The one route table. The CDK API stack and the local gateway both build from it.
+
+``auth=True`` routes sit behind the Cognito authorizer in API Gateway and behind JWT validation
+(against the user pool's JWKS) in the local gateway. Both deliver the verified claims to the
+resolver in ``requestContext.authorizer.claims``, the API Gateway REST shape.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str  # API Gateway style: /videos/{videoId}
+    auth: bool
+    summary: str
+
+
+ROUTES: tuple[Route, ...] = (
+    Route("POST", "/auth/register", False, "Sign up with email and password; a code is emailed"),
+    Route("POST", "/auth/confirm-register", False, "Confirm a sign-up with the emailed code"),
+    Route("POST", "/auth/resend-code", False, "Send the sign-up code again"),
+    Route("POST", "/auth/login", False, "Log in; returns Cognito tokens"),
+    Route("POST", "/auth/refresh", False, "Exchange a refresh token for new tokens"),
+    Route("GET", "/videos", False, "List ready videos, newest first, paginated"),
+    Route("GET", "/videos/{videoId}", False, "One video: metadata, status and playback URL"),
+    Route("POST", "/videos/upload", True, "Create a video and get a presigned (multipart) upload"),
+    Route("POST", "/videos/{videoId}/upload/complete", True, "Complete a multipart upload"),
+    Route("POST", "/videos/metadata", True, "Set a video's name and description (owner only)"),
+    Route("PATCH", "/videos/{videoId}", True, "Rename or describe a video (owner only)"),
+    Route("DELETE", "/videos/{videoId}", True, "Delete a video and its media (owner only)"),
+    Route("GET", "/me/videos", True, "The caller's own videos, any status"),
+    Route("GET", "/openapi.json", False, "This API's OpenAPI document"),
+)

@@ -1,0 +1,146 @@
+"""Rules both catalogues share, so the fake and MySQL cannot drift: cursors, limits, timestamps."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+import re
+from datetime import UTC, datetime
+
+from reelay.errors import InvalidInput
+from reelay.models import Video
+
+VIDEO_ID_MAX = 64
+DISPLAY_NAME_MAX = 255
+DESCRIPTION_MAX = 5000
+FAILURE_REASON_MAX = 2000
+MAX_PAGE = 1000
+_CURSOR_MAX_CHARS = 512
+
+
+def to_db_time(value: datetime) -> datetime:
+    """Naive UTC at millisecond precision, what DATETIME(3) stores (MySQL would round, not truncate)."""
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    return value.replace(microsecond=(value.microsecond // 1000) * 1000)
+
+
+def encode_cursor(upload_time: datetime, video_id: str) -> str:
+    raw = json.dumps([to_db_time(upload_time).isoformat(timespec="milliseconds"), video_id])
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    """The (uploadTime, videoId) after which the next page starts. Anything else is InvalidInput."""
+    bad = InvalidInput("cursor is not valid; use the nextCursor value from the previous page")
+    if not isinstance(cursor, str) or not cursor or len(cursor) > _CURSOR_MAX_CHARS:
+        raise bad
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        upload_time, video_id = json.loads(raw.decode())
+        if not isinstance(upload_time, str) or not isinstance(video_id, str):
+            raise ValueError("wrong types")
+        parsed = datetime.fromisoformat(upload_time)
+    except (binascii.Error, UnicodeDecodeError, ValueError, TypeError) as exc:
+        raise bad from exc
+    if not is_video_id(video_id):
+        raise bad
+    return to_db_time(parsed), video_id
+
+
+def check_limit(limit: int) -> int:
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
+        raise InvalidInput(f"limit must be an integer from 1 to {MAX_PAGE}")
+    return limit
+
+
+def check_display_name(name: str) -> str:
+    if not isinstance(name, str) or not name.strip() or len(name) > DISPLAY_NAME_MAX:
+        raise InvalidInput(f"displayName must be 1 to {DISPLAY_NAME_MAX} characters")
+    return name
+
+
+def check_description(text: str) -> str:
+    if not isinstance(text, str) or len(text) > DESCRIPTION_MAX:
+        raise InvalidInput(f"description must be at most {DESCRIPTION_MAX} characters")
+    return text
+
+
+def check_lease_seconds(seconds: int) -> int:
+    if isinstance(seconds, bool) or not isinstance(seconds, int) or not 1 <= seconds <= 86400:
+        raise InvalidInput("lease_seconds must be an integer from 1 to 86400")
+    return seconds
+
+
+def clamp_progress(progress: int) -> int:
+    return max(0, min(100, int(progress)))
+
+
+def clip_reason(reason: str) -> str:
+    return (reason or "failed")[:FAILURE_REASON_MAX]
+
+
+_ID_CHARS = re.compile(r"^[\x21-\x7e]+$")
+VIDEO_KEY_MAX = 1024
+OWNER_ID_MAX = 128
+EMAIL_MAX = 320
+CONTENT_TYPE_MAX = 255
+WORKER_ID_MAX = 128
+
+
+def is_video_id(video_id: object) -> bool:
+    """Printable ASCII, 1-64 chars: what the videoId column (ascii_bin) can hold."""
+    return isinstance(video_id, str) and len(video_id) <= VIDEO_ID_MAX and bool(_ID_CHARS.match(video_id))
+
+
+def check_video(video: Video) -> None:
+    """Everything a new row must satisfy, checked before any storage sees it."""
+    if not is_video_id(video.video_id):
+        raise InvalidInput(f"videoId must be 1 to {VIDEO_ID_MAX} printable ASCII characters")
+    check_display_name(video.display_name)
+    check_description(video.description)
+    _check_text("videoKey", video.video_key, VIDEO_KEY_MAX)
+    _check_text("ownerId", video.owner_id, OWNER_ID_MAX)
+    _check_text("email", video.email, EMAIL_MAX)
+    if video.content_type is not None:
+        _check_text("contentType", video.content_type, CONTENT_TYPE_MAX)
+    if video.size_bytes is not None:
+        check_size(video.size_bytes)
+    if not 0 <= video.progress <= 100:
+        raise InvalidInput("progress must be from 0 to 100")
+    if video.attempts < 0:
+        raise InvalidInput("attempts must not be negative")
+
+
+def check_size(size_bytes: int) -> int:
+    if isinstance(size_bytes, bool) or not isinstance(size_bytes, int) or size_bytes < 0:
+        raise InvalidInput("sizeBytes must be a non-negative integer")
+    return size_bytes
+
+
+def check_content_type(content_type: str | None) -> str | None:
+    if content_type is not None:
+        _check_text("contentType", content_type, CONTENT_TYPE_MAX)
+    return content_type
+
+
+def check_worker_id(worker_id: str) -> str:
+    _check_text("worker_id", worker_id, WORKER_ID_MAX)
+    return worker_id
+
+
+def _check_text(name: str, value: object, limit: int) -> None:
+    if not isinstance(value, str) or not value or len(value) > limit:
+        raise InvalidInput(f"{name} must be 1 to {limit} characters")
+
+
+def check_duration(seconds: float) -> float:
+    try:
+        value = float(seconds)
+    except (TypeError, ValueError):
+        raise InvalidInput("duration_seconds must be a number") from None
+    if not math.isfinite(value) or value < 0:
+        raise InvalidInput("duration_seconds must be a finite, non-negative number")
+    return value

@@ -1,0 +1,36 @@
+-- The video catalogue. Keeps the seed's columns (videoKey, displayName, uploadTime, isTranscoded,
+-- email) under their names. Ids are ascii_bin so ordering and equality match the in-memory fake.
+-- renditions is LONGTEXT with a JSON_VALID check: MariaDB's JSON is an alias of LONGTEXT anyway.
+CREATE TABLE IF NOT EXISTS videos (
+  videoId VARCHAR(64) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+  videoKey VARCHAR(1024) NOT NULL,
+  displayName VARCHAR(255) NOT NULL,
+  description TEXT NOT NULL,
+  ownerId VARCHAR(128) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
+  email VARCHAR(320) NOT NULL,
+  status VARCHAR(32) NOT NULL DEFAULT 'awaiting_upload',
+  failureReason TEXT NULL,
+  progress TINYINT UNSIGNED NOT NULL DEFAULT 0,
+  playable TINYINT(1) NOT NULL DEFAULT 0,
+  isTranscoded TINYINT(1) NOT NULL DEFAULT 0,
+  durationSeconds DOUBLE NULL,
+  renditions LONGTEXT NOT NULL,
+  source VARCHAR(16) NOT NULL DEFAULT 'upload',
+  contentType VARCHAR(255) NULL,
+  sizeBytes BIGINT UNSIGNED NULL,
+  attempts INT UNSIGNED NOT NULL DEFAULT 0,
+  leaseOwner VARCHAR(128) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NULL,
+  leaseExpiresAt DATETIME(3) NULL,
+  uploadTime DATETIME(3) NOT NULL,
+  createdAt DATETIME(3) NOT NULL,
+  updatedAt DATETIME(3) NOT NULL,
+  PRIMARY KEY (videoId),
+  KEY idx_videos_ready (status, uploadTime DESC, videoId DESC),
+  KEY idx_videos_owner (ownerId, uploadTime DESC, videoId DESC),
+  KEY idx_videos_status (status, createdAt),
+  CONSTRAINT chk_videos_status
+    CHECK (status IN ('awaiting_upload', 'queued', 'processing', 'ready', 'failed')),
+  CONSTRAINT chk_videos_source CHECK (source IN ('upload', 'recording')),
+  CONSTRAINT chk_videos_progress CHECK (progress <= 100),
+  CONSTRAINT chk_videos_renditions CHECK (JSON_VALID(renditions))
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;

@@ -1,0 +1,60 @@
+"""Domain exceptions. Adapters translate driver errors into these; the API maps them to 4xx."""
+
+from __future__ import annotations
+
+
+class ReelayError(Exception):
+    """Base of every domain error. ``code`` is the stable machine-readable error code."""
+
+    code = "error"
+    status = 400
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class NotFound(ReelayError):
+    code = "not_found"
+    status = 404
+
+
+class Forbidden(ReelayError):
+    code = "forbidden"
+    status = 403
+
+
+class Unauthorized(ReelayError):
+    code = "unauthorized"
+    status = 401
+
+
+class Conflict(ReelayError):
+    code = "conflict"
+    status = 409
+
+
+class InvalidInput(ReelayError):
+    code = "invalid_input"
+    status = 400
+
+
+class AuthError(ReelayError):
+    """Identity errors; ``code`` is set per instance (weak_password, email_taken, ...)."""
+
+    def __init__(self, code: str, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.code = code
+        self.status = status
+
+
+class StorageError(ReelayError):
+    code = "storage_error"
+    status = 502
+
+
+class MediaError(ReelayError):
+    """A media file that cannot be transcoded. Permanent: never retried."""
+
+    code = "bad_media"
+    status = 422

@@ -1,0 +1,229 @@
+"""Ports: what the domain needs from the outside world. Adapters implement these.
+
+Services receive their ports by constructor; tests pass in-memory fakes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from reelay.models import Rendition, TranscodeJob, Video, VideoStatus
+
+
+# --- catalogue -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Page:
+    items: list[Video]
+    next_cursor: str | None
+
+
+class VideoCatalogue(Protocol):
+    """The video catalogue. Raises ``reelay.errors.NotFound`` for unknown ids."""
+
+    def create(self, video: Video) -> Video: ...
+
+    def get(self, video_id: str) -> Video: ...
+
+    def list_ready(self, *, limit: int, cursor: str | None = None) -> Page:
+        """Ready videos, newest first, stable order (uploadTime DESC, videoId DESC), keyset cursor."""
+        ...
+
+    def list_by_owner(self, owner_id: str, *, limit: int, cursor: str | None = None) -> Page:
+        """All of one owner's videos, any status, same order and cursor scheme as list_ready."""
+        ...
+
+    def update_metadata(
+        self, video_id: str, *, display_name: str | None = None, description: str | None = None
+    ) -> Video: ...
+
+    def delete(self, video_id: str) -> None: ...
+
+    def mark_uploaded(self, video_id: str, *, size_bytes: int, content_type: str | None) -> bool:
+        """awaiting_upload|failed -> queued. False when the video is not in a state to queue."""
+        ...
+
+    def claim(self, video_id: str, worker_id: str, lease_seconds: int) -> Video | None:
+        """queued (or processing with an expired lease) -> processing, owned by worker_id.
+
+        Returns None when the video is ready, failed, deleted or leased by another live worker.
+        Increments ``attempts``.
+        """
+        ...
+
+    def heartbeat(
+        self, video_id: str, worker_id: str, *, lease_seconds: int, progress: int, playable: bool
+    ) -> bool:
+        """Extend the lease and record progress. False when the lease was lost."""
+        ...
+
+    def complete(
+        self, video_id: str, worker_id: str, *, duration_seconds: float, renditions: Sequence[Rendition]
+    ) -> bool:
+        """processing -> ready (isTranscoded=1, progress=100). True only for the call that did it."""
+        ...
+
+    def fail(self, video_id: str, reason: str, *, worker_id: str | None = None) -> bool:
+        """-> failed with a reason. With worker_id, only while that worker holds the lease."""
+        ...
+
+    def release(self, video_id: str, worker_id: str) -> bool:
+        """Hand a claimed job back: processing -> queued, lease cleared (SIGTERM path)."""
+        ...
+
+    def in_flight(self) -> list[Video]:
+        """Videos queued or processing: re-enqueued when the local platform starts."""
+        ...
+
+
+# --- object stores ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    size: int
+    content_type: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    last_modified: datetime | None = None
+
+
+@dataclass(frozen=True)
+class PresignedPart:
+    part_number: int
+    url: str
+
+
+class ObjectStore(Protocol):
+    """One bucket (or directory) plus an optional key prefix. Keys are relative to the prefix."""
+
+    def put_bytes(
+        self,
+        key: str,
+        data: bytes,
+        *,
+        content_type: str | None = None,
+        metadata: dict[str, str] | None = None,
+        cache_control: str | None = None,
+    ) -> None: ...
+
+    def put_file(
+        self,
+        key: str,
+        path: Path,
+        *,
+        content_type: str | None = None,
+        metadata: dict[str, str] | None = None,
+        cache_control: str | None = None,
+    ) -> None: ...
+
+    def get_bytes(self, key: str) -> bytes: ...
+
+    def download(self, key: str, dest: Path) -> None: ...
+
+    def head(self, key: str) -> ObjectInfo | None: ...
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]: ...
+
+    def delete(self, key: str) -> None: ...
+
+    def delete_prefix(self, prefix: str) -> int: ...
+
+    def presign_put(
+        self, key: str, *, content_type: str, expires_in: int, content_length: int | None = None
+    ) -> str:
+        """With content_length, the URL accepts a body of exactly that many bytes (it is signed)."""
+        ...
+
+    def create_multipart(self, key: str, *, content_type: str) -> str: ...
+
+    def presign_part(self, key: str, upload_id: str, part_number: int, *, expires_in: int) -> str: ...
+
+    def complete_multipart(self, key: str, upload_id: str, parts: Sequence[tuple[int, str]]) -> None:
+        """parts: (part_number, etag) in any order."""
+        ...
+
+    def abort_multipart(self, key: str, upload_id: str) -> None: ...
+
+
+# --- queue, events, identity -----------------------------------------------------------------
+@dataclass
+class QueueMessage:
+    job: TranscodeJob
+    receipt: str
+    receive_count: int
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+class JobQueue(Protocol):
+    def send(self, job: TranscodeJob) -> None: ...
+
+    def receive(self, *, max_messages: int = 1, wait_seconds: int = 20) -> list[QueueMessage]:
+        """Long poll. Messages whose body is not a valid job are deleted and logged, not returned."""
+        ...
+
+    def delete(self, message: QueueMessage) -> None: ...
+
+    def extend(self, message: QueueMessage, seconds: int) -> None:
+        """Extend visibility while the job runs."""
+        ...
+
+    def release(self, message: QueueMessage) -> None:
+        """Make the message visible again now (hand the job back)."""
+        ...
+
+
+class CdnInvalidator(Protocol):
+    """Drops cached copies of published media (CloudFront). Never raises: deletion must not fail on it."""
+
+    def invalidate(self, paths: list[str]) -> None:
+        """paths: URL paths on the distribution, e.g. ``/outputs/{videoId}/*``."""
+        ...
+
+
+class EventPublisher(Protocol):
+    def publish(self, event_type: str, detail: dict[str, Any]) -> None:
+        """Publish e.g. ``video.ready`` / ``video.failed``."""
+        ...
+
+
+@dataclass(frozen=True)
+class Tokens:
+    id_token: str
+    access_token: str
+    refresh_token: str | None
+    expires_in: int
+    token_type: str = "Bearer"
+
+
+class IdentityProvider(Protocol):
+    """Raises ``reelay.errors.AuthError`` with a stable code for each failure."""
+
+    def register(self, email: str, password: str) -> str:
+        """Returns the new user's id (Cognito sub)."""
+        ...
+
+    def confirm(self, email: str, code: str) -> None: ...
+
+    def resend_code(self, email: str) -> None: ...
+
+    def login(self, email: str, password: str) -> Tokens: ...
+
+    def refresh(self, refresh_token: str) -> Tokens: ...
+
+
+__all__ = [
+    "CdnInvalidator",
+    "EventPublisher",
+    "IdentityProvider",
+    "JobQueue",
+    "ObjectInfo",
+    "ObjectStore",
+    "Page",
+    "PresignedPart",
+    "QueueMessage",
+    "Tokens",
+    "VideoCatalogue",
+    "VideoStatus",
+]

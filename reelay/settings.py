@@ -1,0 +1,82 @@
+"""Typed configuration. Code never reads os.environ ad hoc: it asks for Settings.
+
+Every variable is prefixed ``REELAY_``. The CDK stacks and the local platform set the same names.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="REELAY_", extra="ignore")
+
+    # Object store holding uploads (under upload_prefix) and HLS output (under output_prefix).
+    # See reelay.storage for the URL forms: s3://region/bucket, file:///abs/path, ...
+    media_store_url: str = "file:///tmp/reelay-media"
+    upload_prefix: str = "uploads/"
+    output_prefix: str = "outputs/"
+    # Public base URL that serves output_prefix (CloudFront domain, or the local gateway's /media).
+    playback_base_url: str = "http://localhost:8080/media/outputs"
+    # Base URL that file:// stores put in presigned URLs (the local gateway's /media).
+    file_store_public_url: str = "http://localhost:8080/media"
+    # No default: a guessable key would let anyone presign uploads. The local platform makes one.
+    file_store_signing_key: str | None = None
+
+    # Catalogue database: a DSN (local) or a Secrets Manager secret (AWS, rotated).
+    database_url: str | None = None  # mysql://user:pass@host:port/db
+    db_secret_arn: str | None = None
+    # The application user's secret: read only by the migration, which creates that user.
+    app_db_secret_arn: str | None = None
+    db_name: str = "reelay"
+    db_secret_max_age: int = 300  # seconds the secret is cached by Powertools parameters
+    db_tls: bool = False  # encrypt catalogue connections (on in AWS: RDS requires secure transport)
+    db_tls_ca_file: str | None = None  # verify the server against this CA bundle when given
+
+    # AWS resources. aws_endpoint_url points every client at moto in the local platform.
+    aws_region: str = Field(default="us-east-1", validation_alias="AWS_REGION")
+    aws_endpoint_url: str | None = None
+    # Injected by the ECS agent into every task; absent elsewhere (task scale-in protection is a no-op).
+    ecs_agent_uri: str | None = Field(default=None, validation_alias="ECS_AGENT_URI")
+    user_pool_id: str | None = None
+    user_pool_client_id: str | None = None
+    transcode_queue_url: str | None = None
+    events_topic_arn: str | None = None
+    cdn_distribution_id: str | None = None  # CloudFront serving output_prefix; unset locally
+
+    # Upload limits, declared to clients by POST /videos/upload.
+    max_upload_bytes: int = 5 * 1024**3
+    multipart_threshold_bytes: int = 100 * 1024**2
+    multipart_part_bytes: int = 64 * 1024**2
+    upload_url_expires_seconds: int = 3600
+    allowed_content_types: tuple[str, ...] = (
+        "video/mp4",
+        "video/quicktime",
+        "video/webm",
+        "video/x-matroska",
+        "video/x-msvideo",
+        "video/mpeg",
+        "video/mp2t",
+        "video/3gpp",
+        "video/ogg",
+    )
+
+    # Transcoding.
+    segment_seconds: int = 2
+    ladder: str = "1080p,720p,480p,360p"  # names from reelay.media.ladder.PRESETS
+    # Per-preset bitrates in kbps, "name=video:max:audio" comma-separated, e.g.
+    # "720p=2500:3750:128,360p=700:1050:96"; unnamed presets keep their built-in rates.
+    # Checked by reelay.media.ladder.parse_overrides (InvalidInput for bad values).
+    ladder_overrides: str = ""
+    x264_preset: str = "veryfast"
+    max_attempts: int = 3  # also the DLQ maxReceiveCount
+    lease_seconds: int = 120
+    work_dir: str = "/tmp/reelay-work"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,229 @@
+"""The video domain behind the /videos routes: uploads, metadata, playback URLs and deletion."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from reelay.errors import Conflict, Forbidden, InvalidInput, NotFound
+from reelay.models import Video, VideoStatus
+from reelay.observability import logger
+from reelay.ports import CdnInvalidator, ObjectStore, Page, PresignedPart, VideoCatalogue
+from reelay.settings import Settings
+from reelay.storage.url import MAX_PART_NUMBER, MIN_PART_BYTES
+
+# S3's multipart rules, which every store keeps: parts of at least 5 MiB, at most 10,000 of them.
+MAX_PARTS = MAX_PART_NUMBER
+
+
+@dataclass(frozen=True)
+class SingleUpload:
+    """Upload with one presigned PUT; the client must send exactly these headers."""
+
+    url: str
+    headers: dict[str, str]
+    expires_in: int
+    method: str = "PUT"
+
+
+@dataclass(frozen=True)
+class MultipartUpload:
+    """Upload in parts, then POST the part ETags to complete it."""
+
+    upload_id: str
+    part_size_bytes: int
+    parts: list[PresignedPart]
+    expires_in: int
+
+
+UploadInstructions = SingleUpload | MultipartUpload
+
+
+# Where a video's objects live in the media store: the upload, and the prefix of its HLS output.
+def upload_key(settings: Settings, video_id: str) -> str:
+    return f"{settings.upload_prefix}{video_id}"
+
+
+def output_prefix(settings: Settings, video_id: str) -> str:
+    # The trailing slash keeps a prefix delete of one video off another whose id starts the same.
+    return f"{settings.output_prefix}{video_id}/"
+
+
+class VideoService:
+    def __init__(
+        self,
+        catalogue: VideoCatalogue,
+        store: ObjectStore,
+        settings: Settings,
+        cdn: CdnInvalidator | None = None,
+    ) -> None:
+        self.catalogue = catalogue
+        self.store = store
+        self.settings = settings
+        self.cdn = cdn  # None: nothing caches published media
+
+    # --- URLs --------------------------------------------------------------------------------
+    def playback_url(self, video: Video) -> str | None:
+        # Served whole (playlists and segments) by CloudFront or the local gateway, never a presigned
+        # master: a signed master.m3u8 does not sign the segment URLs inside it.
+        if video.status == VideoStatus.READY or video.playable:
+            return f"{self.settings.playback_base_url.rstrip('/')}/{video.video_id}/master.m3u8"
+        return None
+
+    def thumbnail_url(self, video: Video) -> str | None:
+        if video.status == VideoStatus.READY:
+            return f"{self.settings.playback_base_url.rstrip('/')}/{video.video_id}/poster.jpg"
+        return None
+
+    # --- upload ------------------------------------------------------------------------------
+    def create_upload(
+        self,
+        owner_id: str,
+        email: str,
+        display_name: str,
+        description: str,
+        content_type: str,
+        size_bytes: int,
+        file_name: str | None = None,
+    ) -> tuple[Video, UploadInstructions]:
+        content_type = self._check_content_type(content_type)
+        self._check_size(size_bytes)
+        name = (display_name or "").strip() or (file_name or "").strip()
+        if not name:
+            raise InvalidInput("displayName must not be empty")
+        video_id = uuid.uuid4().hex
+        key = upload_key(self.settings, video_id)
+        video = Video(
+            video_id=video_id,
+            video_key=key,
+            display_name=name,
+            description=description or "",
+            owner_id=owner_id,
+            email=email,
+            content_type=content_type,
+            size_bytes=size_bytes,
+        )
+        expires = self.settings.upload_url_expires_seconds
+        instructions: UploadInstructions
+        if size_bytes < self.settings.multipart_threshold_bytes:
+            # The declared size is signed into the URL, so no other size can be PUT with it.
+            url = self.store.presign_put(
+                key, content_type=content_type, expires_in=expires, content_length=size_bytes
+            )
+            instructions = SingleUpload(url=url, headers={"Content-Type": content_type}, expires_in=expires)
+            video = self.catalogue.create(video)
+        else:
+            part_size = self.part_size(size_bytes)
+            upload_id = self.store.create_multipart(key, content_type=content_type)
+            try:
+                parts = [
+                    PresignedPart(n, self.store.presign_part(key, upload_id, n, expires_in=expires))
+                    for n in range(1, math.ceil(size_bytes / part_size) + 1)
+                ]
+                video = self.catalogue.create(video)
+            except Exception:
+                # No catalogue row means nobody could ever complete it: do not leave parts billed.
+                self.store.abort_multipart(key, upload_id)
+                raise
+            instructions = MultipartUpload(
+                upload_id=upload_id, part_size_bytes=part_size, parts=parts, expires_in=expires
+            )
+        logger.info(
+            "upload created",
+            extra={
+                "video_id": video_id,
+                "size_bytes": size_bytes,
+                "multipart": isinstance(instructions, MultipartUpload),
+            },
+        )
+        return video, instructions
+
+    def part_size(self, size_bytes: int) -> int:
+        part = max(self.settings.multipart_part_bytes, MIN_PART_BYTES)
+        return max(part, math.ceil(size_bytes / MAX_PARTS))
+
+    def complete_multipart(
+        self, owner_id: str, video_id: str, upload_id: str, parts: Sequence[tuple[int, str]]
+    ) -> Video:
+        video = self.owned(owner_id, video_id)
+        if video.status != VideoStatus.AWAITING_UPLOAD:
+            raise Conflict(f"video {video_id} is {video.status.value}, not awaiting an upload")
+        if not upload_id:
+            raise InvalidInput("uploadId must not be empty")
+        if not parts:
+            raise InvalidInput("parts must list at least one part")
+        numbers = [n for n, _ in parts]
+        if len(set(numbers)) != len(numbers):
+            raise InvalidInput("parts lists the same partNumber more than once")
+        if any(not 1 <= n <= MAX_PARTS for n in numbers):
+            raise InvalidInput(f"partNumber must be from 1 to {MAX_PARTS}")
+        if any(not etag for _, etag in parts):
+            raise InvalidInput("every part needs its etag")
+        self.store.complete_multipart(video.video_key, upload_id, list(parts))
+        # The object-created notification may already have moved the video on (queued, or failed
+        # for a wrong size): answer with the row as it is now.
+        return self.catalogue.get(video_id)
+
+    def _check_content_type(self, content_type: str) -> str:
+        normalised = (content_type or "").split(";", 1)[0].strip().lower()
+        allowed = self.settings.allowed_content_types
+        if normalised not in allowed:
+            raise InvalidInput(
+                f"contentType {content_type!r} is not supported; use one of {', '.join(allowed)}"
+            )
+        return normalised
+
+    def _check_size(self, size_bytes: int) -> None:
+        limit = self.settings.max_upload_bytes
+        if isinstance(size_bytes, bool) or not isinstance(size_bytes, int) or size_bytes <= 0:
+            raise InvalidInput(f"sizeBytes must be a whole number from 1 to {limit} (the upload limit)")
+        if size_bytes > limit:
+            raise InvalidInput(f"sizeBytes {size_bytes} is over the upload limit of {limit} bytes")
+
+    # --- reading -----------------------------------------------------------------------------
+    def get(self, video_id: str) -> Video:
+        return self.catalogue.get(video_id)
+
+    def list_ready(self, limit: int, cursor: str | None = None) -> Page:
+        return self.catalogue.list_ready(limit=limit, cursor=cursor)
+
+    def list_mine(self, owner_id: str, limit: int, cursor: str | None = None) -> Page:
+        return self.catalogue.list_by_owner(owner_id, limit=limit, cursor=cursor)
+
+    def owned(self, owner_id: str, video_id: str) -> Video:
+        """The video, if the caller owns it: NotFound for unknown ids, Forbidden for others' videos."""
+        video = self.catalogue.get(video_id)
+        if video.owner_id != owner_id:
+            raise Forbidden(f"video {video_id} belongs to another user")
+        return video
+
+    # --- changing ----------------------------------------------------------------------------
+    def update_metadata(
+        self, owner_id: str, video_id: str, display_name: str | None = None, description: str | None = None
+    ) -> Video:
+        if display_name is None and description is None:
+            raise InvalidInput("give displayName, description or both")
+        if display_name is not None and not display_name.strip():
+            raise InvalidInput("displayName must not be empty")
+        self.owned(owner_id, video_id)
+        return self.catalogue.update_metadata(
+            video_id,
+            display_name=display_name.strip() if display_name is not None else None,
+            description=description,
+        )
+
+    def delete(self, owner_id: str, video_id: str) -> Video:
+        """Media first, then the row: if media deletion fails the row stays and the call can be retried."""
+        video = self.owned(owner_id, video_id)
+        with contextlib.suppress(NotFound):  # already gone is what we wanted
+            self.store.delete(video.video_key)
+        removed = self.store.delete_prefix(output_prefix(self.settings, video_id))
+        self.catalogue.delete(video_id)
+        # Segments are cached as immutable for a year: without this the CDN keeps serving them.
+        if self.cdn is not None:
+            self.cdn.invalidate([f"/{output_prefix(self.settings, video_id)}*"])
+        logger.info("video deleted", extra={"video_id": video_id, "output_objects": removed})
+        return video

@@ -1,0 +1,108 @@
+"""Composition root: builds the adapters and services from Settings, once per process.
+
+Each port is built on first use and cached, so a Lambda builds only what its route needs and
+reuses it across warm starts. Tests and the local platform pass ready-made ports instead.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Any
+
+from reelay.ports import (
+    CdnInvalidator,
+    EventPublisher,
+    IdentityProvider,
+    JobQueue,
+    ObjectStore,
+    VideoCatalogue,
+)
+from reelay.settings import Settings, get_settings
+from reelay.uploads import UploadEventService
+from reelay.videos import VideoService
+
+_PORTS = ("catalogue", "store", "queue", "events", "identity", "cdn")
+
+
+class Services:
+    """Lazily built ports and services. Keyword arguments replace a port (fakes, local platform)."""
+
+    def __init__(self, settings: Settings | None = None, **ports: Any) -> None:
+        unknown = set(ports) - set(_PORTS)
+        if unknown:
+            raise TypeError(f"unknown ports: {', '.join(sorted(unknown))}")
+        self.settings = settings or get_settings()
+        # cached_property reads the instance dict first, so a given port is simply pre-cached.
+        self.__dict__.update(ports)
+
+    @cached_property
+    def catalogue(self) -> VideoCatalogue:
+        from reelay.catalogue.connection import ConnectionProvider
+        from reelay.catalogue.mysql import MySQLCatalogue
+
+        return MySQLCatalogue(ConnectionProvider.from_settings(self.settings))
+
+    @cached_property
+    def store(self) -> ObjectStore:
+        from reelay.storage import open_store
+
+        return open_store(self.settings.media_store_url, settings=self.settings)
+
+    @cached_property
+    def queue(self) -> JobQueue:
+        from reelay.adapters.sqs import SqsJobQueue
+
+        if not self.settings.transcode_queue_url:
+            raise RuntimeError("REELAY_TRANSCODE_QUEUE_URL is not set")
+        return SqsJobQueue(self.settings.transcode_queue_url, settings=self.settings)
+
+    @cached_property
+    def events(self) -> EventPublisher:
+        from reelay.adapters.sns import LogEventPublisher, SnsEventPublisher
+
+        if not self.settings.events_topic_arn:
+            return LogEventPublisher()
+        return SnsEventPublisher(self.settings.events_topic_arn, settings=self.settings)
+
+    @cached_property
+    def identity(self) -> IdentityProvider:
+        from reelay.adapters.cognito import CognitoIdentity
+
+        if not self.settings.user_pool_id or not self.settings.user_pool_client_id:
+            raise RuntimeError("REELAY_USER_POOL_ID and REELAY_USER_POOL_CLIENT_ID must be set")
+        return CognitoIdentity(
+            self.settings.user_pool_id, self.settings.user_pool_client_id, settings=self.settings
+        )
+
+    @cached_property
+    def cdn(self) -> CdnInvalidator:
+        from reelay.adapters.cloudfront import CloudFrontInvalidator, NoCdnInvalidator
+
+        if not self.settings.cdn_distribution_id:
+            return NoCdnInvalidator()
+        return CloudFrontInvalidator(self.settings.cdn_distribution_id, settings=self.settings)
+
+    @cached_property
+    def videos(self) -> VideoService:
+        return VideoService(self.catalogue, self.store, self.settings, self.cdn)
+
+    @cached_property
+    def uploads(self) -> UploadEventService:
+        return UploadEventService(self.catalogue, self.store, self.queue, self.events, self.settings)
+
+
+_services: Services | None = None
+
+
+def get_services() -> Services:
+    """The process-wide Services, built on first call (kept across Lambda warm starts)."""
+    global _services
+    if _services is None:
+        _services = Services()
+    return _services
+
+
+def set_services(services: Services | None) -> None:
+    """Install Services (tests, the local platform); None drops them so the next call rebuilds."""
+    global _services
+    _services = services

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Installs what Reelay needs on a Debian/Ubuntu machine, skipping what is already there:
+# Debian packages (GStreamer, PyGObject, MariaDB, ffmpeg, Node), the virtualenv, the pinned CDK CLI.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+
+PACKAGES=(
+  python3 python3-venv python3-gi python3-gst-1.0 gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0
+  gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
+  gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-rtsp
+  ffmpeg mariadb-server mariadb-client nodejs npm make
+  chromium  # the e2e suite plays published HLS in a real headless browser
+)
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+# Node may come from elsewhere (nodesource, nvm): only ask apt for it when there is none.
+if command -v node >/dev/null && command -v npm >/dev/null; then
+  missing=("${missing[@]/nodejs}"); missing=("${missing[@]/npm}")
+fi
+read -r -a missing <<< "${missing[*]}"
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "bootstrap: installing Debian packages: ${missing[*]}"
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# The venv uses Debian's python3 with system site packages: pip-built PyGObject lacks the Gst
+# overrides, Debian's python3-gst-1.0 has them.
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import gi" 2>/dev/null; then
+  rm -rf .venv
+  /usr/bin/python3 -m venv --system-site-packages .venv
+fi
+stamp=.venv/.requirements.sha
+want=$(cat requirements.txt requirements-dev.txt | sha256sum | cut -d' ' -f1)
+if [ "$(cat $stamp 2>/dev/null)" != "$want" ]; then
+  echo "bootstrap: installing Python requirements into .venv"
+  .venv/bin/pip install -q --upgrade pip
+  .venv/bin/pip install -q -r requirements-dev.txt
+  echo "$want" > $stamp
+fi
+
+if [ ! -x node_modules/.bin/cdk ] || [ package-lock.json -nt node_modules/.bin/cdk ]; then
+  echo "bootstrap: installing the pinned AWS CDK CLI"
+  npm ci --no-audit --no-fund --silent
+  touch node_modules/.bin/cdk
+fi

@@ -1,0 +1,138 @@
+"""Upload to playback through the real worker: how soon the first segments play, and when it is ready.
+
+The shared 1080p source (``ctx.source_clip()``) is "uploaded" to a file:// store, its job put on a
+moto SQS queue, and ``python -m transcoder.worker`` (its own process, so its peak RSS is its own) is
+started against a temporary MariaDB database. The clock starts when the job is enqueued ("upload
+complete"). Progressive publishing is measured against its peer in the same run: the time to ready,
+which is how long a viewer would wait if the video were published only at the end.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+from tests.bench.registry import ROOT, BenchContext, Row
+from tests.conftest import scratch_database
+
+BENCH = "worker"
+LADDER = "1080p,720p,480p,360p"
+
+
+def run(ctx: BenchContext) -> list[Row]:
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's per-request lines
+
+    # moto accepts any credentials; never let the bench find real ones.
+    fake = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_REGION": "us-east-1"}
+    for k, v in {**fake, "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        os.environ.setdefault(k, v)
+    source = ctx.source_clip()
+    work = ctx.work_dir / f"worker-{uuid.uuid4().hex[:6]}"
+    media = work / "media"
+    media.mkdir(parents=True)
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    moto.start()
+    try:
+        host, port = moto.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        queue_url = boto3.client("sqs", endpoint_url=endpoint, region_name="us-east-1").create_queue(
+            QueueName="bench-transcode", Attributes={"VisibilityTimeout": "300"}
+        )["QueueUrl"]
+        with scratch_database(prefix="reelay_bench") as db_url:
+            return _measure(source, work, media, db_url, db_url.rsplit("/", 1)[1], endpoint, queue_url)
+    finally:
+        moto.stop()
+        if not os.environ.get("REELAY_BENCH_KEEP"):
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def _measure(
+    source: Path, work: Path, media: Path, db_url: str, db_name: str, endpoint: str, queue_url: str
+) -> list[Row]:
+    from reelay.catalogue import ConnectionProvider, MySQLCatalogue, migrate
+    from reelay.media.probe import probe
+    from reelay.models import TranscodeJob, Video, VideoStatus
+    from reelay.settings import Settings
+    from reelay.wiring import Services
+
+    provider = ConnectionProvider.from_url(db_url)
+    migrate(provider)
+    settings = Settings(
+        media_store_url=f"file://{media}", transcode_queue_url=queue_url, aws_endpoint_url=endpoint,
+        database_url=db_url, db_name=db_name, ladder=LADDER, work_dir=str(work / "tmp"),
+    )  # fmt: skip
+    services = Services(settings, catalogue=MySQLCatalogue(provider))
+    env = dict(os.environ)
+    env.update({
+        "PYTHONPATH": str(ROOT), "REELAY_MEDIA_STORE_URL": settings.media_store_url,
+        "REELAY_TRANSCODE_QUEUE_URL": queue_url, "REELAY_AWS_ENDPOINT_URL": endpoint,
+        "REELAY_DATABASE_URL": db_url, "REELAY_DB_NAME": db_name, "REELAY_LADDER": LADDER,
+        "REELAY_WORK_DIR": settings.work_dir, "POWERTOOLS_SERVICE_NAME": "transcoder",
+    })  # fmt: skip
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "transcoder.worker"], cwd=ROOT, env=env,
+        stdout=(work / "worker.log").open("wb"), stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    rusage = None
+    try:
+        time.sleep(2)  # let the worker import GStreamer and start polling: not part of the job
+        video_id = uuid.uuid4().hex[:22]
+        key = f"{settings.upload_prefix}{video_id}.mp4"
+        services.catalogue.create(
+            Video(
+                video_id=video_id,
+                video_key=key,
+                display_name="bench",
+                owner_id="bench",
+                email="b@example.com",
+            )
+        )
+        services.store.put_file(key, source, content_type="video/mp4")
+        services.catalogue.mark_uploaded(video_id, size_bytes=source.stat().st_size, content_type="video/mp4")
+        services.queue.send(TranscodeJob(videoId=video_id, sourceKey=key, jobId=f"bench-{video_id}"))
+        enqueued = time.monotonic()
+        first_playable = ready = None
+        while ready is None:
+            if worker.poll() is not None:
+                raise RuntimeError(f"the worker exited early; see {work / 'worker.log'}")
+            if time.monotonic() - enqueued > 3600:
+                raise RuntimeError("the job did not finish within an hour")
+            video = services.catalogue.get(video_id)
+            now = time.monotonic()
+            if video.playable and first_playable is None:
+                first_playable = now - enqueued
+            if video.status == VideoStatus.FAILED:
+                raise RuntimeError(f"the job failed: {video.failure_reason}")
+            if video.status == VideoStatus.READY:
+                ready = now - enqueued
+            time.sleep(0.1)
+        worker.send_signal(signal.SIGTERM)
+        _, status, rusage = os.wait4(worker.pid, 0)
+        worker.returncode = os.waitstatus_to_exitcode(status)
+    finally:
+        if worker.poll() is None and rusage is None:
+            worker.kill()
+            worker.wait()
+    duration = probe(source).duration_seconds or 0.0
+    first = first_playable if first_playable is not None else ready
+    peak_mb = rusage.ru_maxrss / 1024
+    note = f"{duration:.0f}s 1080p source, ladder {LADDER}"
+    return [
+        Row(BENCH, "progressive publish", "upload to first playable segment", first, "s", note),
+        Row(BENCH, "publish at the end (peer)", "upload to ready", ready, "s", note),
+        Row(
+            BENCH, "progressive publish", "first playable / ready", first / ready, "ratio", "lower is better"
+        ),
+        Row(BENCH, "worker", "realtime factor (source s / job s)", duration / ready, "x", note),
+        Row(BENCH, "worker", "peak memory (max RSS)", peak_mb, "MB", "transcoder.worker process"),
+    ]
