@@ -101,12 +101,32 @@ def _quoted(value: str) -> str:
     return f'"{value}"'
 
 
+# Players start on the first variant a master lists (Safari and AVPlayer always; hls.js when no
+# bandwidth estimate exists yet, its `firstLevel`). Listing 1080p first makes every viewer begin by
+# fetching the largest segments, so the first variant is the best one whose peak fits this budget,
+# about what a typical connection sustains; ABR climbs from there after a segment or two.
+START_BANDWIDTH = 2_500_000  # bits/s
+
+
+def start_order(renditions: Sequence[Rendition], start_bandwidth: int = START_BANDWIDTH) -> list[Rendition]:
+    """The renditions highest first, with the start variant moved to the front.
+
+    The start variant is the highest whose BANDWIDTH fits ``start_bandwidth``, or the lowest of all
+    when none does.
+    """
+    ranked = sorted(renditions, key=lambda r: r.bandwidth, reverse=True)
+    if not ranked:
+        return []
+    start = next((r for r in ranked if r.bandwidth <= start_bandwidth), ranked[-1])
+    return [start, *(r for r in ranked if r is not start)]
+
+
 def write_master(renditions: Sequence[Rendition], *, frame_rate: float | None = None) -> str:
-    """The master playlist listing every rendition (in the given order)."""
+    """The master playlist listing every rendition, the start variant first (see ``start_order``)."""
     if not renditions:
         raise ValueError("a master playlist needs at least one rendition")
     lines = ["#EXTM3U", f"#EXT-X-VERSION:{HLS_VERSION}", "#EXT-X-INDEPENDENT-SEGMENTS"]
-    for r in renditions:
+    for r in start_order(renditions):
         if r.bandwidth <= 0:
             raise ValueError(f"rendition {r.name!r} has no bandwidth")
         attrs = [f"BANDWIDTH={r.bandwidth}"]

@@ -11,6 +11,7 @@ from reelay.media.hls import (
     parse_master_playlist,
     parse_media_playlist,
     peak_bit_rate,
+    start_order,
     vod_playlist,
     write_master,
 )
@@ -117,14 +118,37 @@ def test_master_lists_every_rendition_with_its_attributes():
     text = write_master(renditions(), frame_rate=25.0)
     # Then it parses back to the same variants with bandwidth, resolution, codecs and frame rate
     assert text.startswith("#EXTM3U\n")
-    variants = parse_master_playlist(text)
-    assert [v.uri for v in variants] == ["720p/index.m3u8", "360p/index.m3u8"]
-    first = variants[0]
-    assert first.bandwidth == 3_100_000
-    assert first.attributes["AVERAGE-BANDWIDTH"] == "2900000"
-    assert first.resolution == (1280, 720)
-    assert first.attributes["CODECS"] == "avc1.64001f,mp4a.40.2"
-    assert first.attributes["FRAME-RATE"] == "25.000"
+    variants = {v.uri: v for v in parse_master_playlist(text)}
+    assert set(variants) == {"720p/index.m3u8", "360p/index.m3u8"}
+    hd = variants["720p/index.m3u8"]
+    assert hd.bandwidth == 3_100_000
+    assert hd.attributes["AVERAGE-BANDWIDTH"] == "2900000"
+    assert hd.resolution == (1280, 720)
+    assert hd.attributes["CODECS"] == "avc1.64001f,mp4a.40.2"
+    assert hd.attributes["FRAME-RATE"] == "25.000"
+
+
+def _variant(name: str, bandwidth: int) -> Rendition:
+    return Rendition(name=name, bandwidth=bandwidth, codecs="avc1.4d401e", playlist=f"{name}/index.m3u8")
+
+
+def test_master_lists_the_start_variant_first_then_the_rest_highest_first():
+    # Given a full ladder in any order (peaks as the encoder measured them)
+    ladder = [_variant("360p", 1_250_000), _variant("1080p", 7_600_000), _variant("480p", 2_200_000),
+              _variant("720p", 4_300_000), _variant("240p", 640_000)]  # fmt: skip
+    # When the master is written
+    uris = [v.uri for v in parse_master_playlist(write_master(ladder))]
+    # Then players start on 480p, the best that fits the start budget, not on 1080p
+    assert uris == ["480p/index.m3u8", "1080p/index.m3u8", "720p/index.m3u8", "360p/index.m3u8",
+                    "240p/index.m3u8"]  # fmt: skip
+
+
+def test_start_variant_is_the_lowest_when_nothing_fits_the_budget():
+    ladder = [_variant("720p", 4_300_000), _variant("1080p", 7_600_000)]
+    assert [r.name for r in start_order(ladder)] == ["720p", "1080p"]
+    assert [r.name for r in start_order(ladder, start_bandwidth=5_000_000)] == ["720p", "1080p"]
+    assert [r.name for r in start_order(ladder, start_bandwidth=8_000_000)] == ["1080p", "720p"]
+    assert start_order([]) == []
 
 
 def test_master_for_video_without_audio_names_only_the_video_codec():
