@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -80,3 +81,19 @@ class TranscodeJob(BaseModel):
     def for_video(cls, video: Video) -> TranscodeJob:
         """A new job (fresh job id) for a video's uploaded source."""
         return cls(videoId=video.video_id, sourceKey=video.video_key, jobId=uuid.uuid4().hex)
+
+
+class OutboxEvent(BaseModel):
+    """An event recorded in the catalogue in the same transaction as the change it announces.
+
+    The transactional outbox: ``video.ready`` and ``video.failed`` are written with the status change
+    and published afterwards (``reelay.events.EventRelay``), so a crash or an SNS outage between the
+    two delays an event instead of losing it. Delivery is at least once: ``event_id`` is in every
+    published detail so subscribers can drop a repeat.
+    """
+
+    event_type: str
+    video_id: str
+    detail: dict[str, Any]
+    event_id: int | None = None  # assigned by the catalogue when recorded
+    attempts: int = 0  # publish attempts started (claims), including the current one

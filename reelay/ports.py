@@ -11,7 +11,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from reelay.models import Rendition, TranscodeJob, Video, VideoStatus
+from reelay.models import OutboxEvent, Rendition, TranscodeJob, Video, VideoStatus
 
 
 # --- catalogue -------------------------------------------------------------------------------
@@ -61,13 +61,27 @@ class VideoCatalogue(Protocol):
         ...
 
     def complete(
-        self, video_id: str, worker_id: str, *, duration_seconds: float, renditions: Sequence[Rendition]
+        self,
+        video_id: str,
+        worker_id: str,
+        *,
+        duration_seconds: float,
+        renditions: Sequence[Rendition],
+        event: OutboxEvent | None = None,
     ) -> bool:
-        """processing -> ready (isTranscoded=1, progress=100). True only for the call that did it."""
+        """processing -> ready (isTranscoded=1, progress=100). True only for the call that did it.
+
+        ``event`` is recorded in the outbox in the same transaction, and only if the transition took.
+        """
         ...
 
-    def fail(self, video_id: str, reason: str, *, worker_id: str | None = None) -> bool:
-        """-> failed with a reason. With worker_id, only while that worker holds the lease."""
+    def fail(
+        self, video_id: str, reason: str, *, worker_id: str | None = None, event: OutboxEvent | None = None
+    ) -> bool:
+        """-> failed with a reason. With worker_id, only while that worker holds the lease.
+
+        ``event`` is recorded in the outbox in the same transaction, and only if the transition took.
+        """
         ...
 
     def release(self, video_id: str, worker_id: str) -> bool:
@@ -76,6 +90,26 @@ class VideoCatalogue(Protocol):
 
     def in_flight(self) -> list[Video]:
         """Videos queued or processing: re-enqueued when the local platform starts."""
+        ...
+
+    # --- event outbox ---------------------------------------------------------------------------
+    def claim_events(
+        self, *, limit: int, lease_seconds: int, video_id: str | None = None
+    ) -> list[OutboxEvent]:
+        """Up to ``limit`` due outbox events (optionally of one video), oldest first, each leased.
+
+        A claimed event is not due again for ``lease_seconds`` (a publisher that dies mid-way is
+        retried then) and its ``attempts`` counts this claim. Concurrent callers never get the same
+        event while its lease runs.
+        """
+        ...
+
+    def delete_event(self, event_id: int) -> None:
+        """Forget a published event. An unknown id is not an error (already deleted)."""
+        ...
+
+    def pending_events(self) -> tuple[int, float]:
+        """How many outbox events wait, and the age in seconds of the oldest (0.0 when none)."""
         ...
 
 

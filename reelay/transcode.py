@@ -27,8 +27,9 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import AmazonCloudWatchEMFProvider
 
 from reelay.errors import InvalidInput, MediaError, NotFound
+from reelay.events import EventRelay
 from reelay.media import hls
-from reelay.models import Rendition, TranscodeJob, Video, VideoStatus
+from reelay.models import OutboxEvent, Rendition, TranscodeJob, Video, VideoStatus
 from reelay.observability import METRICS_NAMESPACE
 from reelay.ports import EventPublisher, ObjectStore, VideoCatalogue
 from reelay.settings import Settings
@@ -242,6 +243,7 @@ class TranscodeService:
         self.catalogue = catalogue
         self.store = store
         self.events = events
+        self.relay = EventRelay(catalogue, events, metrics=metrics)
         self.settings = settings
         self.worker_id = worker_id
         self._transcode = transcode_fn or _default_transcode()
@@ -382,11 +384,24 @@ class TranscodeService:
         renditions = list(result.renditions)
         final = self._validate(out_dir, renditions, float(result.duration_seconds))
         self._publish_final(prefix, out_dir, renditions, final, publisher, result.poster, log)
+        ready_event = OutboxEvent(
+            event_type="video.ready",
+            video_id=job.video_id,
+            detail={
+                "videoId": job.video_id,
+                "jobId": job.job_id,
+                "ownerId": video.owner_id,
+                "durationSeconds": float(result.duration_seconds),
+                "renditions": [r.name for r in renditions],
+                "master": f"{prefix}master.m3u8",
+            },
+        )
         if not self.catalogue.complete(
             job.video_id,
             self.worker_id,
             duration_seconds=float(result.duration_seconds),
             renditions=renditions,
+            event=ready_event,
         ):
             # The lease lapsed under us. Ready (or gone) means someone finished it; otherwise leave the
             # message so a redelivery finishes the job rather than strand the video in processing.
@@ -397,37 +412,21 @@ class TranscodeService:
                 return self._purge_deleted(job, video, log)
             log("warning", "complete() did not take: the lease was lost", finishedElsewhere=finished)
             return Outcome.ALREADY_DONE if finished else Outcome.RETRY
-        # The video is ready: nothing from here on may send the job down the error path, or a retry
-        # would find it done and never announce it, and a last attempt would fail a ready video.
-        try:
-            self._announce_ready(job, video, renditions, result, prefix, state, started, log)
-        except Exception as exc:
-            log("error", "video is ready but video.ready was not published", exc_info=exc)
-            metrics.add_metric(name="EventPublishFailed", unit=MetricUnit.Count, value=1)
+        # The video is ready and video.ready is in the outbox with it: nothing from here on may send
+        # the job down the error path (a last attempt would fail a ready video). A publish that fails
+        # now is retried by the outbox sweep.
+        self.relay.flush_quietly(video_id=job.video_id)
+        self._count_success(result, renditions, state, started, log)
         return Outcome.DONE
 
-    def _announce_ready(
+    def _count_success(
         self,
-        job: TranscodeJob,
-        video: Video,
-        renditions: Sequence[Rendition],
         result: Any,
-        prefix: str,
+        renditions: Sequence[Rendition],
         state: _JobState,
         started: float,
         log: Callable[..., None],
     ) -> None:
-        self.events.publish(
-            "video.ready",
-            {
-                "videoId": job.video_id,
-                "jobId": job.job_id,
-                "ownerId": video.owner_id,
-                "durationSeconds": float(result.duration_seconds),
-                "renditions": [r.name for r in renditions],
-                "master": f"{prefix}master.m3u8",
-            },
-        )
         elapsed = time.monotonic() - started
         metrics.add_metric(name="TranscodeJobsSucceeded", unit=MetricUnit.Count, value=1)
         metrics.add_metric(name="TranscodeSeconds", unit=MetricUnit.Seconds, value=elapsed)
@@ -618,7 +617,12 @@ class TranscodeService:
     def _fail(self, job: TranscodeJob, video: Video, reason: str, log: Callable[..., None]) -> Outcome:
         # The catalogue first: only while we hold the lease is the output ours to delete. A video made
         # ready meanwhile, or leased by a new worker, keeps its media.
-        if not self.catalogue.fail(job.video_id, reason, worker_id=self.worker_id):
+        failed_event = OutboxEvent(
+            event_type="video.failed",
+            video_id=job.video_id,
+            detail={"videoId": job.video_id, "jobId": job.job_id, "reason": reason},
+        )
+        if not self.catalogue.fail(job.video_id, reason, worker_id=self.worker_id, event=failed_event):
             try:
                 status = self.catalogue.get(job.video_id).status
             except NotFound:
@@ -635,18 +639,9 @@ class TranscodeService:
             self.store.delete_prefix(output_prefix(self.settings, job.video_id))
         except Exception as exc:  # the failure itself matters more than the clean-up
             log("warning", "could not remove partial output", error=_describe(exc))
-        self._announce_failed(job, reason, log)
+        # video.failed is in the outbox with the status; a failed publish is the sweep's to retry.
+        self.relay.flush_quietly(video_id=job.video_id)
         return Outcome.FAILED
-
-    def _announce_failed(self, job: TranscodeJob, reason: str, log: Callable[..., None]) -> None:
-        # The video has failed already; a lost event must not turn that into a retry.
-        try:
-            self.events.publish(
-                "video.failed", {"videoId": job.video_id, "jobId": job.job_id, "reason": reason}
-            )
-        except Exception as exc:
-            log("error", "video failed but video.failed was not published", exc_info=exc)
-            metrics.add_metric(name="EventPublishFailed", unit=MetricUnit.Count, value=1)
 
     def _deleted(self, job: TranscodeJob) -> bool:
         try:
@@ -746,7 +741,12 @@ def mark_dead_job(
         return False
     attempts = (claimed.attempts - 1) or settings.max_attempts  # the claim above counted as one
     reason = f"transcoding failed after {attempts} attempts"
-    if not catalogue.fail(job.video_id, reason, worker_id=DEAD_JOBS_WORKER):
+    event = OutboxEvent(
+        event_type="video.failed",
+        video_id=job.video_id,
+        detail={"videoId": job.video_id, "jobId": job.job_id, "reason": reason},
+    )
+    if not catalogue.fail(job.video_id, reason, worker_id=DEAD_JOBS_WORKER, event=event):
         logger.warning("dead job: fail() did not take", extra=ids)
         return False
     try:
@@ -754,8 +754,8 @@ def mark_dead_job(
     except Exception as exc:  # the failure itself matters more than the clean-up
         logger.warning("could not remove partial output", extra={**ids, "error": _describe(exc)})
     dead_job_metrics.add_metric(name="TranscodeJobsFailed", unit=MetricUnit.Count, value=1)
+    EventRelay(catalogue, events, metrics=dead_job_metrics).flush_quietly(video_id=job.video_id)
     dead_job_metrics.flush_metrics()
-    events.publish("video.failed", {"videoId": job.video_id, "jobId": job.job_id, "reason": reason})
     return True
 
 

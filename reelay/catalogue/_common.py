@@ -10,7 +10,7 @@ import re
 from datetime import UTC, datetime
 
 from reelay.errors import InvalidInput
-from reelay.models import Video
+from reelay.models import OutboxEvent, Video
 
 VIDEO_ID_MAX = 64
 DISPLAY_NAME_MAX = 255
@@ -18,6 +18,9 @@ DESCRIPTION_MAX = 5000
 FAILURE_REASON_MAX = 2000
 MAX_PAGE = 1000
 _CURSOR_MAX_CHARS = 512
+EVENT_TYPE_MAX = 64
+EVENT_DETAIL_MAX_BYTES = 200_000  # under SNS's 256 KiB with room for the envelope
+_EVENT_TYPE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
 
 
 def to_db_time(value: datetime) -> datetime:
@@ -144,3 +147,21 @@ def check_duration(seconds: float) -> float:
     if not math.isfinite(value) or value < 0:
         raise InvalidInput("duration_seconds must be a finite, non-negative number")
     return value
+
+
+def event_row(event: OutboxEvent, video_id: str) -> tuple[str, str]:
+    """An outbox event as the (eventType, detail JSON) it is stored as. It must be about ``video_id``."""
+    if not isinstance(event, OutboxEvent):
+        raise InvalidInput("event must be an OutboxEvent")
+    if event.video_id != video_id:
+        raise InvalidInput(f"event is about video {event.video_id!r}, not {video_id!r}")
+    kind = event.event_type
+    if len(kind) > EVENT_TYPE_MAX or not _EVENT_TYPE.match(kind):
+        raise InvalidInput(f"event type {kind!r} must look like 'video.ready' (lower-case, dotted)")
+    try:
+        detail = json.dumps(event.detail, separators=(",", ":"), sort_keys=True, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(f"event detail is not JSON: {exc}") from None
+    if len(detail.encode()) > EVENT_DETAIL_MAX_BYTES:
+        raise InvalidInput(f"event detail is larger than {EVENT_DETAIL_MAX_BYTES} bytes")
+    return kind, detail

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import json
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -21,10 +23,11 @@ from reelay.catalogue._common import (
     clip_reason,
     decode_cursor,
     encode_cursor,
+    event_row,
     to_db_time,
 )
 from reelay.errors import Conflict, NotFound
-from reelay.models import Rendition, Video, VideoStatus, utcnow
+from reelay.models import OutboxEvent, Rendition, Video, VideoStatus, utcnow
 from reelay.ports import Page
 
 
@@ -35,6 +38,17 @@ class _Row:
     lease_expires_at: datetime | None = None
 
 
+@dataclass
+class _Event:
+    event_id: int
+    event_type: str
+    video_id: str
+    detail: str  # JSON text, as the MySQL column holds it
+    created_at: datetime
+    next_attempt_at: datetime
+    attempts: int = 0
+
+
 class MemoryCatalogue:
     """Thread-safe dict of videos. Returned videos are copies: mutate them freely.
 
@@ -43,6 +57,8 @@ class MemoryCatalogue:
 
     def __init__(self, clock: Callable[[], datetime] = utcnow) -> None:
         self._rows: dict[str, _Row] = {}
+        self._events: dict[int, _Event] = {}
+        self._event_ids = itertools.count(1)
         self._lock = threading.RLock()
         self._clock = clock
 
@@ -145,13 +161,21 @@ class MemoryCatalogue:
             return True
 
     def complete(
-        self, video_id: str, worker_id: str, *, duration_seconds: float, renditions: Sequence[Rendition]
+        self,
+        video_id: str,
+        worker_id: str,
+        *,
+        duration_seconds: float,
+        renditions: Sequence[Rendition],
+        event: OutboxEvent | None = None,
     ) -> bool:
         duration = check_duration(duration_seconds)
+        stored = event_row(event, video_id) if event is not None else None
         with self._lock:
             row = self._held(video_id, worker_id)
             if row is None:
                 return False
+            self._record(video_id, stored)
             row.lease_owner = row.lease_expires_at = None
             self._touch(
                 row,
@@ -165,7 +189,10 @@ class MemoryCatalogue:
             )
             return True
 
-    def fail(self, video_id: str, reason: str, *, worker_id: str | None = None) -> bool:
+    def fail(
+        self, video_id: str, reason: str, *, worker_id: str | None = None, event: OutboxEvent | None = None
+    ) -> bool:
+        stored = event_row(event, video_id) if event is not None else None
         with self._lock:
             if worker_id is not None:
                 row = self._held(video_id, worker_id)
@@ -175,6 +202,7 @@ class MemoryCatalogue:
                     row = None
             if row is None:
                 return False
+            self._record(video_id, stored)
             row.lease_owner = row.lease_expires_at = None
             self._touch(row, status=VideoStatus.FAILED, failure_reason=clip_reason(reason), playable=False)
             return True
@@ -198,7 +226,55 @@ class MemoryCatalogue:
             rows.sort(key=lambda v: (v.created_at, v.video_id))
             return [v.model_copy(deep=True) for v in rows]
 
+    # --- event outbox ---------------------------------------------------------------------------
+    def claim_events(
+        self, *, limit: int, lease_seconds: int, video_id: str | None = None
+    ) -> list[OutboxEvent]:
+        check_limit(limit)
+        check_lease_seconds(lease_seconds)
+        with self._lock:
+            now = to_db_time(self._clock())
+            due = [
+                e
+                for e in self._events.values()
+                if e.next_attempt_at <= now and (video_id is None or e.video_id == video_id)
+            ]
+            due.sort(key=lambda e: e.event_id)
+            claimed = []
+            for e in due[:limit]:
+                e.attempts += 1
+                e.next_attempt_at = now + timedelta(seconds=lease_seconds)
+                claimed.append(
+                    OutboxEvent(
+                        event_id=e.event_id,
+                        event_type=e.event_type,
+                        video_id=e.video_id,
+                        detail=json.loads(e.detail),
+                        attempts=e.attempts,
+                    )
+                )
+            return claimed
+
+    def delete_event(self, event_id: int) -> None:
+        with self._lock:
+            self._events.pop(event_id, None)
+
+    def pending_events(self) -> tuple[int, float]:
+        with self._lock:
+            if not self._events:
+                return 0, 0.0
+            oldest = min(e.created_at for e in self._events.values())
+            age = (to_db_time(self._clock()) - oldest).total_seconds()
+            return len(self._events), max(0.0, age)
+
     # --- helpers ------------------------------------------------------------------------------
+    def _record(self, video_id: str, stored: tuple[str, str] | None) -> None:
+        if stored is None:
+            return
+        now = to_db_time(self._clock())
+        event_id = next(self._event_ids)
+        self._events[event_id] = _Event(event_id, stored[0], video_id, stored[1], now, now)
+
     def _row(self, video_id: str) -> _Row:
         row = self._rows.get(video_id)
         if row is None:

@@ -25,12 +25,13 @@ from reelay.catalogue._common import (
     clip_reason,
     decode_cursor,
     encode_cursor,
+    event_row,
     is_video_id,
     to_db_time,
 )
 from reelay.catalogue.connection import ConnectionProvider, error_code
 from reelay.errors import Conflict, InvalidInput, NotFound
-from reelay.models import Rendition, Video, VideoSource, VideoStatus
+from reelay.models import OutboxEvent, Rendition, Video, VideoSource, VideoStatus
 from reelay.ports import Page
 
 T = TypeVar("T")
@@ -171,7 +172,13 @@ class MySQLCatalogue:
         return self._transition(video_id, sql, args)
 
     def complete(
-        self, video_id: str, worker_id: str, *, duration_seconds: float, renditions: Sequence[Rendition]
+        self,
+        video_id: str,
+        worker_id: str,
+        *,
+        duration_seconds: float,
+        renditions: Sequence[Rendition],
+        event: OutboxEvent | None = None,
     ) -> bool:
         duration = check_duration(duration_seconds)
         sql = (
@@ -179,17 +186,22 @@ class MySQLCatalogue:
             f" durationSeconds = %s, renditions = %s, failureReason = NULL, leaseOwner = NULL,"
             f" leaseExpiresAt = NULL, updatedAt = {_NOW} WHERE {_HELD}"
         )
-        return self._transition(video_id, sql, (duration, _renditions_json(renditions), video_id, worker_id))
+        args = (duration, _renditions_json(renditions), video_id, worker_id)
+        return self._transition(video_id, sql, args, event=event)
 
-    def fail(self, video_id: str, reason: str, *, worker_id: str | None = None) -> bool:
+    def fail(
+        self, video_id: str, reason: str, *, worker_id: str | None = None, event: OutboxEvent | None = None
+    ) -> bool:
         sets = (
             f"UPDATE videos SET status = 'failed', failureReason = %s, playable = 0, leaseOwner = NULL,"
             f" leaseExpiresAt = NULL, updatedAt = {_NOW} WHERE "
         )
         if worker_id is not None:
-            return self._transition(video_id, sets + _HELD, (clip_reason(reason), video_id, worker_id))
+            return self._transition(
+                video_id, sets + _HELD, (clip_reason(reason), video_id, worker_id), event=event
+            )
         where = "videoId = %s AND status IN ('awaiting_upload', 'queued', 'processing')"
-        return self._transition(video_id, sets + where, (clip_reason(reason), video_id))
+        return self._transition(video_id, sets + where, (clip_reason(reason), video_id), event=event)
 
     def release(self, video_id: str, worker_id: str) -> bool:
         sql = (
@@ -202,11 +214,95 @@ class MySQLCatalogue:
         sql = f"{_SELECT} WHERE status IN ('queued', 'processing') ORDER BY createdAt, videoId"
         return self._run(lambda conn: _fetch_all(conn, sql, ()))
 
+    # --- event outbox ---------------------------------------------------------------------------
+    def claim_events(
+        self, *, limit: int, lease_seconds: int, video_id: str | None = None
+    ) -> list[OutboxEvent]:
+        check_limit(limit)
+        check_lease_seconds(lease_seconds)
+        where = f"nextAttemptAt <= {_NOW}"
+        args: tuple[Any, ...] = ()
+        if video_id is not None:
+            if not is_video_id(video_id):
+                return []
+            where += " AND videoId = %s"
+            args = (video_id,)
+        # Each claim is a conditional UPDATE (a current read under a row lock): of two relays that
+        # listed the same event, the second matches no row once the first has pushed it into the future.
+        claim = (
+            f"UPDATE event_outbox SET attempts = attempts + 1,"
+            f" nextAttemptAt = {_NOW} + INTERVAL %s SECOND WHERE eventId = %s AND {where}"
+        )
+
+        def work(conn: Connection) -> list[OutboxEvent]:
+            with conn.cursor() as cur:
+                cur.execute(
+                    f"SELECT eventId FROM event_outbox WHERE {where} ORDER BY eventId LIMIT %s",
+                    (*args, limit),
+                )
+                due = [row["eventId"] for row in cur.fetchall()]
+                claimed = [i for i in due if cur.execute(claim, (lease_seconds, i, *args)) == 1]
+                if not claimed:
+                    return []
+                marks = ", ".join(["%s"] * len(claimed))
+                cur.execute(
+                    "SELECT eventId, eventType, videoId, detail, attempts FROM event_outbox"
+                    f" WHERE eventId IN ({marks}) ORDER BY eventId",
+                    tuple(claimed),
+                )
+                return [
+                    OutboxEvent(
+                        event_id=row["eventId"],
+                        event_type=row["eventType"],
+                        video_id=row["videoId"],
+                        detail=json.loads(row["detail"]),
+                        attempts=row["attempts"],
+                    )
+                    for row in cur.fetchall()
+                ]
+
+        return self._run(work)
+
+    def delete_event(self, event_id: int) -> None:
+        if isinstance(event_id, bool) or not isinstance(event_id, int):
+            raise InvalidInput("event_id must be an integer")
+        self._run(lambda conn: _execute(conn, "DELETE FROM event_outbox WHERE eventId = %s", (event_id,)))
+
+    def pending_events(self) -> tuple[int, float]:
+        sql = (
+            "SELECT COUNT(*) AS pending,"
+            f" COALESCE(TIMESTAMPDIFF(MICROSECOND, MIN(createdAt), {_NOW}), 0) AS micros FROM event_outbox"
+        )
+
+        def work(conn: Connection) -> tuple[int, float]:
+            with conn.cursor() as cur:
+                cur.execute(sql)
+                row = cur.fetchone()
+                return int(row["pending"]), max(0.0, int(row["micros"]) / 1e6)
+
+        return self._run(work)
+
     # --- helpers ------------------------------------------------------------------------------
-    def _transition(self, video_id: str, sql: str, args: tuple[Any, ...]) -> bool:
+    def _transition(
+        self, video_id: str, sql: str, args: tuple[Any, ...], *, event: OutboxEvent | None = None
+    ) -> bool:
+        stored = event_row(event, video_id) if event is not None else None
         if not is_video_id(video_id):
             return False
-        return self._run(lambda conn: _execute(conn, sql, args) == 1)
+
+        def work(conn: Connection) -> bool:
+            if _execute(conn, sql, args) != 1:
+                return False
+            if stored is not None:
+                _execute(
+                    conn,
+                    "INSERT INTO event_outbox (eventType, videoId, detail, createdAt, nextAttemptAt)"
+                    f" VALUES (%s, %s, %s, {_NOW}, {_NOW})",
+                    (stored[0], video_id, stored[1]),
+                )
+            return True
+
+        return self._run(work)
 
     def _page(self, where: str, args: tuple[Any, ...], limit: int, cursor: str | None) -> Page:
         check_limit(limit)

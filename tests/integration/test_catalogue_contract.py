@@ -21,7 +21,7 @@ import pytest
 
 from reelay.catalogue import ConnectionProvider, MemoryCatalogue, MySQLCatalogue, migrate
 from reelay.errors import Conflict, InvalidInput, NotFound
-from reelay.models import Rendition, Video, VideoSource, VideoStatus
+from reelay.models import OutboxEvent, Rendition, Video, VideoSource, VideoStatus
 from reelay.ports import VideoCatalogue
 from tests.conftest import scratch_database
 
@@ -83,6 +83,7 @@ def world(request: pytest.FixtureRequest) -> Iterator[World]:
     conn = _root(url)
     with conn.cursor() as cur:
         cur.execute("DELETE FROM videos")
+        cur.execute("DELETE FROM event_outbox")
     providers = [ConnectionProvider.from_url(url), ConnectionProvider.from_url(url)]
     try:
         yield World(MySQLCatalogue(providers[0]), MySQLCatalogue(providers[1]))
@@ -620,6 +621,171 @@ def test_returned_videos_are_copies(catalogue: VideoCatalogue) -> None:
     assert catalogue.get(video.video_id).display_name == "Holiday"
 
 
+# --- event outbox ---------------------------------------------------------------------------
+def ready_event(video: Video, **detail: Any) -> OutboxEvent:
+    return OutboxEvent(
+        event_type="video.ready", video_id=video.video_id, detail={"videoId": video.video_id, **detail}
+    )
+
+
+def processing(cat: VideoCatalogue, worker: str = "w1") -> Video:
+    video = queued(cat)
+    assert cat.claim(video.video_id, worker, 60) is not None
+    return video
+
+
+def test_complete_records_its_event_in_the_outbox(world: World) -> None:
+    # Given a video being transcoded by w1
+    video = processing(world.catalogue)
+    event = ready_event(video, renditions=["360p"], durationSeconds=1.5, note="é ✓")
+    # When w1 completes it with its video.ready event
+    assert world.catalogue.complete(
+        video.video_id, "w1", duration_seconds=1.5, renditions=[R360], event=event
+    )
+    # Then the event is due at once, detail intact, with an id and one attempt counted by this claim
+    (claimed,) = world.other.claim_events(limit=10, lease_seconds=60)
+    assert (claimed.event_type, claimed.video_id, claimed.detail) == (
+        "video.ready",
+        video.video_id,
+        event.detail,
+    )
+    assert isinstance(claimed.event_id, int) and claimed.attempts == 1
+    assert world.other.pending_events()[0] == 1
+
+
+def test_a_transition_that_does_not_take_records_no_event(catalogue: VideoCatalogue) -> None:
+    # Given a video leased by w1, and a ready one
+    video = processing(catalogue)
+    done = ready(catalogue)
+    # When a stranger completes or fails it, or anyone fails the ready one
+    assert not catalogue.complete(
+        video.video_id, "w2", duration_seconds=1, renditions=[R360], event=ready_event(video)
+    )
+    failed = OutboxEvent(event_type="video.failed", video_id=video.video_id, detail={"reason": "x"})
+    assert not catalogue.fail(video.video_id, "x", worker_id="w2", event=failed)
+    late = OutboxEvent(event_type="video.failed", video_id=done.video_id, detail={"reason": "late"})
+    assert not catalogue.fail(done.video_id, "late", event=late)
+    # Then nothing waits in the outbox
+    assert catalogue.claim_events(limit=10, lease_seconds=60) == []
+    assert catalogue.pending_events() == (0, 0.0)
+
+
+def test_fail_records_its_event_with_and_without_a_lease(catalogue: VideoCatalogue) -> None:
+    # Given one video leased by w1 and one still queued
+    held, waiting = processing(catalogue), queued(catalogue)
+    # When each is failed with its video.failed event
+    for video, worker in ((held, "w1"), (waiting, None)):
+        event = OutboxEvent(event_type="video.failed", video_id=video.video_id, detail={"reason": "bad"})
+        assert catalogue.fail(video.video_id, "bad", worker_id=worker, event=event)
+    # Then both are in the outbox, oldest first
+    claimed = catalogue.claim_events(limit=10, lease_seconds=60)
+    assert [(e.event_type, e.video_id) for e in claimed] == [
+        ("video.failed", held.video_id),
+        ("video.failed", waiting.video_id),
+    ]
+
+
+def test_a_claimed_event_is_not_due_again_until_its_lease_runs_out(world: World) -> None:
+    # Given an event claimed with a one-second lease (its publisher then died)
+    video = processing(world.catalogue)
+    assert world.catalogue.complete(
+        video.video_id, "w1", duration_seconds=1, renditions=[R360], event=ready_event(video)
+    )
+    (first,) = world.catalogue.claim_events(limit=10, lease_seconds=1)
+    # When another relay looks at once, Then it finds nothing due
+    assert world.other.claim_events(limit=10, lease_seconds=60) == []
+    # When the lease has run out, Then the other relay gets it, as a second attempt
+    time.sleep(1.3)
+    (again,) = world.other.claim_events(limit=10, lease_seconds=60)
+    assert again.event_id == first.event_id and again.attempts == 2
+    # And once it is deleted it is gone for everyone, and deleting twice is harmless
+    assert again.event_id is not None
+    world.other.delete_event(again.event_id)
+    world.catalogue.delete_event(again.event_id)
+    time.sleep(1.3)
+    assert world.catalogue.claim_events(limit=10, lease_seconds=60) == []
+    assert world.catalogue.pending_events() == (0, 0.0)
+
+
+def test_claims_filter_by_video_and_respect_the_limit(catalogue: VideoCatalogue) -> None:
+    # Given three videos completed with their events
+    videos = [processing(catalogue) for _ in range(3)]
+    for v in videos:
+        assert catalogue.complete(
+            v.video_id, "w1", duration_seconds=1, renditions=[R360], event=ready_event(v)
+        )
+    # When one video's events are claimed, Then only its event comes back
+    assert [
+        e.video_id for e in catalogue.claim_events(limit=10, lease_seconds=60, video_id=videos[1].video_id)
+    ] == [videos[1].video_id]
+    assert catalogue.claim_events(limit=10, lease_seconds=60, video_id="not a video id!") == []
+    # When the rest are claimed two at a time, Then oldest first, no repeats
+    first = catalogue.claim_events(limit=2, lease_seconds=60)
+    rest = catalogue.claim_events(limit=2, lease_seconds=60)
+    assert [e.video_id for e in first + rest] == [videos[0].video_id, videos[2].video_id]
+    count, oldest = catalogue.pending_events()
+    assert count == 3 and oldest >= 0.0
+
+
+def test_concurrent_relays_never_claim_the_same_event(world: World) -> None:
+    # Given many events waiting
+    videos = [processing(world.catalogue) for _ in range(12)]
+    for v in videos:
+        assert world.catalogue.complete(
+            v.video_id, "w1", duration_seconds=1, renditions=[R360], event=ready_event(v)
+        )
+    # When two relays claim at the same moment, a few at a time, until nothing is due
+    barrier = threading.Barrier(2)
+    got: dict[str, list[int]] = {"a": [], "b": []}
+
+    def relay(name: str, cat: VideoCatalogue) -> None:
+        barrier.wait()
+        while batch := cat.claim_events(limit=3, lease_seconds=60):
+            got[name] += [e.event_id for e in batch if e.event_id is not None]
+
+    threads = [
+        threading.Thread(target=relay, args=(n, c)) for n, c in (("a", world.catalogue), ("b", world.other))
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    # Then every event was claimed exactly once
+    assert sorted(got["a"] + got["b"]) == sorted(set(got["a"]) | set(got["b"]))
+    assert len(got["a"] + got["b"]) == 12
+
+
+@pytest.mark.parametrize(
+    ("event", "message"),
+    [
+        (OutboxEvent(event_type="Video Ready", video_id="{id}", detail={}), "lower-case, dotted"),
+        (OutboxEvent(event_type="video.ready", video_id="someone-else", detail={}), "not"),
+        (OutboxEvent(event_type="video.ready", video_id="{id}", detail={"x": float("nan")}), "not JSON"),
+        (OutboxEvent(event_type="video.ready", video_id="{id}", detail={"x": object()}), "not JSON"),
+        (OutboxEvent(event_type="video.ready", video_id="{id}", detail={"x": "y" * 200_001}), "larger than"),
+    ],
+)
+def test_a_bad_event_is_refused_and_the_transition_does_not_happen(
+    catalogue: VideoCatalogue, event: OutboxEvent, message: str
+) -> None:
+    # Given a video leased by w1
+    video = processing(catalogue)
+    if event.video_id == "{id}":
+        event = event.model_copy(update={"video_id": video.video_id})
+    # When it is completed with an event that cannot be stored, Then the call is refused as a whole
+    with pytest.raises(InvalidInput, match=message):
+        catalogue.complete(video.video_id, "w1", duration_seconds=1, renditions=[R360], event=event)
+    assert catalogue.get(video.video_id).status == VideoStatus.PROCESSING
+    assert catalogue.pending_events()[0] == 0
+
+
+def test_outbox_arguments_are_checked(catalogue: VideoCatalogue) -> None:
+    with pytest.raises(InvalidInput):
+        catalogue.claim_events(limit=0, lease_seconds=60)
+    with pytest.raises(InvalidInput):
+        catalogue.claim_events(limit=10, lease_seconds=0)
+
+
 # --- MySQL only: schema and migrations ------------------------------------------------------
 @pytest.fixture
 def fresh_url() -> Iterator[str]:
@@ -636,12 +802,16 @@ def test_migrations_apply_once_in_order(fresh_url: str) -> None:
     second = migrate(provider)
     provider.close()
     # Then the first run applies every migration in order and the second applies nothing
-    assert first == ["0001", "0002"]
+    assert first == ["0001", "0002", "0003"]
     assert second == []
     with _root(fresh_url).cursor() as cur:
         cur.execute("SELECT version, name, appliedAt FROM schema_migrations ORDER BY version")
         rows = cur.fetchall()
-    assert [(v, n) for v, n, _ in rows] == [("0001", "videos"), ("0002", "streams_and_recordings")]
+    assert [(v, n) for v, n, _ in rows] == [
+        ("0001", "videos"),
+        ("0002", "streams_and_recordings"),
+        ("0003", "event_outbox"),
+    ]
     assert all(isinstance(at, datetime) for _, _, at in rows)
 
 
@@ -669,7 +839,7 @@ def test_concurrent_migrations_do_not_race(fresh_url: str) -> None:
         t.join(60)
     # Then neither fails, and between them every migration was applied exactly once
     assert errors == []
-    assert sorted(v for r in results for v in r) == ["0001", "0002"]
+    assert sorted(v for r in results for v in r) == ["0001", "0002", "0003"]
 
 
 @pytest.mark.mysql
@@ -792,11 +962,11 @@ def test_migrate_handler_create_update_delete(handler_db: str) -> None:
     created = lambda_handler(_event("Create"), FakeContext())
     assert created == {
         "PhysicalResourceId": PHYSICAL_ID,
-        "Data": {"applied": "0001,0002", "schemaVersion": "0002"},
+        "Data": {"applied": "0001,0002,0003", "schemaVersion": "0003"},
     }
     # When the stack is updated, Then nothing is pending and the physical id stays the same
     updated = lambda_handler(_event("Update", PhysicalResourceId=PHYSICAL_ID), FakeContext())
-    assert updated == {"PhysicalResourceId": PHYSICAL_ID, "Data": {"applied": "", "schemaVersion": "0002"}}
+    assert updated == {"PhysicalResourceId": PHYSICAL_ID, "Data": {"applied": "", "schemaVersion": "0003"}}
     # When the stack is deleted, Then the data stays
     conn = _root(handler_db)
     with conn.cursor() as cur:
@@ -807,7 +977,7 @@ def test_migrate_handler_create_update_delete(handler_db: str) -> None:
         cur.execute("SELECT COUNT(*) FROM videos")
         assert cur.fetchone() == (0,)
         cur.execute("SELECT COUNT(*) FROM schema_migrations")
-        assert cur.fetchone() == (3,)
+        assert cur.fetchone() == (4,)
     conn.close()
 
 

@@ -7,6 +7,7 @@ import json
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +15,9 @@ import pytest
 
 from reelay.catalogue.memory import MemoryCatalogue
 from reelay.errors import InvalidInput, MediaError, NotFound
+from reelay.events import EventRelay
 from reelay.media import hls
-from reelay.models import Rendition, TranscodeJob, Video, VideoStatus
+from reelay.models import Rendition, TranscodeJob, Video, VideoStatus, utcnow
 from reelay.settings import Settings
 from reelay.transcode import (
     LIVE_PLAYLIST_CACHE_CONTROL,
@@ -342,7 +344,10 @@ def test_bad_media_fails_permanently_with_its_reason(catalogue, store, events, s
     video = catalogue.get(VIDEO_ID)
     assert video.status == VideoStatus.FAILED and video.failure_reason == reason
     assert encoder.calls == 0
-    assert events.published == [("video.failed", {"videoId": VIDEO_ID, "jobId": "job-1", "reason": reason})]
+    assert events.published == [
+        ("video.failed", {"videoId": VIDEO_ID, "jobId": "job-1", "reason": reason, "eventId": "1"})
+    ]
+    assert catalogue.pending_events()[0] == 0  # published, so gone from the outbox
 
 
 def test_missing_upload_fails_with_a_clear_reason(catalogue, store, events, settings):
@@ -571,7 +576,9 @@ def test_a_job_emits_its_metrics_once(catalogue, store, events, settings, capsys
         "TranscodeSeconds",
         "TranscodeRealtimeFactor",
         "FirstSegmentSeconds",
+        "EventsPublished",
     }
+    assert doc["EventsPublished"] == [1.0]
     assert doc["TranscodeJobsSucceeded"] == [1.0]
     assert 0 < doc["FirstSegmentSeconds"][0] <= doc["TranscodeSeconds"][0]
 
@@ -622,7 +629,7 @@ def test_an_upload_key_the_store_refuses_fails_permanently(catalogue, store, eve
 class LeaseLapsingCatalogue(MemoryCatalogue):
     """complete() finds the lease gone, as after a long pause with no heartbeat."""
 
-    def complete(self, video_id, worker_id, *, duration_seconds, renditions) -> bool:
+    def complete(self, video_id, worker_id, *, duration_seconds, renditions, event=None) -> bool:
         return False
 
 
@@ -672,10 +679,16 @@ def test_a_lost_ready_event_never_undoes_a_ready_video(catalogue, store, setting
     assert catalogue.get(VIDEO_ID).status == VideoStatus.READY
     assert store.get_bytes(f"{OUT}master.m3u8") and store.get_bytes(f"{OUT}360p/seg_00000.ts")
     assert events.published == []
-    # And the lost event is counted, not a failed job
+    # And the unpublished event is counted, not a failed job
     (doc,) = emf_docs(capsys)
     assert doc["EventPublishFailed"] == [1.0]
     assert "TranscodeJobsFailed" not in doc
+    # And it is not lost: it waits in the outbox, and the sweep publishes it once SNS is back
+    assert catalogue.pending_events()[0] == 1
+    sweep(catalogue, events)
+    assert [(t, d["videoId"], d["eventId"]) for t, d in events.published] == [("video.ready", VIDEO_ID, "1")]
+    assert events.published[0][1]["master"] == f"{OUT}master.m3u8"
+    assert catalogue.pending_events()[0] == 0
 
 
 def test_a_lost_failed_event_still_fails_the_video_once(catalogue, store, settings, capsys):
@@ -691,6 +704,17 @@ def test_a_lost_failed_event_still_fails_the_video_once(catalogue, store, settin
     assert catalogue.get(VIDEO_ID).status == VideoStatus.FAILED
     (doc,) = emf_docs(capsys)
     assert doc["EventPublishFailed"] == [1.0] and doc["TranscodeJobsFailed"] == [1.0]
+    # And the event is published by the sweep once SNS is back, with the video's reason
+    sweep(catalogue, events)
+    ((kind, detail),) = events.published
+    assert kind == "video.failed" and detail["reason"] == catalogue.get(VIDEO_ID).failure_reason
+
+
+def sweep(catalogue: MemoryCatalogue, events: FlakyEvents) -> None:
+    """SNS recovers, the leases of the failed publishes run out, and the sweep runs."""
+    events.refuse = ""
+    catalogue._clock = lambda: utcnow() + timedelta(minutes=5)  # type: ignore[method-assign]
+    assert EventRelay(catalogue, events).flush().published == 1
 
 
 class BlindHeartbeatCatalogue(MemoryCatalogue):
@@ -749,7 +773,7 @@ def test_a_video_deleted_mid_transcode_leaves_no_public_media(catalogue, store, 
 class DeletedBeforeCompleteCatalogue(MemoryCatalogue):
     """The video is deleted in the instant between the final publish and complete()."""
 
-    def complete(self, video_id, worker_id, *, duration_seconds, renditions) -> bool:
+    def complete(self, video_id, worker_id, *, duration_seconds, renditions, event=None) -> bool:
         self.delete(video_id)
         return False
 

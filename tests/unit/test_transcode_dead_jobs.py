@@ -102,9 +102,15 @@ def test_dead_job_fails_its_video_with_the_attempt_count(services):
     assert services.events.published == [
         (
             "video.failed",
-            {"videoId": "vid1", "jobId": "j-vid1", "reason": "transcoding failed after 3 attempts"},
+            {
+                "videoId": "vid1",
+                "jobId": "j-vid1",
+                "reason": "transcoding failed after 3 attempts",
+                "eventId": "1",
+            },
         )
     ]
+    assert services.catalogue.pending_events()[0] == 0
 
 
 def test_dead_job_never_claimed_reports_the_configured_attempts(services):

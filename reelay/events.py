@@ -1,0 +1,102 @@
+"""Publishing the event outbox: ``video.ready`` and ``video.failed``, at least once.
+
+The catalogue records each event in the same transaction as the status change it announces
+(``VideoCatalogue.complete``/``fail`` with ``event=``). ``EventRelay.flush`` then claims due events,
+publishes each and deletes it. Whoever changed the status flushes right away, so in the normal case
+an event goes out within milliseconds; a scheduled sweep (the ``event_relay`` Lambda, a thread in the
+local platform) publishes whatever a crash, a lost connection or an SNS outage left behind.
+
+A claim leases the event for ``lease_seconds``: two relays never publish the same event at once, and
+an event whose publisher died is due again when its lease runs out. An event published but not yet
+deleted when its publisher dies is published again: subscribers see ``eventId`` in every detail and
+can drop the repeat.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+
+from reelay.models import OutboxEvent
+from reelay.observability import logger
+from reelay.ports import EventPublisher, VideoCatalogue
+
+# A publish takes milliseconds; a minute covers a slow SNS call with room to spare, and is the
+# sweep's period, so an event whose publisher died goes out on the next sweep or the one after.
+DEFAULT_LEASE_SECONDS = 60
+
+
+@dataclass(frozen=True)
+class FlushResult:
+    published: int = 0
+    failed: int = 0
+
+
+class EventRelay:
+    """Publishes due outbox events through an ``EventPublisher`` and forgets the published ones."""
+
+    def __init__(
+        self,
+        catalogue: VideoCatalogue,
+        publisher: EventPublisher,
+        *,
+        lease_seconds: int = DEFAULT_LEASE_SECONDS,
+        metrics: Any = None,
+    ) -> None:
+        self.catalogue = catalogue
+        self.publisher = publisher
+        self.lease_seconds = lease_seconds
+        self.metrics = metrics  # a Powertools metrics provider; its owner flushes it
+
+    def flush(self, *, video_id: str | None = None, limit: int = 100) -> FlushResult:
+        """Publish up to ``limit`` due events (of one video, or all). Never raises for a failed publish:
+        the event stays in the outbox and is retried when its lease runs out."""
+        published = failed = 0
+        for event in self.catalogue.claim_events(
+            limit=limit, lease_seconds=self.lease_seconds, video_id=video_id
+        ):
+            if self._publish(event):
+                published += 1
+            else:
+                failed += 1
+        self._count("EventsPublished", published)
+        self._count("EventPublishFailed", failed)
+        return FlushResult(published=published, failed=failed)
+
+    def flush_quietly(self, *, video_id: str | None = None) -> FlushResult:
+        """``flush`` for callers whose own work is done (the status change is committed): a catalogue
+        error is logged and left to the sweep instead of turning a finished job into a retry."""
+        try:
+            return self.flush(video_id=video_id)
+        except Exception as exc:
+            logger.warning(
+                "outbox not flushed: the sweep will publish its events",
+                extra={"videoId": video_id, "error": str(exc) or type(exc).__name__},
+            )
+            return FlushResult()
+
+    def _publish(self, event: OutboxEvent) -> bool:
+        ids = {"eventId": event.event_id, "eventType": event.event_type, "videoId": event.video_id}
+        try:
+            self.publisher.publish(event.event_type, {**event.detail, "eventId": str(event.event_id)})
+        except Exception as exc:
+            logger.error(
+                "event not published: it stays in the outbox",
+                extra={**ids, "attempts": event.attempts, "error": str(exc) or type(exc).__name__},
+            )
+            return False
+        assert event.event_id is not None  # claimed events come from the catalogue, with their ids
+        try:
+            self.catalogue.delete_event(event.event_id)
+        except Exception as exc:  # published: at worst it goes out once more after its lease
+            logger.warning("published event not deleted from the outbox", extra={**ids, "error": str(exc)})
+        return True
+
+    def _count(self, name: str, value: int) -> None:
+        if self.metrics is not None and value:
+            self.metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+
+
+__all__ = ["DEFAULT_LEASE_SECONDS", "EventRelay", "FlushResult"]

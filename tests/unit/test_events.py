@@ -1,0 +1,164 @@
+"""EventRelay: the outbox's publisher, against the in-memory catalogue (same contract as MySQL)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+
+from reelay.catalogue.memory import MemoryCatalogue
+from reelay.events import EventRelay, FlushResult
+from reelay.models import OutboxEvent, Rendition, Video
+from tests.fakes import FakeEvents
+
+R360 = Rendition(name="360p", width=640, height=360, bandwidth=900_000, codecs="avc1.4d401e",
+                 playlist="360p/index.m3u8")  # fmt: skip
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2026, 5, 1, 12, 0, 0)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+class DownEvents(FakeEvents):
+    """SNS during an outage: every publish raises until ``up`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.up = False
+        self.attempts = 0
+
+    def publish(self, event_type: str, detail: dict[str, Any]) -> None:
+        self.attempts += 1
+        if not self.up:
+            raise ConnectionError("SNS unreachable")
+        super().publish(event_type, detail)
+
+
+class RecordingMetrics:
+    def __init__(self) -> None:
+        self.added: list[tuple[str, float]] = []
+
+    def add_metric(self, *, name: str, unit: Any, value: float) -> None:
+        self.added.append((name, value))
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def catalogue(clock: Clock) -> MemoryCatalogue:
+    return MemoryCatalogue(clock=clock)
+
+
+def completed(catalogue: MemoryCatalogue, n: int = 1) -> list[str]:
+    """n videos made ready by worker w1, each with its video.ready in the outbox."""
+    ids = []
+    for i in range(n):
+        vid = uuid.uuid4().hex
+        catalogue.create(
+            Video(video_id=vid, video_key=f"uploads/{vid}", display_name="v", owner_id="o", email="o@x.io")
+        )
+        assert catalogue.mark_uploaded(vid, size_bytes=1, content_type="video/mp4")
+        assert catalogue.claim(vid, "w1", 60) is not None
+        event = OutboxEvent(event_type="video.ready", video_id=vid, detail={"videoId": vid, "n": i})
+        assert catalogue.complete(vid, "w1", duration_seconds=1, renditions=[R360], event=event)
+        ids.append(vid)
+    return ids
+
+
+def test_flush_publishes_each_due_event_once_with_its_id_and_forgets_it(catalogue: MemoryCatalogue) -> None:
+    # Given two ready videos whose events wait in the outbox
+    ids = completed(catalogue, 2)
+    events, metrics = FakeEvents(), RecordingMetrics()
+    relay = EventRelay(catalogue, events, metrics=metrics)
+    # When the relay flushes twice
+    first, second = relay.flush(), relay.flush()
+    # Then both events went out once, oldest first, each with its outbox id for de-duplication
+    assert (first, second) == (FlushResult(published=2), FlushResult())
+    assert [(t, d["videoId"], d["n"]) for t, d in events.published] == [
+        ("video.ready", ids[0], 0),
+        ("video.ready", ids[1], 1),
+    ]
+    assert len({d["eventId"] for _, d in events.published}) == 2
+    assert catalogue.pending_events() == (0, 0.0)
+    assert metrics.added == [("EventsPublished", 2)]
+
+
+def test_flush_of_one_video_leaves_the_others(catalogue: MemoryCatalogue) -> None:
+    ids = completed(catalogue, 3)
+    events = FakeEvents()
+    assert EventRelay(catalogue, events).flush(video_id=ids[1]).published == 1
+    assert [d["videoId"] for _, d in events.published] == [ids[1]]
+    assert catalogue.pending_events()[0] == 2
+
+
+def test_an_outage_keeps_events_until_their_lease_runs_out_then_publishes_them(
+    catalogue: MemoryCatalogue, clock: Clock
+) -> None:
+    # Given SNS is down when two events are flushed
+    completed(catalogue, 2)
+    events, metrics = DownEvents(), RecordingMetrics()
+    relay = EventRelay(catalogue, events, lease_seconds=60, metrics=metrics)
+    assert relay.flush() == FlushResult(failed=2)
+    assert metrics.added == [("EventPublishFailed", 2)]
+    # When SNS is back but the leases still run, Then nothing is retried yet (no hammering)
+    events.up = True
+    clock.advance(30)
+    assert relay.flush() == FlushResult()
+    assert events.attempts == 2
+    # When the leases have run out, Then each event goes out once, on its second attempt
+    clock.advance(31)
+    assert relay.flush() == FlushResult(published=2)
+    assert len(events.published) == 2 and events.attempts == 4
+    count, age = catalogue.pending_events()
+    assert (count, age) == (0, 0.0)
+
+
+def test_pending_events_report_the_age_of_the_oldest(catalogue: MemoryCatalogue, clock: Clock) -> None:
+    completed(catalogue, 1)
+    clock.advance(90)
+    completed(catalogue, 1)
+    clock.advance(10)
+    assert catalogue.pending_events() == (2, 100.0)
+
+
+class DeleteFails(MemoryCatalogue):
+    def delete_event(self, event_id: int) -> None:
+        raise ConnectionError("database went away")
+
+
+def test_an_event_published_but_not_forgotten_goes_out_again_after_its_lease(clock: Clock) -> None:
+    # Given the catalogue fails just after the publish (the delete is lost)
+    catalogue = DeleteFails(clock=clock)
+    completed(catalogue, 1)
+    events = FakeEvents()
+    relay = EventRelay(catalogue, events, lease_seconds=60)
+    # When the relay flushes, Then the publish counts as done
+    assert relay.flush() == FlushResult(published=1)
+    # And after the lease the same event (same eventId) goes out again: at least once, never lost
+    clock.advance(61)
+    assert relay.flush() == FlushResult(published=1)
+    assert [d["eventId"] for _, d in events.published] == ["1", "1"]
+
+
+class ClaimFails(MemoryCatalogue):
+    def claim_events(self, **kwargs: Any) -> list[OutboxEvent]:
+        raise ConnectionError("database went away")
+
+
+def test_flush_quietly_leaves_a_catalogue_outage_to_the_sweep(clock: Clock) -> None:
+    relay = EventRelay(ClaimFails(clock=clock), FakeEvents())
+    with pytest.raises(ConnectionError):
+        relay.flush()
+    assert relay.flush_quietly(video_id="v1") == FlushResult()
