@@ -8,7 +8,9 @@ import os
 import secrets
 import socket
 import threading
+import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -287,6 +289,7 @@ class Platform:
 
     def _start_workers(self) -> None:
         from lambdas.dead_jobs.handler import lambda_handler as dead_jobs
+        from lambdas.event_relay.handler import lambda_handler as event_relay
         from transcoder.worker import Worker
 
         # Stable across restarts, so the worker's own leases from a previous run are recognisable.
@@ -309,6 +312,17 @@ class Platform:
                     poll=dlq.poll,
                     delete=dlq.delete,
                     handler=lambda event, context: self._invoke(dead_jobs, event, context),
+                ),
+            ),
+            # The EventBridge schedule of the outbox sweep, every few seconds here rather than every
+            # minute: the worker publishes right away, this catches what a crash or moto left behind.
+            Background(
+                "event-relay",
+                Schedule(
+                    name="reelay-event-relay",
+                    every_seconds=EVENT_RELAY_EVERY_SECONDS,
+                    region=settings.aws_region,
+                    handler=lambda event, context: self._invoke(event_relay, event, context),
                 ),
             ),
             # The relay supervisor and the recording workflows start here when they land.
@@ -350,6 +364,55 @@ class Platform:
                 log.info("stopped %s", name)
             except Exception:
                 log.exception("stopping %s failed", name)
+
+
+EVENT_RELAY_EVERY_SECONDS = 5.0
+
+
+class Schedule:
+    """What an EventBridge schedule rule does: invoke a handler with a scheduled event, then again
+    every ``every_seconds`` until stopped. A failed run is logged; the next one is the retry."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        every_seconds: float,
+        region: str,
+        handler: Callable[[dict[str, Any], Any], Any],
+        timeout_seconds: int = 60,
+    ) -> None:
+        self.name = name
+        self.every_seconds = every_seconds
+        self.region = region
+        self.timeout_seconds = timeout_seconds
+        self._handler = handler
+
+    def __call__(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                self._handler(
+                    scheduled_event(self.region, f"{self.name}-schedule"),
+                    LambdaContext(self.name, timeout_seconds=self.timeout_seconds),
+                )
+            except Exception:
+                log.exception("%s failed; the next scheduled run retries", self.name)
+            stop.wait(self.every_seconds)  # returns at once on stop()
+
+
+def scheduled_event(region: str, rule: str) -> dict[str, Any]:
+    """An EventBridge ``Scheduled Event``, as a schedule rule delivers it to its Lambda target."""
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": "000000000000",
+        "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "region": region,
+        "resources": [f"arn:aws:events:{region}:000000000000:rule/{rule}"],
+        "detail": {},
+    }
 
 
 def s3_event(settings: Any, key: str, size: int) -> dict[str, Any]:

@@ -15,10 +15,31 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from infra.constants import METRIC_JOB_SECONDS, METRIC_JOBS_FAILED, METRIC_JOBS_SUCCEEDED
-from infra.constructs.transcoder import worker_metric
+from infra.constants import (
+    METRIC_EVENT_PUBLISH_FAILED,
+    METRIC_EVENTS_PUBLISHED,
+    METRIC_JOB_SECONDS,
+    METRIC_JOBS_FAILED,
+    METRIC_JOBS_SUCCEEDED,
+    METRIC_OUTBOX_OLDEST_AGE,
+    METRIC_OUTBOX_PENDING,
+    METRICS_NAMESPACE,
+)
+from infra.constructs.transcoder import outbox_metric, worker_metric
 
 _PERIOD = Duration.minutes(5)
+
+
+def all_services_sum(metric_name: str, label: str) -> cloudwatch.MathExpression:
+    """A Reelay metric summed over every service that emits it (the worker and the sweep both
+    publish events), found by a search so a new publisher shows up without a change here."""
+    search = (
+        f"SEARCH('{{{METRICS_NAMESPACE},service}} MetricName=\"{metric_name}\"', 'Sum', "
+        f"{int(_PERIOD.to_seconds())})"
+    )
+    return cloudwatch.MathExpression(
+        expression=f"SUM({search})", using_metrics={}, label=label, period=_PERIOD
+    )
 
 
 class OperationsDashboard(Construct):
@@ -110,6 +131,16 @@ class OperationsDashboard(Construct):
                 title="Database",
                 left=[database.metric_cpu_utilization(period=_PERIOD)],
                 right=[database.metric_database_connections(period=_PERIOD)],
+                width=8,
+            ),
+            cloudwatch.GraphWidget(
+                title="Event outbox",
+                left=[
+                    outbox_metric(METRIC_OUTBOX_PENDING, "Maximum"),
+                    all_services_sum(METRIC_EVENTS_PUBLISHED, "Events published"),
+                    all_services_sum(METRIC_EVENT_PUBLISH_FAILED, "Event publishes failed"),
+                ],
+                right=[outbox_metric(METRIC_OUTBOX_OLDEST_AGE, "Maximum")],
                 width=8,
             ),
         )

@@ -18,6 +18,11 @@ RUNTIME = lambda_.Runtime.PYTHON_3_11
 ARCHITECTURE = lambda_.Architecture.X86_64  # matches the manylinux2014_x86_64 wheels in the asset
 
 
+def powertools_service(service: str) -> str:
+    """POWERTOOLS_SERVICE_NAME of a ReelayFunction: the ``service`` dimension of the metrics it emits."""
+    return f"{SERVICE_NAME}-{service}"
+
+
 class ReelayFunction(Construct):
     def __init__(
         self,
@@ -49,7 +54,7 @@ class ReelayFunction(Construct):
             description=description,
             environment={
                 **environment,
-                "POWERTOOLS_SERVICE_NAME": f"{SERVICE_NAME}-{service}",
+                "POWERTOOLS_SERVICE_NAME": powertools_service(service),
                 "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
             },
             timeout=timeout or Duration.seconds(30),

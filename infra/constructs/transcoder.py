@@ -9,6 +9,8 @@ from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda_event_sources as event_sources
 from aws_cdk import aws_logs as logs
@@ -19,8 +21,13 @@ from infra.bundling import REPO_ROOT
 from infra.constants import (
     DEAD_JOBS_HANDLER,
     DOCKER_EXCLUDES,
+    EVENT_RELAY_HANDLER,
+    EVENT_RELAY_RATE_MINUTES,
+    EVENT_RELAY_SERVICE,
     METRIC_JOBS_FAILED,
+    METRIC_OUTBOX_OLDEST_AGE,
     METRICS_NAMESPACE,
+    OUTBOX_AGE_ALARM_SECONDS,
     OUTPUT_PREFIX,
     TRANSCODER_COMMAND,
     TRANSCODER_CPU,
@@ -30,22 +37,30 @@ from infra.constants import (
     TRANSCODER_STOP_TIMEOUT_SECONDS,
     UPLOAD_PREFIX,
 )
-from infra.constructs.function import ReelayFunction
+from infra.constructs.function import ReelayFunction, powertools_service
 from infra.environment import PlatformRefs
 from infra.nag import acknowledge
 
 _ALARM_PERIOD = Duration.minutes(5)
 
 
-def worker_metric(name: str, statistic: str) -> cloudwatch.Metric:
-    """One of the metrics the worker emits (Powertools EMF, dimension service=transcoder)."""
+def worker_metric(
+    name: str, statistic: str, *, service: str = TRANSCODER_SERVICE_DIMENSION
+) -> cloudwatch.Metric:
+    """One of the metrics the worker emits (Powertools EMF, dimension service=transcoder), or with
+    ``service`` one that another Reelay process emits under its POWERTOOLS_SERVICE_NAME."""
     return cloudwatch.Metric(
         namespace=METRICS_NAMESPACE,
         metric_name=name,
-        dimensions_map={"service": TRANSCODER_SERVICE_DIMENSION},
+        dimensions_map={"service": service},
         statistic=statistic,
         period=_ALARM_PERIOD,
     )
+
+
+def outbox_metric(name: str, statistic: str) -> cloudwatch.Metric:
+    """One of the outbox metrics the event-relay sweep emits (dimension service=reelay-event-relay)."""
+    return worker_metric(name, statistic, service=powertools_service(EVENT_RELAY_SERVICE))
 
 
 def backlog_expression(jobs_per_task: int) -> str:
@@ -146,6 +161,7 @@ class Transcoder(Construct):
         self._scaling(refs)
         self._alarms(refs, alarm_topic)
         self._dead_jobs(refs)
+        self._event_relay(refs, alarm_topic)
         acknowledge(
             self.task,
             "AwsSolutions-ECS2",
@@ -299,8 +315,9 @@ class Transcoder(Construct):
         *,
         threshold: float = 0,
         evaluation_periods: int = 1,
+        missing_data: cloudwatch.TreatMissingData = cloudwatch.TreatMissingData.NOT_BREACHING,
     ) -> cloudwatch.Alarm:
-        """Alarms when metric rises above threshold; no data (an idle queue) is fine."""
+        """Alarms when metric rises above threshold; by default no data (an idle queue) is fine."""
         return cloudwatch.Alarm(
             self,
             alarm_id,
@@ -309,29 +326,55 @@ class Transcoder(Construct):
             threshold=threshold,
             comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
             evaluation_periods=evaluation_periods,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            treat_missing_data=missing_data,
         )
 
-    def _dead_jobs(self, refs: PlatformRefs) -> None:
-        self.dead_jobs = ReelayFunction(
+    def _catalogue_function(
+        self,
+        refs: PlatformRefs,
+        construct_id: str,
+        *,
+        handler: str,
+        service: str,
+        description: str,
+        reserved: int,
+    ) -> ReelayFunction:
+        """A function in the VPC that reads the app DB secret and publishes video events."""
+        function = ReelayFunction(
             self,
-            "DeadJobs",
-            handler=DEAD_JOBS_HANDLER,
-            service="dead-jobs",
-            description="Marks the videos of dead-lettered transcode jobs failed",
+            construct_id,
+            handler=handler,
+            service=service,
+            description=description,
             environment=refs.environment(),
             vpc=refs.vpc,
             security_groups=[refs.db_clients],
             log_retention=refs.config.log_retention,
             timeout=Duration.seconds(60),
-            reserved_concurrency=refs.config.reserved(2),
+            reserved_concurrency=refs.config.reserved(reserved),
+        )
+        refs.events_topic.grant_publish(function.function)
+        refs.db_secret.grant_read(function.function)
+        acknowledge(
+            function.function,
+            "AwsSolutions-IAM5[Action::kms:GenerateDataKey*]",
+            "Publishing video events to the KMS-encrypted events topic needs GenerateDataKey* on its key.",
+        )
+        return function
+
+    def _dead_jobs(self, refs: PlatformRefs) -> None:
+        self.dead_jobs = self._catalogue_function(
+            refs,
+            "DeadJobs",
+            handler=DEAD_JOBS_HANDLER,
+            service="dead-jobs",
+            description="Marks the videos of dead-lettered transcode jobs failed",
+            reserved=2,
         )
         fn = self.dead_jobs.function
         fn.add_event_source(
             event_sources.SqsEventSource(refs.dead_letters, batch_size=10, report_batch_item_failures=True)
         )
-        refs.events_topic.grant_publish(fn)
-        refs.db_secret.grant_read(fn)
         # A dead job's partial output is removed once its video is failed: list and delete outputs/ only.
         fn.add_to_role_policy(
             iam.PolicyStatement(actions=["s3:DeleteObject"], resources=[refs.objects_arn(OUTPUT_PREFIX)])
@@ -342,8 +385,36 @@ class Transcoder(Construct):
             OUTPUT_PREFIX,
             "Removes the partial HLS output under outputs/<videoId>/ of a video it failed.",
         )
-        acknowledge(
-            fn,
-            "AwsSolutions-IAM5[Action::kms:GenerateDataKey*]",
-            "Publishing video.failed to the KMS-encrypted events topic needs GenerateDataKey* on its key.",
+
+    def _event_relay(self, refs: PlatformRefs, alarm_topic: sns.ITopic) -> None:
+        """The outbox sweep: every minute, publish the video events the fast path left behind."""
+        self.event_relay = self._catalogue_function(
+            refs,
+            "EventRelay",
+            handler=EVENT_RELAY_HANDLER,
+            service=EVENT_RELAY_SERVICE,
+            description="Publishes video events left in the catalogue's outbox and reports its backlog",
+            reserved=1,  # one sweep at a time (claims are leased anyway)
         )
+        fn = self.event_relay.function
+        # The next scheduled sweep is the real retry: an older invocation is not worth running late.
+        fn.configure_async_invoke(retry_attempts=1, max_event_age=Duration.minutes(2))
+        self.event_relay_schedule = events.Rule(
+            self,
+            "EventRelaySchedule",
+            description="Sweeps the event outbox: publishes video events a crash or an SNS outage delayed",
+            schedule=events.Schedule.rate(Duration.minutes(EVENT_RELAY_RATE_MINUTES)),
+            targets=[targets.LambdaFunction(fn, retry_attempts=2, max_event_age=Duration.minutes(2))],
+        )
+        # Missing data breaches: the sweep reports the age every minute, so silence means it is broken
+        # (failing before it reports, or not invoked), and then nothing left behind gets published.
+        self.outbox_age_alarm = self._alarm(
+            "OutboxAgeAlarm",
+            "Video events are not being published: an outbox event has waited over 10 minutes, "
+            "or the event-relay sweep has stopped reporting",
+            outbox_metric(METRIC_OUTBOX_OLDEST_AGE, "Maximum"),
+            threshold=OUTBOX_AGE_ALARM_SECONDS,
+            evaluation_periods=2,
+            missing_data=cloudwatch.TreatMissingData.BREACHING,
+        )
+        self.outbox_age_alarm.add_alarm_action(cw_actions.SnsAction(alarm_topic))

@@ -1,0 +1,54 @@
+"""EventBridge schedule -> publish the outbox events the fast path left behind, then report the backlog.
+
+Whoever changes a video's status flushes its events right away; this sweep publishes what a crash, a
+lost connection or an SNS outage left in the outbox, and reports how many events wait and for how long
+(the alarm on ``OutboxOldestAgeSeconds``). A catalogue error raises: Lambda retries, and a sweep that
+keeps failing stops reporting, which the alarm counts as breaching.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from reelay.events import EventRelay
+from reelay.observability import MetricUnit, logger, metrics, tracer
+from reelay.wiring import get_services
+
+METRIC_PENDING = "OutboxPending"
+METRIC_OLDEST_AGE = "OutboxOldestAgeSeconds"
+BATCH_SIZE = 100
+# No new batch once less than this is left of the invocation: a batch of SNS publishes (with the SDK's
+# retries) and the closing backlog query fit in it, so the sweep ends before Lambda's timeout cuts it.
+RESERVE_MILLIS = 15_000
+
+
+def sweep(relay: EventRelay, context: LambdaContext) -> tuple[int, int]:
+    """Flush batches until none is due, a batch publishes nothing (the publisher is down: the next
+    sweep tries again) or time runs short. Failed events stay leased, so no batch claims them twice."""
+    published = failed = 0
+    while True:
+        result = relay.flush(limit=BATCH_SIZE)
+        published += result.published
+        failed += result.failed
+        claimed = result.published + result.failed
+        if claimed < BATCH_SIZE or not result.published:
+            return published, failed
+        if context.get_remaining_time_in_millis() < RESERVE_MILLIS:
+            return published, failed
+
+
+@logger.inject_lambda_context
+@metrics.log_metrics
+@tracer.capture_lambda_handler(capture_response=False)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    services = get_services()
+    published, failed = sweep(EventRelay(services.catalogue, services.events, metrics=metrics), context)
+    pending, oldest_age = services.catalogue.pending_events()
+    metrics.add_metric(name=METRIC_PENDING, unit=MetricUnit.Count, value=pending)
+    metrics.add_metric(name=METRIC_OLDEST_AGE, unit=MetricUnit.Seconds, value=oldest_age)
+    summary = {"published": published, "failed": failed, "pending": pending, "oldestAgeSeconds": oldest_age}
+    if published or failed or pending:
+        logger.info("outbox swept", extra=summary)
+    return summary
