@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 import uuid
 from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -133,6 +133,34 @@ class FakeEvents:
 
     def publish(self, event_type: str, detail: dict[str, Any]) -> None:
         self.published.append((event_type, dict(detail)))
+
+
+class DownEvents(FakeEvents):
+    """SNS during an outage: every publish raises (and is counted) until ``up`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.up = False
+        self.attempts = 0
+
+    def publish(self, event_type: str, detail: dict[str, Any]) -> None:
+        self.attempts += 1
+        if not self.up:
+            raise ConnectionError("SNS unreachable")
+        super().publish(event_type, detail)
+
+
+class ManualClock:
+    """Naive-UTC time that moves only when told: pass it as a MemoryCatalogue's clock."""
+
+    def __init__(self, now: datetime | None = None) -> None:
+        self.now = now or datetime(2030, 1, 1, 12, 0, 0)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
 
 
 class FakeIdentity:

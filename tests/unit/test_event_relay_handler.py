@@ -6,7 +6,6 @@ import json
 import os
 import threading
 import time
-from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -21,31 +20,9 @@ from reelay.models import OutboxEvent, Video
 from reelay.observability import metrics
 from reelay.settings import Settings
 from reelay.wiring import Services, set_services
-from tests.fakes import FakeEvents, FakeLambdaContext, FakeStore
+from tests.fakes import DownEvents, FakeEvents, FakeLambdaContext, FakeStore, ManualClock
 
 SCHEDULED = {"detail-type": "Scheduled Event", "source": "aws.events", "detail": {}}
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2030, 1, 1, 12, 0, 0)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
-
-
-class DownEvents:
-    """An SNS topic that refuses every publish."""
-
-    def __init__(self) -> None:
-        self.attempts = 0
-
-    def publish(self, event_type: str, detail: dict[str, Any]) -> None:
-        self.attempts += 1
-        raise ConnectionError("SNS unreachable")
 
 
 class BrokenCatalogue(MemoryCatalogue):
@@ -61,12 +38,12 @@ class ShortContext(FakeLambdaContext):
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> ManualClock:
+    return ManualClock()
 
 
 @pytest.fixture
-def catalogue(clock: Clock) -> MemoryCatalogue:
+def catalogue(clock: ManualClock) -> MemoryCatalogue:
     return MemoryCatalogue(clock=clock)
 
 

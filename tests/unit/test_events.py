@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -11,36 +10,10 @@ import pytest
 from reelay.catalogue.memory import MemoryCatalogue
 from reelay.events import EventRelay, FlushResult
 from reelay.models import OutboxEvent, Rendition, Video
-from tests.fakes import FakeEvents
+from tests.fakes import DownEvents, FakeEvents, ManualClock
 
 R360 = Rendition(name="360p", width=640, height=360, bandwidth=900_000, codecs="avc1.4d401e",
                  playlist="360p/index.m3u8")  # fmt: skip
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 5, 1, 12, 0, 0)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
-
-
-class DownEvents(FakeEvents):
-    """SNS during an outage: every publish raises until ``up`` is set."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.up = False
-        self.attempts = 0
-
-    def publish(self, event_type: str, detail: dict[str, Any]) -> None:
-        self.attempts += 1
-        if not self.up:
-            raise ConnectionError("SNS unreachable")
-        super().publish(event_type, detail)
 
 
 class RecordingMetrics:
@@ -52,12 +25,12 @@ class RecordingMetrics:
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> ManualClock:
+    return ManualClock()
 
 
 @pytest.fixture
-def catalogue(clock: Clock) -> MemoryCatalogue:
+def catalogue(clock: ManualClock) -> MemoryCatalogue:
     return MemoryCatalogue(clock=clock)
 
 
@@ -104,7 +77,7 @@ def test_flush_of_one_video_leaves_the_others(catalogue: MemoryCatalogue) -> Non
 
 
 def test_an_outage_keeps_events_until_their_lease_runs_out_then_publishes_them(
-    catalogue: MemoryCatalogue, clock: Clock
+    catalogue: MemoryCatalogue, clock: ManualClock
 ) -> None:
     # Given SNS is down when two events are flushed
     completed(catalogue, 2)
@@ -125,7 +98,7 @@ def test_an_outage_keeps_events_until_their_lease_runs_out_then_publishes_them(
     assert (count, age) == (0, 0.0)
 
 
-def test_pending_events_report_the_age_of_the_oldest(catalogue: MemoryCatalogue, clock: Clock) -> None:
+def test_pending_events_report_the_age_of_the_oldest(catalogue: MemoryCatalogue, clock: ManualClock) -> None:
     completed(catalogue, 1)
     clock.advance(90)
     completed(catalogue, 1)
@@ -138,7 +111,7 @@ class DeleteFails(MemoryCatalogue):
         raise ConnectionError("database went away")
 
 
-def test_an_event_published_but_not_forgotten_goes_out_again_after_its_lease(clock: Clock) -> None:
+def test_an_event_published_but_not_forgotten_goes_out_again_after_its_lease(clock: ManualClock) -> None:
     # Given the catalogue fails just after the publish (the delete is lost)
     catalogue = DeleteFails(clock=clock)
     completed(catalogue, 1)
@@ -157,7 +130,7 @@ class ClaimFails(MemoryCatalogue):
         raise ConnectionError("database went away")
 
 
-def test_flush_quietly_leaves_a_catalogue_outage_to_the_sweep(clock: Clock) -> None:
+def test_flush_quietly_leaves_a_catalogue_outage_to_the_sweep(clock: ManualClock) -> None:
     relay = EventRelay(ClaimFails(clock=clock), FakeEvents())
     with pytest.raises(ConnectionError):
         relay.flush()
