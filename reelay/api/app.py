@@ -61,8 +61,24 @@ SECURITY_SCHEME = "CognitoBearer"
 _ROUTE_TABLE = {(r.method, r.path): r for r in ROUTES}
 _F = TypeVar("_F", bound=Callable[..., Any])
 
+
+def _read_json(text: str) -> Any:
+    """json.loads, where JSON it cannot hold is a JSON error like any other, not an unexpected one.
+
+    json.loads raises plain ValueError for integers over Python's 4300-digit limit and
+    RecursionError for nesting deeper than the stack: both are bad input and answer 400.
+    """
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        raise
+    except (ValueError, RecursionError) as exc:
+        raise json.JSONDecodeError(f"cannot read the JSON: {type(exc).__name__}", text, 0) from exc
+
+
 app = APIGatewayRestResolver(
     enable_validation=True,
+    json_body_deserializer=_read_json,
     # Bearer tokens, not cookies, so any origin may call; credentials are never sent implicitly.
     cors=CORSConfig(allow_origin="*", max_age=600),
 )
@@ -117,6 +133,9 @@ def route(method: str, path: str, *, status: int = HTTPStatus.OK) -> Callable[[_
 
 def _success_response(func: Callable[..., Any], status: int) -> dict[int, Any]:
     # Powertools documents only the responses given once any are, so the success one goes in too.
+    if status == HTTPStatus.NO_CONTENT:
+        # No body at all: an empty content map, or Powertools documents the return annotation as JSON.
+        return {status: {"description": HTTPStatus(status).phrase, "content": {}}}
     returns = typing.get_type_hints(func).get("return")
     if isinstance(returns, type) and issubclass(returns, BaseModel):
         content = {"application/json": {"model": returns}}
@@ -133,6 +152,10 @@ def _error_responses(spec: Route) -> dict[int, Any]:
         codes[404] = "Unknown video"
     if spec.path.startswith("/auth/"):
         codes |= {401: "Wrong credentials or token", 403: "Not confirmed", 404: "Unknown user", 409: "Taken"}
+    if spec.path.endswith("/upload/complete"):
+        codes[409] = "Not awaiting an upload"
+    if spec.method in ("POST", "PATCH"):
+        codes[415] = "Body not sent as JSON"
     content = {"application/json": {"model": ErrorOut}}
     return {code: {"description": text, "content": content} for code, text in sorted(codes.items())}
 
