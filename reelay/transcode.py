@@ -521,7 +521,8 @@ class TranscodeService:
                 listed = [v.uri for v in hls.parse_master_playlist(master.read_text())]
             except ValueError as exc:
                 raise OutputInvalid(f"the master playlist is malformed: {exc}") from None
-            if listed != [r.playlist for r in renditions]:
+            # Each rendition exactly once; the order is the master's own (the start variant first).
+            if sorted(listed) != sorted(r.playlist for r in renditions):
                 raise OutputInvalid("the master playlist does not list the renditions that were made")
         return final
 

@@ -242,6 +242,36 @@ def run(service: TranscodeService, *, cancel: threading.Event | None = None, rec
     )
 
 
+def test_a_master_that_lists_the_start_variant_first_is_accepted(catalogue, store, events, settings):
+    # Given a ladder whose top rendition peaks above the start budget, so the encoder's master lists
+    # 360p first and 720p second, the other way round from the ladder
+
+    # When the job runs
+    service = make_service(catalogue, store, events, settings, FakeEncoder())
+    service._choose_ladder = lambda info, names, overrides=None: [Spec("720p", 1280, 720, 4200), LADDER[0]]
+
+    outcome = run(service)
+
+    # Then the video is ready and its published master keeps the start variant first
+    assert outcome is Outcome.DONE, catalogue.get(VIDEO_ID).failure_reason
+    master = hls.parse_master_playlist(store.get_bytes(f"{OUT}master.m3u8").decode())
+    assert [v.uri for v in master] == ["360p/index.m3u8", "720p/index.m3u8"]
+
+
+def test_a_master_missing_or_repeating_a_rendition_fails_the_job(catalogue, store, events, settings):
+    # Given an encoder whose master lists one rendition twice and forgets the other
+    class RepeatingEncoder(FakeEncoder):
+        def __call__(self, *args, **kwargs):
+            result = super().__call__(*args, **kwargs)
+            master = Path(args[1]) / "master.m3u8"
+            master.write_text(master.read_text().replace("240p/index.m3u8", "360p/index.m3u8"))
+            return result
+
+    # When the job runs, Then output validation refuses it
+    assert run(make_service(catalogue, store, events, settings, RepeatingEncoder())) is Outcome.FAILED
+    assert "does not list the renditions" in (catalogue.get(VIDEO_ID).failure_reason or "")
+
+
 def test_happy_path_publishes_every_key_once_and_emits_one_ready(catalogue, store, events, settings):
     # Given a queued video and a working encoder
     encoder = FakeEncoder()
