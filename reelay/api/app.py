@@ -350,6 +350,37 @@ def _describe(errors: list[dict[str, Any]]) -> tuple[str, str]:
     return "invalid_input", "; ".join(parts) or "the request is not valid"
 
 
+def resolve(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """``app.resolve`` on an event whose Content-Type media type is lower-cased.
+
+    Media types are case-insensitive (RFC 9110 8.3.1), but Powertools compares them exactly, so
+    ``Content-Type: Application/JSON`` would get a 415.
+    """
+    return app.resolve(_lowercase_media_type(event), context)
+
+
+def _lowercase_media_type(event: dict[str, Any]) -> dict[str, Any]:
+    def fixed(value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        media, sep, params = value.partition(";")
+        return media.lower() + sep + params
+
+    changed = dict(event)
+    for key in ("headers", "multiValueHeaders"):
+        headers = event.get(key)
+        if isinstance(headers, dict):
+            changed[key] = {
+                name: (
+                    ([fixed(v) for v in value] if isinstance(value, list) else fixed(value))
+                    if isinstance(name, str) and name.lower() == "content-type"
+                    else value
+                )
+                for name, value in headers.items()
+            }
+    return changed
+
+
 def _sent_json() -> bool:
     content_type = (app.current_event.headers or {}).get("content-type", "") or ""
     return not content_type.strip() or content_type.strip().lower().startswith("application/json")

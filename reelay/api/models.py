@@ -5,16 +5,48 @@ The resolver validates requests and writes the OpenAPI document from these same 
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, PlainSerializer, StrictInt, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    PlainSerializer,
+    StrictInt,
+    StringConstraints,
+)
 from pydantic.alias_generators import to_camel
 
 from reelay.models import Video, VideoSource, VideoStatus
 
-DisplayName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Description = Annotated[str, StringConstraints(max_length=5000)]
+# Names are shown in lists and titles: no control characters at all (NUL, escape sequences, line
+# breaks). Descriptions may keep line breaks and tabs.
+_ANY_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_CONTROL_BUT_LAYOUT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+def _no_control(pattern: re.Pattern[str], allowed: str) -> AfterValidator:
+    def check(value: str) -> str:
+        if pattern.search(value):
+            raise ValueError(f"must not contain control characters{allowed}")
+        return value
+
+    return AfterValidator(check)
+
+
+_PLAIN_TEXT = _no_control(_ANY_CONTROL, "")
+DisplayName = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), _PLAIN_TEXT
+]
+Description = Annotated[
+    str,
+    StringConstraints(max_length=5000),
+    _no_control(_CONTROL_BUT_LAYOUT, " other than line breaks and tabs"),
+]
 Password = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 # The catalogue stores naive UTC; the wire says so explicitly (RFC 3339 with Z).
 UtcDateTime = Annotated[
@@ -89,7 +121,7 @@ class UploadIn(_Request):
     description: Description = ""
     content_type: Annotated[str, StringConstraints(min_length=1, max_length=255)]
     size_bytes: StrictInt = Field(description="Exact size of the file in bytes")
-    file_name: Annotated[str, StringConstraints(max_length=1024)] | None = None
+    file_name: Annotated[str, StringConstraints(max_length=1024), _PLAIN_TEXT] | None = None
 
 
 class PartIn(_Request):

@@ -652,3 +652,56 @@ def test_timestamps_are_utc_on_the_wire() -> None:
     for field in ("uploadTime", "createdAt", "updatedAt"):
         assert body[field].endswith("Z"), body[field]
         assert body[field][:19] == video.upload_time.isoformat()[:19] or field != "uploadTime"
+
+
+@pytest.mark.parametrize(
+    "content_type", ["Application/JSON", "APPLICATION/JSON; charset=UTF-8", "application/json;charset=utf-8"]
+)
+def test_the_json_media_type_is_case_insensitive(services: Services, content_type: str) -> None:
+    # Given a client that spells the media type its own way (RFC 9110: media types are case-insensitive)
+    body = {"displayName": "Holiday", "contentType": "video/mp4", "sizeBytes": 1000}
+    event = api_event("POST", "/videos/upload", body=body, claims=ALICE)
+    event["headers"]["Content-Type"] = content_type
+    # When it uploads, Then the body is read as JSON
+    status, body, _ = call(event)
+    assert status == 201, body
+
+
+def test_a_body_that_is_really_not_json_is_still_415(services: Services) -> None:
+    event = api_event("POST", "/videos/upload", raw_body="displayName=Holiday", claims=ALICE)
+    event["headers"]["Content-Type"] = "Application/X-WWW-Form-Urlencoded"
+    status, body, _ = call(event)
+    assert_error(status, body, 415, "unsupported_media_type", "application/json")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"displayName": "Holi\x00day"}, "displayName"),
+        ({"displayName": "\x1b[31mred\x1b[0m"}, "displayName"),
+        ({"displayName": "two\nlines"}, "displayName"),
+        ({"displayName": "c1\x85mid"}, "displayName"),
+        ({"fileName": "clip\r\n.mp4"}, "fileName"),
+        ({"description": "nul\x00"}, "description"),
+        ({"description": "bell\x07"}, "description"),
+    ],
+)
+def test_control_characters_in_text_fields_are_refused(services: Services, overrides, field) -> None:
+    status, body = upload(**overrides)
+    assert_error(status, body, 400, "invalid_input", field, "control characters")
+    assert services.catalogue.list_by_owner(ALICE["sub"], limit=10).items == []
+
+
+def test_descriptions_keep_line_breaks_and_tabs(services: Services) -> None:
+    status, body = upload(description="line one\nline two\r\n\tindented")
+    assert status == 201, body
+    video = services.catalogue.get(body["videoId"])
+    assert video.description == "line one\nline two\r\n\tindented"
+
+
+def test_renaming_to_a_name_with_control_characters_is_refused(services: Services) -> None:
+    video = make_ready(services)
+    event = api_event("PATCH", f"/videos/{video.video_id}", body={"displayName": "bad\x00"}, claims=ALICE)
+    status, body, _ = call(event)
+    assert_error(status, body, 400, "invalid_input", "displayName", "control characters")
+    assert services.catalogue.get(video.video_id).display_name == video.display_name
