@@ -314,8 +314,8 @@ class Platform:
                     handler=lambda event, context: self._invoke(dead_jobs, event, context),
                 ),
             ),
-            # The EventBridge schedule of the outbox sweep, every few seconds here rather than every
-            # minute: the worker publishes right away, this catches what a crash or moto left behind.
+            # The EventBridge schedule of the outbox sweep, every minute as in AWS: the worker publishes
+            # right away; this catches what a crash or an unreachable moto left behind.
             Background(
                 "event-relay",
                 Schedule(

@@ -8,8 +8,9 @@ local platform) publishes whatever a crash, a lost connection or an SNS outage l
 
 A claim leases the event for ``lease_seconds``: two relays never publish the same event at once, and
 an event whose publisher died is due again when its lease runs out. An event published but not yet
-deleted when its publisher dies is published again: subscribers see ``eventId`` in every detail and
-can drop the repeat.
+deleted when its publisher dies is published again: subscribers see ``eventId`` (a UUID, unique
+across restores of the database) in every detail and can drop the repeat. Events are not ordered: a
+retried event can arrive after a newer one about the same video, so each carries ``occurredAt``.
 """
 
 from __future__ import annotations
@@ -23,9 +24,11 @@ from reelay.models import OutboxEvent
 from reelay.observability import logger
 from reelay.ports import EventPublisher, VideoCatalogue
 
-# A publish takes milliseconds; a minute covers a slow SNS call with room to spare, and is the
-# sweep's period, so an event whose publisher died goes out on the next sweep or the one after.
-DEFAULT_LEASE_SECONDS = 60
+# A publish takes milliseconds, and at worst (the SNS client's 5 s connect and 10 s read timeouts,
+# 6 attempts with back-off) about 2 minutes: the lease is twice that, so a slow publish that succeeds
+# is not claimed and sent again meanwhile. An event whose publisher died goes out on the first sweep
+# after its lease, before the outbox age alarm (10 minutes).
+DEFAULT_LEASE_SECONDS = 240
 
 
 @dataclass(frozen=True)
@@ -79,8 +82,12 @@ class EventRelay:
 
     def _publish(self, event: OutboxEvent) -> bool:
         ids = {"eventId": event.event_id, "eventType": event.event_type, "videoId": event.video_id}
+        detail = {**event.detail, "eventId": event.event_key}
+        if event.created_at is not None:
+            # When it happened, not when it went out: a retried event arrives late and out of order.
+            detail["occurredAt"] = event.created_at.isoformat(timespec="milliseconds") + "Z"
         try:
-            self.publisher.publish(event.event_type, {**event.detail, "eventId": str(event.event_id)})
+            self.publisher.publish(event.event_type, detail)
         except Exception as exc:
             logger.error(
                 "event not published: it stays in the outbox",

@@ -89,11 +89,14 @@ class OutboxEvent(BaseModel):
     The transactional outbox: ``video.ready`` and ``video.failed`` are written with the status change
     and published afterwards (``reelay.events.EventRelay``), so a crash or an SNS outage between the
     two delays an event instead of losing it. Delivery is at least once: ``event_id`` is in every
-    published detail so subscribers can drop a repeat.
+    published detail so subscribers can drop a repeat, and ``occurredAt`` the time of the change.
     """
 
     event_type: str
     video_id: str
     detail: dict[str, Any]
-    event_id: int | None = None  # assigned by the catalogue when recorded
+    # Published as ``eventId``: a UUID, so ids stay unique across a database restore.
+    event_key: str = Field(default_factory=lambda: uuid.uuid4().hex)
+    event_id: int | None = None  # the outbox row, assigned by the catalogue when recorded
+    created_at: datetime | None = None  # naive UTC, set by the catalogue when recorded
     attempts: int = 0  # publish attempts started (claims), including the current one

@@ -6,7 +6,8 @@ from enum import StrEnum
 from urllib.parse import unquote_plus
 
 from reelay.errors import NotFound
-from reelay.models import TranscodeJob, VideoStatus
+from reelay.events import EventRelay
+from reelay.models import OutboxEvent, TranscodeJob, VideoStatus
 from reelay.observability import logger
 from reelay.ports import EventPublisher, JobQueue, ObjectStore, VideoCatalogue
 from reelay.settings import Settings
@@ -84,11 +85,15 @@ class UploadEventService:
                 "bytes; upload the file again with its exact size"
             )
         if reason is not None:
-            self.catalogue.fail(video_id, reason)
-            self._discard(video.video_key, video_id)
-            self.events.publish(
-                "video.failed", {"videoId": video_id, "ownerId": video.owner_id, "reason": reason}
+            event = OutboxEvent(
+                event_type="video.failed",
+                video_id=video_id,
+                detail={"videoId": video_id, "ownerId": video.owner_id, "reason": reason},
             )
+            failed = self.catalogue.fail(video_id, reason, event=event)
+            self._discard(video.video_key, video_id)
+            if failed:  # video.failed is in the outbox with the status; a failed publish is the sweep's
+                EventRelay(self.catalogue, self.events).flush_quietly(video_id=video_id)
             logger.warning("upload rejected", extra={"video_id": video_id, "reason": reason})
             return UploadOutcome.REJECTED
 

@@ -7,6 +7,7 @@ multipart bookkeeping, Cognito's error codes.
 from __future__ import annotations
 
 import itertools
+import re
 import uuid
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
@@ -133,6 +134,16 @@ class FakeEvents:
 
     def publish(self, event_type: str, detail: dict[str, Any]) -> None:
         self.published.append((event_type, dict(detail)))
+
+
+def event_body(detail: dict[str, Any]) -> dict[str, Any]:
+    """A published event's detail without what the outbox adds, after checking that it added it: a
+    UUID ``eventId`` and an RFC 3339 UTC ``occurredAt``."""
+    body = dict(detail)
+    event_id, occurred = body.pop("eventId"), body.pop("occurredAt")
+    assert re.fullmatch(r"[0-9a-f]{32}", event_id), event_id
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", occurred), occurred
+    return body
 
 
 class DownEvents(FakeEvents):

@@ -19,8 +19,10 @@ from reelay.wiring import get_services
 METRIC_PENDING = "OutboxPending"
 METRIC_OLDEST_AGE = "OutboxOldestAgeSeconds"
 BATCH_SIZE = 100
-# No new batch once less than this is left of the invocation: a batch of SNS publishes (with the SDK's
-# retries) and the closing backlog query fit in it, so the sweep ends before Lambda's timeout cuts it.
+# No new batch once less than this is left of the invocation: a batch of publishes that answer as SNS
+# normally does, and the closing backlog query, fit in it. A publish that hangs through its retries
+# can still outlast the invocation; its event's lease (4 minutes) outlasts that, so it is retried,
+# not sent twice at once.
 RESERVE_MILLIS = 15_000
 
 

@@ -16,6 +16,9 @@ from reelay.settings import Settings, get_settings
 _RETRIES = {"max_attempts": 5, "mode": "standard"}
 _CONNECT_TIMEOUT = 5
 _READ_TIMEOUT = 60
+# An SNS publish answers in milliseconds: a short read timeout keeps the worst case (6 attempts with
+# back-off, about 2 minutes) at half the event outbox's lease, so a slow publish is not claimed twice.
+_READ_TIMEOUTS = {"sns": 10}
 
 # boto3 sessions are not thread-safe to create clients from; clients themselves are.
 _lock = threading.Lock()
@@ -76,7 +79,7 @@ def _cached_client(
         region_name=region,
         retries=_RETRIES,  # type: ignore[arg-type]
         connect_timeout=_CONNECT_TIMEOUT,
-        read_timeout=_READ_TIMEOUT,
+        read_timeout=_READ_TIMEOUTS.get(service, _READ_TIMEOUT),
         **extra,
     )
     with _lock:

@@ -149,12 +149,18 @@ def check_duration(seconds: float) -> float:
     return value
 
 
-def event_row(event: OutboxEvent, video_id: str) -> tuple[str, str]:
-    """An outbox event as the (eventType, detail JSON) it is stored as. It must be about ``video_id``."""
+_EVENT_KEY = re.compile(r"^[A-Za-z0-9-]{1,64}$")
+
+
+def event_row(event: OutboxEvent, video_id: str) -> tuple[str, str, str]:
+    """An outbox event as the (eventKey, eventType, detail JSON) it is stored as. It must be about
+    ``video_id``."""
     if not isinstance(event, OutboxEvent):
         raise InvalidInput("event must be an OutboxEvent")
     if event.video_id != video_id:
         raise InvalidInput(f"event is about video {event.video_id!r}, not {video_id!r}")
+    if not _EVENT_KEY.match(event.event_key):
+        raise InvalidInput("event key must be 1 to 64 letters, digits or dashes")
     kind = event.event_type
     if len(kind) > EVENT_TYPE_MAX or not _EVENT_TYPE.match(kind):
         raise InvalidInput(f"event type {kind!r} must look like 'video.ready' (lower-case, dotted)")
@@ -164,4 +170,4 @@ def event_row(event: OutboxEvent, video_id: str) -> tuple[str, str]:
         raise InvalidInput(f"event detail is not JSON: {exc}") from None
     if len(detail.encode()) > EVENT_DETAIL_MAX_BYTES:
         raise InvalidInput(f"event detail is larger than {EVENT_DETAIL_MAX_BYTES} bytes")
-    return kind, detail
+    return event.event_key, kind, detail

@@ -41,6 +41,7 @@ class _Row:
 @dataclass
 class _Event:
     event_id: int
+    event_key: str
     event_type: str
     video_id: str
     detail: str  # JSON text, as the MySQL column holds it
@@ -247,9 +248,11 @@ class MemoryCatalogue:
                 claimed.append(
                     OutboxEvent(
                         event_id=e.event_id,
+                        event_key=e.event_key,
                         event_type=e.event_type,
                         video_id=e.video_id,
                         detail=json.loads(e.detail),
+                        created_at=e.created_at,
                         attempts=e.attempts,
                     )
                 )
@@ -268,12 +271,15 @@ class MemoryCatalogue:
             return len(self._events), max(0.0, age)
 
     # --- helpers ------------------------------------------------------------------------------
-    def _record(self, video_id: str, stored: tuple[str, str] | None) -> None:
+    def _record(self, video_id: str, stored: tuple[str, str, str] | None) -> None:
         if stored is None:
             return
+        key, kind, detail = stored
+        if any(e.event_key == key for e in self._events.values()):
+            raise Conflict(f"event {key} is already in the outbox")  # MySQL: the unique key refuses it
         now = to_db_time(self._clock())
         event_id = next(self._event_ids)
-        self._events[event_id] = _Event(event_id, stored[0], video_id, stored[1], now, now)
+        self._events[event_id] = _Event(event_id, key, kind, video_id, detail, now, now)
 
     def _row(self, video_id: str) -> _Row:
         row = self._rows.get(video_id)

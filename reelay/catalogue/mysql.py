@@ -4,6 +4,7 @@ conditional UPDATE whose matched-row count says whether this caller made the tra
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
@@ -35,6 +36,7 @@ from reelay.models import OutboxEvent, Rendition, Video, VideoSource, VideoStatu
 from reelay.ports import Page
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 
 _COLUMNS = (
     "videoId, videoKey, displayName, description, ownerId, email, status, failureReason, progress, "
@@ -227,39 +229,31 @@ class MySQLCatalogue:
                 return []
             where += " AND videoId = %s"
             args = (video_id,)
-        # Each claim is a conditional UPDATE (a current read under a row lock): of two relays that
-        # listed the same event, the second matches no row once the first has pushed it into the future.
-        claim = (
-            f"UPDATE event_outbox SET attempts = attempts + 1,"
-            f" nextAttemptAt = {_NOW} + INTERVAL %s SECOND WHERE eventId = %s AND {where}"
-        )
 
         def work(conn: Connection) -> list[OutboxEvent]:
             with conn.cursor() as cur:
+                # SKIP LOCKED (MySQL 8.0.1+, MariaDB 10.6+): a concurrent relay takes other rows instead
+                # of waiting for these, and never reads them before this lease commits.
                 cur.execute(
-                    f"SELECT eventId FROM event_outbox WHERE {where} ORDER BY eventId LIMIT %s",
+                    f"SELECT eventId FROM event_outbox WHERE {where} ORDER BY eventId LIMIT %s"
+                    " FOR UPDATE SKIP LOCKED",
                     (*args, limit),
                 )
-                due = [row["eventId"] for row in cur.fetchall()]
-                claimed = [i for i in due if cur.execute(claim, (lease_seconds, i, *args)) == 1]
-                if not claimed:
+                ids = tuple(row["eventId"] for row in cur.fetchall())
+                if not ids:
                     return []
-                marks = ", ".join(["%s"] * len(claimed))
+                marks = ", ".join(["%s"] * len(ids))
                 cur.execute(
-                    "SELECT eventId, eventType, videoId, detail, attempts FROM event_outbox"
-                    f" WHERE eventId IN ({marks}) ORDER BY eventId",
-                    tuple(claimed),
+                    f"UPDATE event_outbox SET attempts = attempts + 1,"
+                    f" nextAttemptAt = {_NOW} + INTERVAL %s SECOND WHERE eventId IN ({marks})",
+                    (lease_seconds, *ids),
                 )
-                return [
-                    OutboxEvent(
-                        event_id=row["eventId"],
-                        event_type=row["eventType"],
-                        video_id=row["videoId"],
-                        detail=json.loads(row["detail"]),
-                        attempts=row["attempts"],
-                    )
-                    for row in cur.fetchall()
-                ]
+                cur.execute(
+                    "SELECT eventId, eventKey, eventType, videoId, detail, attempts, createdAt"
+                    f" FROM event_outbox WHERE eventId IN ({marks}) ORDER BY eventId",
+                    ids,
+                )
+                return [e for e in map(_outbox_event, cur.fetchall()) if e is not None]
 
         return self._run(work)
 
@@ -294,12 +288,18 @@ class MySQLCatalogue:
             if _execute(conn, sql, args) != 1:
                 return False
             if stored is not None:
-                _execute(
-                    conn,
-                    "INSERT INTO event_outbox (eventType, videoId, detail, createdAt, nextAttemptAt)"
-                    f" VALUES (%s, %s, %s, {_NOW}, {_NOW})",
-                    (stored[0], video_id, stored[1]),
-                )
+                key, kind, detail = stored
+                try:
+                    _execute(
+                        conn,
+                        "INSERT INTO event_outbox (eventKey, eventType, videoId, detail, createdAt,"
+                        f" nextAttemptAt) VALUES (%s, %s, %s, %s, {_NOW}, {_NOW})",
+                        (key, kind, video_id, detail),
+                    )
+                except pymysql.err.IntegrityError as exc:
+                    if error_code(exc) == 1062:  # the transition rolls back with it
+                        raise Conflict(f"event {key} is already in the outbox") from None
+                    raise
             return True
 
         return self._run(work)
@@ -324,6 +324,27 @@ class MySQLCatalogue:
             if error_code(exc) in _BAD_VALUE:
                 raise InvalidInput(f"a value does not fit the catalogue: {exc.args[-1]}") from None
             raise
+
+
+def _outbox_event(row: dict[str, Any]) -> OutboxEvent | None:
+    """A claimed outbox row as an event; None (logged) for a row no relay could publish, such as a
+    detail that is JSON but not an object (hand-written), so one bad row cannot block the others.
+    It stays in the outbox, where the age alarm shows it."""
+    try:
+        return OutboxEvent(
+            event_id=row["eventId"],
+            event_key=row["eventKey"],
+            event_type=row["eventType"],
+            video_id=row["videoId"],
+            detail=json.loads(row["detail"]),
+            attempts=row["attempts"],
+            created_at=row["createdAt"],
+        )
+    except (ValueError, TypeError) as exc:  # pydantic's ValidationError is a ValueError
+        logger.error(
+            "outbox row cannot be published", extra={"eventId": row.get("eventId"), "error": str(exc)}
+        )
+        return None
 
 
 def _execute(conn: Connection, sql: str, args: tuple[Any, ...]) -> int:

@@ -56,6 +56,13 @@ def test_client_factory_honours_settings_and_caches() -> None:
     assert a.meta.config.retries["mode"] == "standard" and a.meta.config.read_timeout > 20
     s3 = aws.client("s3", s)
     assert s3.meta.config.s3["addressing_style"] == "path" and s3.meta.config.signature_version == "s3v4"
+    # And an SNS publish gives up long before the event outbox's lease would let a second relay in
+    from reelay.events import DEFAULT_LEASE_SECONDS
+
+    sns = aws.client("sns", s)
+    config = sns.meta.config
+    worst = config.retries["total_max_attempts"] * (config.connect_timeout + config.read_timeout) + 30
+    assert config.read_timeout <= 10 and worst * 2 <= DEFAULT_LEASE_SECONDS
     aws.clear_cache()
     assert aws.client("sqs", s) is not a
 

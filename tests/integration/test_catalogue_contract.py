@@ -651,6 +651,10 @@ def test_complete_records_its_event_in_the_outbox(world: World) -> None:
     )
     assert isinstance(claimed.event_id, int) and claimed.attempts == 1
     assert world.other.pending_events()[0] == 1
+    # And it keeps its key (what subscribers see as eventId) and the time it was recorded
+    assert claimed.event_key == event.event_key
+    updated = world.other.get(video.video_id).updated_at
+    assert claimed.created_at is not None and abs(claimed.created_at - updated) < timedelta(seconds=5)
 
 
 def test_a_transition_that_does_not_take_records_no_event(catalogue: VideoCatalogue) -> None:
@@ -686,16 +690,17 @@ def test_fail_records_its_event_with_and_without_a_lease(catalogue: VideoCatalog
 
 
 def test_a_claimed_event_is_not_due_again_until_its_lease_runs_out(world: World) -> None:
-    # Given an event claimed with a one-second lease (its publisher then died)
+    # Given an event claimed with a two-second lease (its publisher then died)
     video = processing(world.catalogue)
     assert world.catalogue.complete(
         video.video_id, "w1", duration_seconds=1, renditions=[R360], event=ready_event(video)
     )
-    (first,) = world.catalogue.claim_events(limit=10, lease_seconds=1)
+    world.other.pending_events()  # the other relay's connection is open before the lease starts
+    (first,) = world.catalogue.claim_events(limit=10, lease_seconds=2)
     # When another relay looks at once, Then it finds nothing due
     assert world.other.claim_events(limit=10, lease_seconds=60) == []
     # When the lease has run out, Then the other relay gets it, as a second attempt
-    time.sleep(1.3)
+    time.sleep(2.3)
     (again,) = world.other.claim_events(limit=10, lease_seconds=60)
     assert again.event_id == first.event_id and again.attempts == 2
     # And once it is deleted it is gone for everyone, and deleting twice is harmless
@@ -763,6 +768,10 @@ def test_concurrent_relays_never_claim_the_same_event(world: World) -> None:
         (OutboxEvent(event_type="video.ready", video_id="{id}", detail={"x": float("nan")}), "not JSON"),
         (OutboxEvent(event_type="video.ready", video_id="{id}", detail={"x": object()}), "not JSON"),
         (OutboxEvent(event_type="video.ready", video_id="{id}", detail={"x": "y" * 200_001}), "larger than"),
+        (
+            OutboxEvent(event_type="video.ready", video_id="{id}", detail={}, event_key="no spaces"),
+            "event key",
+        ),
     ],
 )
 def test_a_bad_event_is_refused_and_the_transition_does_not_happen(
@@ -777,6 +786,42 @@ def test_a_bad_event_is_refused_and_the_transition_does_not_happen(
         catalogue.complete(video.video_id, "w1", duration_seconds=1, renditions=[R360], event=event)
     assert catalogue.get(video.video_id).status == VideoStatus.PROCESSING
     assert catalogue.pending_events()[0] == 0
+
+
+def test_an_event_key_already_in_the_outbox_is_a_conflict_and_nothing_changes(
+    catalogue: VideoCatalogue,
+) -> None:
+    # Given one video completed with its event, and another being transcoded
+    done, video = processing(catalogue), processing(catalogue)
+    event = ready_event(done)
+    assert catalogue.complete(done.video_id, "w1", duration_seconds=1, renditions=[R360], event=event)
+    # When the other is completed with an event reusing that key
+    again = ready_event(video).model_copy(update={"event_key": event.event_key})
+    with pytest.raises(Conflict):
+        catalogue.complete(video.video_id, "w1", duration_seconds=1, renditions=[R360], event=again)
+    # Then the transition did not happen either, and only the first event waits
+    assert catalogue.get(video.video_id).status == VideoStatus.PROCESSING
+    assert [e.video_id for e in catalogue.claim_events(limit=10, lease_seconds=60)] == [done.video_id]
+
+
+@pytest.mark.mysql
+@pytest.mark.parametrize("world", ["mysql"], indirect=True)  # a row only SQL by hand can write
+def test_an_unreadable_outbox_row_does_not_block_the_others(world: World, migrated_url: str) -> None:
+    # Given a hand-written row whose detail is JSON but not an object, recorded before a good event
+    conn = _root(migrated_url)
+    with conn.cursor() as cur:
+        cur.execute(
+            "INSERT INTO event_outbox (eventKey, eventType, videoId, detail, createdAt, nextAttemptAt)"
+            " VALUES ('hand-written', 'video.ready', 'v0', '[1, 2]', UTC_TIMESTAMP(3), UTC_TIMESTAMP(3))"
+        )
+    conn.close()
+    video = processing(world.catalogue)
+    assert world.catalogue.complete(
+        video.video_id, "w1", duration_seconds=1, renditions=[R360], event=ready_event(video)
+    )
+    # When a relay claims, Then it still gets the good event; the bad row stays (the age alarm shows it)
+    assert [e.video_id for e in world.other.claim_events(limit=10, lease_seconds=60)] == [video.video_id]
+    assert world.other.pending_events()[0] == 2
 
 
 def test_outbox_arguments_are_checked(catalogue: VideoCatalogue) -> None:

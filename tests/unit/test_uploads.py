@@ -11,7 +11,7 @@ from reelay.models import TranscodeJob, Video, VideoStatus
 from reelay.settings import Settings
 from reelay.uploads import UploadEventService, UploadOutcome
 from reelay.wiring import Services, set_services
-from tests.fakes import FakeEvents, FakeLambdaContext, FakeQueue, FakeStore, s3_event
+from tests.fakes import FakeEvents, FakeLambdaContext, FakeQueue, FakeStore, event_body, s3_event
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics:UserWarning")
 
@@ -66,9 +66,12 @@ def test_zero_byte_upload_fails_the_video_with_a_reason(services: Services) -> N
     assert outcome == UploadOutcome.REJECTED
     video = services.catalogue.get(video_id)
     assert video.status == VideoStatus.FAILED and "empty" in (video.failure_reason or "")
-    assert services.events.published == [  # type: ignore[attr-defined]
-        ("video.failed", {"videoId": video_id, "ownerId": "owner-1", "reason": video.failure_reason})
-    ]
+    ((kind, detail),) = services.events.published  # type: ignore[attr-defined]
+    assert (kind, event_body(detail)) == (
+        "video.failed",
+        {"videoId": video_id, "ownerId": "owner-1", "reason": video.failure_reason},
+    )
+    assert services.catalogue.pending_events() == (0, 0.0)  # recorded with the status, then published
     assert services.queue.sent == []  # type: ignore[attr-defined]
 
 
