@@ -31,6 +31,13 @@ from reelay.ports import EventPublisher, VideoCatalogue
 DEFAULT_LEASE_SECONDS = 240
 
 
+def video_failed(video_id: str, reason: str, **ids: str) -> OutboxEvent:
+    """The ``video.failed`` event: the video, why, and the ids the caller knows (job, owner)."""
+    return OutboxEvent(
+        event_type="video.failed", video_id=video_id, detail={"videoId": video_id, **ids, "reason": reason}
+    )
+
+
 @dataclass(frozen=True)
 class FlushResult:
     published: int = 0
@@ -106,4 +113,4 @@ class EventRelay:
             self.metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
 
 
-__all__ = ["DEFAULT_LEASE_SECONDS", "EventRelay", "FlushResult"]
+__all__ = ["DEFAULT_LEASE_SECONDS", "EventRelay", "FlushResult", "video_failed"]

@@ -27,7 +27,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import AmazonCloudWatchEMFProvider
 
 from reelay.errors import InvalidInput, MediaError, NotFound
-from reelay.events import EventRelay
+from reelay.events import EventRelay, video_failed
 from reelay.media import hls
 from reelay.models import OutboxEvent, Rendition, TranscodeJob, Video, VideoStatus
 from reelay.observability import METRICS_NAMESPACE
@@ -242,7 +242,6 @@ class TranscodeService:
     ) -> None:
         self.catalogue = catalogue
         self.store = store
-        self.events = events
         self.relay = EventRelay(catalogue, events, metrics=metrics)
         self.settings = settings
         self.worker_id = worker_id
@@ -618,11 +617,7 @@ class TranscodeService:
     def _fail(self, job: TranscodeJob, video: Video, reason: str, log: Callable[..., None]) -> Outcome:
         # The catalogue first: only while we hold the lease is the output ours to delete. A video made
         # ready meanwhile, or leased by a new worker, keeps its media.
-        failed_event = OutboxEvent(
-            event_type="video.failed",
-            video_id=job.video_id,
-            detail={"videoId": job.video_id, "jobId": job.job_id, "reason": reason},
-        )
+        failed_event = video_failed(job.video_id, reason, jobId=job.job_id)
         if not self.catalogue.fail(job.video_id, reason, worker_id=self.worker_id, event=failed_event):
             try:
                 status = self.catalogue.get(job.video_id).status
@@ -742,11 +737,7 @@ def mark_dead_job(
         return False
     attempts = (claimed.attempts - 1) or settings.max_attempts  # the claim above counted as one
     reason = f"transcoding failed after {attempts} attempts"
-    event = OutboxEvent(
-        event_type="video.failed",
-        video_id=job.video_id,
-        detail={"videoId": job.video_id, "jobId": job.job_id, "reason": reason},
-    )
+    event = video_failed(job.video_id, reason, jobId=job.job_id)
     if not catalogue.fail(job.video_id, reason, worker_id=DEAD_JOBS_WORKER, event=event):
         logger.warning("dead job: fail() did not take", extra=ids)
         return False

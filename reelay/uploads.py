@@ -6,8 +6,8 @@ from enum import StrEnum
 from urllib.parse import unquote_plus
 
 from reelay.errors import NotFound
-from reelay.events import EventRelay
-from reelay.models import OutboxEvent, TranscodeJob, VideoStatus
+from reelay.events import EventRelay, video_failed
+from reelay.models import TranscodeJob, VideoStatus
 from reelay.observability import logger
 from reelay.ports import EventPublisher, JobQueue, ObjectStore, VideoCatalogue
 from reelay.settings import Settings
@@ -85,11 +85,7 @@ class UploadEventService:
                 "bytes; upload the file again with its exact size"
             )
         if reason is not None:
-            event = OutboxEvent(
-                event_type="video.failed",
-                video_id=video_id,
-                detail={"videoId": video_id, "ownerId": video.owner_id, "reason": reason},
-            )
+            event = video_failed(video_id, reason, ownerId=video.owner_id)
             failed = self.catalogue.fail(video_id, reason, event=event)
             self._discard(video.video_key, video_id)
             if failed:  # video.failed is in the outbox with the status; a failed publish is the sweep's
