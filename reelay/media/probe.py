@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import re
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from reelay.errors import MediaError
 from reelay.media._gst import GLib, Gst, GstBase, ensure_init
+from reelay.media.runner import PipelineFailed, PipelineRunner
 
 
 @dataclass(frozen=True)
@@ -207,31 +207,20 @@ class _Prober:
 
     def run(self, timeout_seconds: float) -> float | None:
         """Preroll; returns the duration in seconds (None if unknown). Raises MediaError."""
-        bus = self.pipeline.get_bus()
-        try:
-            self.pipeline.set_state(Gst.State.PAUSED)
-            deadline = time.monotonic() + timeout_seconds
-            types = Gst.MessageType.ASYNC_DONE | Gst.MessageType.ERROR | Gst.MessageType.EOS
-            while True:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise MediaError(
-                        f"the file could not be analysed within {timeout_seconds:g} s; it may be corrupt"
-                    )
-                msg = bus.timed_pop_filtered(int(min(left, 0.1) * Gst.SECOND), types)
-                if msg is None:
-                    if self._demuxer_gave_up():
-                        raise MediaError("the file is truncated or corrupt (no playable streams found)")
-                    continue
-                if msg.type == Gst.MessageType.ERROR:
-                    err, _debug = msg.parse_error()
-                    raise MediaError(_reason_for(err))
-                break  # prerolled (or EOS before preroll: a stream too short to preroll is still described)
+        with PipelineRunner(self.pipeline) as runner:
+            try:
+                # EOS before preroll: a stream too short to preroll is still described.
+                runner.preroll(timeout_seconds, still_hopeful=lambda: not self._demuxer_gave_up())
+            except PipelineFailed as exc:
+                raise MediaError(_reason_for(exc.error) if exc.error else str(exc)) from None
+            except TimeoutError:
+                if self._demuxer_gave_up():
+                    raise MediaError("the file is truncated or corrupt (no playable streams found)") from None
+                raise MediaError(
+                    f"the file could not be analysed within {timeout_seconds:g} s; it may be corrupt"
+                ) from None
             ok, duration = self.pipeline.query_duration(Gst.Format.TIME)
             return duration / Gst.SECOND if ok and duration > 0 else None
-        finally:
-            self.pipeline.set_state(Gst.State.NULL)
-            bus.set_flushing(True)
 
 
 def _decodable(caps: Gst.Caps) -> bool:

@@ -1,8 +1,15 @@
-"""Run one GStreamer pipeline to the end: the single place that owns a pipeline's bus and lifetime.
+"""The one way to run a GStreamer pipeline: it owns the pipeline's bus and its lifetime.
 
-The loop pops bus messages on the calling thread instead of running a GLib main loop: the transcode
-worker calls this from its own threads, and a bus poll needs no shared default main context. Every way
-out (EOS, error, cancel, stall, exception in a callback) sets the pipeline to NULL.
+A ``PipelineRunner`` is a context manager. Whatever happens inside (EOS, error, cancel, stall, an
+exception in a callback), leaving it sets the pipeline to NULL, and ``stop()`` sends EOS first so
+muxers close their files and kvssink sends its last fragment. Three ways to run:
+
+- ``run()``: a batch job (transcode) to EOS, popping bus messages on the calling thread. Workers call
+  it from their own threads, and a bus poll needs no shared default main context.
+- ``preroll()``: to PAUSED and back (the prober).
+- ``start_live()``: a live feed (the relay). A bus watch and a flow check run on the caller's GLib main
+  context, and every way the feed can drop (ERROR, EOS from a live source, no media for a while, a
+  pipeline that never starts) is reported once as a ``Drop``, never treated as success.
 """
 
 from __future__ import annotations
@@ -11,8 +18,10 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from types import TracebackType
 
-from reelay.media._gst import Gst
+from reelay.media._gst import GLib, Gst
 
 log = logging.getLogger(__name__)
 
@@ -28,17 +37,78 @@ class PipelineStalled(RuntimeError):
 class PipelineFailed(RuntimeError):
     """GStreamer reported an error outside the decoder (disk full, element failure). Transient."""
 
-    def __init__(self, message: str, *, source: Gst.Object | None = None, debug: str | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        source: Gst.Object | None = None,
+        debug: str | None = None,
+        error: GLib.Error | None = None,
+    ):
         super().__init__(message)
         self.source = source
         self.debug = debug
+        self.error = error
+
+
+@dataclass(frozen=True)
+class Drop:
+    """Why a live pipeline stopped carrying media. ``cause`` is one of the DROP_* names."""
+
+    cause: str
+    message: str
+    element: str | None = None
+
+
+DROP_ERROR = "error"
+DROP_EOS = "eos"
+DROP_STALL = "stall"
+DROP_START = "start-timeout"
+
+
+class FlowMeter:
+    """Counts the buffers and bytes passing a pad (a buffer probe), for stall checks and bitrate."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self.started = clock()
+        self.last_buffer: float | None = None
+        self.buffers = 0
+        self.bytes = 0
+
+    def attach(self, pad: Gst.Pad) -> None:
+        pad.add_probe(Gst.PadProbeType.BUFFER | Gst.PadProbeType.BUFFER_LIST, self._on_buffer)
+
+    def _on_buffer(self, _pad: Gst.Pad, info: Gst.PadProbeInfo) -> Gst.PadProbeReturn:
+        buffer = info.get_buffer()
+        if buffer is not None:
+            size = buffer.get_size()
+        else:
+            blist = info.get_buffer_list()
+            size = blist.calculate_size() if blist is not None else 0
+        with self._lock:
+            self.buffers += 1
+            self.bytes += size
+            self.last_buffer = self._clock()
+        return Gst.PadProbeReturn.OK
+
+    def last_activity(self) -> float:
+        with self._lock:
+            return self.last_buffer if self.last_buffer is not None else self.started
+
+    def snapshot(self) -> tuple[int, int]:
+        with self._lock:
+            return self.buffers, self.bytes
 
 
 class PipelineRunner:
-    """Play ``pipeline`` until EOS. ``on_tick`` runs about every ``tick_seconds`` on the calling thread.
+    """Runs ``pipeline``; see the module docstring for the three modes.
 
-    ``on_message`` sees element messages (e.g. segment closed). ``last_activity`` returns a monotonic
-    timestamp of the last media progress; if it is older than ``stall_seconds`` the run fails.
+    ``on_tick`` runs about every ``tick_seconds`` on the calling thread (batch) or the loop (live).
+    ``on_message`` sees ELEMENT messages (batch) or everything not otherwise handled (live).
+    ``last_activity`` returns a monotonic timestamp of the last media progress; older than
+    ``stall_seconds`` is a stall.
     """
 
     def __init__(
@@ -62,22 +132,39 @@ class PipelineRunner:
         self.last_activity = last_activity
         self.on_tick = on_tick
         self.on_message = on_message
+        self._eos_seen = False
+        self._closed = False
+        # live mode
+        self._watching = False
+        self._tick_source: GLib.Source | None = None
+        self._context: GLib.MainContext | None = None
+        self._on_drop: Callable[[Drop], None] | None = None
+        self.drop: Drop | None = None
+        self.playing_since: float | None = None
 
+    # --- context manager ----------------------------------------------------------------------
+    def __enter__(self) -> PipelineRunner:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        # A clean exit drains (EOS first); an exception or a drop tears down at once.
+        self.stop(drain=exc_type is None and self.drop is None)
+
+    # --- batch --------------------------------------------------------------------------------
     def run(self) -> None:
+        """Play until EOS. Raises PipelineFailed, PipelineStalled or TranscodeCancelled."""
         bus = self.pipeline.get_bus()
         started = time.monotonic()
         try:
-            if self.pipeline.set_state(Gst.State.PLAYING) == Gst.StateChangeReturn.FAILURE:
-                # The reason, if any, is on the bus as an ERROR; fall through to read it.
-                msg = bus.timed_pop_filtered(Gst.SECOND, Gst.MessageType.ERROR)
-                if msg is not None:
-                    self._raise_error(msg)
-                raise PipelineFailed("the pipeline could not start")
+            self._play()
             types = Gst.MessageType.EOS | Gst.MessageType.ERROR | Gst.MessageType.ELEMENT
             while True:
                 msg = bus.timed_pop_filtered(int(self.tick_seconds * Gst.SECOND), types)
                 if msg is not None:
                     if msg.type == Gst.MessageType.EOS:
+                        self._eos_seen = True
                         return
                     if msg.type == Gst.MessageType.ERROR:
                         self._raise_error(msg)
@@ -93,14 +180,168 @@ class PipelineRunner:
                         f"no media flowed for {self.stall_seconds:g} s; the pipeline is stuck"
                     )
         finally:
-            if self._to_null():
-                bus.set_flushing(True)  # drop queued messages: they hold references to the elements
+            self.stop(drain=False)
+
+    def preroll(self, timeout_seconds: float, *, still_hopeful: Callable[[], bool] = lambda: True) -> bool:
+        """Bring the pipeline to PAUSED. True once prerolled, False on EOS before preroll.
+
+        Raises PipelineFailed on an ERROR and TimeoutError after ``timeout_seconds`` or as soon as
+        ``still_hopeful()`` says there is nothing left to wait for. The pipeline stays PAUSED for
+        queries; leave the context (or call ``stop``) to tear it down.
+        """
+        bus = self.pipeline.get_bus()
+        self.pipeline.set_state(Gst.State.PAUSED)
+        deadline = time.monotonic() + timeout_seconds
+        types = Gst.MessageType.ASYNC_DONE | Gst.MessageType.ERROR | Gst.MessageType.EOS
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"the pipeline did not preroll within {timeout_seconds:g} s")
+            msg = bus.timed_pop_filtered(int(min(left, 0.1) * Gst.SECOND), types)
+            if msg is None:
+                if not still_hopeful():
+                    raise TimeoutError("the pipeline gave up before prerolling")
+                continue
+            if msg.type == Gst.MessageType.ERROR:
+                self._raise_error(msg)
+            if msg.type == Gst.MessageType.EOS:
+                self._eos_seen = True
+                return False
+            return True
+
+    # --- live ---------------------------------------------------------------------------------
+    def start_live(
+        self,
+        *,
+        on_drop: Callable[[Drop], None],
+        context: GLib.MainContext | None = None,
+        start_seconds: float = 15,
+    ) -> None:
+        """Set PLAYING and watch the feed on ``context`` (the default main context if None).
+
+        ``on_drop`` runs once, on the loop, with the first reason the feed stopped; the pipeline
+        keeps its state until ``stop()``. ``start_seconds`` bounds the time to reach PLAYING (a sink
+        retrying a dead service forever keeps the pipeline in PAUSED); ``stall_seconds`` with
+        ``last_activity`` bounds the time without media once playing.
+        """
+        self._on_drop = on_drop
+        ctx = context or GLib.MainContext.default()
+        self._context = ctx
+        # A sync handler runs on whichever thread posts; it hands each message to the loop. (A bus
+        # watch would attach to the thread-default context, which another thread's loop owns.)
+        self.pipeline.get_bus().set_sync_handler(self._on_sync_message)
+        self._watching = True
+        started = time.monotonic()
+
+        def tick() -> bool:
+            if self.drop is not None or self._closed:
+                self._tick_source = None
+                return False
+            now = time.monotonic()
+            if self.playing_since is None:
+                if now - started > start_seconds:
+                    self._report(Drop(DROP_START, f"the feed did not start within {start_seconds:g} s"))
+            elif self.last_activity is not None:
+                idle = now - max(self.last_activity(), self.playing_since)
+                if idle > self.stall_seconds:
+                    self._report(Drop(DROP_STALL, f"no media for {idle:.1f} s"))
+            if self.on_tick is not None and self.drop is None:
+                self.on_tick()
+            return self.drop is None
+
+        source = GLib.timeout_source_new(int(self.tick_seconds * 1000))
+        source.set_callback(lambda *_: tick())
+        source.attach(ctx)
+        self._tick_source = source
+        if self.pipeline.set_state(Gst.State.PLAYING) == Gst.StateChangeReturn.FAILURE:
+            # The ERROR on the bus names the reason; the watch reports it. Make sure something does.
+            self._report(Drop(DROP_ERROR, "the pipeline could not start"))
+
+    def _on_sync_message(self, _bus: Gst.Bus, msg: Gst.Message) -> Gst.BusSyncReply:
+        source = GLib.idle_source_new()
+        source.set_callback(lambda *_: self._on_bus(msg))
+        source.attach(self._context)
+        return Gst.BusSyncReply.DROP
+
+    def _on_bus(self, msg: Gst.Message) -> bool:
+        if self._closed:
+            return False
+        t = msg.type
+        if t == Gst.MessageType.ERROR:
+            err, debug = msg.parse_error()
+            element = msg.src.get_name() if msg.src is not None else None
+            log.debug("pipeline error from %s: %s (%s)", element, err.message, debug)
+            self._report(Drop(DROP_ERROR, err.message, element))
+        elif t == Gst.MessageType.EOS:
+            self._eos_seen = True
+            self._report(Drop(DROP_EOS, "the source ended the stream"))
+        elif t == Gst.MessageType.STATE_CHANGED and msg.src == self.pipeline:
+            _old, new, _pending = msg.parse_state_changed()
+            if new == Gst.State.PLAYING and self.playing_since is None:
+                self.playing_since = time.monotonic()
+        elif self.on_message is not None:
+            self.on_message(msg)
+        return False  # one-shot idle source
+
+    def _report(self, drop: Drop) -> None:
+        if self.drop is not None:
+            return
+        self.drop = drop
+        if self._on_drop is not None:
+            self._on_drop(drop)
+
+    # --- stop ---------------------------------------------------------------------------------
+    def stop(self, *, drain: bool = True, eos_seconds: float = 10) -> bool:
+        """Tear down: with ``drain``, send EOS and wait (up to ``eos_seconds``) for it to reach the
+        sinks, so files close and kvssink flushes; then NULL. True when the pipeline reached NULL.
+
+        Safe to call twice and from the loop thread itself: the bus is read directly here.
+        """
+        if self._closed:
+            return not self.abandoned
+        self._closed = True
+        bus = self.pipeline.get_bus()
+        if self._watching:
+            bus.set_sync_handler(None)  # from here on, messages queue on the bus for _drain to read
+            self._watching = False
+        if self._tick_source is not None:
+            self._tick_source.destroy()
+            self._tick_source = None
+        if drain and not self._eos_seen:
+            self._drain(bus, eos_seconds)
+        stopped = self._to_null()
+        if stopped:
+            bus.set_flushing(True)  # drop queued messages: they hold references to the elements
+        return stopped
+
+    def _drain(self, bus: Gst.Bus, eos_seconds: float) -> None:
+        _ret, state, _pending = self.pipeline.get_state(0)
+        if state != Gst.State.PLAYING:
+            return  # nothing flows: EOS would never arrive
+        self.pipeline.send_event(Gst.Event.new_eos())
+        types = Gst.MessageType.EOS | Gst.MessageType.ERROR
+        msg = bus.timed_pop_filtered(int(eos_seconds * Gst.SECOND), types)
+        if msg is None:
+            log.warning("EOS did not reach the sinks within %.0f s; stopping anyway", eos_seconds)
+        elif msg.type == Gst.MessageType.ERROR:
+            err, _debug = msg.parse_error()
+            log.warning("error while draining: %s", err.message)
+        else:
+            self._eos_seen = True
+
+    def _play(self) -> None:
+        if self.pipeline.set_state(Gst.State.PLAYING) == Gst.StateChangeReturn.FAILURE:
+            # The reason, if any, is on the bus as an ERROR; read it.
+            msg = self.pipeline.get_bus().timed_pop_filtered(Gst.SECOND, Gst.MessageType.ERROR)
+            if msg is not None:
+                self._raise_error(msg)
+            raise PipelineFailed("the pipeline could not start")
 
     def _to_null(self) -> bool:
         """Set NULL, but never hang the caller on it.
 
         GStreamer 1.22's splitmuxsink can deadlock a NULL state change against a streaming thread it
-        holds waiting for another stream (seen when an audio track yields no audio). The worker must
+        holds waiting for another stream (seen when an audio track yields no audio). The caller must
         go on: after ``teardown_seconds`` the pipeline is abandoned to its stuck thread and logged.
         """
         done = threading.Event()
@@ -118,4 +359,4 @@ class PipelineRunner:
 
     def _raise_error(self, msg: Gst.Message) -> None:
         err, debug = msg.parse_error()
-        raise PipelineFailed(err.message, source=msg.src, debug=debug)
+        raise PipelineFailed(err.message, source=msg.src, debug=debug, error=err)
