@@ -28,6 +28,7 @@ from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import Ama
 
 from reelay.errors import InvalidInput, MediaError, NotFound
 from reelay.events import EventRelay, video_failed
+from reelay.lease import LeaseKeeper
 from reelay.media import hls
 from reelay.models import OutboxEvent, Rendition, TranscodeJob, Video, VideoStatus
 from reelay.observability import METRICS_NAMESPACE
@@ -280,14 +281,7 @@ class TranscodeService:
         started = time.monotonic()
         state = _JobState()
         stop = threading.Event()
-        done = threading.Event()
-        keeper = threading.Thread(
-            target=self._keep_alive,
-            args=(job, state, cancel, stop, done, on_alive, log),
-            name="job-keeper",
-            daemon=True,
-        )
-        keeper.start()
+        keeper = self._keeper(job, state, cancel, stop, on_alive, log).start()
         tmp: Path | None = None
         try:
             work = Path(self.settings.work_dir)
@@ -297,8 +291,7 @@ class TranscodeService:
         except Exception as exc:
             return self._finish_with_error(job, video, exc, state, cancel, receive_count, log)
         finally:
-            done.set()
-            keeper.join(timeout=10)
+            keeper.stop(timeout=10)
             if tmp is not None:
                 shutil.rmtree(tmp, ignore_errors=True)
             if metrics.metric_set:
@@ -665,43 +658,48 @@ class TranscodeService:
         return Outcome.ALREADY_DONE
 
     # --- keeper: heartbeats, lease, cancellation ----------------------------------------------
-    def _keep_alive(
+    def _keeper(
         self,
         job: TranscodeJob,
         state: _JobState,
         cancel: threading.Event,
         stop: threading.Event,
-        done: threading.Event,
         on_alive: Callable[[], None],
         log: Callable[..., None],
-    ) -> None:
-        last_beat = time.monotonic()
-        last_playable = False
-        while not done.wait(0.2):
-            if cancel.is_set():
-                stop.set()
-            now = time.monotonic()
+    ) -> LeaseKeeper:
+        def renew() -> bool:
             with state.lock:
                 progress, playable = state.progress, state.playable
-            if now - last_beat < self.heartbeat_seconds and playable == last_playable:
-                continue
-            last_beat, last_playable = now, playable
-            try:
-                alive = self.catalogue.heartbeat(
-                    job.video_id,
-                    self.worker_id,
-                    lease_seconds=self.settings.lease_seconds,
-                    progress=progress,
-                    playable=playable,
-                )
-            except Exception as exc:  # a catalogue blip is not a lost lease; try again next beat
-                log("warning", "heartbeat failed", error=_describe(exc))
-                continue
-            if not alive:
-                state.lease_lost = True
+            return self.catalogue.heartbeat(
+                job.video_id,
+                self.worker_id,
+                lease_seconds=self.settings.lease_seconds,
+                progress=progress,
+                playable=playable,
+            )
+
+        def playable() -> bool:
+            with state.lock:
+                return state.playable
+
+        def lost() -> None:
+            state.lease_lost = True
+            stop.set()
+
+        def poll() -> None:
+            if cancel.is_set():
                 stop.set()
-                return
-            on_alive()
+
+        return LeaseKeeper(
+            renew,
+            every=self.heartbeat_seconds,
+            on_lost=lost,
+            on_alive=on_alive,
+            on_error=lambda exc: log("warning", "heartbeat failed", error=_describe(exc)),
+            on_poll=poll,
+            snapshot=playable,  # "playable" reaches the catalogue at once, not at the next beat
+            name="job-keeper",
+        )
 
 
 def _describe(exc: BaseException) -> str:
