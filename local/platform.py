@@ -10,6 +10,7 @@ import socket
 import threading
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -288,48 +289,14 @@ class Platform:
             )
 
     def _start_workers(self) -> None:
-        from lambdas.dead_jobs.handler import lambda_handler as dead_jobs
-        from lambdas.event_relay.handler import lambda_handler as event_relay
-        from transcoder.worker import Worker
-
-        # Stable across restarts, so the worker's own leases from a previous run are recognisable.
-        worker_id = self.opts.worker_id or f"local-{socket.gethostname()}"
-
-        settings = self.settings
-        assert settings is not None
-
-        def transcode(stop: threading.Event) -> None:
-            Worker(self.services, settings, stop, worker_id=worker_id, wait_seconds=2).run_forever()
-
-        assert self.aws is not None
-        dlq = SqsRecords(self.aws.endpoint_url, self.aws.region, self.aws.dead_letter_queue_url)
-        self.workers = [
-            Background("transcode-worker", transcode),
-            Background(
-                "dead-jobs",
-                SqsEventSource(
-                    name="reelay-dead-jobs",
-                    poll=dlq.poll,
-                    delete=dlq.delete,
-                    handler=lambda event, context: self._invoke(dead_jobs, event, context),
-                ),
-            ),
-            # The EventBridge schedule of the outbox sweep, every minute as in AWS: the worker publishes
-            # right away; this catches what a crash or an unreachable moto left behind.
-            Background(
-                "event-relay",
-                Schedule(
-                    name="reelay-event-relay",
-                    every_seconds=EVENT_RELAY_EVERY_SECONDS,
-                    region=settings.aws_region,
-                    handler=lambda event, context: self._invoke(event_relay, event, context),
-                ),
-            ),
-            # The relay supervisor and the recording workflows start here when they land.
-        ]
+        self.workers = [Background(spec.name, spec.build(self)) for spec in BACKGROUND_WORKERS]
         for w in self.workers:
             w.start()
             self._stops.append((w.name, w.stop))
+
+    def worker_id(self) -> str:
+        # Stable across restarts, so the worker's own leases from a previous run are recognisable.
+        return self.opts.worker_id or f"local-{socket.gethostname()}"
 
     def _write_endpoints(self, database_url: str) -> None:
         assert self.aws is not None
@@ -438,3 +405,57 @@ def s3_event(settings: Any, key: str, size: int) -> dict[str, Any]:
             }
         ]
     }
+
+
+# --- the background work: what AWS runs as ECS services, Lambda event sources and schedules ---------
+# One row each; Platform._start_workers starts them in this order and stops them in reverse.
+@dataclass(frozen=True)
+class WorkerSpec:
+    name: str
+    build: Callable[[Platform], Callable[[threading.Event], None]]
+
+
+def _transcode_worker(platform: Platform) -> Callable[[threading.Event], None]:
+    from transcoder.worker import Worker
+
+    settings, worker_id = platform.settings, platform.worker_id()
+    assert settings is not None
+
+    def run(stop: threading.Event) -> None:
+        Worker(platform.services, settings, stop, worker_id=worker_id, wait_seconds=2).run_forever()
+
+    return run
+
+
+def _dead_jobs(platform: Platform) -> Callable[[threading.Event], None]:
+    from lambdas.dead_jobs.handler import lambda_handler as dead_jobs
+
+    assert platform.aws is not None
+    dlq = SqsRecords(platform.aws.endpoint_url, platform.aws.region, platform.aws.dead_letter_queue_url)
+    return SqsEventSource(
+        name="reelay-dead-jobs",
+        poll=dlq.poll,
+        delete=dlq.delete,
+        handler=lambda event, context: platform._invoke(dead_jobs, event, context),
+    )
+
+
+def _event_relay(platform: Platform) -> Callable[[threading.Event], None]:
+    # The EventBridge schedule of the outbox sweep, every minute as in AWS: the worker publishes right
+    # away; this catches what a crash or an unreachable moto left behind.
+    from lambdas.event_relay.handler import lambda_handler as event_relay
+
+    assert platform.settings is not None
+    return Schedule(
+        name="reelay-event-relay",
+        every_seconds=EVENT_RELAY_EVERY_SECONDS,
+        region=platform.settings.aws_region,
+        handler=lambda event, context: platform._invoke(event_relay, event, context),
+    )
+
+
+BACKGROUND_WORKERS: tuple[WorkerSpec, ...] = (
+    WorkerSpec("transcode-worker", _transcode_worker),
+    WorkerSpec("dead-jobs", _dead_jobs),
+    WorkerSpec("event-relay", _event_relay),
+)

@@ -2,7 +2,7 @@
 
 Each piece runs in a supervised thread: if it crashes it is logged and restarted after a pause,
 like an ECS service replacing a task. The relay supervisor and the recording workflows join here
-as further ``Background`` entries when they land (see ``Platform._start_workers``).
+as further rows of ``local.platform.BACKGROUND_WORKERS``.
 """
 
 from __future__ import annotations
