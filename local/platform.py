@@ -289,7 +289,7 @@ class Platform:
 
     def _start_workers(self) -> None:
         from lambdas.dead_jobs.handler import lambda_handler as dead_jobs
-        from lambdas.event_relay.handler import lambda_handler as event_relay
+        from lambdas.outbox_sweep.handler import lambda_handler as event_relay
         from transcoder.worker import Worker
 
         # Stable across restarts, so the worker's own leases from a previous run are recognisable.
