@@ -96,7 +96,7 @@ def build_app(app: cdk.App, config: ReelayConfig | None = None, *, nag: bool = T
             api.rest.handler.function,
             queue.upload_trigger.handler.function,
             worker.dead_jobs.function,
-            worker.event_relay.function,
+            worker.outbox_sweep.function,
         ],
         queue=queue.transcode.queue,
         dead_letters=queue.transcode.dead_letters,

@@ -33,7 +33,7 @@ API_HANDLER = "lambdas.api.handler.lambda_handler"
 UPLOAD_EVENTS_HANDLER = "lambdas.upload_events.handler.lambda_handler"
 MIGRATE_HANDLER = "lambdas.migrate.handler.lambda_handler"
 DEAD_JOBS_HANDLER = "lambdas.dead_jobs.handler.lambda_handler"
-EVENT_RELAY_HANDLER = "lambdas.event_relay.handler.lambda_handler"
+OUTBOX_SWEEP_HANDLER = "lambdas.outbox_sweep.handler.lambda_handler"
 
 # Lambda packaging: what goes into the one shared code asset, and the wheels' target.
 LAMBDA_SOURCE_DIRS = ("reelay", "lambdas")
@@ -84,13 +84,13 @@ METRIC_JOBS_FAILED = "TranscodeJobsFailed"
 METRIC_JOB_SECONDS = "TranscodeSeconds"
 
 # The event outbox (reelay.events): publishes counted by whoever flushes (the worker, the sweep), the
-# backlog reported by the scheduled sweep (lambdas/event_relay) under its own service dimension.
+# backlog reported by the scheduled sweep (lambdas/outbox_sweep) under its own service dimension.
 METRIC_EVENTS_PUBLISHED = "EventsPublished"
 METRIC_EVENT_PUBLISH_FAILED = "EventPublishFailed"
 METRIC_OUTBOX_PENDING = "OutboxPending"
 METRIC_OUTBOX_OLDEST_AGE = "OutboxOldestAgeSeconds"
-EVENT_RELAY_SERVICE = "event-relay"  # ReelayFunction service: POWERTOOLS_SERVICE_NAME reelay-event-relay
-EVENT_RELAY_RATE_MINUTES = 1
+OUTBOX_SWEEP_SERVICE = "outbox-sweep"  # ReelayFunction service: POWERTOOLS_SERVICE_NAME reelay-outbox-sweep
+OUTBOX_SWEEP_RATE_MINUTES = 1
 OUTBOX_AGE_ALARM_SECONDS = 600  # an event unpublished for 10 minutes: the sweep is not getting it out
 
 # Events on the events topic.

@@ -333,9 +333,9 @@ class Platform:
                 log.exception("stopping %s failed", name)
 
 
-# The event_relay rule runs every minute in AWS; the same here (each sweep prints its metrics line).
+# The outbox_sweep rule runs every minute in AWS; the same here (each sweep prints its metrics line).
 # The worker and the dead-jobs handler publish their own events at once; the sweep only catches up.
-EVENT_RELAY_EVERY_SECONDS = 60.0
+OUTBOX_SWEEP_EVERY_SECONDS = 60.0
 
 
 class Schedule:
@@ -440,22 +440,22 @@ def _dead_jobs(platform: Platform) -> Callable[[threading.Event], None]:
     )
 
 
-def _event_relay(platform: Platform) -> Callable[[threading.Event], None]:
+def _outbox_sweep(platform: Platform) -> Callable[[threading.Event], None]:
     # The EventBridge schedule of the outbox sweep, every minute as in AWS: the worker publishes right
     # away; this catches what a crash or an unreachable moto left behind.
-    from lambdas.event_relay.handler import lambda_handler as event_relay
+    from lambdas.outbox_sweep.handler import lambda_handler as outbox_sweep
 
     assert platform.settings is not None
     return Schedule(
-        name="reelay-event-relay",
-        every_seconds=EVENT_RELAY_EVERY_SECONDS,
+        name="reelay-outbox-sweep",
+        every_seconds=OUTBOX_SWEEP_EVERY_SECONDS,
         region=platform.settings.aws_region,
-        handler=lambda event, context: platform._invoke(event_relay, event, context),
+        handler=lambda event, context: platform._invoke(outbox_sweep, event, context),
     )
 
 
 BACKGROUND_WORKERS: tuple[WorkerSpec, ...] = (
     WorkerSpec("transcode-worker", _transcode_worker),
     WorkerSpec("dead-jobs", _dead_jobs),
-    WorkerSpec("event-relay", _event_relay),
+    WorkerSpec("outbox-sweep", _outbox_sweep),
 )

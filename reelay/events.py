@@ -1,9 +1,9 @@
-"""Publishing the event outbox: ``video.ready`` and ``video.failed``, at least once.
+"""Publishing the event outbox (``video.ready``, ``video.failed``, ``stream.started``, ...), at least once.
 
 The catalogue records each event in the same transaction as the status change it announces
-(``VideoCatalogue.complete``/``fail`` with ``event=``). ``EventRelay.flush`` then claims due events,
+(``VideoCatalogue.complete``/``fail`` with ``event=``). ``OutboxSweep.flush`` then claims due events,
 publishes each and deletes it. Whoever changed the status flushes right away, so in the normal case
-an event goes out within milliseconds; a scheduled sweep (the ``event_relay`` Lambda, a thread in the
+an event goes out within milliseconds; a scheduled sweep (the ``outbox_sweep`` Lambda, a thread in the
 local platform) publishes whatever a crash, a lost connection or an SNS outage left behind.
 
 A claim leases the event for ``lease_seconds``: two relays never publish the same event at once, and
@@ -44,7 +44,7 @@ class FlushResult:
     failed: int = 0
 
 
-class EventRelay:
+class OutboxSweep:
     """Publishes due outbox events through an ``EventPublisher`` and forgets the published ones."""
 
     def __init__(
@@ -60,12 +60,14 @@ class EventRelay:
         self.lease_seconds = lease_seconds
         self.metrics = metrics  # a Powertools metrics provider; its owner flushes it
 
-    def flush(self, *, video_id: str | None = None, limit: int = 100) -> FlushResult:
-        """Publish up to ``limit`` due events (of one video, or all). Never raises for a failed publish:
-        the event stays in the outbox and is retried when its lease runs out."""
+    def flush(
+        self, *, video_id: str | None = None, subject: str | None = None, limit: int = 100
+    ) -> FlushResult:
+        """Publish up to ``limit`` due events (of one video or subject, or all). Never raises for a failed
+        publish: the event stays in the outbox and is retried when its lease runs out."""
         published = failed = 0
         for event in self.catalogue.claim_events(
-            limit=limit, lease_seconds=self.lease_seconds, video_id=video_id
+            limit=limit, lease_seconds=self.lease_seconds, video_id=video_id, subject=subject
         ):
             if self._publish(event):
                 published += 1
@@ -75,20 +77,25 @@ class EventRelay:
         self._count("EventPublishFailed", failed)
         return FlushResult(published=published, failed=failed)
 
-    def flush_quietly(self, *, video_id: str | None = None) -> FlushResult:
+    def flush_quietly(self, *, video_id: str | None = None, subject: str | None = None) -> FlushResult:
         """``flush`` for callers whose own work is done (the status change is committed): a catalogue
         error is logged and left to the sweep instead of turning a finished job into a retry."""
         try:
-            return self.flush(video_id=video_id)
+            return self.flush(video_id=video_id, subject=subject)
         except Exception as exc:
             logger.warning(
                 "outbox not flushed: the sweep will publish its events",
-                extra={"videoId": video_id, "error": str(exc) or type(exc).__name__},
+                extra={"videoId": video_id, "subject": subject, "error": str(exc) or type(exc).__name__},
             )
             return FlushResult()
 
     def _publish(self, event: OutboxEvent) -> bool:
-        ids = {"eventId": event.event_id, "eventType": event.event_type, "videoId": event.video_id}
+        ids = {
+            "eventId": event.event_id,
+            "eventType": event.event_type,
+            "videoId": event.video_id,
+            "subject": event.subject,
+        }
         detail = {**event.detail, "eventId": event.event_key}
         if event.created_at is not None:
             # When it happened, not when it went out: a retried event arrives late and out of order.
@@ -113,4 +120,4 @@ class EventRelay:
             self.metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
 
 
-__all__ = ["DEFAULT_LEASE_SECONDS", "EventRelay", "FlushResult", "video_failed"]
+__all__ = ["DEFAULT_LEASE_SECONDS", "FlushResult", "OutboxSweep", "video_failed"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -87,16 +88,119 @@ class OutboxEvent(BaseModel):
     """An event recorded in the catalogue in the same transaction as the change it announces.
 
     The transactional outbox: ``video.ready`` and ``video.failed`` are written with the status change
-    and published afterwards (``reelay.events.EventRelay``), so a crash or an SNS outage between the
+    and published afterwards (``reelay.events.OutboxSweep``), so a crash or an SNS outage between the
     two delays an event instead of losing it. Delivery is at least once: ``event_id`` is in every
     published detail so subscribers can drop a repeat, and ``occurredAt`` the time of the change.
     """
 
     event_type: str
-    video_id: str
-    detail: dict[str, Any]
+    video_id: str | None = None  # the video it is about; None for stream and recording events
+    detail: dict[str, Any] = Field(default_factory=dict)
+    # What a video-less event is about, e.g. "stream:<streamId>" (see ``stream_subject``): lets whoever
+    # made the change flush just its own events.
+    subject: str | None = None
     # Published as ``eventId``: a UUID, so ids stay unique across a database restore.
     event_key: str = Field(default_factory=lambda: uuid.uuid4().hex)
     event_id: int | None = None  # the outbox row, assigned by the catalogue when recorded
     created_at: datetime | None = None  # naive UTC, set by the catalogue when recorded
     attempts: int = 0  # publish attempts started (claims), including the current one
+
+
+# --- live relay streams -------------------------------------------------------------------------
+class SourceProtocol(StrEnum):
+    HLS = "hls"
+    RTSP = "rtsp"
+    SRT = "srt"
+
+
+class VideoMode(StrEnum):
+    """auto: relay H.264 as it comes, transcode anything else; passthrough: never re-encode;
+    transcode: always decode and encode."""
+
+    AUTO = "auto"
+    PASSTHROUGH = "passthrough"
+    TRANSCODE = "transcode"
+
+
+class DesiredState(StrEnum):
+    RUNNING = "running"
+    STOPPED = "stopped"
+
+
+class StreamState(StrEnum):
+    """What the relay task reports (the catalogue sets starting on a claim, stopped on a release)."""
+
+    STOPPED = "stopped"
+    STARTING = "starting"
+    RUNNING = "running"
+    RECONNECTING = "reconnecting"
+    STOPPING = "stopping"
+    FAILED = "failed"
+
+
+def stream_subject(stream_id: str) -> str:
+    """The outbox subject of a stream's events."""
+    return f"stream:{stream_id}"
+
+
+class Stream(BaseModel):
+    """A camera feed relayed to Kinesis Video Streams. snake_case here, camelCase in MySQL and the API.
+
+    ``source_url`` never holds a secret: camera credentials, SRT passphrases and the like are in
+    ``source_secret``, encrypted by the stream service (``reelay.relay.streams``); the catalogue only
+    stores the ciphertext.
+    """
+
+    stream_id: str
+    owner_id: str
+    name: str
+    source_url: str
+    source_protocol: SourceProtocol
+    source_secret: str | None = None  # ciphertext, or None when the source needs no secret
+    kvs_stream_name: str
+    video_mode: VideoMode = VideoMode.AUTO
+    desired_state: DesiredState = DesiredState.STOPPED
+    state: StreamState = StreamState.STOPPED
+    state_since: datetime = Field(default_factory=utcnow)
+    outage_cause: str | None = None
+    outage_since: datetime | None = None
+    reconnects: int = 0
+    input_bitrate_bps: int | None = None
+    last_fragment_number: str | None = None
+    last_fragment_timecode: int | None = None  # ms, the acked Cluster's timecode
+    last_fragment_ack_at: datetime | None = None
+    credentials_expire_at: datetime | None = None
+    lease_owner: str | None = None  # the relay task's id (ECS task ARN, or the local child's id)
+    lease_expires_at: datetime | None = None
+    lease_token: int = 0  # fencing counter: +1 on every successful claim
+    task_started_at: datetime | None = None
+    heartbeat_at: datetime | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+    deleted_at: datetime | None = None  # set while a deleted stream's task still holds the lease
+
+    def lease_live(self, now: datetime) -> bool:
+        return (
+            self.lease_owner is not None
+            and self.lease_expires_at is not None
+            and self.lease_expires_at >= now
+        )
+
+
+@dataclass(frozen=True)
+class StreamHealth:
+    """What a relay task reports about its stream (``StreamCatalogue.report_stream_health``).
+
+    Times are naive UTC (or aware, converted). ``outage_cause`` and ``outage_since`` are None while the
+    feed is up; ``reconnects`` counts pipeline rebuilds since the task started.
+    """
+
+    state: StreamState
+    outage_cause: str | None = None
+    outage_since: datetime | None = None
+    reconnects: int = 0
+    input_bitrate_bps: int | None = None
+    last_fragment_number: str | None = None
+    last_fragment_timecode: int | None = None
+    last_fragment_ack_at: datetime | None = None
+    credentials_expire_at: datetime | None = None

@@ -11,7 +11,18 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from reelay.models import OutboxEvent, Rendition, TranscodeJob, Video, VideoStatus
+from reelay.models import (
+    DesiredState,
+    OutboxEvent,
+    Rendition,
+    SourceProtocol,
+    Stream,
+    StreamHealth,
+    TranscodeJob,
+    Video,
+    VideoMode,
+    VideoStatus,
+)
 
 
 # --- catalogue -------------------------------------------------------------------------------
@@ -94,9 +105,10 @@ class VideoCatalogue(Protocol):
 
     # --- event outbox ---------------------------------------------------------------------------
     def claim_events(
-        self, *, limit: int, lease_seconds: int, video_id: str | None = None
+        self, *, limit: int, lease_seconds: int, video_id: str | None = None, subject: str | None = None
     ) -> list[OutboxEvent]:
-        """Up to ``limit`` due outbox events (optionally of one video), oldest first, each leased.
+        """Up to ``limit`` due outbox events (optionally of one video, or one subject such as
+        ``stream:<id>``), oldest first, each leased.
 
         A claimed event is not due again for ``lease_seconds`` (a publisher that dies mid-way is
         retried then) and its ``attempts`` counts this claim. Concurrent callers never get the same
@@ -110,6 +122,91 @@ class VideoCatalogue(Protocol):
 
     def pending_events(self) -> tuple[int, float]:
         """How many outbox events wait, and the age in seconds of the oldest (0.0 when none)."""
+        ...
+
+
+# --- streams (the live relay) -------------------------------------------------------------------
+@dataclass(frozen=True)
+class StreamPage:
+    items: list[Stream]
+    next_cursor: str | None
+
+
+class StreamCatalogue(Protocol):
+    """Live relay streams and their relay tasks' leases. Raises ``NotFound`` for unknown or deleted ids.
+
+    Lease with fencing: a relay task claims a stream's lease and gets a token (a counter that grows by
+    one on every successful claim). Renewing, releasing and reporting health all carry the token, so a
+    task that lost its lease (it stalled, the lease expired, another task claimed) writes nothing.
+    Lease times are the catalogue's clock (the database server's for MySQL).
+    """
+
+    def create_stream(self, stream: Stream) -> Stream:
+        """Conflict if the id, or the kvsStreamName, is already used by another stream."""
+        ...
+
+    def get_stream(self, stream_id: str) -> Stream: ...
+
+    def list_streams_by_owner(self, owner_id: str, *, limit: int, cursor: str | None = None) -> StreamPage:
+        """One owner's streams, newest first (createdAt DESC, streamId DESC), keyset cursor."""
+        ...
+
+    def update_stream(
+        self,
+        stream_id: str,
+        *,
+        name: str | None = None,
+        source_url: str | None = None,
+        source_protocol: SourceProtocol | None = None,
+        source_secret: str | None = None,
+        kvs_stream_name: str | None = None,
+        video_mode: VideoMode | None = None,
+    ) -> Stream:
+        """Change what is given. ``source_secret`` goes with ``source_url``: it replaces the stored
+        secret (None clears it) when, and only when, ``source_url`` is given."""
+        ...
+
+    def delete_stream(self, stream_id: str) -> None:
+        """Forget a stream. One whose relay task still holds a live lease is marked deleted (desired
+        stopped) instead: ``streams_to_reconcile`` lists it and ``release_stream_lease`` removes it."""
+        ...
+
+    def set_desired_state(
+        self, stream_id: str, desired: DesiredState, *, event: OutboxEvent | None = None
+    ) -> bool:
+        """True when this call changed the desired state; ``event`` is recorded in the outbox in the
+        same transaction, and only then. False when it already was ``desired`` (idempotent)."""
+        ...
+
+    def claim_stream_lease(self, stream_id: str, task_id: str, lease_seconds: int) -> int | None:
+        """Take the relay lease for ``task_id``: the new fencing token, or None.
+
+        Succeeds when no task holds a live lease, the lease expired, or ``task_id`` holds it already
+        (a restarted task re-claims at once); never for a deleted stream or one whose desired state
+        is stopped. Sets state ``starting`` and taskStartedAt (unless the same task re-claims).
+        """
+        ...
+
+    def renew_stream_lease(self, stream_id: str, task_id: str, token: int, lease_seconds: int) -> bool:
+        """Extend the lease. False means stop relaying: the lease was lost (another token), or the stream
+        was stopped or deleted meanwhile. Release the lease after stopping."""
+        ...
+
+    def release_stream_lease(self, stream_id: str, task_id: str, token: int) -> bool:
+        """Give the lease up (the task stops): state ``stopped``, the task identity and outage cleared.
+        Removes a stream deleted meanwhile. False when ``token`` no longer holds the lease."""
+        ...
+
+    def report_stream_health(self, stream_id: str, token: int, health: StreamHealth) -> bool:
+        """Record what the task sees. Fenced: False, and nothing written, unless ``token`` is the token
+        of the current lease. None for the last-fragment fields keeps the earlier values (the last ack
+        stays visible across task restarts); None for the others clears them."""
+        ...
+
+    def streams_to_reconcile(self, now: datetime | None = None) -> list[Stream]:
+        """Streams whose relay task must be started or stopped, by streamId: desired running without a
+        live lease, and desired stopped or deleted with a live lease (``lease_owner`` is the task to
+        stop). ``now`` defaults to the catalogue's clock."""
         ...
 
 
@@ -257,6 +354,8 @@ __all__ = [
     "Page",
     "PresignedPart",
     "QueueMessage",
+    "StreamCatalogue",
+    "StreamPage",
     "Tokens",
     "VideoCatalogue",
     "VideoStatus",

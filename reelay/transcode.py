@@ -27,7 +27,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import AmazonCloudWatchEMFProvider
 
 from reelay.errors import InvalidInput, MediaError, NotFound
-from reelay.events import EventRelay, video_failed
+from reelay.events import OutboxSweep, video_failed
 from reelay.lease import LeaseKeeper
 from reelay.media import hls
 from reelay.models import OutboxEvent, Rendition, TranscodeJob, Video, VideoStatus
@@ -243,7 +243,7 @@ class TranscodeService:
     ) -> None:
         self.catalogue = catalogue
         self.store = store
-        self.relay = EventRelay(catalogue, events, metrics=metrics)
+        self.relay = OutboxSweep(catalogue, events, metrics=metrics)
         self.settings = settings
         self.worker_id = worker_id
         self._transcode = transcode_fn or _default_transcode()
@@ -744,7 +744,7 @@ def mark_dead_job(
     except Exception as exc:  # the failure itself matters more than the clean-up
         logger.warning("could not remove partial output", extra={**ids, "error": _describe(exc)})
     dead_job_metrics.add_metric(name="TranscodeJobsFailed", unit=MetricUnit.Count, value=1)
-    EventRelay(catalogue, events, metrics=dead_job_metrics).flush_quietly(video_id=job.video_id)
+    OutboxSweep(catalogue, events, metrics=dead_job_metrics).flush_quietly(video_id=job.video_id)
     dead_job_metrics.flush_metrics()
     return True
 

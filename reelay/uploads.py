@@ -6,7 +6,7 @@ from enum import StrEnum
 from urllib.parse import unquote_plus
 
 from reelay.errors import NotFound
-from reelay.events import EventRelay, video_failed
+from reelay.events import OutboxSweep, video_failed
 from reelay.models import TranscodeJob, VideoStatus
 from reelay.observability import logger
 from reelay.ports import EventPublisher, JobQueue, ObjectStore, VideoCatalogue
@@ -89,7 +89,7 @@ class UploadEventService:
             failed = self.catalogue.fail(video_id, reason, event=event)
             self._discard(video.video_key, video_id)
             if failed:  # video.failed is in the outbox with the status; a failed publish is the sweep's
-                EventRelay(self.catalogue, self.events).flush_quietly(video_id=video_id)
+                OutboxSweep(self.catalogue, self.events).flush_quietly(video_id=video_id)
             logger.warning("upload rejected", extra={"video_id": video_id, "reason": reason})
             return UploadOutcome.REJECTED
 

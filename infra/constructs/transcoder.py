@@ -21,9 +21,9 @@ from infra.bundling import REPO_ROOT
 from infra.constants import (
     DEAD_JOBS_HANDLER,
     DOCKER_EXCLUDES,
-    EVENT_RELAY_HANDLER,
-    EVENT_RELAY_RATE_MINUTES,
-    EVENT_RELAY_SERVICE,
+    OUTBOX_SWEEP_HANDLER,
+    OUTBOX_SWEEP_RATE_MINUTES,
+    OUTBOX_SWEEP_SERVICE,
     METRIC_JOBS_FAILED,
     METRIC_OUTBOX_OLDEST_AGE,
     METRICS_NAMESPACE,
@@ -59,8 +59,8 @@ def worker_metric(
 
 
 def outbox_metric(name: str, statistic: str) -> cloudwatch.Metric:
-    """One of the outbox metrics the event-relay sweep emits (dimension service=reelay-event-relay)."""
-    return worker_metric(name, statistic, service=powertools_service(EVENT_RELAY_SERVICE))
+    """One of the outbox metrics the outbox sweep emits (dimension service=reelay-outbox-sweep)."""
+    return worker_metric(name, statistic, service=powertools_service(OUTBOX_SWEEP_SERVICE))
 
 
 def backlog_expression(jobs_per_task: int) -> str:
@@ -161,7 +161,7 @@ class Transcoder(Construct):
         self._scaling(refs)
         self._alarms(refs, alarm_topic)
         self._dead_jobs(refs)
-        self._event_relay(refs, alarm_topic)
+        self._outbox_sweep(refs, alarm_topic)
         acknowledge(
             self.task,
             "AwsSolutions-ECS2",
@@ -386,24 +386,24 @@ class Transcoder(Construct):
             "Removes the partial HLS output under outputs/<videoId>/ of a video it failed.",
         )
 
-    def _event_relay(self, refs: PlatformRefs, alarm_topic: sns.ITopic) -> None:
+    def _outbox_sweep(self, refs: PlatformRefs, alarm_topic: sns.ITopic) -> None:
         """The outbox sweep: every minute, publish the video events the fast path left behind."""
-        self.event_relay = self._catalogue_function(
+        self.outbox_sweep = self._catalogue_function(
             refs,
-            "EventRelay",
-            handler=EVENT_RELAY_HANDLER,
-            service=EVENT_RELAY_SERVICE,
+            "OutboxSweep",
+            handler=OUTBOX_SWEEP_HANDLER,
+            service=OUTBOX_SWEEP_SERVICE,
             description="Publishes video events left in the catalogue's outbox and reports its backlog",
             reserved=1,  # one sweep at a time (claims are leased anyway)
         )
-        fn = self.event_relay.function
+        fn = self.outbox_sweep.function
         # The next scheduled sweep is the real retry: an older invocation is not worth running late.
         fn.configure_async_invoke(retry_attempts=1, max_event_age=Duration.minutes(2))
-        self.event_relay_schedule = events.Rule(
+        self.outbox_sweep_schedule = events.Rule(
             self,
-            "EventRelaySchedule",
+            "OutboxSweepSchedule",
             description="Sweeps the event outbox: publishes video events a crash or an SNS outage delayed",
-            schedule=events.Schedule.rate(Duration.minutes(EVENT_RELAY_RATE_MINUTES)),
+            schedule=events.Schedule.rate(Duration.minutes(OUTBOX_SWEEP_RATE_MINUTES)),
             targets=[targets.LambdaFunction(fn, retry_attempts=2, max_event_age=Duration.minutes(2))],
         )
         # Missing data breaches: the sweep reports the age every minute, so silence means it is broken
@@ -411,7 +411,7 @@ class Transcoder(Construct):
         self.outbox_age_alarm = self._alarm(
             "OutboxAgeAlarm",
             "Video events are not being published: an outbox event has waited over 10 minutes, "
-            "or the event-relay sweep has stopped reporting",
+            "or the outbox sweep has stopped reporting",
             outbox_metric(METRIC_OUTBOX_OLDEST_AGE, "Maximum"),
             threshold=OUTBOX_AGE_ALARM_SECONDS,
             evaluation_periods=2,

@@ -7,10 +7,15 @@ import binascii
 import json
 import math
 import re
+from dataclasses import replace
 from datetime import UTC, datetime
+from enum import Enum
+from typing import TypeVar
 
 from reelay.errors import InvalidInput
-from reelay.models import OutboxEvent, Video
+from reelay.models import OutboxEvent, SourceProtocol, Stream, StreamHealth, StreamState, Video, VideoMode
+
+E = TypeVar("E", bound=Enum)
 
 VIDEO_ID_MAX = 64
 DISPLAY_NAME_MAX = 255
@@ -149,16 +154,28 @@ def check_duration(seconds: float) -> float:
     return value
 
 
+_SUBJECT = re.compile(r"^[a-z]+:[\x21-\x7e]{1,118}$")
+
+
+def is_subject(subject: object) -> bool:
+    """An outbox subject such as ``stream:<streamId>``: what the subject column (ascii) can hold."""
+    return isinstance(subject, str) and bool(_SUBJECT.match(subject))
+
+
 _EVENT_KEY = re.compile(r"^[A-Za-z0-9-]{1,64}$")
 
 
-def event_row(event: OutboxEvent, video_id: str) -> tuple[str, str, str]:
+def event_row(event: OutboxEvent, video_id: str | None, subject: str | None = None) -> tuple[str, str, str]:
     """An outbox event as the (eventKey, eventType, detail JSON) it is stored as. It must be about
-    ``video_id``."""
+    ``video_id`` (None: no video) and ``subject`` (None: none), the change it is recorded with."""
     if not isinstance(event, OutboxEvent):
         raise InvalidInput("event must be an OutboxEvent")
     if event.video_id != video_id:
         raise InvalidInput(f"event is about video {event.video_id!r}, not {video_id!r}")
+    if event.subject != subject:
+        raise InvalidInput(f"event is about {event.subject!r}, not {subject!r}")
+    if subject is not None and not is_subject(subject):
+        raise InvalidInput("an event subject must look like 'stream:<id>'")
     if not _EVENT_KEY.match(event.event_key):
         raise InvalidInput("event key must be 1 to 64 letters, digits or dashes")
     kind = event.event_type
@@ -171,3 +188,142 @@ def event_row(event: OutboxEvent, video_id: str) -> tuple[str, str, str]:
     if len(detail.encode()) > EVENT_DETAIL_MAX_BYTES:
         raise InvalidInput(f"event detail is larger than {EVENT_DETAIL_MAX_BYTES} bytes")
     return event.event_key, kind, detail
+
+
+# --- streams ----------------------------------------------------------------------------------
+STREAM_NAME_MAX = 255
+SOURCE_URL_MAX = 2048
+SOURCE_SECRET_MAX = 16_000
+OUTAGE_CAUSE_MAX = 512
+FRAGMENT_NUMBER_MAX = 128
+# Kinesis Video Streams names: 1-256 of [a-zA-Z0-9_.-].
+KVS_STREAM_NAME = re.compile(r"^[a-zA-Z0-9_.\-]{1,256}$")
+_SECRET_CHARS = re.compile(r"^[\x21-\x7e]+$")
+
+
+def check_stream(stream: Stream) -> None:
+    """Everything a new stream row must satisfy, checked before any storage sees it."""
+    if not is_video_id(stream.stream_id):
+        raise InvalidInput(f"streamId must be 1 to {VIDEO_ID_MAX} printable ASCII characters")
+    _check_text("ownerId", stream.owner_id, OWNER_ID_MAX)
+    check_stream_name(stream.name)
+    check_source(stream.source_url, stream.source_secret)
+    check_kvs_stream_name(stream.kvs_stream_name)
+    check_health(_health_of(stream))
+    if stream.lease_token < 0:
+        raise InvalidInput("leaseToken must not be negative")
+
+
+def check_stream_name(name: str) -> str:
+    if not isinstance(name, str) or not name.strip() or len(name) > STREAM_NAME_MAX:
+        raise InvalidInput(f"name must be 1 to {STREAM_NAME_MAX} characters")
+    return name
+
+
+def check_source(url: str, secret: str | None) -> None:
+    _check_text("sourceUrl", url, SOURCE_URL_MAX)
+    if secret is not None and (
+        not isinstance(secret, str) or len(secret) > SOURCE_SECRET_MAX or not _SECRET_CHARS.match(secret)
+    ):
+        raise InvalidInput(
+            f"the source secret must be 1 to {SOURCE_SECRET_MAX} ASCII characters (ciphertext)"
+        )
+
+
+def check_kvs_stream_name(name: str) -> str:
+    if not isinstance(name, str) or not KVS_STREAM_NAME.match(name):
+        raise InvalidInput("kvsStreamName must be 1 to 256 letters, digits, '_', '.' or '-'")
+    return name
+
+
+def check_task_id(task_id: str) -> str:
+    _check_text("task_id", task_id, WORKER_ID_MAX)
+    return task_id
+
+
+def check_token(token: int) -> int:
+    if isinstance(token, bool) or not isinstance(token, int) or token < 1:
+        raise InvalidInput("a lease token is a positive integer (from claim_stream_lease)")
+    return token
+
+
+def check_health(health: StreamHealth) -> StreamHealth:
+    """The health report as stored: times in naive UTC milliseconds, the cause clipped."""
+    if not isinstance(health, StreamHealth):
+        raise InvalidInput("health must be a StreamHealth")
+    try:
+        state = StreamState(health.state)
+    except ValueError:
+        raise InvalidInput(f"state must be one of {', '.join(s.value for s in StreamState)}") from None
+    for name in ("reconnects", "input_bitrate_bps", "last_fragment_timecode"):
+        value = getattr(health, name)
+        if name != "reconnects" and value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**63:
+            raise InvalidInput(f"{name} must be a non-negative integer")
+    number = health.last_fragment_number
+    if number is not None and (
+        not isinstance(number, str) or len(number) > FRAGMENT_NUMBER_MAX or not _SECRET_CHARS.match(number)
+    ):
+        raise InvalidInput(
+            f"last_fragment_number must be 1 to {FRAGMENT_NUMBER_MAX} printable ASCII characters"
+        )
+    cause = health.outage_cause
+    if cause is not None and not isinstance(cause, str):
+        raise InvalidInput("outage_cause must be text")
+    times = {}
+    for name in ("outage_since", "last_fragment_ack_at", "credentials_expire_at"):
+        value = getattr(health, name)
+        if value is not None and not isinstance(value, datetime):
+            raise InvalidInput(f"{name} must be a datetime")
+        times[name] = to_db_time(value) if value is not None else None
+    return replace(health, state=state, outage_cause=cause[:OUTAGE_CAUSE_MAX] if cause else None, **times)
+
+
+def _health_of(stream: Stream) -> StreamHealth:
+    return StreamHealth(
+        state=stream.state,
+        outage_cause=stream.outage_cause,
+        outage_since=stream.outage_since,
+        reconnects=stream.reconnects,
+        input_bitrate_bps=stream.input_bitrate_bps,
+        last_fragment_number=stream.last_fragment_number,
+        last_fragment_timecode=stream.last_fragment_timecode,
+        last_fragment_ack_at=stream.last_fragment_ack_at,
+        credentials_expire_at=stream.credentials_expire_at,
+    )
+
+
+def stream_changes(
+    *,
+    name: str | None,
+    source_url: str | None,
+    source_protocol: SourceProtocol | None,
+    source_secret: str | None,
+    kvs_stream_name: str | None,
+    video_mode: VideoMode | None,
+) -> dict[str, object]:
+    """The checked changes of ``update_stream``, by field. The secret goes with the URL (see the port)."""
+    changes: dict[str, object] = {}
+    if name is not None:
+        changes["name"] = check_stream_name(name)
+    if source_url is not None:
+        check_source(source_url, source_secret)
+        changes["source_url"] = source_url
+        changes["source_secret"] = source_secret
+        if source_protocol is None:
+            raise InvalidInput("a new sourceUrl needs its protocol")
+    if source_protocol is not None:
+        changes["source_protocol"] = _enum(SourceProtocol, source_protocol, "sourceProtocol")
+    if kvs_stream_name is not None:
+        changes["kvs_stream_name"] = check_kvs_stream_name(kvs_stream_name)
+    if video_mode is not None:
+        changes["video_mode"] = _enum(VideoMode, video_mode, "video")
+    return changes
+
+
+def _enum(kind: type[E], value: object, name: str) -> E:
+    try:
+        return kind(value)
+    except ValueError:
+        raise InvalidInput(f"{name} must be one of {', '.join(str(v.value) for v in kind)}") from None

@@ -14,9 +14,13 @@ from reelay.catalogue._common import (
     check_description,
     check_display_name,
     check_duration,
+    check_health,
     check_lease_seconds,
     check_limit,
     check_size,
+    check_stream,
+    check_task_id,
+    check_token,
     check_video,
     check_worker_id,
     clamp_progress,
@@ -24,11 +28,25 @@ from reelay.catalogue._common import (
     decode_cursor,
     encode_cursor,
     event_row,
+    stream_changes,
     to_db_time,
 )
 from reelay.errors import Conflict, NotFound
-from reelay.models import OutboxEvent, Rendition, Video, VideoStatus, utcnow
-from reelay.ports import Page
+from reelay.models import (
+    DesiredState,
+    OutboxEvent,
+    Rendition,
+    SourceProtocol,
+    Stream,
+    StreamHealth,
+    StreamState,
+    Video,
+    VideoMode,
+    VideoStatus,
+    stream_subject,
+    utcnow,
+)
+from reelay.ports import Page, StreamPage
 
 
 @dataclass
@@ -43,11 +61,12 @@ class _Event:
     event_id: int
     event_key: str
     event_type: str
-    video_id: str
+    video_id: str | None
     detail: str  # JSON text, as the MySQL column holds it
     created_at: datetime
     next_attempt_at: datetime
     attempts: int = 0
+    subject: str | None = None
 
 
 class MemoryCatalogue:
@@ -59,6 +78,7 @@ class MemoryCatalogue:
     def __init__(self, clock: Callable[[], datetime] = utcnow) -> None:
         self._rows: dict[str, _Row] = {}
         self._events: dict[int, _Event] = {}
+        self._streams: dict[str, Stream] = {}
         self._event_ids = itertools.count(1)
         self._lock = threading.RLock()
         self._clock = clock
@@ -229,7 +249,7 @@ class MemoryCatalogue:
 
     # --- event outbox ---------------------------------------------------------------------------
     def claim_events(
-        self, *, limit: int, lease_seconds: int, video_id: str | None = None
+        self, *, limit: int, lease_seconds: int, video_id: str | None = None, subject: str | None = None
     ) -> list[OutboxEvent]:
         check_limit(limit)
         check_lease_seconds(lease_seconds)
@@ -238,7 +258,9 @@ class MemoryCatalogue:
             due = [
                 e
                 for e in self._events.values()
-                if e.next_attempt_at <= now and (video_id is None or e.video_id == video_id)
+                if e.next_attempt_at <= now
+                and (video_id is None or e.video_id == video_id)
+                and (subject is None or e.subject == subject)
             ]
             due.sort(key=lambda e: e.event_id)
             claimed = []
@@ -251,6 +273,7 @@ class MemoryCatalogue:
                         event_key=e.event_key,
                         event_type=e.event_type,
                         video_id=e.video_id,
+                        subject=e.subject,
                         detail=json.loads(e.detail),
                         created_at=e.created_at,
                         attempts=e.attempts,
@@ -270,8 +293,230 @@ class MemoryCatalogue:
             age = (to_db_time(self._clock()) - oldest).total_seconds()
             return len(self._events), max(0.0, age)
 
+    # --- streams (the live relay) -------------------------------------------------------------------
+    def create_stream(self, stream: Stream) -> Stream:
+        check_stream(stream)
+        stored = stream.model_copy(update=_db_times(stream, _STREAM_TIMES))
+        with self._lock:
+            now = self._clock()
+            for other in list(self._streams.values()):
+                if (
+                    other.kvs_stream_name == stream.kvs_stream_name
+                    and other.deleted_at
+                    and not other.lease_live(now)
+                ):
+                    del self._streams[other.stream_id]  # a deleted stream no task holds gives its name back
+            if stored.stream_id in self._streams:
+                raise Conflict(f"stream {stored.stream_id} already exists")
+            if any(s.kvs_stream_name == stored.kvs_stream_name for s in self._streams.values()):
+                raise Conflict(f"kvsStreamName {stored.kvs_stream_name} is used by another stream")
+            self._streams[stored.stream_id] = stored
+            return stored.model_copy()
+
+    def get_stream(self, stream_id: str) -> Stream:
+        with self._lock:
+            return self._stream(stream_id).model_copy()
+
+    def list_streams_by_owner(self, owner_id: str, *, limit: int, cursor: str | None = None) -> StreamPage:
+        check_limit(limit)
+        after = decode_cursor(cursor) if cursor is not None else None
+        with self._lock:
+            mine = [s for s in self._streams.values() if s.owner_id == owner_id and s.deleted_at is None]
+        mine.sort(key=lambda s: (s.created_at, s.stream_id), reverse=True)
+        if after is not None:
+            mine = [s for s in mine if (s.created_at, s.stream_id) < after]
+        items = [s.model_copy() for s in mine[: limit + 1]]
+        if len(items) > limit:
+            items = items[:limit]
+            return StreamPage(items, encode_cursor(items[-1].created_at, items[-1].stream_id))
+        return StreamPage(items, None)
+
+    def update_stream(
+        self,
+        stream_id: str,
+        *,
+        name: str | None = None,
+        source_url: str | None = None,
+        source_protocol: SourceProtocol | None = None,
+        source_secret: str | None = None,
+        kvs_stream_name: str | None = None,
+        video_mode: VideoMode | None = None,
+    ) -> Stream:
+        changes = stream_changes(
+            name=name,
+            source_url=source_url,
+            source_protocol=source_protocol,
+            source_secret=source_secret,
+            kvs_stream_name=kvs_stream_name,
+            video_mode=video_mode,
+        )
+        with self._lock:
+            stream = self._stream(stream_id)
+            if not changes:
+                return stream.model_copy()
+            taken = changes.get("kvs_stream_name")
+            if taken is not None and any(
+                s.kvs_stream_name == taken and s.stream_id != stream_id for s in self._streams.values()
+            ):
+                raise Conflict(f"kvsStreamName {taken} is used by another stream")
+            return self._touch_stream(stream, **changes).model_copy()
+
+    def delete_stream(self, stream_id: str) -> None:
+        with self._lock:
+            stream = self._stream(stream_id)
+            if stream.lease_live(self._clock()):
+                self._touch_stream(
+                    stream, deleted_at=to_db_time(self._clock()), desired_state=DesiredState.STOPPED
+                )
+            else:
+                del self._streams[stream_id]
+
+    def set_desired_state(
+        self, stream_id: str, desired: DesiredState, *, event: OutboxEvent | None = None
+    ) -> bool:
+        desired = DesiredState(desired)
+        stored = event_row(event, event.video_id, stream_subject(stream_id)) if event is not None else None
+        with self._lock:
+            stream = self._stream(stream_id)
+            if stream.desired_state == desired:
+                return False
+            self._record(event.video_id if event else None, stored, subject=stream_subject(stream_id))
+            self._touch_stream(stream, desired_state=desired)
+            return True
+
+    def claim_stream_lease(self, stream_id: str, task_id: str, lease_seconds: int) -> int | None:
+        check_task_id(task_id)
+        check_lease_seconds(lease_seconds)
+        with self._lock:
+            stream = self._streams.get(stream_id)
+            now = self._clock()
+            if (
+                stream is None
+                or stream.deleted_at is not None
+                or stream.desired_state != DesiredState.RUNNING
+                or (stream.lease_owner != task_id and stream.lease_live(now))
+            ):
+                return None
+            same = stream.lease_owner == task_id
+            stream = self._touch_stream(
+                stream,
+                task_started_at=(stream.task_started_at or to_db_time(now)) if same else to_db_time(now),
+                state_since=stream.state_since if stream.state == StreamState.STARTING else to_db_time(now),
+                state=StreamState.STARTING,
+                lease_owner=task_id,
+                lease_expires_at=to_db_time(now + timedelta(seconds=lease_seconds)),
+                lease_token=stream.lease_token + 1,
+                heartbeat_at=to_db_time(now),
+            )
+            return stream.lease_token
+
+    def renew_stream_lease(self, stream_id: str, task_id: str, token: int, lease_seconds: int) -> bool:
+        check_lease_seconds(lease_seconds)
+        check_token(token)
+        with self._lock:
+            stream = self._leased(stream_id, task_id, token)
+            if (
+                stream is None
+                or stream.deleted_at is not None
+                or stream.desired_state != DesiredState.RUNNING
+            ):
+                return False
+            now = self._clock()
+            self._streams[stream_id] = stream.model_copy(
+                update={
+                    "lease_expires_at": to_db_time(now + timedelta(seconds=lease_seconds)),
+                    "heartbeat_at": to_db_time(now),
+                }
+            )
+            return True
+
+    def release_stream_lease(self, stream_id: str, task_id: str, token: int) -> bool:
+        check_token(token)
+        with self._lock:
+            stream = self._leased(stream_id, task_id, token)
+            if stream is None:
+                return False
+            if stream.deleted_at is not None:
+                del self._streams[stream_id]
+                return True
+            self._touch_stream(
+                stream,
+                state_since=stream.state_since
+                if stream.state == StreamState.STOPPED
+                else to_db_time(self._clock()),
+                state=StreamState.STOPPED,
+                outage_cause=None,
+                outage_since=None,
+                input_bitrate_bps=None,
+                lease_owner=None,
+                lease_expires_at=None,
+                task_started_at=None,
+            )
+            return True
+
+    def report_stream_health(self, stream_id: str, token: int, health: StreamHealth) -> bool:
+        h = check_health(health)
+        check_token(token)
+        with self._lock:
+            stream = self._streams.get(stream_id)
+            if stream is None or stream.lease_token != token or stream.lease_owner is None:
+                return False
+            now = to_db_time(self._clock())
+            self._touch_stream(
+                stream,
+                state_since=stream.state_since if stream.state == h.state else now,
+                state=h.state,
+                outage_cause=h.outage_cause,
+                outage_since=h.outage_since,
+                reconnects=h.reconnects,
+                input_bitrate_bps=h.input_bitrate_bps,
+                last_fragment_number=h.last_fragment_number or stream.last_fragment_number,
+                last_fragment_timecode=(
+                    h.last_fragment_timecode
+                    if h.last_fragment_timecode is not None
+                    else stream.last_fragment_timecode
+                ),
+                last_fragment_ack_at=h.last_fragment_ack_at or stream.last_fragment_ack_at,
+                credentials_expire_at=h.credentials_expire_at,
+                heartbeat_at=now,
+            )
+            return True
+
+    def streams_to_reconcile(self, now: datetime | None = None) -> list[Stream]:
+        with self._lock:
+            at = to_db_time(now) if now is not None else self._clock()
+            due = [
+                s
+                for s in self._streams.values()
+                if (s.desired_state == DesiredState.RUNNING and s.deleted_at is None and not s.lease_live(at))
+                or (
+                    (s.desired_state == DesiredState.STOPPED or s.deleted_at is not None) and s.lease_live(at)
+                )
+            ]
+            return [s.model_copy() for s in sorted(due, key=lambda s: s.stream_id)]
+
+    def _stream(self, stream_id: str) -> Stream:
+        stream = self._streams.get(stream_id)
+        if stream is None or stream.deleted_at is not None:
+            raise NotFound(f"stream {stream_id} not found")
+        return stream
+
+    def _leased(self, stream_id: str, task_id: str, token: int) -> Stream | None:
+        stream = self._streams.get(stream_id)
+        if stream is None or stream.lease_owner != task_id or stream.lease_token != token:
+            return None
+        return stream
+
+    def _touch_stream(self, stream: Stream, **changes: object) -> Stream:
+        changes["updated_at"] = to_db_time(self._clock())
+        updated = stream.model_copy(update=changes)
+        self._streams[stream.stream_id] = updated
+        return updated
+
     # --- helpers ------------------------------------------------------------------------------
-    def _record(self, video_id: str, stored: tuple[str, str, str] | None) -> None:
+    def _record(
+        self, video_id: str | None, stored: tuple[str, str, str] | None, subject: str | None = None
+    ) -> None:
         if stored is None:
             return
         key, kind, detail = stored
@@ -279,7 +524,7 @@ class MemoryCatalogue:
             raise Conflict(f"event {key} is already in the outbox")  # MySQL: the unique key refuses it
         now = to_db_time(self._clock())
         event_id = next(self._event_ids)
-        self._events[event_id] = _Event(event_id, key, kind, video_id, detail, now, now)
+        self._events[event_id] = _Event(event_id, key, kind, video_id, detail, now, now, subject=subject)
 
     def _row(self, video_id: str) -> _Row:
         row = self._rows.get(video_id)
@@ -320,6 +565,24 @@ class MemoryCatalogue:
             items = items[:limit]
             return Page(items, encode_cursor(items[-1].upload_time, items[-1].video_id))
         return Page(items, None)
+
+
+_STREAM_TIMES = (
+    "state_since",
+    "outage_since",
+    "last_fragment_ack_at",
+    "credentials_expire_at",
+    "lease_expires_at",
+    "task_started_at",
+    "heartbeat_at",
+    "created_at",
+    "updated_at",
+)
+
+
+def _db_times(model: Stream, names: Sequence[str]) -> dict[str, object]:
+    """The model's times as the database keeps them (naive UTC milliseconds)."""
+    return {n: to_db_time(getattr(model, n)) for n in names if getattr(model, n) is not None}
 
 
 _FAILABLE = (VideoStatus.AWAITING_UPLOAD, VideoStatus.QUEUED, VideoStatus.PROCESSING)

@@ -7,6 +7,7 @@ import json
 import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from enum import StrEnum
 from typing import Any, TypeVar
 
 import pymysql
@@ -17,9 +18,13 @@ from reelay.catalogue._common import (
     check_description,
     check_display_name,
     check_duration,
+    check_health,
     check_lease_seconds,
     check_limit,
     check_size,
+    check_stream,
+    check_task_id,
+    check_token,
     check_video,
     check_worker_id,
     clamp_progress,
@@ -27,13 +32,28 @@ from reelay.catalogue._common import (
     decode_cursor,
     encode_cursor,
     event_row,
+    is_subject,
     is_video_id,
+    stream_changes,
     to_db_time,
 )
 from reelay.catalogue.connection import ConnectionProvider, error_code
 from reelay.errors import Conflict, InvalidInput, NotFound
-from reelay.models import OutboxEvent, Rendition, Video, VideoSource, VideoStatus
-from reelay.ports import Page
+from reelay.models import (
+    DesiredState,
+    OutboxEvent,
+    Rendition,
+    SourceProtocol,
+    Stream,
+    StreamHealth,
+    StreamState,
+    Video,
+    VideoMode,
+    VideoSource,
+    VideoStatus,
+    stream_subject,
+)
+from reelay.ports import Page, StreamPage
 
 T = TypeVar("T")
 logger = logging.getLogger(__name__)
@@ -218,7 +238,7 @@ class MySQLCatalogue:
 
     # --- event outbox ---------------------------------------------------------------------------
     def claim_events(
-        self, *, limit: int, lease_seconds: int, video_id: str | None = None
+        self, *, limit: int, lease_seconds: int, video_id: str | None = None, subject: str | None = None
     ) -> list[OutboxEvent]:
         check_limit(limit)
         check_lease_seconds(lease_seconds)
@@ -229,6 +249,11 @@ class MySQLCatalogue:
                 return []
             where += " AND videoId = %s"
             args = (video_id,)
+        if subject is not None:
+            if not is_subject(subject):
+                return []
+            where += " AND subject = %s"
+            args = (*args, subject)
 
         def work(conn: Connection) -> list[OutboxEvent]:
             with conn.cursor() as cur:
@@ -249,7 +274,7 @@ class MySQLCatalogue:
                     (lease_seconds, *ids),
                 )
                 cur.execute(
-                    "SELECT eventId, eventKey, eventType, videoId, detail, attempts, createdAt"
+                    "SELECT eventId, eventKey, eventType, videoId, subject, detail, attempts, createdAt"
                     f" FROM event_outbox WHERE eventId IN ({marks}) ORDER BY eventId",
                     ids,
                 )
@@ -276,6 +301,215 @@ class MySQLCatalogue:
 
         return self._run(work)
 
+    # --- streams (the live relay) -------------------------------------------------------------------
+    def create_stream(self, stream: Stream) -> Stream:
+        check_stream(stream)
+        row = _stream_row(stream)
+
+        def work(conn: Connection) -> None:
+            # A deleted stream's row that no live task holds any more gives its KVS name back.
+            _execute(
+                conn,
+                "DELETE FROM streams WHERE kvsStreamName = %s AND deletedAt IS NOT NULL"
+                f" AND {_NO_LIVE_LEASE}",
+                (stream.kvs_stream_name,),
+            )
+            _execute(
+                conn,
+                f"INSERT INTO streams ({', '.join(row)}) VALUES ({', '.join(['%s'] * len(row))})",
+                tuple(row.values()),
+            )
+
+        try:
+            self._run(work)
+        except pymysql.err.IntegrityError as exc:
+            if error_code(exc) == 1062:
+                raise Conflict(_duplicate_stream(exc, stream)) from None
+            raise
+        return self.get_stream(stream.stream_id)
+
+    def get_stream(self, stream_id: str) -> Stream:
+        found = self._run(lambda conn: _fetch_stream(conn, stream_id)) if is_video_id(stream_id) else None
+        if found is None:
+            raise NotFound(f"stream {stream_id} not found")
+        return found
+
+    def list_streams_by_owner(self, owner_id: str, *, limit: int, cursor: str | None = None) -> StreamPage:
+        check_limit(limit)
+        where, args = "ownerId = %s AND deletedAt IS NULL", [owner_id]
+        if cursor is not None:
+            created, stream_id = decode_cursor(cursor)
+            where += " AND (createdAt < %s OR (createdAt = %s AND streamId < %s))"
+            args += [created, created, stream_id]
+        sql = f"{_STREAM_SELECT} WHERE {where} ORDER BY createdAt DESC, streamId DESC LIMIT %s"
+        items = self._run(lambda conn: _fetch_streams(conn, sql, (*args, limit + 1)))
+        if len(items) > limit:
+            items = items[:limit]
+            return StreamPage(items, encode_cursor(items[-1].created_at, items[-1].stream_id))
+        return StreamPage(items, None)
+
+    def update_stream(
+        self,
+        stream_id: str,
+        *,
+        name: str | None = None,
+        source_url: str | None = None,
+        source_protocol: SourceProtocol | None = None,
+        source_secret: str | None = None,
+        kvs_stream_name: str | None = None,
+        video_mode: VideoMode | None = None,
+    ) -> Stream:
+        changes = stream_changes(
+            name=name,
+            source_url=source_url,
+            source_protocol=source_protocol,
+            source_secret=source_secret,
+            kvs_stream_name=kvs_stream_name,
+            video_mode=video_mode,
+        )
+        columns = {_CAMEL[k]: (v.value if isinstance(v, StrEnum) else v) for k, v in changes.items()}
+        if not columns:
+            return self.get_stream(stream_id)
+        sets = ", ".join(f"{c} = %s" for c in columns)
+        sql = f"UPDATE streams SET {sets}, updatedAt = {_NOW} WHERE streamId = %s AND deletedAt IS NULL"
+
+        def work(conn: Connection) -> Stream | None:
+            if not is_video_id(stream_id) or _execute(conn, sql, (*columns.values(), stream_id)) == 0:
+                return None
+            return _fetch_stream(conn, stream_id)
+
+        try:
+            found = self._run(work)
+        except pymysql.err.IntegrityError as exc:
+            if error_code(exc) == 1062:
+                raise Conflict(f"kvsStreamName {kvs_stream_name} is used by another stream") from None
+            raise
+        if found is None:
+            raise NotFound(f"stream {stream_id} not found")
+        return found
+
+    def delete_stream(self, stream_id: str) -> None:
+        def work(conn: Connection) -> bool:
+            if _execute(conn, f"{_STREAM_LIVE} AND NOT ({_NO_LIVE_LEASE}) FOR UPDATE", (stream_id,)):
+                sql = (
+                    f"UPDATE streams SET deletedAt = {_NOW}, desiredState = 'stopped', updatedAt = {_NOW}"
+                    " WHERE streamId = %s"
+                )
+                return _execute(conn, sql, (stream_id,)) == 1
+            return (
+                _execute(conn, "DELETE FROM streams WHERE streamId = %s AND deletedAt IS NULL", (stream_id,))
+                == 1
+            )
+
+        if not is_video_id(stream_id) or not self._run(work):
+            raise NotFound(f"stream {stream_id} not found")
+
+    def set_desired_state(
+        self, stream_id: str, desired: DesiredState, *, event: OutboxEvent | None = None
+    ) -> bool:
+        desired = DesiredState(desired)
+        stored = event_row(event, event.video_id, stream_subject(stream_id)) if event is not None else None
+        sql = (
+            f"UPDATE streams SET desiredState = %s, updatedAt = {_NOW}"
+            " WHERE streamId = %s AND deletedAt IS NULL AND desiredState <> %s"
+        )
+
+        def work(conn: Connection) -> bool | None:
+            if _execute(conn, sql, (desired.value, stream_id, desired.value)) == 1:
+                if stored is not None and event is not None:
+                    insert_event(conn, stored, video_id=event.video_id, subject=event.subject)
+                return True
+            return False if _execute(conn, _STREAM_LIVE, (stream_id,)) else None
+
+        changed = self._run(work) if is_video_id(stream_id) else None
+        if changed is None:
+            raise NotFound(f"stream {stream_id} not found")
+        return changed
+
+    def claim_stream_lease(self, stream_id: str, task_id: str, lease_seconds: int) -> int | None:
+        check_task_id(task_id)
+        check_lease_seconds(lease_seconds)
+        # Assignments run left to right: read leaseOwner and state before they are overwritten.
+        sql = (
+            "UPDATE streams SET"
+            f" taskStartedAt = IF(leaseOwner <=> %s, COALESCE(taskStartedAt, {_NOW}), {_NOW}),"
+            f" stateSince = IF(state = 'starting', stateSince, {_NOW}), state = 'starting',"
+            f" leaseOwner = %s, leaseExpiresAt = {_NOW} + INTERVAL %s SECOND, leaseToken = leaseToken + 1,"
+            f" heartbeatAt = {_NOW}, updatedAt = {_NOW}"
+            f" WHERE streamId = %s AND deletedAt IS NULL AND desiredState = 'running'"
+            f" AND (leaseOwner <=> %s OR {_NO_LIVE_LEASE})"
+        )
+
+        def work(conn: Connection) -> int | None:
+            if _execute(conn, sql, (task_id, task_id, lease_seconds, stream_id, task_id)) != 1:
+                return None
+            with conn.cursor() as cur:
+                cur.execute("SELECT leaseToken FROM streams WHERE streamId = %s", (stream_id,))
+                return int(cur.fetchone()["leaseToken"])
+
+        return self._run(work) if is_video_id(stream_id) else None
+
+    def renew_stream_lease(self, stream_id: str, task_id: str, token: int, lease_seconds: int) -> bool:
+        check_lease_seconds(lease_seconds)
+        sql = (
+            f"UPDATE streams SET leaseExpiresAt = {_NOW} + INTERVAL %s SECOND, heartbeatAt = {_NOW}"
+            f" WHERE {_LEASED} AND deletedAt IS NULL AND desiredState = 'running'"
+        )
+        args = (lease_seconds, stream_id, task_id, check_token(token))
+        return is_video_id(stream_id) and self._run(lambda conn: _execute(conn, sql, args)) == 1
+
+    def release_stream_lease(self, stream_id: str, task_id: str, token: int) -> bool:
+        args = (stream_id, task_id, check_token(token))
+        sql = (
+            f"UPDATE streams SET stateSince = IF(state = 'stopped', stateSince, {_NOW}), state = 'stopped',"
+            " outageCause = NULL, outageSince = NULL, inputBitrateBps = NULL, leaseOwner = NULL,"
+            f" leaseExpiresAt = NULL, taskStartedAt = NULL, updatedAt = {_NOW} WHERE {_LEASED}"
+        )
+
+        def work(conn: Connection) -> bool:
+            if _execute(conn, f"DELETE FROM streams WHERE {_LEASED} AND deletedAt IS NOT NULL", args):
+                return True
+            return _execute(conn, sql, args) == 1
+
+        return is_video_id(stream_id) and self._run(work)
+
+    def report_stream_health(self, stream_id: str, token: int, health: StreamHealth) -> bool:
+        h = check_health(health)
+        sql = (
+            f"UPDATE streams SET stateSince = IF(state = %s, stateSince, {_NOW}), state = %s,"
+            " outageCause = %s, outageSince = %s, reconnects = %s, inputBitrateBps = %s,"
+            " lastFragmentNumber = COALESCE(%s, lastFragmentNumber),"
+            " lastFragmentTimecode = COALESCE(%s, lastFragmentTimecode),"
+            " lastFragmentAckAt = COALESCE(%s, lastFragmentAckAt), credentialsExpireAt = %s,"
+            f" heartbeatAt = {_NOW}, updatedAt = {_NOW}"
+            " WHERE streamId = %s AND leaseToken = %s AND leaseOwner IS NOT NULL"
+        )
+        args = (
+            h.state.value,
+            h.state.value,
+            h.outage_cause,
+            h.outage_since,
+            h.reconnects,
+            h.input_bitrate_bps,
+            h.last_fragment_number,
+            h.last_fragment_timecode,
+            h.last_fragment_ack_at,
+            h.credentials_expire_at,
+            stream_id,
+            check_token(token),
+        )
+        return is_video_id(stream_id) and self._run(lambda conn: _execute(conn, sql, args)) == 1
+
+    def streams_to_reconcile(self, now: datetime | None = None) -> list[Stream]:
+        at = "%s" if now is not None else _NOW
+        live = f"(leaseOwner IS NOT NULL AND leaseExpiresAt >= {at})"
+        sql = (
+            f"{_STREAM_SELECT} WHERE (desiredState = 'running' AND deletedAt IS NULL AND NOT {live})"
+            f" OR ((desiredState = 'stopped' OR deletedAt IS NOT NULL) AND {live}) ORDER BY streamId"
+        )
+        args = (to_db_time(now), to_db_time(now)) if now is not None else ()
+        return self._run(lambda conn: _fetch_streams(conn, sql, args))
+
     # --- helpers ------------------------------------------------------------------------------
     def _transition(
         self, video_id: str, sql: str, args: tuple[Any, ...], *, event: OutboxEvent | None = None
@@ -288,18 +522,7 @@ class MySQLCatalogue:
             if _execute(conn, sql, args) != 1:
                 return False
             if stored is not None:
-                key, kind, detail = stored
-                try:
-                    _execute(
-                        conn,
-                        "INSERT INTO event_outbox (eventKey, eventType, videoId, detail, createdAt,"
-                        f" nextAttemptAt) VALUES (%s, %s, %s, %s, {_NOW}, {_NOW})",
-                        (key, kind, video_id, detail),
-                    )
-                except pymysql.err.IntegrityError as exc:
-                    if error_code(exc) == 1062:  # the transition rolls back with it
-                        raise Conflict(f"event {key} is already in the outbox") from None
-                    raise
+                insert_event(conn, stored, video_id=video_id)
             return True
 
         return self._run(work)
@@ -326,6 +549,112 @@ class MySQLCatalogue:
             raise
 
 
+_STREAM_COLUMNS = (
+    "streamId, ownerId, name, sourceUrl, sourceProtocol, sourceSecret, kvsStreamName, videoMode,"
+    " desiredState, state, stateSince, outageCause, outageSince, reconnects, inputBitrateBps,"
+    " lastFragmentNumber, lastFragmentTimecode, lastFragmentAckAt, credentialsExpireAt, leaseOwner,"
+    " leaseExpiresAt, leaseToken, taskStartedAt, heartbeatAt, createdAt, updatedAt, deletedAt"
+)
+_STREAM_SELECT = f"SELECT {_STREAM_COLUMNS} FROM streams"
+_STREAM_LIVE = "SELECT 1 FROM streams WHERE streamId = %s AND deletedAt IS NULL"
+_NO_LIVE_LEASE = f"(leaseOwner IS NULL OR leaseExpiresAt IS NULL OR leaseExpiresAt < {_NOW})"
+_LEASED = "streamId = %s AND leaseOwner = %s AND leaseToken = %s"
+_CAMEL = {
+    "name": "name",
+    "source_url": "sourceUrl",
+    "source_protocol": "sourceProtocol",
+    "source_secret": "sourceSecret",
+    "kvs_stream_name": "kvsStreamName",
+    "video_mode": "videoMode",
+}
+
+
+def _duplicate_stream(exc: pymysql.err.IntegrityError, stream: Stream) -> str:
+    if "uq_streams_kvs" in str(exc.args[-1]):
+        return f"kvsStreamName {stream.kvs_stream_name} is used by another stream"
+    return f"stream {stream.stream_id} already exists"
+
+
+def _fetch_stream(conn: Connection, stream_id: str) -> Stream | None:
+    found = _fetch_streams(conn, f"{_STREAM_SELECT} WHERE streamId = %s AND deletedAt IS NULL", (stream_id,))
+    return found[0] if found else None
+
+
+def _fetch_streams(conn: Connection, sql: str, args: tuple[Any, ...]) -> list[Stream]:
+    with conn.cursor() as cur:
+        cur.execute(sql, args)
+        return [_to_stream(row) for row in cur.fetchall()]
+
+
+def _stream_row(stream: Stream) -> dict[str, Any]:
+    def at(value: datetime | None) -> datetime | None:
+        return to_db_time(value) if value is not None else None
+
+    return {
+        "streamId": stream.stream_id,
+        "ownerId": stream.owner_id,
+        "name": stream.name,
+        "sourceUrl": stream.source_url,
+        "sourceProtocol": stream.source_protocol.value,
+        "sourceSecret": stream.source_secret,
+        "kvsStreamName": stream.kvs_stream_name,
+        "videoMode": stream.video_mode.value,
+        "desiredState": stream.desired_state.value,
+        "state": stream.state.value,
+        "stateSince": at(stream.state_since),
+        "outageCause": stream.outage_cause,
+        "outageSince": at(stream.outage_since),
+        "reconnects": stream.reconnects,
+        "inputBitrateBps": stream.input_bitrate_bps,
+        "lastFragmentNumber": stream.last_fragment_number,
+        "lastFragmentTimecode": stream.last_fragment_timecode,
+        "lastFragmentAckAt": at(stream.last_fragment_ack_at),
+        "credentialsExpireAt": at(stream.credentials_expire_at),
+        "leaseOwner": stream.lease_owner,
+        "leaseExpiresAt": at(stream.lease_expires_at),
+        "leaseToken": stream.lease_token,
+        "taskStartedAt": at(stream.task_started_at),
+        "heartbeatAt": at(stream.heartbeat_at),
+        "createdAt": at(stream.created_at),
+        "updatedAt": at(stream.updated_at),
+    }
+
+
+def _to_stream(row: dict[str, Any]) -> Stream:
+    def at(value: datetime | None) -> datetime | None:
+        return _naive(value) if value is not None else None
+
+    return Stream(
+        stream_id=row["streamId"],
+        owner_id=row["ownerId"],
+        name=row["name"],
+        source_url=row["sourceUrl"],
+        source_protocol=SourceProtocol(row["sourceProtocol"]),
+        source_secret=row["sourceSecret"],
+        kvs_stream_name=row["kvsStreamName"],
+        video_mode=VideoMode(row["videoMode"]),
+        desired_state=DesiredState(row["desiredState"]),
+        state=StreamState(row["state"]),
+        state_since=at(row["stateSince"]) or _naive(row["createdAt"]),
+        outage_cause=row["outageCause"],
+        outage_since=at(row["outageSince"]),
+        reconnects=row["reconnects"],
+        input_bitrate_bps=row["inputBitrateBps"],
+        last_fragment_number=row["lastFragmentNumber"],
+        last_fragment_timecode=row["lastFragmentTimecode"],
+        last_fragment_ack_at=at(row["lastFragmentAckAt"]),
+        credentials_expire_at=at(row["credentialsExpireAt"]),
+        lease_owner=row["leaseOwner"],
+        lease_expires_at=at(row["leaseExpiresAt"]),
+        lease_token=row["leaseToken"],
+        task_started_at=at(row["taskStartedAt"]),
+        heartbeat_at=at(row["heartbeatAt"]),
+        created_at=_naive(row["createdAt"]),
+        updated_at=_naive(row["updatedAt"]),
+        deleted_at=at(row["deletedAt"]),
+    )
+
+
 def _outbox_event(row: dict[str, Any]) -> OutboxEvent | None:
     """A claimed outbox row as an event; None (logged) for a row no relay could publish, such as a
     detail that is JSON but not an object (hand-written), so one bad row cannot block the others.
@@ -336,6 +665,7 @@ def _outbox_event(row: dict[str, Any]) -> OutboxEvent | None:
             event_key=row["eventKey"],
             event_type=row["eventType"],
             video_id=row["videoId"],
+            subject=row["subject"],
             detail=json.loads(row["detail"]),
             attempts=row["attempts"],
             created_at=row["createdAt"],
@@ -345,6 +675,24 @@ def _outbox_event(row: dict[str, Any]) -> OutboxEvent | None:
             "outbox row cannot be published", extra={"eventId": row.get("eventId"), "error": str(exc)}
         )
         return None
+
+
+def insert_event(
+    conn: Connection, stored: tuple[str, str, str], *, video_id: str | None, subject: str | None = None
+) -> None:
+    """Record an outbox event (``event_row``'s result) in the caller's transaction."""
+    key, kind, detail = stored
+    try:
+        _execute(
+            conn,
+            "INSERT INTO event_outbox (eventKey, eventType, videoId, subject, detail, createdAt,"
+            f" nextAttemptAt) VALUES (%s, %s, %s, %s, %s, {_NOW}, {_NOW})",
+            (key, kind, video_id, subject, detail),
+        )
+    except pymysql.err.IntegrityError as exc:
+        if error_code(exc) == 1062:  # the transition rolls back with it
+            raise Conflict(f"event {key} is already in the outbox") from None
+        raise
 
 
 def _execute(conn: Connection, sql: str, args: tuple[Any, ...]) -> int:

@@ -286,7 +286,7 @@ def test_every_function_gets_the_reelay_settings_tracing_and_the_vpc(synthesized
         "upload_events",
         "migrate",
         "dead_jobs",
-        "event_relay",
+        "outbox_sweep",
     }
     for fn in functions.values():
         # Then each runs Python 3.11 on x86_64 (the wheels' platform), traced, in the VPC
@@ -296,7 +296,7 @@ def test_every_function_gets_the_reelay_settings_tracing_and_the_vpc(synthesized
         assert "LoggingConfig" in fn
         assert fn["Environment"]["Variables"]["POWERTOOLS_METRICS_NAMESPACE"] == "Reelay"
         assert "REELAY_DB_SECRET_ARN" in fn["Environment"]["Variables"]
-    # And the API, upload, dead-job and event-relay handlers get every REELAY_* setting
+    # And the API, upload, dead-job and outbox-sweep handlers get every REELAY_* setting
     for fn in functions.values():
         if "migrate" not in fn["Handler"]:
             assert set(fn["Environment"]["Variables"]) >= REELAY_ENV, fn["Handler"]

@@ -84,6 +84,7 @@ def world(request: pytest.FixtureRequest) -> Iterator[World]:
     with conn.cursor() as cur:
         cur.execute("DELETE FROM videos")
         cur.execute("DELETE FROM event_outbox")
+        cur.execute("DELETE FROM streams")
     providers = [ConnectionProvider.from_url(url), ConnectionProvider.from_url(url)]
     try:
         yield World(MySQLCatalogue(providers[0]), MySQLCatalogue(providers[1]))
@@ -847,7 +848,7 @@ def test_migrations_apply_once_in_order(fresh_url: str) -> None:
     second = migrate(provider)
     provider.close()
     # Then the first run applies every migration in order and the second applies nothing
-    assert first == ["0001", "0002", "0003"]
+    assert first == ["0001", "0002", "0003", "0004", "0005"]
     assert second == []
     with _root(fresh_url).cursor() as cur:
         cur.execute("SELECT version, name, appliedAt FROM schema_migrations ORDER BY version")
@@ -856,6 +857,8 @@ def test_migrations_apply_once_in_order(fresh_url: str) -> None:
         ("0001", "videos"),
         ("0002", "streams_and_recordings"),
         ("0003", "event_outbox"),
+        ("0004", "outbox_subjects"),
+        ("0005", "stream_relay"),
     ]
     assert all(isinstance(at, datetime) for _, _, at in rows)
 
@@ -884,7 +887,7 @@ def test_concurrent_migrations_do_not_race(fresh_url: str) -> None:
         t.join(60)
     # Then neither fails, and between them every migration was applied exactly once
     assert errors == []
-    assert sorted(v for r in results for v in r) == ["0001", "0002", "0003"]
+    assert sorted(v for r in results for v in r) == ["0001", "0002", "0003", "0004", "0005"]
 
 
 @pytest.mark.mysql
@@ -933,6 +936,24 @@ def test_schema_keeps_the_seed_columns_and_adds_the_product_tables(migrated_url:
         "lastError",
         "createdAt",
         "updatedAt",
+        # 0005: the live relay's source secret, video mode, health and task lease
+        "sourceSecret",
+        "videoMode",
+        "stateSince",
+        "outageCause",
+        "outageSince",
+        "reconnects",
+        "inputBitrateBps",
+        "lastFragmentNumber",
+        "lastFragmentTimecode",
+        "lastFragmentAckAt",
+        "credentialsExpireAt",
+        "leaseOwner",
+        "leaseExpiresAt",
+        "leaseToken",
+        "taskStartedAt",
+        "heartbeatAt",
+        "deletedAt",
     }
     assert columns["recording_sessions"] == {
         "sessionId",
@@ -1007,11 +1028,11 @@ def test_migrate_handler_create_update_delete(handler_db: str) -> None:
     created = lambda_handler(_event("Create"), FakeContext())
     assert created == {
         "PhysicalResourceId": PHYSICAL_ID,
-        "Data": {"applied": "0001,0002,0003", "schemaVersion": "0003"},
+        "Data": {"applied": "0001,0002,0003,0004,0005", "schemaVersion": "0005"},
     }
     # When the stack is updated, Then nothing is pending and the physical id stays the same
     updated = lambda_handler(_event("Update", PhysicalResourceId=PHYSICAL_ID), FakeContext())
-    assert updated == {"PhysicalResourceId": PHYSICAL_ID, "Data": {"applied": "", "schemaVersion": "0003"}}
+    assert updated == {"PhysicalResourceId": PHYSICAL_ID, "Data": {"applied": "", "schemaVersion": "0005"}}
     # When the stack is deleted, Then the data stays
     conn = _root(handler_db)
     with conn.cursor() as cur:
@@ -1022,7 +1043,7 @@ def test_migrate_handler_create_update_delete(handler_db: str) -> None:
         cur.execute("SELECT COUNT(*) FROM videos")
         assert cur.fetchone() == (0,)
         cur.execute("SELECT COUNT(*) FROM schema_migrations")
-        assert cur.fetchone() == (4,)
+        assert cur.fetchone() == (6,)
     conn.close()
 
 

@@ -1,4 +1,4 @@
-"""EventRelay: the outbox's publisher, against the in-memory catalogue (same contract as MySQL)."""
+"""OutboxSweep: the outbox's publisher, against the in-memory catalogue (same contract as MySQL)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from reelay.catalogue.memory import MemoryCatalogue
-from reelay.events import EventRelay, FlushResult
-from reelay.models import OutboxEvent, Rendition, Video
+from reelay.events import FlushResult, OutboxSweep
+from reelay.models import DesiredState, OutboxEvent, Rendition, SourceProtocol, Stream, Video, stream_subject
 from tests.fakes import DownEvents, FakeEvents, ManualClock, event_body
 
 R360 = Rendition(name="360p", width=640, height=360, bandwidth=900_000, codecs="avc1.4d401e",
@@ -54,7 +54,7 @@ def test_flush_publishes_each_due_event_once_with_its_id_and_forgets_it(catalogu
     # Given two ready videos whose events wait in the outbox
     ids = completed(catalogue, 2)
     events, metrics = FakeEvents(), RecordingMetrics()
-    relay = EventRelay(catalogue, events, metrics=metrics)
+    relay = OutboxSweep(catalogue, events, metrics=metrics)
     # When the relay flushes twice
     first, second = relay.flush(), relay.flush()
     # Then both events went out once, oldest first, each with its outbox id for de-duplication
@@ -71,9 +71,28 @@ def test_flush_publishes_each_due_event_once_with_its_id_and_forgets_it(catalogu
 def test_flush_of_one_video_leaves_the_others(catalogue: MemoryCatalogue) -> None:
     ids = completed(catalogue, 3)
     events = FakeEvents()
-    assert EventRelay(catalogue, events).flush(video_id=ids[1]).published == 1
+    assert OutboxSweep(catalogue, events).flush(video_id=ids[1]).published == 1
     assert [d["videoId"] for _, d in events.published] == [ids[1]]
     assert catalogue.pending_events()[0] == 2
+
+
+def test_events_without_a_video_flush_by_their_subject(catalogue: MemoryCatalogue) -> None:
+    # Given a video's event and a stream's event (no video: its subject names the stream)
+    (vid,) = completed(catalogue, 1)
+    catalogue.create_stream(
+        Stream(stream_id="s1", owner_id="o", name="cam", source_url="srt://cam:9000",
+               source_protocol=SourceProtocol.SRT, kvs_stream_name="cam")
+    )  # fmt: skip
+    subject = stream_subject("s1")
+    started = OutboxEvent(event_type="stream.started", subject=subject, detail={"streamId": "s1"})
+    assert catalogue.set_desired_state("s1", DesiredState.RUNNING, event=started)
+    events = FakeEvents()
+    # When the stream's subject is flushed, Then only its event goes out, without a videoId
+    assert OutboxSweep(catalogue, events).flush(subject=stream_subject("s1")).published == 1
+    ((kind, detail),) = events.published
+    assert kind == "stream.started" and detail["streamId"] == "s1" and "videoId" not in detail
+    # And the video's event still waits for its own flush
+    assert OutboxSweep(catalogue, events).flush_quietly(video_id=vid).published == 1
 
 
 def test_an_outage_keeps_events_until_their_lease_runs_out_then_publishes_them(
@@ -82,7 +101,7 @@ def test_an_outage_keeps_events_until_their_lease_runs_out_then_publishes_them(
     # Given SNS is down when two events are flushed
     completed(catalogue, 2)
     events, metrics = DownEvents(), RecordingMetrics()
-    relay = EventRelay(catalogue, events, lease_seconds=60, metrics=metrics)
+    relay = OutboxSweep(catalogue, events, lease_seconds=60, metrics=metrics)
     assert relay.flush() == FlushResult(failed=2)
     assert metrics.added == [("EventPublishFailed", 2)]
     # When SNS is back but the leases still run, Then nothing is retried yet (no hammering)
@@ -116,7 +135,7 @@ def test_an_event_published_but_not_forgotten_goes_out_again_after_its_lease(clo
     catalogue = DeleteFails(clock=clock)
     completed(catalogue, 1)
     events = FakeEvents()
-    relay = EventRelay(catalogue, events, lease_seconds=60)
+    relay = OutboxSweep(catalogue, events, lease_seconds=60)
     # When the relay flushes, Then the publish counts as done
     assert relay.flush() == FlushResult(published=1)
     # And after the lease the same event (same eventId) goes out again: at least once, never lost
@@ -132,7 +151,7 @@ class ClaimFails(MemoryCatalogue):
 
 
 def test_flush_quietly_leaves_a_catalogue_outage_to_the_sweep(clock: ManualClock) -> None:
-    relay = EventRelay(ClaimFails(clock=clock), FakeEvents())
+    relay = OutboxSweep(ClaimFails(clock=clock), FakeEvents())
     with pytest.raises(ConnectionError):
         relay.flush()
     assert relay.flush_quietly(video_id="v1") == FlushResult()

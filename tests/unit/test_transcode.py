@@ -15,7 +15,7 @@ import pytest
 
 from reelay.catalogue.memory import MemoryCatalogue
 from reelay.errors import InvalidInput, MediaError, NotFound
-from reelay.events import EventRelay
+from reelay.events import OutboxSweep
 from reelay.media import hls
 from reelay.models import Rendition, TranscodeJob, Video, VideoStatus, utcnow
 from reelay.settings import Settings
@@ -746,7 +746,7 @@ def sweep(catalogue: MemoryCatalogue, events: FlakyEvents) -> None:
     """SNS recovers, the leases of the failed publishes run out, and the sweep runs."""
     events.refuse = ""
     catalogue._clock = lambda: utcnow() + timedelta(minutes=5)  # type: ignore[method-assign]
-    assert EventRelay(catalogue, events).flush().published == 1
+    assert OutboxSweep(catalogue, events).flush().published == 1
 
 
 class BlindHeartbeatCatalogue(MemoryCatalogue):

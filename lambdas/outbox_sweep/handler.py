@@ -12,7 +12,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from reelay.events import EventRelay
+from reelay.events import OutboxSweep
 from reelay.observability import MetricUnit, logger, metrics, tracer
 from reelay.wiring import get_services
 
@@ -26,7 +26,7 @@ BATCH_SIZE = 100
 RESERVE_MILLIS = 15_000
 
 
-def sweep(relay: EventRelay, context: LambdaContext) -> tuple[int, int]:
+def sweep(relay: OutboxSweep, context: LambdaContext) -> tuple[int, int]:
     """Flush batches until none is due, a batch publishes nothing (the publisher is down: the next
     sweep tries again) or time runs short. Failed events stay leased, so no batch claims them twice."""
     published = failed = 0
@@ -46,7 +46,7 @@ def sweep(relay: EventRelay, context: LambdaContext) -> tuple[int, int]:
 @tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     services = get_services()
-    published, failed = sweep(EventRelay(services.catalogue, services.events, metrics=metrics), context)
+    published, failed = sweep(OutboxSweep(services.catalogue, services.events, metrics=metrics), context)
     pending, oldest_age = services.catalogue.pending_events()
     metrics.add_metric(name=METRIC_PENDING, unit=MetricUnit.Count, value=pending)
     metrics.add_metric(name=METRIC_OLDEST_AGE, unit=MetricUnit.Seconds, value=oldest_age)

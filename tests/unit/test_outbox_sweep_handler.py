@@ -1,4 +1,4 @@
-"""The event-relay Lambda: the scheduled sweep of the event outbox, and the local schedule that runs it."""
+"""The outbox-sweep Lambda: the scheduled sweep of the event outbox, and the local schedule that runs it."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from lambdas.event_relay import handler as event_relay
-from lambdas.event_relay.handler import lambda_handler
+from lambdas.outbox_sweep import handler as outbox_sweep
+from lambdas.outbox_sweep.handler import lambda_handler
 from local.platform import Schedule
 from local.workers import Background
 from reelay.catalogue.memory import MemoryCatalogue
@@ -27,14 +27,14 @@ SCHEDULED = {"detail-type": "Scheduled Event", "source": "aws.events", "detail":
 
 class BrokenCatalogue(MemoryCatalogue):
     def claim_events(
-        self, *, limit: int, lease_seconds: int, video_id: str | None = None
+        self, *, limit: int, lease_seconds: int, video_id: str | None = None, subject: str | None = None
     ) -> list[OutboxEvent]:
         raise ConnectionError("database unreachable")
 
 
 class ShortContext(FakeLambdaContext):
     def get_remaining_time_in_millis(self) -> int:
-        return event_relay.RESERVE_MILLIS - 1
+        return outbox_sweep.RESERVE_MILLIS - 1
 
 
 @pytest.fixture
@@ -162,8 +162,8 @@ def test_the_sweep_emits_its_backlog_and_publish_counts(catalogue, clock, capsys
     units = {m["Name"]: m["Unit"] for m in directive["Metrics"]}
     assert units == {
         "EventPublishFailed": "Count",
-        event_relay.METRIC_PENDING: "Count",
-        event_relay.METRIC_OLDEST_AGE: "Seconds",
+        outbox_sweep.METRIC_PENDING: "Count",
+        outbox_sweep.METRIC_OLDEST_AGE: "Seconds",
     }
     assert (down["EventPublishFailed"], down["OutboxPending"], down["OutboxOldestAgeSeconds"]) == (
         [1.0],
@@ -184,7 +184,7 @@ def test_the_sweep_emits_its_backlog_and_publish_counts(catalogue, clock, capsys
 
 @pytest.fixture
 def five_events_batches_of_two(catalogue, monkeypatch) -> MemoryCatalogue:
-    monkeypatch.setattr(event_relay, "BATCH_SIZE", 2)
+    monkeypatch.setattr(outbox_sweep, "BATCH_SIZE", 2)
     for n in range(5):
         fail_with_event(catalogue, f"vid{n}")
     return catalogue
@@ -254,8 +254,8 @@ def test_local_schedule_invokes_with_a_scheduled_event_until_stopped_and_stops_p
         if len(calls) >= 3:
             third.set()
 
-    schedule = Schedule(name="reelay-event-relay", every_seconds=0.05, region="us-east-1", handler=handler)
-    runner = Background("event-relay", schedule, restart_delay=30)
+    schedule = Schedule(name="reelay-outbox-sweep", every_seconds=0.05, region="us-east-1", handler=handler)
+    runner = Background("outbox-sweep", schedule, restart_delay=30)
     runner.start()
     try:
         # Then it keeps invoking, a failed run notwithstanding (no 30 s restart of the thread)
@@ -266,15 +266,15 @@ def test_local_schedule_invokes_with_a_scheduled_event_until_stopped_and_stops_p
     # With what EventBridge delivers, and a context with the Lambda's time left
     assert (event["source"], event["detail-type"], event["detail"]) == ("aws.events", "Scheduled Event", {})
     assert event["region"] == "us-east-1"
-    assert event["resources"] == ["arn:aws:events:us-east-1:000000000000:rule/reelay-event-relay-schedule"]
-    assert context.function_name == "reelay-event-relay"
+    assert event["resources"] == ["arn:aws:events:us-east-1:000000000000:rule/reelay-outbox-sweep-schedule"]
+    assert context.function_name == "reelay-outbox-sweep"
     assert 50_000 < context.get_remaining_time_in_millis() <= 60_000
     assert len({e["id"] for e, _ in calls}) == len(calls)
 
     # Given a schedule with a 5 s period, waiting between runs
     ran = threading.Event()
     slow = Background(
-        "event-relay",
+        "outbox-sweep",
         Schedule(name="r", every_seconds=5.0, region="us-east-1", handler=lambda e, c: ran.set()),
     )
     slow.start()

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from infra.constants import EVENT_RELAY_HANDLER, LAMBDA_SOURCE_DIRS
-from lambdas.event_relay import handler as event_relay
+from infra.constants import OUTBOX_SWEEP_HANDLER, LAMBDA_SOURCE_DIRS
+from lambdas.outbox_sweep import handler as outbox_sweep
 from tests.infra.conftest import props
 
 
@@ -22,7 +22,7 @@ def function(template):
     (found,) = [
         (logical_id, props(fn))
         for logical_id, fn in template.find_resources("AWS::Lambda::Function").items()
-        if props(fn).get("Handler") == EVENT_RELAY_HANDLER
+        if props(fn).get("Handler") == OUTBOX_SWEEP_HANDLER
     ]
     return found
 
@@ -37,10 +37,10 @@ def _actions(statement) -> list[str]:
 
 
 def test_sweep_function_runs_the_handler_alone_in_the_vpc(function, stacks):
-    # Given the event-relay function
+    # Given the outbox-sweep function
     _, fn = function
-    # Then it runs lambdas.event_relay for up to a minute, one invocation at a time
-    assert fn["Handler"] == "lambdas.event_relay.handler.lambda_handler"
+    # Then it runs lambdas.outbox_sweep for up to a minute, one invocation at a time
+    assert fn["Handler"] == "lambdas.outbox_sweep.handler.lambda_handler"
     assert (fn["Timeout"], fn["ReservedConcurrentExecutions"]) == (60, 1)
     assert (fn["Runtime"], fn["TracingConfig"]) == ("python3.11", {"Mode": "Active"})
     # And it reaches the catalogue: private subnets, the DB clients security group
@@ -48,12 +48,12 @@ def test_sweep_function_runs_the_handler_alone_in_the_vpc(function, stacks):
     assert "privateSubnet" in json.dumps(vpc["SubnetIds"])
     clients = _ref_id(stacks.data, stacks.data.database.client_security_group)
     assert clients in json.dumps(vpc["SecurityGroupIds"])
-    # And it is told the topic and the app secret, and names its metrics reelay-event-relay
+    # And it is told the topic and the app secret, and names its metrics reelay-outbox-sweep
     env = fn["Environment"]["Variables"]
     assert "Events" in json.dumps(env["REELAY_EVENTS_TOPIC_ARN"])
     assert _ref_id(stacks.data, stacks.data.database.app_secret) in json.dumps(env["REELAY_DB_SECRET_ARN"])
     assert (env["POWERTOOLS_SERVICE_NAME"], env["POWERTOOLS_METRICS_NAMESPACE"]) == (
-        "reelay-event-relay",
+        "reelay-outbox-sweep",
         "Reelay",
     )
 
@@ -141,7 +141,7 @@ def test_old_outbox_events_alarm_on_the_metric_the_sweep_emits(template, functio
     ]
     # Then it watches the metric the handler emits, in Reelay's namespace, under the service
     # dimension Powertools adds from the function's POWERTOOLS_SERVICE_NAME
-    assert alarm["MetricName"] == event_relay.METRIC_OLDEST_AGE
+    assert alarm["MetricName"] == outbox_sweep.METRIC_OLDEST_AGE
     assert alarm["Namespace"] == fn["Environment"]["Variables"]["POWERTOOLS_METRICS_NAMESPACE"]
     service = fn["Environment"]["Variables"]["POWERTOOLS_SERVICE_NAME"]
     assert alarm["Dimensions"] == [{"Name": "service", "Value": service}]
@@ -160,13 +160,13 @@ def test_dashboard_graphs_the_outbox_and_every_publisher(synthesized, stacks):
     (dashboard,) = template.find_resources("AWS::CloudWatch::Dashboard").values()
     body = json.dumps(props(dashboard)["DashboardBody"])
     # Then it shows the sweep's backlog metrics under the sweep's service dimension
-    for metric in (event_relay.METRIC_PENDING, event_relay.METRIC_OLDEST_AGE):
-        assert f'\\"Reelay\\",\\"{metric}\\",\\"service\\",\\"reelay-event-relay\\"' in body, metric
+    for metric in (outbox_sweep.METRIC_PENDING, outbox_sweep.METRIC_OLDEST_AGE):
+        assert f'\\"Reelay\\",\\"{metric}\\",\\"service\\",\\"reelay-outbox-sweep\\"' in body, metric
     # And publishes and failed publishes summed over every service that flushes the outbox
     for metric in ("EventsPublished", "EventPublishFailed"):
         assert f"SUM(SEARCH('{{Reelay,service}} MetricName=\\\\\\\"{metric}\\\\\\\"'" in body, metric
     # And the sweep's errors are on the Lambda errors graph
-    assert '\\"label\\":\\"EventRelay\\"' in body
+    assert '\\"label\\":\\"OutboxSweep\\"' in body
 
 
 def test_every_handler_the_templates_name_is_importable_from_the_asset_sources(synthesized, stacks):
@@ -177,7 +177,7 @@ def test_every_handler_the_templates_name_is_importable_from_the_asset_sources(s
         for fn in synthesized.template(stack).find_resources("AWS::Lambda::Function").values()
         if props(fn).get("Handler", "").startswith("lambdas.")
     }
-    assert EVENT_RELAY_HANDLER in handlers
+    assert OUTBOX_SWEEP_HANDLER in handlers
     for name in handlers:
         module, _, attribute = name.rpartition(".")
         # Then its module lives in a directory the code asset ships, and defines the handler
