@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what Reelay needs on a Debian/Ubuntu machine, skipping what is already there:
-# Debian packages (GStreamer, PyGObject, MariaDB, ffmpeg, Node), the virtualenv, the pinned CDK CLI.
+# Debian packages (GStreamer, PyGObject, MariaDB, ffmpeg, Node), the virtualenv, the pinned CDK CLI,
+# and kvssink (built once per SDK version into a cache outside the clone: scripts/build-kvssink.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,6 +14,9 @@ PACKAGES=(
   gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-rtsp
   ffmpeg mariadb-server mariadb-client nodejs npm make
   chromium  # the e2e suite plays published HLS in a real headless browser
+  # to build kvssink (scripts/build-kvssink.sh)
+  git ca-certificates cmake g++ pkg-config m4 libssl-dev libcurl4-openssl-dev liblog4cplus-dev
+  libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
 )
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -49,3 +53,6 @@ if [ ! -x node_modules/.bin/cdk ] || [ package-lock.json -nt node_modules/.bin/c
   npm ci --no-audit --no-fund --silent
   touch node_modules/.bin/cdk
 fi
+
+# kvssink from the producer SDK (the relay and its tests use the real one). Instant once built.
+scripts/build-kvssink.sh >/dev/null

@@ -112,12 +112,19 @@ def typelib_package(namespace: str) -> str:
     return owning_package(repo.get_typelib_path(namespace))
 
 
+def build_recipe(dockerfile: str) -> str:
+    """The Dockerfile plus the build script it runs (the kvssink stage runs scripts/build-kvssink.sh)."""
+    script = ROOT / "scripts" / "build-kvssink.sh"
+    return dockerfile + (script.read_text() if "scripts/build-kvssink.sh" in dockerfile else "")
+
+
 def missing_packages(dockerfile: str, elements: set[str], typelibs: set[str]) -> dict[str, str]:
     ok = covered(final_stage_packages(dockerfile))
     missing = {}
     for e in sorted(elements):
         if e in BUILT_IN_IMAGE:
-            if BUILT_IN_IMAGE[e] not in dockerfile or "-DBUILD_GSTREAMER_PLUGIN=ON" not in dockerfile:
+            recipe = build_recipe(dockerfile)
+            if BUILT_IN_IMAGE[e] not in dockerfile or "-DBUILD_GSTREAMER_PLUGIN=ON" not in recipe:
                 missing[e] = "a build stage for " + BUILT_IN_IMAGE[e]
             continue
         pkg = element_package(e)
