@@ -22,7 +22,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from reelay.models import OutboxEvent
 from reelay.observability import logger
-from reelay.ports import EventPublisher, VideoCatalogue
+from reelay.ports import EventOutbox, EventPublisher
 
 # A publish takes milliseconds, and at worst (the SNS client's 5 s connect and 10 s read timeouts,
 # 6 attempts with back-off) about 2 minutes: the lease is twice that, so a slow publish that succeeds
@@ -49,7 +49,7 @@ class OutboxSweep:
 
     def __init__(
         self,
-        catalogue: VideoCatalogue,
+        catalogue: EventOutbox,
         publisher: EventPublisher,
         *,
         lease_seconds: int = DEFAULT_LEASE_SECONDS,

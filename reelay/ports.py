@@ -125,6 +125,18 @@ class VideoCatalogue(Protocol):
         ...
 
 
+class EventOutbox(Protocol):
+    """The outbox part of the catalogue, all that ``reelay.events.OutboxSweep`` needs."""
+
+    def claim_events(
+        self, *, limit: int, lease_seconds: int, video_id: str | None = None, subject: str | None = None
+    ) -> list[OutboxEvent]: ...
+
+    def delete_event(self, event_id: int) -> None: ...
+
+    def pending_events(self) -> tuple[int, float]: ...
+
+
 # --- streams (the live relay) -------------------------------------------------------------------
 @dataclass(frozen=True)
 class StreamPage:
@@ -207,6 +219,23 @@ class StreamCatalogue(Protocol):
         """Streams whose relay task must be started or stopped, by streamId: desired running without a
         live lease, and desired stopped or deleted with a live lease (``lease_owner`` is the task to
         stop). ``now`` defaults to the catalogue's clock."""
+        ...
+
+
+class RelayLauncher(Protocol):
+    """Starts and stops relay tasks (ECS RunTask/StopTask in AWS, child processes locally).
+
+    Both are asynchronous and idempotent: the task itself claims the stream's lease, so launching a
+    stream that already has a task starts one that finds the lease taken and exits.
+    """
+
+    def launch(self, stream_id: str) -> None:
+        """Start a relay task for the stream."""
+        ...
+
+    def stop(self, stream_id: str, task_id: str) -> None:
+        """Ask the task holding the stream's lease (``lease_owner``) to stop: SIGTERM, then it
+        flushes kvssink and releases the lease."""
         ...
 
 
@@ -346,6 +375,7 @@ class IdentityProvider(Protocol):
 
 __all__ = [
     "CdnInvalidator",
+    "EventOutbox",
     "EventPublisher",
     "IdentityProvider",
     "JobQueue",
@@ -354,6 +384,7 @@ __all__ = [
     "Page",
     "PresignedPart",
     "QueueMessage",
+    "RelayLauncher",
     "StreamCatalogue",
     "StreamPage",
     "Tokens",

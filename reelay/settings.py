@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -75,6 +75,21 @@ class Settings(BaseSettings):
     max_attempts: int = 3  # also the DLQ maxReceiveCount
     lease_seconds: int = 120
     work_dir: str = "/tmp/reelay-work"
+
+    # Live relay (streams).
+    # Who may manage streams: members of this Cognito group (claim cognito:groups of the ID token).
+    operators_group: str = "operators"
+    # Loopback sources (localhost, 127.0.0.0/8, ::1): only the one-machine platform allows them.
+    # Link-local hosts (169.254.0.0/16: the task's credential and metadata endpoints) never are.
+    allow_loopback_sources: bool = False
+    # Keys that encrypt source secrets (camera passwords, SRT passphrases): comma-separated, each at
+    # least 32 characters, the first encrypts (see reelay.relay.secrets). In AWS, the secret below.
+    stream_secret_keys: SecretStr | None = None
+    stream_secret_arn: str | None = None
+    # The relay task's role may write only KVS streams with this prefix, so every stream's name has it.
+    kvs_stream_prefix: str = "reelay-"
+    # The relay task's lease on its stream (renewed by the task, well within it).
+    relay_lease_seconds: int = 30
 
 
 @lru_cache(maxsize=1)

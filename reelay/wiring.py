@@ -15,13 +15,16 @@ from reelay.ports import (
     IdentityProvider,
     JobQueue,
     ObjectStore,
+    RelayLauncher,
     VideoCatalogue,
 )
+from reelay.relay.secrets import SourceSecrets
+from reelay.relay.streams import StreamService
 from reelay.settings import Settings, get_settings
 from reelay.uploads import UploadEventService
 from reelay.videos import VideoService
 
-_PORTS = ("catalogue", "store", "queue", "events", "identity", "cdn")
+_PORTS = ("catalogue", "store", "queue", "events", "identity", "cdn", "launcher", "source_secrets")
 
 
 class Services:
@@ -81,6 +84,37 @@ class Services:
         if not self.settings.cdn_distribution_id:
             return NoCdnInvalidator()
         return CloudFrontInvalidator(self.settings.cdn_distribution_id, settings=self.settings)
+
+    @cached_property
+    def launcher(self) -> RelayLauncher:
+        # Until a process is given a launcher (ECS, local children), the reconciler does the work.
+        from reelay.relay.streams import LeaveToReconciler
+
+        return LeaveToReconciler()
+
+    @cached_property
+    def source_secrets(self) -> SourceSecrets:
+        """Keys from REELAY_STREAM_SECRET_KEYS, or in AWS from the Secrets Manager secret (cached)."""
+        from reelay.relay.secrets import parse_keys
+
+        if self.settings.stream_secret_keys is not None:
+            return SourceSecrets(parse_keys(self.settings.stream_secret_keys.get_secret_value()))
+        if self.settings.stream_secret_arn:
+            from reelay.catalogue.connection import default_secrets_provider
+
+            provider = default_secrets_provider(
+                endpoint_url=self.settings.aws_endpoint_url, region=self.settings.aws_region
+            )
+            value = provider.get(self.settings.stream_secret_arn, max_age=self.settings.db_secret_max_age)
+            return SourceSecrets(parse_keys(str(value)))
+        return SourceSecrets([])  # streams without secrets still work; sealing one says what is missing
+
+    @cached_property
+    def streams(self) -> StreamService:
+        catalogue: Any = self.catalogue  # the MySQL (and memory) catalogue is also the StreamCatalogue
+        return StreamService(
+            catalogue, self.launcher, self.source_secrets, self.settings, outbox=catalogue, events=self.events
+        )
 
     @cached_property
     def videos(self) -> VideoService:

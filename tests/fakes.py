@@ -310,3 +310,22 @@ def s3_event(*records: tuple[str, int], event_name: str = "ObjectCreated:Put", b
             for key, size in records
         ]
     }
+
+
+class FakeLauncher:
+    """A RelayLauncher that records what it was asked; ``fail`` makes every call raise."""
+
+    def __init__(self) -> None:
+        self.launched: list[str] = []
+        self.stopped: list[tuple[str, str]] = []
+        self.fail = False
+
+    def launch(self, stream_id: str) -> None:
+        if self.fail:
+            raise ConnectionError("ECS is unreachable")
+        self.launched.append(stream_id)
+
+    def stop(self, stream_id: str, task_id: str) -> None:
+        if self.fail:
+            raise ConnectionError("ECS is unreachable")
+        self.stopped.append((stream_id, task_id))

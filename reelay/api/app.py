@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import binascii
 import json
+import re
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,12 +37,17 @@ from reelay.api.models import (
     OwnerVideoOut,
     OwnerVideoPageOut,
     PartUrlOut,
+    PatchStreamIn,
     PatchVideoIn,
     RefreshIn,
     RegisterIn,
     RegisterOut,
     ResendCodeIn,
     SingleUploadOut,
+    StreamId,
+    StreamIn,
+    StreamOut,
+    StreamPageOut,
     TokensOut,
     UploadIn,
     UploadOut,
@@ -50,8 +56,8 @@ from reelay.api.models import (
     VideoPageOut,
 )
 from reelay.api.routes import ROUTES, Route
-from reelay.errors import ReelayError, Unauthorized
-from reelay.models import Video
+from reelay.errors import Forbidden, ReelayError, Unauthorized
+from reelay.models import Stream, Video
 from reelay.observability import MetricUnit, logger, metrics
 from reelay.ports import Page, Tokens
 from reelay.videos import MultipartUpload, VideoService
@@ -87,7 +93,7 @@ app = APIGatewayRestResolver(
 app.configure_openapi(
     title="Reelay API",
     version="1.0.0",
-    description="Video on demand: sign up, upload, watch.",
+    description="Video on demand: sign up, upload, watch. Live relay: operators register camera feeds.",
     security_schemes={SECURITY_SCHEME: HTTPBearer(bearerFormat="JWT", description="Cognito ID token")},
 )
 
@@ -97,6 +103,29 @@ app.configure_openapi(
 class Caller:
     user_id: str
     email: str
+    groups: frozenset[str] = frozenset()
+
+
+def claimed_groups(value: Any) -> frozenset[str]:
+    """The groups in a ``cognito:groups`` claim, in any shape it arrives in.
+
+    The ID token holds a JSON list. API Gateway's Cognito authorizer hands claims over as strings:
+    one group as ``operators``, several as ``[operators, admins]`` (or comma- or space-separated);
+    the local gateway passes the list as JSON text (``["operators"]``).
+    """
+    if isinstance(value, list | tuple):
+        return frozenset(v for v in value if isinstance(v, str) and v)
+    if not isinstance(value, str):
+        return frozenset()
+    text = value.strip()
+    if text.startswith("["):
+        try:
+            parsed = json.loads(text)
+        except ValueError:
+            text = text.strip("[]")
+        else:
+            return claimed_groups(parsed if isinstance(parsed, list) else None)
+    return frozenset(g for g in re.split(r"[,\s]+", text) if g)
 
 
 def caller(*, need_email: bool = False) -> Caller:
@@ -109,7 +138,22 @@ def caller(*, need_email: bool = False) -> Caller:
     if need_email and (not email or not isinstance(email, str)):
         # Access tokens carry no email; the catalogue records the uploader's (seed column `email`).
         raise Unauthorized("this route needs your ID token (it carries your email) as the bearer token")
-    return Caller(user_id=sub, email=email if isinstance(email, str) else "")
+    return Caller(
+        user_id=sub,
+        email=email if isinstance(email, str) else "",
+        groups=claimed_groups(claims.get("cognito:groups")),
+    )
+
+
+def operator() -> Caller:
+    """The verified caller, who must be in the operators group (the /streams routes)."""
+    who = caller()
+    group = get_services().settings.operators_group
+    if group not in who.groups:
+        raise Forbidden(
+            f"only operators manage streams: ask an administrator to add you to the {group!r} group"
+        )
+    return who
 
 
 # --- routes -------------------------------------------------------------------------------------
@@ -150,6 +194,12 @@ def _error_responses(spec: Route) -> dict[int, Any]:
         codes |= {401: "Not signed in", 403: "Not the owner"}
     if "{videoId}" in spec.path or spec.path == "/videos/metadata":
         codes[404] = "Unknown video"
+    if spec.path.startswith("/streams"):
+        codes[403] = "Not an operator"
+        if "{streamId}" in spec.path:
+            codes[404] = "Unknown stream (or another operator's)"
+        if (spec.method, spec.path) in (("POST", "/streams"), ("PATCH", "/streams/{streamId}")):
+            codes[409] = "KVS stream name taken, or the stream is running"
     if spec.path.startswith("/auth/"):
         codes |= {401: "Wrong credentials or token", 403: "Not confirmed", 404: "Unknown user", 409: "Taken"}
     if spec.path.endswith("/upload/complete"):
@@ -316,6 +366,63 @@ def my_videos(limit: Limit = 20, cursor: Cursor = None) -> OwnerVideoPageOut:
     videos = get_services().videos
     page = videos.list_mine(who.user_id, limit, cursor)
     return OwnerVideoPageOut(items=[_owned(videos, v) for v in page.items], next_cursor=page.next_cursor)
+
+
+def _stream(stream: Stream) -> StreamOut:
+    return StreamOut.of(stream, secret_names=get_services().streams.secret_names(stream))
+
+
+@route("POST", "/streams", status=HTTPStatus.CREATED)
+def create_stream(body: StreamIn) -> StreamOut:
+    who = operator()
+    stream = get_services().streams.create(
+        who.user_id, body.name, body.source_url, body.kvs_stream_name, body.video
+    )
+    metrics.add_metric(name="StreamCreated", unit=MetricUnit.Count, value=1)
+    return _stream(stream)
+
+
+@route("GET", "/streams")
+def list_streams(limit: Limit = 20, cursor: Cursor = None) -> StreamPageOut:
+    who = operator()
+    page = get_services().streams.list_mine(who.user_id, limit, cursor)
+    return StreamPageOut(items=[_stream(s) for s in page.items], next_cursor=page.next_cursor)
+
+
+@route("GET", "/streams/{streamId}")
+def get_stream(streamId: StreamId) -> StreamOut:
+    return _stream(get_services().streams.get(operator().user_id, streamId))
+
+
+@route("PATCH", "/streams/{streamId}")
+def patch_stream(streamId: StreamId, body: PatchStreamIn) -> StreamOut:
+    who = operator()
+    stream = get_services().streams.update(
+        who.user_id,
+        streamId,
+        name=body.name,
+        source_url=body.source_url,
+        kvs_stream_name=body.kvs_stream_name,
+        video=body.video,
+    )
+    return _stream(stream)
+
+
+@route("DELETE", "/streams/{streamId}", status=HTTPStatus.NO_CONTENT)
+def delete_stream(streamId: StreamId) -> Response[str]:
+    get_services().streams.delete(operator().user_id, streamId)
+    metrics.add_metric(name="StreamDeleted", unit=MetricUnit.Count, value=1)
+    return Response(status_code=HTTPStatus.NO_CONTENT, body="")
+
+
+@route("POST", "/streams/{streamId}/start", status=HTTPStatus.ACCEPTED)
+def start_stream(streamId: StreamId) -> StreamOut:
+    return _stream(get_services().streams.start(operator().user_id, streamId))
+
+
+@route("POST", "/streams/{streamId}/stop", status=HTTPStatus.ACCEPTED)
+def stop_stream(streamId: StreamId) -> StreamOut:
+    return _stream(get_services().streams.stop(operator().user_id, streamId))
 
 
 @route("GET", "/openapi.json")

@@ -21,7 +21,16 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from reelay.models import Video, VideoSource, VideoStatus
+from reelay.models import (
+    DesiredState,
+    SourceProtocol,
+    Stream,
+    StreamState,
+    Video,
+    VideoMode,
+    VideoSource,
+    VideoStatus,
+)
 
 # Names are shown in lists and titles: no control characters at all (NUL, escape sequences, line
 # breaks). Descriptions may keep line breaks and tabs.
@@ -259,6 +268,122 @@ class UploadOut(_Wire):
     upload: SingleUploadOut | None = None
     multipart: MultipartUploadOut | None = None
     limits: LimitsOut
+
+
+# --- streams (operators only) -------------------------------------------------------------------
+StreamName = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), _PLAIN_TEXT
+]
+SourceUrl = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=2048),
+    Field(
+        description=(
+            "http(s)://host/….m3u8, rtsp(s)://[user:password@]host[:port]/… or srt://host:port?…; "
+            "credentials and secret parameters are stored encrypted and never returned"
+        ),
+        examples=["rtsp://viewer:secret@10.0.0.20:554/stream1"],
+    ),
+]
+KvsStreamName = Annotated[
+    str,
+    StringConstraints(pattern=r"^[a-zA-Z0-9_.\-]{1,256}$"),
+    Field(description="The Kinesis Video Streams stream; must start with the deployment's prefix (reelay-)"),
+]
+StreamId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+
+
+class StreamIn(_Request):
+    name: StreamName
+    source_url: SourceUrl
+    kvs_stream_name: KvsStreamName | None = None
+    video: VideoMode = Field(
+        default=VideoMode.AUTO,
+        description="auto: relay H.264 as it comes, transcode other codecs; passthrough; transcode",
+    )
+
+
+class PatchStreamIn(_Request):
+    name: StreamName | None = None
+    source_url: SourceUrl | None = None
+    kvs_stream_name: KvsStreamName | None = None
+    video: VideoMode | None = None
+
+
+class RelayTaskOut(_Wire):
+    """The relay task holding the stream's lease."""
+
+    task_id: str
+    started_at: UtcDateTime | None = None
+    heartbeat_at: UtcDateTime | None = None
+    lease_expires_at: UtcDateTime | None = None
+
+
+class StreamOut(_Wire):
+    stream_id: str
+    name: str
+    source_url: str = Field(description="The source without its secrets")
+    source_protocol: SourceProtocol
+    source_secrets: list[str] = Field(
+        description="Which secrets the source has (e.g. password, passphrase); their values are never shown"
+    )
+    kvs_stream_name: str
+    video: VideoMode
+    desired_state: DesiredState
+    state: StreamState
+    state_since: UtcDateTime
+    outage_cause: str | None = None
+    outage_since: UtcDateTime | None = None
+    reconnects: int
+    input_bitrate_bps: int | None = None
+    last_fragment_number: str | None = Field(default=None, description="The last fragment KVS acknowledged")
+    last_fragment_timecode: int | None = None
+    last_fragment_acked_at: UtcDateTime | None = None
+    credentials_expire_at: UtcDateTime | None = Field(
+        default=None, description="When the relay task's AWS credentials expire"
+    )
+    task: RelayTaskOut | None = None
+    created_at: UtcDateTime
+    updated_at: UtcDateTime
+
+    @classmethod
+    def of(cls, stream: Stream, *, secret_names: list[str]) -> StreamOut:
+        task = None
+        if stream.lease_owner is not None:
+            task = RelayTaskOut(
+                task_id=stream.lease_owner,
+                started_at=stream.task_started_at,
+                heartbeat_at=stream.heartbeat_at,
+                lease_expires_at=stream.lease_expires_at,
+            )
+        return cls(
+            stream_id=stream.stream_id,
+            name=stream.name,
+            source_url=stream.source_url,
+            source_protocol=stream.source_protocol,
+            source_secrets=[n.removeprefix("query:") for n in secret_names],
+            kvs_stream_name=stream.kvs_stream_name,
+            video=stream.video_mode,
+            desired_state=stream.desired_state,
+            state=stream.state,
+            state_since=stream.state_since,
+            outage_cause=stream.outage_cause,
+            outage_since=stream.outage_since,
+            reconnects=stream.reconnects,
+            input_bitrate_bps=stream.input_bitrate_bps,
+            last_fragment_number=stream.last_fragment_number,
+            last_fragment_timecode=stream.last_fragment_timecode,
+            last_fragment_acked_at=stream.last_fragment_ack_at,
+            credentials_expire_at=stream.credentials_expire_at,
+            task=task,
+            created_at=stream.created_at,
+            updated_at=stream.updated_at,
+        )
+
+
+class StreamPageOut(_Wire):
+    items: list[StreamOut]
+    next_cursor: str | None = None
 
 
 class ErrorOut(_Wire):

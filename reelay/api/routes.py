@@ -1,5 +1,8 @@
 """The one route table. The CDK API stack and the local gateway both build from it.
 
+The /streams routes are for operators, members of the Cognito group ``operators``: the resolver
+checks the ``cognito:groups`` claim and answers 403 to everyone else.
+
 ``auth=True`` routes sit behind the Cognito authorizer in API Gateway and behind JWT validation
 (against the user pool's JWKS) in the local gateway. Both deliver the verified claims to the
 resolver in ``requestContext.authorizer.claims``, the API Gateway REST shape.
@@ -32,5 +35,17 @@ ROUTES: tuple[Route, ...] = (
     Route("PATCH", "/videos/{videoId}", True, "Rename or describe a video (owner only)"),
     Route("DELETE", "/videos/{videoId}", True, "Delete a video and its media (owner only)"),
     Route("GET", "/me/videos", True, "The caller's own videos, any status"),
+    Route("POST", "/streams", True, "Register a camera feed to relay to Kinesis Video Streams (operators)"),
+    Route("GET", "/streams", True, "The caller's streams, newest first, paginated (operators)"),
+    Route("GET", "/streams/{streamId}", True, "One stream: desired and actual state, health, relay task"),
+    Route(
+        "PATCH",
+        "/streams/{streamId}",
+        True,
+        "Rename a stream; change its source, KVS stream or video while stopped",
+    ),
+    Route("DELETE", "/streams/{streamId}", True, "Stop a stream and delete it (operators)"),
+    Route("POST", "/streams/{streamId}/start", True, "Start relaying: sets the desired state (idempotent)"),
+    Route("POST", "/streams/{streamId}/stop", True, "Stop relaying: sets the desired state (idempotent)"),
     Route("GET", "/openapi.json", False, "This API's OpenAPI document"),
 )

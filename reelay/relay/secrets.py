@@ -1,0 +1,68 @@
+"""Source secrets at rest: camera passwords, SRT passphrases and tokens, encrypted with Fernet.
+
+The keys come from settings: ``REELAY_STREAM_SECRET_KEYS`` (locally: comma-separated), or in AWS a
+Secrets Manager secret (``REELAY_STREAM_SECRET_ARN``) read through Powertools parameters, whose value
+is the same comma-separated list. Each entry is a passphrase of at least 32 characters; the Fernet key
+is derived from it with HKDF-SHA256, so a generated password is a valid key. The first key encrypts,
+every key decrypts: put a new key first to rotate, and drop the old one once nothing uses it.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Mapping, Sequence
+
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+MIN_KEY_CHARS = 32
+_INFO = b"reelay stream source secrets v1"
+
+
+class SecretsUnavailable(RuntimeError):
+    """No key is configured, or none of the keys opens a stored secret."""
+
+
+def derive_key(passphrase: str) -> bytes:
+    """A Fernet key from a long random passphrase (HKDF-SHA256, fixed info; no salt needed for one)."""
+    raw = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_INFO).derive(passphrase.encode())
+    return base64.urlsafe_b64encode(raw)
+
+
+def parse_keys(text: str | None) -> list[str]:
+    keys = [k.strip() for k in (text or "").split(",") if k.strip()]
+    short = [k for k in keys if len(k) < MIN_KEY_CHARS]
+    if short:
+        raise SecretsUnavailable(f"every stream secret key must be at least {MIN_KEY_CHARS} characters")
+    return keys
+
+
+class SourceSecrets:
+    """Seals a source's secrets (a small dict) into one ASCII token, and opens it again."""
+
+    def __init__(self, keys: Sequence[str]) -> None:
+        self._fernet = MultiFernet([Fernet(derive_key(k)) for k in keys]) if keys else None
+
+    def seal(self, secrets: Mapping[str, str]) -> str | None:
+        """The ciphertext to store; None when there is nothing secret."""
+        if not secrets:
+            return None
+        data = json.dumps(dict(secrets), separators=(",", ":"), sort_keys=True).encode()
+        return self._require().encrypt(data).decode("ascii")
+
+    def open(self, token: str | None) -> dict[str, str]:
+        if token is None:
+            return {}
+        try:
+            return dict(json.loads(self._require().decrypt(token.encode("ascii"))))
+        except InvalidToken:
+            raise SecretsUnavailable("no configured key opens this stream's source secret") from None
+
+    def _require(self) -> MultiFernet:
+        if self._fernet is None:
+            raise SecretsUnavailable(
+                "no stream secret key: set REELAY_STREAM_SECRET_KEYS or REELAY_STREAM_SECRET_ARN"
+            )
+        return self._fernet

@@ -1,0 +1,219 @@
+"""The streams domain behind the /streams routes: register a camera feed, start, stop, delete.
+
+Only operators reach this service (the API checks the group); each operator sees and manages their
+own streams. A stream of another operator is answered as unknown (404): stream ids are not shared,
+and a 404 tells nothing about someone else's feeds.
+
+Start and stop set the desired state (recording ``stream.started`` / ``stream.stopped`` in the outbox
+with the change) and then ask the ``RelayLauncher`` to start or stop a task. Both are idempotent. The
+desired state is what counts: if the launcher fails, the reconciler (``streams_to_reconcile``) starts
+or stops the task on its next pass, so the call still succeeds (202) and the failure is logged.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from reelay.errors import Conflict, InvalidInput, NotFound
+from reelay.events import OutboxSweep
+from reelay.models import DesiredState, OutboxEvent, Stream, VideoMode, stream_subject, utcnow
+from reelay.observability import logger
+from reelay.ports import EventOutbox, EventPublisher, RelayLauncher, StreamCatalogue, StreamPage
+from reelay.relay.secrets import SourceSecrets
+from reelay.relay.sources import Source, compose_source, parse_source
+from reelay.settings import Settings
+
+
+class StreamService:
+    def __init__(
+        self,
+        catalogue: StreamCatalogue,
+        launcher: RelayLauncher,
+        secrets: SourceSecrets,
+        settings: Settings,
+        *,
+        outbox: EventOutbox | None = None,
+        events: EventPublisher | None = None,
+    ) -> None:
+        self.catalogue = catalogue
+        self.launcher = launcher
+        self.secrets = secrets
+        self.settings = settings
+        # Both or neither: whoever changes a stream publishes its events right away; the sweep
+        # publishes what this leaves behind.
+        self._sweep = OutboxSweep(outbox, events) if outbox is not None and events is not None else None
+
+    # --- reading -----------------------------------------------------------------------------
+    def get(self, owner_id: str, stream_id: str) -> Stream:
+        stream = self.catalogue.get_stream(stream_id)
+        if stream.owner_id != owner_id:
+            raise NotFound(f"stream {stream_id} not found")
+        return stream
+
+    def list_mine(self, owner_id: str, limit: int, cursor: str | None = None) -> StreamPage:
+        return self.catalogue.list_streams_by_owner(owner_id, limit=limit, cursor=cursor)
+
+    def secret_names(self, stream: Stream) -> list[str]:
+        """Which secrets the source has (``password``, ``query:passphrase``...), never their values."""
+        return sorted(self.secrets.open(stream.source_secret))
+
+    def source_url_for_relay(self, stream: Stream) -> str:
+        """The full source URL, secrets included, for the relay pipeline only. Never log it."""
+        return compose_source(stream.source_url, self.secrets.open(stream.source_secret))
+
+    # --- changing ----------------------------------------------------------------------------
+    def create(
+        self,
+        owner_id: str,
+        name: str,
+        source_url: str,
+        kvs_stream_name: str | None = None,
+        video: VideoMode = VideoMode.AUTO,
+    ) -> Stream:
+        source = self._source(source_url)
+        stream_id = uuid.uuid4().hex
+        stream = Stream(
+            stream_id=stream_id,
+            owner_id=owner_id,
+            name=_name(name),
+            source_url=source.url,
+            source_protocol=source.protocol,
+            source_secret=self.secrets.seal(source.secrets),
+            kvs_stream_name=self._kvs_name(kvs_stream_name)
+            or f"{self.settings.kvs_stream_prefix}{stream_id}",
+            video_mode=VideoMode(video),
+        )
+        created = self.catalogue.create_stream(stream)
+        logger.info(
+            "stream created",
+            extra={"streamId": stream_id, "sourceUrl": source.url, "secrets": source.secret_names},
+        )
+        return created
+
+    def update(
+        self,
+        owner_id: str,
+        stream_id: str,
+        *,
+        name: str | None = None,
+        source_url: str | None = None,
+        kvs_stream_name: str | None = None,
+        video: VideoMode | None = None,
+    ) -> Stream:
+        if name is None and source_url is None and kvs_stream_name is None and video is None:
+            raise InvalidInput("give name, sourceUrl, kvsStreamName or video")
+        stream = self.get(owner_id, stream_id)
+        relaying = source_url is not None or kvs_stream_name is not None or video is not None
+        if relaying and (stream.desired_state == DesiredState.RUNNING or stream.lease_live(utcnow())):
+            # A running task keeps what it started with; changing it under the task would only mislead.
+            raise Conflict(
+                f"stream {stream_id} is running: stop it before changing its source, KVS stream or video"
+            )
+        source = self._source(source_url) if source_url is not None else None
+        return self.catalogue.update_stream(
+            stream_id,
+            name=_name(name) if name is not None else None,
+            source_url=source.url if source else None,
+            source_protocol=source.protocol if source else None,
+            source_secret=self.secrets.seal(source.secrets) if source else None,
+            kvs_stream_name=self._kvs_name(kvs_stream_name),
+            video_mode=VideoMode(video) if video is not None else None,
+        )
+
+    def start(self, owner_id: str, stream_id: str) -> Stream:
+        """Desired running, then a task. Idempotent; a stream whose task died gets a new one."""
+        stream = self.get(owner_id, stream_id)
+        changed = self.catalogue.set_desired_state(
+            stream_id, DesiredState.RUNNING, event=self._event("stream.started", stream)
+        )
+        self._flush(stream_id)
+        stream = self.catalogue.get_stream(stream_id)
+        if changed or not stream.lease_live(utcnow()):
+            self._launch(stream_id)
+        return stream
+
+    def stop(self, owner_id: str, stream_id: str) -> Stream:
+        """Desired stopped, then the task is asked to stop (it flushes kvssink and releases). Idempotent."""
+        self.get(owner_id, stream_id)
+        return self._stop(stream_id)
+
+    def delete(self, owner_id: str, stream_id: str) -> None:
+        """Stop first, then forget the stream (the catalogue keeps it until its task lets go)."""
+        self.get(owner_id, stream_id)
+        self._stop(stream_id)
+        self.catalogue.delete_stream(stream_id)
+        logger.info("stream deleted", extra={"streamId": stream_id})
+
+    # --- helpers -----------------------------------------------------------------------------
+    def _stop(self, stream_id: str) -> Stream:
+        stream = self.catalogue.get_stream(stream_id)
+        self.catalogue.set_desired_state(
+            stream_id, DesiredState.STOPPED, event=self._event("stream.stopped", stream)
+        )
+        self._flush(stream_id)
+        stream = self.catalogue.get_stream(stream_id)
+        if stream.lease_owner is not None:
+            try:
+                self.launcher.stop(stream_id, stream.lease_owner)
+            except Exception as exc:  # the reconciler stops it on its next pass
+                logger.error(
+                    "relay task not stopped: the reconciler will",
+                    extra={"streamId": stream_id, "taskId": stream.lease_owner, "error": str(exc)},
+                )
+        return stream
+
+    def _launch(self, stream_id: str) -> None:
+        try:
+            self.launcher.launch(stream_id)
+        except Exception as exc:  # the desired state is recorded: the reconciler launches it
+            logger.error(
+                "relay task not launched: the reconciler will",
+                extra={"streamId": stream_id, "error": str(exc)},
+            )
+
+    def _event(self, kind: str, stream: Stream) -> OutboxEvent:
+        return OutboxEvent(
+            event_type=kind,
+            subject=stream_subject(stream.stream_id),
+            detail={
+                "streamId": stream.stream_id,
+                "ownerId": stream.owner_id,
+                "kvsStreamName": stream.kvs_stream_name,
+            },
+        )
+
+    def _flush(self, stream_id: str) -> None:
+        if self._sweep is not None:
+            self._sweep.flush_quietly(subject=stream_subject(stream_id))
+
+    def _source(self, url: str) -> Source:
+        return parse_source(url, allow_loopback=self.settings.allow_loopback_sources)
+
+    def _kvs_name(self, name: str | None) -> str | None:
+        prefix = self.settings.kvs_stream_prefix
+        if name is not None and not name.startswith(prefix):
+            raise InvalidInput(
+                f"kvsStreamName must start with {prefix!r}: the relay may only write KVS streams named so"
+            )
+        return name
+
+
+class LeaveToReconciler:
+    """A RelayLauncher for a process that may not start tasks itself: it does nothing now, and the
+    reconciler's next pass (``streams_to_reconcile``) starts or stops the task from the desired state."""
+
+    def launch(self, stream_id: str) -> None:
+        logger.info("relay task left to the reconciler", extra={"streamId": stream_id, "action": "launch"})
+
+    def stop(self, stream_id: str, task_id: str) -> None:
+        logger.info(
+            "relay task left to the reconciler",
+            extra={"streamId": stream_id, "taskId": task_id, "action": "stop"},
+        )
+
+
+def _name(name: str) -> str:
+    name = (name or "").strip()
+    if not name:
+        raise InvalidInput("name must not be empty")
+    return name
