@@ -266,3 +266,15 @@ def test_the_openapi_document_covers_the_streams_routes(services: Services) -> N
     shown = set(schemas["StreamOut"]["properties"])
     assert {"desiredState", "state", "stateSince", "outageCause", "reconnects", "inputBitrateBps",
             "lastFragmentNumber", "credentialsExpireAt", "task"} <= shown  # fmt: skip
+
+
+def test_a_deployment_without_keys_answers_503_and_stores_nothing(services: Services) -> None:  # noqa: F811
+    from reelay.relay.secrets import SourceSecrets
+
+    services.streams.secrets = SourceSecrets([])
+    status, out = send("POST", "/streams", body={"name": "Gate", "sourceUrl": CAMERA})
+    assert_error(status, out, 503, "secrets_unavailable", "REELAY_STREAM_SECRET_KEYS")
+    assert PASSWORD not in out["message"]
+    # A source with nothing secret needs no key
+    assert send("POST", "/streams", body={"name": "HLS", "sourceUrl": "https://cdn.example/l.m3u8"})[0] == 201
+    assert [s["name"] for s in send("GET", "/streams")[1]["items"]] == ["HLS"]
