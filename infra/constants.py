@@ -117,3 +117,6 @@ GATEWAY_ERROR_CODES = {
 }
 
 TAGS = {"project": "reelay", "managed-by": "cdk"}
+
+# The Cognito group whose members manage live relay streams (REELAY_OPERATORS_GROUP, same default).
+OPERATORS_GROUP = "operators"

@@ -1,4 +1,7 @@
-"""``python -m local``: run Reelay on this machine until Ctrl-C."""
+"""``python -m local``: run Reelay on this machine until Ctrl-C.
+
+``python -m local make-operator EMAIL`` makes a user of the running platform an operator.
+"""
 
 from __future__ import annotations
 
@@ -34,6 +37,11 @@ class Tee:
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["make-operator"]:
+        from local.operators import main as make_operator
+
+        return make_operator(args[1:])
     opts = parse_args(argv)
     # Each handler call flushes Powertools metrics; an empty flush is normal here, not news.
     warnings.filterwarnings("ignore", message="No application metrics to publish")

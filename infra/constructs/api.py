@@ -9,6 +9,7 @@ from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
 from infra.constants import API_HANDLER, GATEWAY_ERROR_CODES, OUTPUT_PREFIX, UPLOAD_PREFIX
@@ -35,13 +36,30 @@ class RestApi(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         config = refs.config
+        # The keys that seal camera passwords and SRT passphrases (reelay.relay.secrets): 64 random
+        # letters and digits, one key. Retained: losing it loses every stored source secret.
+        self.stream_secret = secretsmanager.Secret(
+            self,
+            "StreamSecretKeys",
+            description="Reelay: keys sealing live relay source secrets (comma-separated, first seals)",
+            generate_secret_string=secretsmanager.SecretStringGenerator(
+                exclude_punctuation=True, include_space=False, password_length=64
+            ),
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        acknowledge(
+            self.stream_secret,
+            "AwsSolutions-SMG4",
+            "Not rotated automatically: a new key must be prepended by hand while the old one still "
+            "opens what it sealed (reelay.relay.secrets); an automatic rotation would orphan them.",
+        )
         self.handler = ReelayFunction(
             self,
             "Handler",
             handler=API_HANDLER,
             service="api",
             description="The Reelay HTTP API (Powertools APIGatewayRestResolver)",
-            environment=self._environment(refs),
+            environment=self._environment(refs) | {"REELAY_STREAM_SECRET_ARN": self.stream_secret.secret_arn},
             vpc=refs.vpc,
             security_groups=[refs.db_clients],
             log_retention=config.log_retention,
@@ -162,6 +180,7 @@ class RestApi(Construct):
         )
         fn.add_to_role_policy(refs.list_media(UPLOAD_PREFIX, OUTPUT_PREFIX))
         refs.db_secret.grant_read(fn)
+        self.stream_secret.grant_read(fn)
         if refs.cdn_distribution_id:
             # A deleted video's segments are cached for a year: the API drops them from the CDN.
             fn.add_to_role_policy(

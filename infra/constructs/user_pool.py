@@ -6,6 +6,7 @@ from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_cognito as cognito
 from constructs import Construct
 
+from infra.constants import OPERATORS_GROUP
 from infra.nag import acknowledge
 
 
@@ -51,6 +52,13 @@ class UserPool(Construct):
             id_token_validity=Duration.hours(1),
             refresh_token_validity=Duration.days(30),
             enable_token_revocation=True,
+        )
+        # Operators manage live relay streams; the ID token lists the group in cognito:groups.
+        # Make someone an operator with: aws cognito-idp admin-add-user-to-group --group-name operators ...
+        self.operators = self.pool.add_group(
+            "Operators",
+            group_name=OPERATORS_GROUP,
+            description="Manage live relay streams (the /streams API)",
         )
         acknowledge(
             self.pool,

@@ -196,6 +196,7 @@ def _error_responses(spec: Route) -> dict[int, Any]:
         codes[404] = "Unknown video"
     if spec.path.startswith("/streams"):
         codes[403] = "Not an operator"
+        codes[503] = "The keys that seal source secrets are not available"
         if "{streamId}" in spec.path:
             codes[404] = "Unknown stream (or another operator's)"
         if (spec.method, spec.path) in (("POST", "/streams"), ("PATCH", "/streams/{streamId}")):

@@ -1,4 +1,5 @@
-"""The video catalogue: MySQL adapter, migrations, rotating-secret connections and an in-memory fake."""
+"""The catalogue (videos, live relay streams, the event outbox): MySQL adapter, migrations,
+rotating-secret connections and an in-memory fake."""
 
 from reelay.catalogue.connection import ConnectionProvider, DatabaseUnavailable
 from reelay.catalogue.memory import MemoryCatalogue

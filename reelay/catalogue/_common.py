@@ -271,13 +271,22 @@ def check_health(health: StreamHealth) -> StreamHealth:
     cause = health.outage_cause
     if cause is not None and not isinstance(cause, str):
         raise InvalidInput("outage_cause must be text")
-    times = {}
-    for name in ("outage_since", "last_fragment_ack_at", "credentials_expire_at"):
-        value = getattr(health, name)
-        if value is not None and not isinstance(value, datetime):
-            raise InvalidInput(f"{name} must be a datetime")
-        times[name] = to_db_time(value) if value is not None else None
-    return replace(health, state=state, outage_cause=cause[:OUTAGE_CAUSE_MAX] if cause else None, **times)
+    return replace(
+        health,
+        state=state,
+        outage_cause=cause[:OUTAGE_CAUSE_MAX] if cause else None,
+        outage_since=_db_time_or_none("outage_since", health.outage_since),
+        last_fragment_ack_at=_db_time_or_none("last_fragment_ack_at", health.last_fragment_ack_at),
+        credentials_expire_at=_db_time_or_none("credentials_expire_at", health.credentials_expire_at),
+    )
+
+
+def _db_time_or_none(name: str, value: object) -> datetime | None:
+    if value is None:
+        return None
+    if not isinstance(value, datetime):
+        raise InvalidInput(f"{name} must be a datetime")
+    return to_db_time(value)
 
 
 def _health_of(stream: Stream) -> StreamHealth:

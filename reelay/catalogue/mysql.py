@@ -336,7 +336,8 @@ class MySQLCatalogue:
 
     def list_streams_by_owner(self, owner_id: str, *, limit: int, cursor: str | None = None) -> StreamPage:
         check_limit(limit)
-        where, args = "ownerId = %s AND deletedAt IS NULL", [owner_id]
+        where = "ownerId = %s AND deletedAt IS NULL"
+        args: list[Any] = [owner_id]
         if cursor is not None:
             created, stream_id = decode_cursor(cursor)
             where += " AND (createdAt < %s OR (createdAt = %s AND streamId < %s))"

@@ -17,12 +17,18 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from reelay.errors import ReelayError
+
 MIN_KEY_CHARS = 32
 _INFO = b"reelay stream source secrets v1"
 
 
-class SecretsUnavailable(RuntimeError):
-    """No key is configured, or none of the keys opens a stored secret."""
+class SecretsUnavailable(ReelayError):
+    """No key is configured, or none of the keys opens a stored secret: the deployment's fault, so the
+    API answers 503 with this message (it names no secret), not a bare 500."""
+
+    code = "secrets_unavailable"
+    status = 503
 
 
 def derive_key(passphrase: str) -> bytes:

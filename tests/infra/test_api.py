@@ -214,3 +214,27 @@ def test_api_function_may_invalidate_only_the_playback_distribution(api_template
     assert _actions(statement) == ["cloudfront:CreateInvalidation"]
     resource = json.dumps(statement["Resource"])
     assert ":distribution/" in resource and "Fn::ImportValue" in resource and "*" not in resource
+
+
+def test_api_function_reads_the_key_that_seals_camera_secrets_and_nothing_else(api_template):
+    # Given the API stack's stream secret: generated (letters and digits: no comma splits it), kept
+    (secret_id,) = [
+        logical_id
+        for logical_id, s in api_template.find_resources("AWS::SecretsManager::Secret").items()
+        if "StreamSecretKeys" in logical_id
+    ]
+    secret = api_template.find_resources("AWS::SecretsManager::Secret")[secret_id]
+    generated = props(secret)["GenerateSecretString"]
+    assert generated["ExcludePunctuation"] is True and generated["PasswordLength"] >= 32
+    assert secret["DeletionPolicy"] == "Retain"
+    # Then the API function is told its ARN and may read exactly that secret
+    env = _api_function(api_template)["Environment"]["Variables"]
+    assert env["REELAY_STREAM_SECRET_ARN"] == {"Ref": secret_id}
+    statements = [
+        s
+        for policy in api_template.find_resources("AWS::IAM::Policy").values()
+        for s in props(policy)["PolicyDocument"]["Statement"]
+        if {"Ref": secret_id} in (s["Resource"] if isinstance(s["Resource"], list) else [s["Resource"]])
+    ]
+    (statement,) = statements  # CDK merges it with the catalogue secret's read: the same actions
+    assert set(_actions(statement)) == {"secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"}

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from infra.constants import OUTBOX_SWEEP_HANDLER, LAMBDA_SOURCE_DIRS
+from infra.constants import LAMBDA_SOURCE_DIRS, OUTBOX_SWEEP_HANDLER
 from lambdas.outbox_sweep import handler as outbox_sweep
 from tests.infra.conftest import props
 

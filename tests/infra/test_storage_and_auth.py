@@ -8,7 +8,8 @@ import subprocess
 import pytest
 from aws_cdk.assertions import Match
 
-from infra.constants import HLS_CONTENT_TYPES
+from infra.constants import HLS_CONTENT_TYPES, OPERATORS_GROUP
+from reelay.settings import Settings
 from tests.infra.conftest import props
 
 
@@ -166,6 +167,16 @@ def test_app_client_has_password_auth_refresh_tokens_and_no_secret(synthesized, 
     assert {"ALLOW_USER_PASSWORD_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"} <= set(client_props["ExplicitAuthFlows"])
     assert client_props["GenerateSecret"] is False
     assert client_props["PreventUserExistenceErrors"] == "ENABLED"
+
+
+def test_the_pool_has_the_operators_group_the_streams_api_checks(synthesized, stacks):
+    # Given the auth stack
+    template = synthesized.template(stacks.auth)
+    # Then it has one group, "operators", in the users' pool: the group the API reads from cognito:groups
+    (group,) = template.find_resources("AWS::Cognito::UserPoolGroup").values()
+    (pool_id,) = template.find_resources("AWS::Cognito::UserPool")
+    assert props(group)["GroupName"] == OPERATORS_GROUP == Settings().operators_group
+    assert props(group)["UserPoolId"] == {"Ref": pool_id}
 
 
 def _run_cloudfront_function(code: str, uri: str, status: int, headers: dict) -> dict:

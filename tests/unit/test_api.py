@@ -15,7 +15,15 @@ from reelay.models import Rendition, Video, VideoStatus
 from reelay.observability import metrics
 from reelay.settings import Settings
 from reelay.wiring import Services, set_services
-from tests.fakes import FakeEvents, FakeIdentity, FakeLambdaContext, FakeQueue, FakeStore, api_event
+from tests.fakes import (
+    FakeEvents,
+    FakeIdentity,
+    FakeLambdaContext,
+    FakeLauncher,
+    FakeQueue,
+    FakeStore,
+    api_event,
+)
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:No application metrics:UserWarning"),
@@ -34,6 +42,7 @@ def settings() -> Settings:
         max_upload_bytes=100 * MiB,
         multipart_threshold_bytes=10 * MiB,
         multipart_part_bytes=5 * MiB,
+        stream_secret_keys="test-stream-secret-key-0123456789abcdef",
     )
 
 
@@ -46,6 +55,7 @@ def services(settings: Settings):
         queue=FakeQueue(),
         events=FakeEvents(),
         identity=FakeIdentity(),
+        launcher=FakeLauncher(),
     )
     set_services(svc)
     yield svc

@@ -47,8 +47,8 @@ pytestmark = [
 # Hypothesis keeps caches (unicode tables, collected constants) in ./.hypothesis unless told otherwise.
 set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "reelay-hypothesis")
 
-EXAMPLES = 15  # per operation, caller and generation mode: 54 x 15 = 810 schema-driven requests a run
-RAW_EXAMPLES = 30  # per operation that takes a body: 7 x 30 = 210 raw-body requests a run
+EXAMPLES = 15  # per operation, caller and generation mode: 96 x 15 = 1440 schema-driven requests a run
+RAW_EXAMPLES = 30  # per operation that takes a body: 9 x 30 = 270 raw-body requests a run
 FUZZ_SETTINGS = hypothesis.settings(
     derandomize=True,
     database=None,
@@ -65,6 +65,7 @@ class Gateway:
 
     def __init__(self) -> None:
         self.identity: FakeIdentity | None = None
+        self.operators: set[str] = set()  # subs in the Cognito group "operators"
 
     def claims(self, authorization: str | None) -> dict[str, str] | None:
         # FakeIdentity's ID tokens are "id.<sub>"; any other token is one the authorizer turns away.
@@ -73,7 +74,10 @@ class Gateway:
         sub = authorization.removeprefix("Bearer id.")
         for email, user in self.identity.users.items():
             if user["sub"] == sub:
-                return {"sub": sub, "email": email}
+                claims = {"sub": sub, "email": email}
+                if sub in self.operators:  # API Gateway hands the group list over as a string
+                    claims["cognito:groups"] = "operators"
+                return claims
         return None
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
@@ -133,22 +137,41 @@ BODY_OPERATIONS = [pytest.param(op, id=op.label) for op in OPERATIONS if op.body
 
 # --- the world each example runs in --------------------------------------------------------------
 class World:
-    """A signed-up caller with a live ID token, their videos, another user's video."""
+    """A signed-up caller with a live ID token, their videos, another user's video; an operator with a
+    live ID token, their streams (one started, its task holding the lease), another operator's."""
 
     def __init__(self, svc: Services) -> None:
         identity: FakeIdentity = svc.identity  # type: ignore[assignment]
-        email = f"caller{len(identity.users)}@example.com"
-        sub = identity.register(email, "Correct-Horse-9")
-        identity.confirm(email, identity.users[email]["code"])
-        self.token = identity.login(email, "Correct-Horse-9").id_token
+        self.token, sub, email = self._sign_up(identity)
         owner = {"sub": sub, "email": email}
         mine = make_ready(svc, owner=owner)
         theirs = make_ready(svc, owner={"sub": "user-other", "email": "other@example.com"})
         pending, _ = svc.videos.create_upload(sub, email, "big", "", "video/mp4", 12 * MiB, None)
         self.video_ids = [mine.video_id, theirs.video_id, pending.video_id]
+        self.operator_token, operator, _ = self._sign_up(identity)
+        GATEWAY.operators.add(operator)
+        streams = svc.streams
+        idle = streams.create(operator, "idle", "rtsp://cam:pw-0123456789@10.0.0.5/x")
+        live = streams.start(operator, streams.create(operator, "live", "srt://10.0.0.6:9000").stream_id)
+        catalogue: Any = svc.catalogue
+        catalogue.claim_stream_lease(live.stream_id, "task-live", 300)
+        other = streams.create("operator-other", "other", "https://cdn.example/x.m3u8")
+        self.stream_ids = [idle.stream_id, live.stream_id, other.stream_id]
+
+    @staticmethod
+    def _sign_up(identity: FakeIdentity) -> tuple[str, str, str]:
+        email = f"caller{len(identity.users)}@example.com"
+        sub = identity.register(email, "Correct-Horse-9")
+        identity.confirm(email, identity.users[email]["code"])
+        return identity.login(email, "Correct-Horse-9").id_token, sub, email
 
     def aim(self, data: st.DataObject, path_parameters: dict[str, Any], body: Any) -> None:
-        """Point the request at a video that exists, or leave the generated (unknown) id alone."""
+        """Point the request at a video or stream that exists, or leave the generated (unknown) id alone."""
+        if "streamId" in path_parameters:
+            known = data.draw(st.sampled_from([None, *self.stream_ids]), label="known streamId")
+            if known is not None:
+                path_parameters["streamId"] = known
+            return
         known = data.draw(st.sampled_from([None, *self.video_ids]), label="known videoId")
         if known is None:
             return
@@ -163,6 +186,7 @@ def world(services: Services) -> Iterator[Callable[[], World]]:  # noqa: F811  (
     GATEWAY.identity = services.identity  # type: ignore[assignment]
     yield lambda: World(services)
     GATEWAY.identity = None
+    GATEWAY.operators.clear()
 
 
 def assert_answer_shape(operation: APIOperation, response: schemathesis.Response) -> None:
@@ -184,17 +208,33 @@ def test_the_fuzzer_sees_every_route_of_the_table() -> None:
 
     assert {op.label for op in OPERATIONS} == {f"{r.method} {r.path}" for r in ROUTES}
     assert len(SCHEMA_CASES) == 2 * len(ROUTES) - 1  # all but GET /openapi.json in both modes
+    # And the operators' routes are fuzzed with an operator's token too, in both modes
+    streams = [r for r in ROUTES if r.path.startswith("/streams")]
+    assert len(streams) == 7
+    assert sum(1 for c in CALLERS if c.values[2] == "operator") == 2 * len(streams)
 
 
-@pytest.mark.parametrize("signed_in", [False, True], ids=["no-token", "token"])
-@pytest.mark.parametrize(("operation", "mode"), SCHEMA_CASES)
+def _operators_only(operation: APIOperation) -> bool:
+    return operation.path.startswith("/streams")
+
+
+# Who calls: nobody, a signed-in user, and (for the operators' routes) an operator.
+CALLERS = [
+    pytest.param(operation, mode, caller, id=f"{operation.label}-{mode.value}-{caller}")
+    for operation, mode in ((p.values[0], p.values[1]) for p in SCHEMA_CASES)
+    for caller in ("no-token", "token", "operator")
+    if caller != "operator" or _operators_only(operation)
+]
+
+
+@pytest.mark.parametrize(("operation", "mode", "caller"), CALLERS)
 @hypothesis.settings(FUZZ_SETTINGS, max_examples=EXAMPLES)
 @given(data=st.data())
 def test_generated_requests_get_no_5xx_and_answers_in_their_declared_shapes(
     world: Callable[[], World],
     operation: APIOperation,
     mode: GenerationMode,
-    signed_in: bool,
+    caller: str,
     data: st.DataObject,
 ) -> None:
     here = world()
@@ -202,12 +242,16 @@ def test_generated_requests_get_no_5xx_and_answers_in_their_declared_shapes(
     here.aim(data, case.path_parameters or {}, case.body)
     # The caller is set here, not generated: no Authorization header, or a live ID token.
     case.headers = {k: v for k, v in (case.headers or {}).items() if k.lower() != "authorization"}
-    if signed_in:
-        case.headers["Authorization"] = f"Bearer {here.token}"
+    token = {"no-token": None, "token": here.token, "operator": here.operator_token}[caller]
+    if token is not None:
+        case.headers["Authorization"] = f"Bearer {token}"
     response = case.call()
     assert_answer_shape(operation, response)
-    if operation.definition.raw.get("security") and not signed_in:
+    if operation.definition.raw.get("security") and token is None:
         assert not 200 <= response.status_code < 300, f"{operation.label} served a caller without a token"
+    if _operators_only(operation) and caller == "token":
+        # 403, or 400/404 for a request no route or schema takes: never served
+        assert response.status_code in (400, 403, 404), f"{operation.label} let a non-operator through"
     # Schemathesis' other response checks: status codes and content types as documented, schemas,
     # schema-breaking data rejected. Two do not apply here. ignored_auth assumes the generated
     # Authorization header was sent; this test replaces it with a real token or none.
@@ -248,9 +292,12 @@ def test_bodies_no_schema_describes_get_no_5xx(
 ) -> None:
     here = world()
     path_parameters = {"videoId": "unknown-video"} if "{videoId}" in operation.path else {}
+    if "{streamId}" in operation.path:
+        path_parameters = {"streamId": "unknown-stream"}
     here.aim(data, path_parameters, None)
     body = data.draw(RAW_BODIES, label="body")
-    headers = {"Authorization": f"Bearer {here.token}"}
+    token = here.operator_token if _operators_only(operation) else here.token
+    headers = {"Authorization": f"Bearer {token}"}
     content_type = data.draw(st.sampled_from(CONTENT_TYPES), label="content type")
     if content_type:
         headers["Content-Type"] = content_type

@@ -1,0 +1,79 @@
+"""``python -m local make-operator EMAIL``: make a user of the running platform an operator.
+
+Operators manage live relay streams: they are the members of the Cognito group ``operators`` (in
+AWS: ``aws cognito-idp admin-add-user-to-group --group-name operators``). Locally the user pool lives
+in moto, so this command reads moto's address and the pool from ``.state/endpoints.json`` (written by
+``make up``), creates the group if it is missing, and adds the user. The group reaches the API in the
+ID token's ``cognito:groups`` claim, so the user logs in again afterwards to get a token that has it.
+Users live in moto and are gone after a restart: sign up again, then run this again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+from pathlib import Path
+
+import boto3
+from botocore.exceptions import ClientError
+
+from local.config import LocalSettings
+from reelay.settings import Settings
+
+
+class OperatorError(Exception):
+    """Something the person running the command can fix; the message says what."""
+
+
+def make_operator(email: str, *, state_dir: Path, group: str | None = None) -> str:
+    """Add ``email`` to the operators group of the running platform's user pool. Returns the group."""
+    group = group or Settings().operators_group
+    path = state_dir / "endpoints.json"
+    try:
+        endpoints = json.loads(path.read_text())
+        endpoint, pool_id = endpoints["moto"], endpoints["userPoolId"]
+    except (OSError, ValueError, KeyError):
+        raise OperatorError(f"{path} is missing or incomplete: start the platform first (make up)") from None
+    # Pool ids are "<region>_<id>".
+    idp = boto3.client(
+        "cognito-idp",
+        endpoint_url=endpoint,
+        region_name=pool_id.split("_", 1)[0],
+        aws_access_key_id="local",
+        aws_secret_access_key="local",
+    )
+    try:
+        with contextlib.suppress(idp.exceptions.GroupExistsException):
+            idp.create_group(GroupName=group, UserPoolId=pool_id, Description="Manage live relay streams")
+        idp.admin_add_user_to_group(UserPoolId=pool_id, Username=email, GroupName=group)
+    except idp.exceptions.UserNotFoundException:
+        raise OperatorError(
+            f"no user {email} in the running platform: sign up first (users are gone after a restart)"
+        ) from None
+    except (ClientError, OSError) as exc:
+        raise OperatorError(f"the platform's user pool at {endpoint} did not answer: {exc}") from None
+    return group
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m local make-operator",
+        description="Make a user of the running platform an operator (the Cognito group that manages "
+        "streams). Log in again afterwards: the group travels in the ID token.",
+    )
+    p.add_argument("email", help="the user's sign-up email")
+    p.add_argument(
+        "--state-dir",
+        type=Path,
+        default=LocalSettings().state_dir,
+        help="the running platform's state directory, holding endpoints.json [REELAY_LOCAL_STATE_DIR]",
+    )
+    args = p.parse_args(argv)
+    try:
+        group = make_operator(args.email, state_dir=args.state_dir)
+    except OperatorError as exc:
+        print(f"make-operator: {exc}")
+        return 1
+    print(f"{args.email} is now in the {group!r} group: log in again to get a token that says so")
+    return 0
