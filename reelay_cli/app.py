@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,7 +37,14 @@ class App:
             profile = self.store.profile(self.profile_name)
             # --api (or REELAY_API) wins; then the profile's own API; then `make up`'s gateway.
             api = self.api_option or profile.api or DEFAULT_API
-            self._client = ApiClient(api, store=self.store, profile=profile)
+            self._client = ApiClient(
+                api,
+                store=self.store,
+                profile=profile,
+                # A flaky link may want more patience; tests want less.
+                retries=int(os.environ.get("REELAY_HTTP_RETRIES", "4")),
+                backoff=float(os.environ.get("REELAY_HTTP_BACKOFF", "0.5")),
+            )
         return self._client
 
     def remember_api(self) -> None:
