@@ -215,12 +215,19 @@ class ResumeStore:
         return removed
 
 
+class Cancelled(Exception):
+    """Raised inside a part's body when the upload is being stopped."""
+
+
 class RateLimit:
     """At most ``rate`` bytes per second across every thread (``--limit-rate``)."""
 
-    def __init__(self, rate: float, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, rate: float, *, clock: Callable[[], float] = time.monotonic, stop: threading.Event | None = None
+    ) -> None:
         self.rate = rate
         self._clock = clock
+        self._stop = stop  # a Ctrl-C must not wait out a long pause
         self._start = clock()
         self._sent = 0
         self._lock = threading.Lock()
@@ -231,11 +238,10 @@ class RateLimit:
             due = self._start + self._sent / self.rate
         delay = due - self._clock()
         if delay > 0:
-            time.sleep(delay)
-
-
-class Cancelled(Exception):
-    """Raised inside a part's body when the upload is being stopped."""
+            if self._stop is None:
+                time.sleep(delay)
+            elif self._stop.wait(delay):
+                raise Cancelled("upload stopped")
 
 
 class PartReader:
@@ -347,11 +353,11 @@ class Uploader:
         self.client = client
         self.store = store
         self.parallel = max(1, parallel)
-        self.limit = RateLimit(limit_rate) if limit_rate else None
+        self._stop = threading.Event()
+        self.limit = RateLimit(limit_rate, stop=self._stop) if limit_rate else None
         self.progress = progress or Progress()
         self.notice = notice
         self._clock = clock
-        self._stop = threading.Event()
 
     def upload(
         self, path: Path, *, name: str | None, description: str, content_type: str | None = None

@@ -80,6 +80,11 @@ class FakeApi:
         self.streams: dict[str, dict[str, Any]] = {}
         self.multipart_threshold = multipart_threshold
         self.part_size = part_size
+        # What a landed upload goes through on each GET (a file starting NOTVIDEO fails instead).
+        self.transcode_script: list[tuple[str, int, str | None]] = [
+            ("processing", 50, None),
+            ("ready", 100, None),
+        ]
         self.log: list[tuple[str, str, int]] = []  # (method, path with query, status)
         self._faults: dict[tuple[str, str], list[int]] = {}
         self.url = ""
@@ -284,7 +289,7 @@ class FakeApi:
         if data.startswith(b"NOTVIDEO"):
             video.script = [("processing", 0, None), ("failed", 0, "not a recognised video file")]
         else:
-            video.script = [("processing", 50, None), ("ready", 100, None)]
+            video.script = list(self.transcode_script)
 
     def complete(self, request: Request, body: dict[str, Any], vid: str) -> Response:
         video = self._owned(request, vid)

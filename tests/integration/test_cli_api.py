@@ -8,7 +8,12 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import signal
 import stat
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -396,3 +401,59 @@ def test_streams_watch_prints_the_table_until_stopped(cli: Cli, api: FakeApi) ->
 
     assert code == 0
     assert out.count(sid) == 2 and out.count("Dock") == 2
+
+
+def test_wait_gives_up_after_the_timeout(cli: Cli, api: FakeApi, tmp_path: Path) -> None:
+    cli.login()
+    api.transcode_script = [("processing", 10, None)] * 1000
+
+    code, out, err = cli(
+        "--json", "upload", str(write(tmp_path / "a.mp4", b"v" * 10)), "--wait", "--timeout", "0.3"
+    )
+
+    assert code == 5
+    assert json.loads(out)["error"] == "timeout"
+    assert "is still processing after 0.3 s" in err
+
+
+def test_ctrl_c_stops_an_upload_that_the_next_run_resumes(cli: Cli, api: FakeApi, tmp_path: Path) -> None:
+    cli.login()
+    data = bytes(range(256)) * 40  # 10 kB: 256 parts of 40 bytes, sent slowly
+    big = write(tmp_path / "big.mp4", data)
+    env = dict(os.environ)  # the fixture's config, cache and retry settings
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "reelay_cli",
+            "--api",
+            api.url,
+            "upload",
+            str(big),
+            "--parallel",
+            "2",
+            "--limit-rate",
+            "2K",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not any(
+        json.loads(p.read_text())["done"] for p in cli.resume_files()
+    ):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+
+    assert proc.returncode == 130
+    assert "upload interrupted; run the same command again to resume it" in err and "Traceback" not in err
+    [state_file] = cli.resume_files()
+    done = json.loads(state_file.read_text())["done"]
+    assert 0 < len(done) < 256
+
+    doc = cli.json("upload", str(big))
+    assert doc["upload"]["partsSkipped"] == len(done)
+    assert api.videos[doc["videoId"]].data == data
