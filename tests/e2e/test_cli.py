@@ -204,3 +204,19 @@ def test_a_killed_multipart_upload_resumes_without_resending_parts(
     assert doc["video"]["status"] == "ready"
     assert part_puts(reelay.platform, vid) == {1: 1, 2: 1}
     assert reelay.resume_states() == []
+
+
+def test_an_expired_session_is_renewed_with_the_refresh_token(reelay: Reelay) -> None:
+    config = reelay.home / "config" / "config.json"
+    data = json.loads(config.read_text())
+    tokens = data["profiles"]["default"]["tokens"]
+    old_id = tokens["idToken"]
+    tokens["expiresAt"] = 0  # as if the hour had passed
+    config.write_text(json.dumps(data))
+
+    assert reelay.json("videos", "list", "--mine") == {"items": [], "nextCursor": None}
+
+    renewed = json.loads(config.read_text())["profiles"]["default"]["tokens"]
+    assert renewed["idToken"] != old_id and renewed["expiresAt"] > time.time() + 600
+    assert renewed["refreshToken"] == tokens["refreshToken"]
+    assert oct(config.stat().st_mode & 0o777) == "0o600"
