@@ -19,6 +19,7 @@ from rich.progress import (
 )
 from rich.progress import Progress as RichProgress
 from rich.table import Table
+from rich.text import Text
 
 from reelay_cli.upload import Progress
 
@@ -58,18 +59,28 @@ class Output:
         self.err.print(f"error: {text}", markup=False, style="bold red")
 
     def table(self, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
-        table = Table(box=None, pad_edge=False, header_style="bold")
-        for i, name in enumerate(columns):
-            table.add_column(name, no_wrap=i == 0)  # the first column is the id: keep it whole
-        for row in rows:
-            table.add_row(*("" if v is None else str(v) for v in row))
-        self.out.print(table)
+        self.out.print(make_table(columns, rows))
 
     def fields(self, pairs: Iterable[tuple[str, Any]]) -> None:
-        items = [(k, v) for k, v in pairs if v not in (None, "", [])]
-        width = max((len(k) for k, _ in items), default=0)
-        for key, value in items:
-            self.out.print(f"{key + ':':<{width + 1}} {value}", markup=False)
+        text = fields_text(pairs)
+        if text:
+            self.out.print(text, markup=False)
+
+
+def make_table(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> Table:
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for i, name in enumerate(columns):
+        table.add_column(name, no_wrap=i == 0)  # the first column is the id: keep it whole
+    for row in rows:
+        table.add_row(*(Text("" if v is None else str(v)) for v in row))
+    return table
+
+
+def fields_text(pairs: Iterable[tuple[str, Any]]) -> str:
+    """``key: value`` lines, aligned, leaving out empty values."""
+    items = [(k, v) for k, v in pairs if v not in (None, "", [])]
+    width = max((len(k) for k, _ in items), default=0)
+    return "\n".join(f"{key + ':':<{width + 1}} {value}" for key, value in items)
 
 
 class BarProgress(Progress):

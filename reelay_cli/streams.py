@@ -7,17 +7,20 @@ The contract: ``POST /streams`` {name, sourceUrl, kvsStreamName?, video} -> 201 
 
 from __future__ import annotations
 
+import json
 import sys
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import click
+from rich.console import Group, RenderableType
+from rich.live import Live
+from rich.text import Text
 
 from reelay_cli.app import App, pass_app
 from reelay_cli.errors import ApiError, CliError, ExitCode
-from reelay_cli.output import Output
+from reelay_cli.output import Output, fields_text, make_table
 
 VIDEO_MODES = ("auto", "passthrough", "transcode")
 
@@ -78,36 +81,33 @@ def _state(stream: dict[str, Any]) -> str:
     return text
 
 
-def show_status(out: Output, s: dict[str, Any]) -> None:
-    out.fields(
-        [
-            ("id", s.get("streamId")),
-            ("name", s.get("name")),
-            ("source", s.get("sourceUrl")),
-            ("kvs stream", s.get("kvsStreamName")),
-            ("video", s.get("video")),
-            ("state", _state(s)),
-            (
-                "since",
-                f"{s.get('stateSince')} ({_ago(s.get('stateSince'))})" if s.get("stateSince") else None,
-            ),
-            ("reconnects", s.get("reconnects")),
-            ("input", _bitrate(s.get("inputBitrateBps"))),
-            ("last ack", _ago(s.get("lastFragmentAckAt"))),
-            (
-                "credentials",
-                f"expire {_ago(s.get('credentialsExpireAt'))}" if s.get("credentialsExpireAt") else None,
-            ),
-            ("task", s.get("taskId")),
-        ]
+def status_view(s: dict[str, Any]) -> RenderableType:
+    since = s.get("stateSince")
+    expires = s.get("credentialsExpireAt")
+    return Text(
+        fields_text(
+            [
+                ("id", s.get("streamId")),
+                ("name", s.get("name")),
+                ("source", s.get("sourceUrl")),
+                ("kvs stream", s.get("kvsStreamName")),
+                ("video", s.get("video")),
+                ("state", _state(s)),
+                ("since", f"{since} ({_ago(since)})" if since else None),
+                ("reconnects", s.get("reconnects")),
+                ("input", _bitrate(s.get("inputBitrateBps"))),
+                ("last ack", _ago(s.get("lastFragmentAckAt"))),
+                ("credentials", f"expire {_ago(expires)}" if expires else None),
+                ("task", s.get("taskId")),
+            ]
+        )
     )
 
 
-def streams_table(out: Output, items: list[dict[str, Any]]) -> None:
+def streams_view(items: list[dict[str, Any]]) -> RenderableType:
     if not items:
-        out.say("No streams.")
-        return
-    out.table(
+        return Text("No streams.")
+    return make_table(
         ("ID", "NAME", "STATE", "SINCE", "RECONNECTS", "INPUT", "LAST ACK"),
         (
             (
@@ -122,6 +122,11 @@ def streams_table(out: Output, items: list[dict[str, Any]]) -> None:
             for s in items
         ),
     )
+
+
+def display(out: Output, view: RenderableType) -> None:
+    if not out.json_mode:
+        out.out.print(view)
 
 
 @click.group()
@@ -160,7 +165,7 @@ def list_streams(app: App, limit: int, cursor: str | None) -> None:
     if cursor:
         params["cursor"] = cursor
     page = call(app, "GET", "/streams", params=params)
-    app.output.result(page, lambda: streams_table(app.output, page.get("items") or []))
+    app.output.result(page, lambda: display(app.output, streams_view(page.get("items") or [])))
 
 
 @streams.command()
@@ -169,7 +174,7 @@ def list_streams(app: App, limit: int, cursor: str | None) -> None:
 def show(app: App, stream_id: str) -> None:
     """A stream's settings and health."""
     stream = call(app, "GET", f"/streams/{stream_id}")
-    app.output.result(stream, lambda: show_status(app.output, stream))
+    app.output.result(stream, lambda: display(app.output, status_view(stream)))
 
 
 @streams.command()
@@ -243,38 +248,32 @@ def watch(app: App, stream_id: str | None, interval: float, count: int | None) -
     With --json, one JSON document per refresh, one per line (JSON Lines).
     """
     out = app.output
-    fetch: Callable[[], Any] = (
-        (lambda: call(app, "GET", f"/streams/{stream_id}"))
-        if stream_id
-        else (lambda: call(app, "GET", "/streams"))
-    )
-    render = (
-        (lambda d: show_status(out, d)) if stream_id else (lambda d: streams_table(out, d.get("items") or []))
-    )
+
+    def fetch() -> Any:
+        return call(app, "GET", f"/streams/{stream_id}" if stream_id else "/streams")
+
+    def view(data: Any) -> RenderableType:
+        return status_view(data) if stream_id else streams_view(data.get("items") or [])
+
     n = 0
     try:
         if out.json_mode or not out.out.is_terminal:
+            # Scripts and logs: a JSON line (or a timestamped block) per refresh.
             while True:
                 data = fetch()
                 if out.json_mode:
-                    import json
-
                     click.echo(json.dumps(data, separators=(",", ":")))
                 else:
                     out.say(time.strftime("%H:%M:%S"))
-                    render(data)
+                    display(out, view(data))
                 n += 1
                 if count is not None and n >= count:
                     return
                 time.sleep(interval)
-        from rich.live import Live
-
         with Live(console=out.out, auto_refresh=False) as live:
             while True:
-                data = fetch()
-                with out.out.capture() as capture:
-                    render(data)
-                live.update(capture.get() + f"\n(every {interval:g} s, Ctrl-C to stop)", refresh=True)
+                footer = Text(f"\nevery {interval:g} s, Ctrl-C to stop", style="dim")
+                live.update(Group(view(fetch()), footer), refresh=True)
                 n += 1
                 if count is not None and n >= count:
                     return
