@@ -306,3 +306,25 @@ def test_rates_read_like_curl(text: str, rate: float) -> None:
 def test_bad_rates_are_usage_errors(text: str) -> None:
     with pytest.raises(click.BadParameter):
         ByteRate().convert(text, None, None)
+
+
+@pytest.mark.parametrize(
+    ("base", "path", "url"),
+    [
+        ("http://127.0.0.1:8080", "/videos", "http://127.0.0.1:8080/videos"),
+        (
+            "https://abc.execute-api.eu-west-1.amazonaws.com/prod",
+            "/videos/v1",
+            "https://abc.execute-api.eu-west-1.amazonaws.com/prod/videos/v1",
+        ),
+        (
+            "https://abc.execute-api.eu-west-1.amazonaws.com/prod/",
+            "videos/v1/upload/complete",
+            "https://abc.execute-api.eu-west-1.amazonaws.com/prod/videos/v1/upload/complete",
+        ),
+    ],
+)
+def test_paths_resolve_under_the_api_stage(base: str, path: str, url: str) -> None:
+    from reelay_cli.client import ApiClient
+
+    assert ApiClient(base).url(path) == url
