@@ -461,9 +461,7 @@ def test_ctrl_c_stops_an_upload_that_the_next_run_resumes(cli: Cli, api: FakeApi
 
 def test_names_are_printed_as_they_are_never_as_markup(cli: Cli, tmp_path: Path) -> None:
     cli.login()
-    cli.json(
-        "upload", str(write(tmp_path / "a.mp4", b"v" * 10)), "--name", "[bold red]loud[/]", "--wait"
-    )
+    cli.json("upload", str(write(tmp_path / "a.mp4", b"v" * 10)), "--name", "[bold red]loud[/]", "--wait")
 
     code, out, _ = cli("videos", "list")
 
