@@ -20,7 +20,7 @@ from reelay_cli import __version__
 from reelay_cli.app import App, jwt_claims, pass_app
 from reelay_cli.config import DEFAULT_API, DEFAULT_PROFILE, cache_dir
 from reelay_cli.errors import CliError, ExitCode
-from reelay_cli.output import BarProgress, Output
+from reelay_cli.output import BarProgress, Output, TranscodeBar
 from reelay_cli.streams import streams
 from reelay_cli.upload import ResumeStore, Uploader, wait_for_video
 from reelay_cli.videos import show_video, videos
@@ -238,11 +238,14 @@ def upload(
 def _wait(app: App, video_id: str, timeout: float | None) -> dict[str, Any]:
     out = app.output
     last: list[str] = []
+    bar = TranscodeBar(out.err) if out.show_progress else None
 
     def update(video: dict[str, Any]) -> None:
         status = video.get("status", "?")
         line = f"{status} {video.get('progress', 0)} %" if status == "processing" else status
-        if not last or last[-1] != line:
+        if bar is not None:
+            bar.update(status, int(video.get("progress") or 0))
+        elif not last or last[-1] != line:
             last.append(line)
             out.notice(f"video {video_id}: {line}")
 
@@ -254,6 +257,9 @@ def _wait(app: App, video_id: str, timeout: float | None) -> dict[str, Any]:
             ExitCode.INTERRUPTED,
             error="interrupted",
         ) from None
+    finally:
+        if bar is not None:
+            bar.finish()
 
 
 def _iso(epoch: float) -> str:

@@ -108,3 +108,23 @@ class BarProgress(Progress):
 
     def finish(self) -> None:
         self._bar.stop()
+
+
+class TranscodeBar:
+    """The transcode's progress (``processing 43 %``) on stderr while ``--wait`` follows it."""
+
+    def __init__(self, console: Console) -> None:
+        self._bar = RichProgress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.percentage:>3.0f} %"),
+            console=console,
+        )
+        self._task = self._bar.add_task("queued", total=100)
+        self._bar.start()
+
+    def update(self, status: str, progress: int) -> None:
+        self._bar.update(self._task, description=status, completed=progress if status != "ready" else 100)
+
+    def finish(self) -> None:
+        self._bar.stop()
