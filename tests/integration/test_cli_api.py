@@ -10,6 +10,7 @@ import io
 import json
 import os
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -178,9 +179,12 @@ def test_a_post_that_creates_is_not_repeated_after_a_5xx(cli: Cli, api: FakeApi,
 
 
 def test_an_unreachable_api_is_exit_5(cli: Cli) -> None:
-    code, out, err = cli("--api", "http://127.0.0.1:9", "videos", "list")
+    with socket.socket() as s:  # a port that was free a moment ago: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{s.getsockname()[1]}"
+    code, out, err = cli("--api", closed, "videos", "list")
     assert (code, out) == (5, "")
-    assert "cannot reach http://127.0.0.1:9" in err and "refused" in err
+    assert f"cannot reach {closed}" in err and "refused" in err
 
 
 def test_not_found_and_forbidden(cli: Cli, api: FakeApi, tmp_path: Path) -> None:
