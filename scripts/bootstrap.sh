@@ -40,11 +40,14 @@ if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import gi" 2>/dev/null; t
   /usr/bin/python3 -m venv --system-site-packages .venv
 fi
 stamp=.venv/.requirements.sha
-want=$(cat requirements.txt requirements-dev.txt | sha256sum | cut -d' ' -f1)
-if [ "$(cat $stamp 2>/dev/null)" != "$want" ]; then
+want=$(cat requirements*.txt pyproject.toml | sha256sum | cut -d' ' -f1)
+if [ "$(cat $stamp 2>/dev/null)" != "$want" ] || [ ! -x .venv/bin/reelay ]; then
   echo "bootstrap: installing Python requirements into .venv"
   .venv/bin/pip install -q --upgrade pip
   .venv/bin/pip install -q -r requirements-dev.txt
+  # The project itself, editable and without resolving dependencies (pinned above): this installs
+  # the `reelay` console script into .venv/bin.
+  PYTHONWARNINGS=ignore .venv/bin/pip install -q --no-deps -e .
   echo "$want" > $stamp
 fi
 
