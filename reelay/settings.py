@@ -88,8 +88,16 @@ class Settings(BaseSettings):
     stream_secret_arn: str | None = None
     # The relay task's role may write only KVS streams with this prefix, so every stream's name has it.
     kvs_stream_prefix: str = "reelay-"
+
+    # Live relay: one task per stream, holding the stream's fenced lease (reelay.relay.task).
     # The relay task's lease on its stream (renewed by the task, well within it).
-    relay_lease_seconds: int = 30
+    relay_lease_seconds: int = 20
+    relay_stall_seconds: float = 2.0  # no media this long is a drop (HLS adapts to its segment gaps)
+    relay_start_seconds: float = 10.0  # a pipeline not playing by then is a drop
+    relay_ack_timeout_seconds: float = 6.0  # media flowing and no ack from KVS this long: KVS unreachable
+    relay_stop_seconds: float = 10.0  # EOS drain on stop, so kvssink sends its last fragment
+    relay_metrics_seconds: float = 60.0
+    relay_work_dir: str = "/tmp/reelay-relay"  # kvssink's credential file, one per stream
 
 
 @lru_cache(maxsize=1)

@@ -58,6 +58,7 @@ class Drop:
     cause: str
     message: str
     element: str | None = None
+    debug: str | None = None  # GStreamer's debug detail, for the logs only
 
 
 DROP_ERROR = "error"
@@ -271,7 +272,7 @@ class PipelineRunner:
             err, debug = msg.parse_error()
             element = msg.src.get_name() if msg.src is not None else None
             log.debug("pipeline error from %s: %s (%s)", element, err.message, debug)
-            self._report(Drop(DROP_ERROR, err.message, element))
+            self._report(Drop(DROP_ERROR, err.message, element, debug))
         elif t == Gst.MessageType.EOS:
             self._eos_seen = True
             self._report(Drop(DROP_EOS, "the source ended the stream"))

@@ -1,0 +1,366 @@
+"""The relay supervisor: keeps one feed flowing into its sink, whatever the source or the sink does.
+
+One GLib main loop on its own context owns the pipeline. Every way a feed drops ends in one place,
+``_on_drop``: the pipeline is torn down and rebuilt, kvssink included, after a capped exponential
+backoff with jitter. The process never exits because a source failed; ``stop()`` drains (EOS, so
+kvssink sends its last fragment) and returns.
+
+kvssink says nothing on the bus when KVS itself is unreachable: it retries on its own and buffers.
+So KVS-side health comes from the fragment acks. Media flowing with no ack for ``ack_timeout``
+seconds is an outage of its own ("KVS unreachable"), which the supervisor reports but does not
+rebuild for: kvssink reconnects within milliseconds of KVS coming back, and a rebuild would throw
+its buffer away.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+from reelay.media._gst import GLib, Gst, ensure_init
+from reelay.media.runner import DROP_EOS, DROP_ERROR, DROP_STALL, DROP_START, Drop, PipelineRunner
+from reelay.relay.kvssink import Ack
+from reelay.relay.pipelines import RelayPipeline, SourceSpec
+
+log = logging.getLogger(__name__)
+
+STARTING, RUNNING, RECONNECTING, STOPPING, STOPPED = (
+    "starting",
+    "running",
+    "reconnecting",
+    "stopping",
+    "stopped",
+)
+KVS_UNREACHABLE = "KVS unreachable"
+
+
+@dataclass(frozen=True)
+class RelayPolicy:
+    stall_seconds: float = 2.0  # no media for this long is a drop (HLS adapts: see _stall_seconds)
+    start_seconds: float = 10.0  # a pipeline that is not PLAYING by then is a drop
+    backoff_initial: float = 0.25
+    backoff_cap: float = 2.0  # while an outage is young: recover within a couple of seconds
+    backoff_cap_long: float = 30.0  # once the outage is older than long_outage_seconds
+    long_outage_seconds: float = 60.0
+    jitter: float = 0.2  # +-20 %
+    stable_seconds: float = 20.0  # running this long resets the backoff
+    ack_timeout: float = 6.0  # media flowing, no ack from KVS for this long: KVS is unreachable
+    stop_seconds: float = 10.0  # EOS drain on stop
+    tick_seconds: float = 0.1
+
+
+@dataclass(frozen=True)
+class Outage:
+    cause: str
+    started_at: float  # wall clock (epoch seconds)
+    duration_seconds: float
+
+
+@dataclass(frozen=True)
+class RelayHealth:
+    state: str
+    state_since: float
+    outage_cause: str | None = None
+    outage_since: float | None = None
+    reconnects: int = 0
+    recoveries: int = 0
+    input_bitrate_bps: int = 0
+    fragments_persisted: int = 0
+    fragment_errors: int = 0
+    last_ack_at: float | None = None
+    last_ack_timecode_ms: int | None = None
+    last_fragment_number: str | None = None
+    media_flowing: bool = False
+    pipelines_built: int = 0
+    recent_outages: tuple[Outage, ...] = field(default_factory=tuple)
+    outage_seconds_closed: float = 0.0  # all outages of this task that have ended
+
+
+# Sinks are built with the supervisor's two callbacks; both may run on any thread.
+SinkFactory = Callable[[Callable[[Ack], None], Callable[[str], None]], Gst.Element]
+
+
+class Supervisor:
+    def __init__(
+        self,
+        source: SourceSpec,
+        make_sink: SinkFactory,
+        *,
+        policy: RelayPolicy | None = None,
+        expects_acks: bool = True,
+        on_change: Callable[[RelayHealth], None] | None = None,
+        rng: Callable[[], float] = random.random,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        ensure_init()
+        self.source = source
+        self.make_sink = make_sink
+        self.policy = policy or RelayPolicy()
+        self.expects_acks = expects_acks
+        self.on_change = on_change
+        self._rng = rng
+        self._wall = wall
+        self._lock = threading.Lock()
+        self._health = RelayHealth(state=STARTING, state_since=wall())
+        self._outages: deque[Outage] = deque(maxlen=20)
+        self._context = GLib.MainContext.new()
+        self._loop = GLib.MainLoop.new(self._context, False)
+        self._relay: RelayPipeline | None = None
+        self._runner: PipelineRunner | None = None
+        self._generation = 0
+        self._attempt = 0
+        self._stopping = False
+        self._outage_started_mono: float | None = None
+        self._running_since: float | None = None
+        self._last_ack_mono: float | None = None
+        self._rate_window: deque[tuple[float, int]] = deque()
+        self._gaps: deque[float] = deque(maxlen=50)
+        self._last_buffers = 0
+        self._last_flow_mono: float | None = None
+        self._permanent_problem: str | None = None
+        self.stopped = threading.Event()
+
+    # --- public -------------------------------------------------------------------------------
+    def run(self) -> None:
+        """Relay until ``stop()``. Blocks; call it from the thread that should own the loop."""
+        self._context.push_thread_default()
+        try:
+            self._call_soon(self._build)
+            self._loop.run()
+        finally:
+            self._context.pop_thread_default()
+            self._set(state=STOPPED, media_flowing=False)
+            self.stopped.set()
+
+    def stop(self) -> None:
+        """Drain the current pipeline (kvssink flushes its last fragment) and end ``run()``. Thread-safe."""
+        self._call_soon(self._stop_on_loop)
+
+    def health(self) -> RelayHealth:
+        with self._lock:
+            return self._health
+
+    # --- sink callbacks (SDK threads) ---------------------------------------------------------
+    def _on_ack(self, ack: Ack) -> None:
+        now = time.monotonic()
+        with self._lock:
+            h = self._health
+            if ack.kind == "error":
+                self._health = replace(h, fragment_errors=h.fragment_errors + 1)
+                return
+            self._last_ack_mono = now
+            self._health = replace(
+                h,
+                fragments_persisted=h.fragments_persisted + (ack.kind == "persisted"),
+                last_ack_at=self._wall(),
+                last_ack_timecode_ms=ack.timecode_ms or h.last_ack_timecode_ms,
+                last_fragment_number=ack.fragment_number or h.last_fragment_number,
+            )
+
+    def _on_sink_fatal(self, reason: str) -> None:
+        generation = self._generation
+        self._call_soon(lambda: self._drop(generation, Drop(DROP_ERROR, reason, "sink")))
+
+    # --- the loop -----------------------------------------------------------------------------
+    def _call_soon(self, fn: Callable[[], object]) -> None:
+        source = GLib.idle_source_new()
+        source.set_callback(lambda *_: bool(fn()) and False)
+        source.attach(self._context)
+
+    def _call_later(self, seconds: float, fn: Callable[[], object]) -> None:
+        source = GLib.timeout_source_new(max(1, int(seconds * 1000)))
+        source.set_callback(lambda *_: bool(fn()) and False)
+        source.attach(self._context)
+
+    def _build(self) -> None:
+        if self._stopping:
+            return
+        self._generation += 1
+        generation = self._generation
+        self._permanent_problem = None
+        try:
+            relay = RelayPipeline(
+                self.source,
+                lambda: self.make_sink(self._on_ack, self._on_sink_fatal),
+                on_problem=lambda reason: self._call_soon(
+                    lambda: self._drop(generation, Drop(DROP_ERROR, reason, "config"))
+                ),
+            )
+        except Exception as exc:  # a missing element, a sink that will not link: retry like a drop
+            log.exception("could not build the relay pipeline")
+            self._schedule_rebuild(f"could not build the pipeline: {exc}")
+            return
+        self._relay = relay
+        self._last_buffers = 0
+        self._last_flow_mono = None
+        self._gaps.clear()
+        self._rate_window.clear()
+        runner = PipelineRunner(
+            relay.pipeline,
+            stall_seconds=self._stall_seconds(),
+            tick_seconds=self.policy.tick_seconds,
+            last_activity=relay.meter.last_activity,
+            on_tick=lambda: self._tick(generation),
+            teardown_seconds=self.policy.stop_seconds + 5,
+        )
+        self._runner = runner
+        with self._lock:
+            self._health = replace(self._health, pipelines_built=self._health.pipelines_built + 1)
+        runner.start_live(
+            on_drop=lambda drop: self._drop(generation, drop),
+            context=self._context,
+            start_seconds=self.policy.start_seconds,
+        )
+
+    def _stall_seconds(self) -> float:
+        # HLS arrives a segment at a time: the gap between bursts is normal, so the threshold follows
+        # the gaps seen on this feed (twice the longest), never below the policy's.
+        if self.source.protocol == "hls" and self._gaps:
+            return max(self.policy.stall_seconds, min(20.0, 2 * max(self._gaps)))
+        return (
+            self.policy.stall_seconds
+            if self.source.protocol != "hls"
+            else max(self.policy.stall_seconds, 4.0)
+        )
+
+    def _tick(self, generation: int) -> None:
+        if generation != self._generation or self._relay is None or self._runner is None:
+            return
+        now = time.monotonic()
+        buffers, total = self._relay.meter.snapshot()
+        if buffers != self._last_buffers:
+            if self._last_flow_mono is not None and self._running_since is not None:
+                self._gaps.append(now - self._last_flow_mono)
+                self._runner.stall_seconds = self._stall_seconds()
+            self._last_buffers = buffers
+            self._last_flow_mono = now
+        self._rate_window.append((now, total))
+        while self._rate_window and now - self._rate_window[0][0] > 5.0:
+            self._rate_window.popleft()
+        bitrate = 0
+        if len(self._rate_window) >= 2:
+            (t0, b0), (t1, b1) = self._rate_window[0], self._rate_window[-1]
+            bitrate = int((b1 - b0) * 8 / (t1 - t0)) if t1 > t0 else 0
+        flowing = self._last_flow_mono is not None and now - self._last_flow_mono < self._runner.stall_seconds
+        playing = self._runner.playing_since is not None
+
+        if flowing and playing and self._running_since is None:
+            self._running_since = now
+            if not self.expects_acks:
+                self._recovered()
+        if self._running_since is not None and now - self._running_since > self.policy.stable_seconds:
+            self._attempt = 0
+        if self.expects_acks and self._running_since is not None:
+            last_ack = self._last_ack_mono
+            if self._health.state != RUNNING:
+                # Recovered once KVS acknowledges something sent since the outage began.
+                since = max(self._running_since, self._outage_started_mono or 0.0)
+                if last_ack is not None and last_ack >= since:
+                    self._recovered()
+                elif flowing and now - since > self.policy.ack_timeout:
+                    self._open_outage(KVS_UNREACHABLE)
+            elif flowing and now - max(last_ack or 0.0, self._running_since) > self.policy.ack_timeout:
+                self._open_outage(KVS_UNREACHABLE)
+        self._set(input_bitrate_bps=bitrate, media_flowing=flowing)
+
+    def _drop(self, generation: int, drop: Drop) -> None:
+        if generation != self._generation or self._stopping:
+            return
+        cause = self._describe(drop)
+        if drop.debug:
+            log.info("drop detail from %s: %s", drop.element, drop.debug)
+        runner, self._runner, self._relay = self._runner, None, None
+        self._running_since = None
+        if runner is not None:
+            runner.stop(drain=False)
+        self._schedule_rebuild(cause)
+
+    def _schedule_rebuild(self, cause: str) -> None:
+        log.warning("relay dropped: %s", cause)
+        self._open_outage(cause)
+        delay = self._backoff()
+        self._attempt += 1
+        with self._lock:
+            self._health = replace(self._health, reconnects=self._health.reconnects + 1)
+        self._call_later(delay, self._build)
+
+    def _backoff(self) -> float:
+        p = self.policy
+        young = self._outage_started_mono is None or (
+            time.monotonic() - self._outage_started_mono < p.long_outage_seconds
+        )
+        cap = p.backoff_cap if young else p.backoff_cap_long
+        base = min(cap, p.backoff_initial * (2**self._attempt))
+        return max(0.05, base * (1 + p.jitter * (2 * self._rng() - 1)))
+
+    def _describe(self, drop: Drop) -> str:
+        relay = self._relay
+        if drop.cause == DROP_STALL:
+            return f"source stalled: {drop.message}"
+        if drop.cause == DROP_EOS:
+            return "source ended the stream"
+        if drop.cause == DROP_START:
+            if relay is not None and relay.meter.snapshot()[0] > 0:
+                return f"{KVS_UNREACHABLE}: the sink did not start within {self.policy.start_seconds:g} s"
+            return f"source did not start within {self.policy.start_seconds:g} s"
+        if drop.element == "sink":
+            return f"KVS error: {drop.message}"
+        if drop.element == "config":
+            return drop.message
+        return f"source error: {drop.message}"
+
+    def _open_outage(self, cause: str) -> None:
+        if self._outage_started_mono is None:
+            self._outage_started_mono = time.monotonic()
+            self._set(state=RECONNECTING, outage_cause=cause, outage_since=self._wall(), media_flowing=False)
+        elif self._health.outage_cause != cause:
+            self._set(outage_cause=cause)
+
+    def _recovered(self) -> None:
+        started = self._outage_started_mono
+        self._outage_started_mono = None
+        if started is not None:
+            h = self._health
+            outage = Outage(
+                h.outage_cause or "unknown", h.outage_since or self._wall(), time.monotonic() - started
+            )
+            self._outages.append(outage)
+            log.info("relay recovered after %.1f s (%s)", outage.duration_seconds, outage.cause)
+            with self._lock:
+                self._health = replace(
+                    self._health,
+                    recoveries=self._health.recoveries + 1,
+                    outage_seconds_closed=self._health.outage_seconds_closed + outage.duration_seconds,
+                )
+        self._set(state=RUNNING, outage_cause=None, outage_since=None, recent_outages=tuple(self._outages))
+
+    def _stop_on_loop(self) -> None:
+        if self._stopping:
+            return
+        self._stopping = True
+        self._set(state=STOPPING)
+        runner, self._runner, self._relay = self._runner, None, None
+        if runner is not None:
+            runner.stop(drain=True, eos_seconds=self.policy.stop_seconds)
+        self._loop.quit()
+
+    def _set(self, **changes: object) -> None:
+        with self._lock:
+            before = self._health
+            if "state" in changes and changes["state"] != before.state:
+                changes["state_since"] = self._wall()
+            self._health = replace(before, **changes)  # type: ignore[arg-type]
+            after = self._health
+        if self.on_change is not None and (after.state, after.outage_cause) != (
+            before.state,
+            before.outage_cause,
+        ):
+            try:
+                self.on_change(after)
+            except Exception:
+                log.exception("health listener failed")

@@ -1,0 +1,227 @@
+"""One relay task: one stream, from claiming its lease to releasing it.
+
+The task (an ECS task in AWS, a child process under ``make up``) claims the stream's fenced lease,
+writes kvssink's credential file from the task role and keeps it fresh, runs the supervisor, and
+keeps the lease alive with every beat carrying the supervisor's health. It ends when it is told to
+stop (SIGTERM), when the stream is stopped or deleted, or when the lease is lost: then the pipeline
+drains (kvssink sends its last fragment) and the lease is released.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from aws_lambda_powertools import Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+
+from reelay.lease import LeaseKeeper
+from reelay.models import Stream, StreamHealth, StreamState
+from reelay.observability import METRICS_NAMESPACE
+from reelay.ports import StreamCatalogue
+from reelay.relay.credentials import CredentialFile, CredentialProvider
+from reelay.relay.pipelines import SourceSpec
+from reelay.relay.supervisor import RUNNING, RelayHealth, RelayPolicy, SinkFactory, Supervisor
+
+log = logging.getLogger(__name__)
+
+_STATES = {
+    "starting": StreamState.STARTING,
+    "running": StreamState.RUNNING,
+    "reconnecting": StreamState.RECONNECTING,
+    "stopping": StreamState.STOPPING,
+    "stopped": StreamState.STOPPED,
+}
+
+
+@dataclass(frozen=True)
+class RelayTaskConfig:
+    lease_seconds: int = 20
+    metrics_seconds: float = 60.0
+    policy: RelayPolicy = field(default_factory=RelayPolicy)
+
+
+def kvssink_factory(*, stream_name: str, region: str, credential_path: Path) -> SinkFactory:
+    """Sinks for one stream: a new kvssink per pipeline, its acks and fatal errors wired in."""
+    from reelay.relay import kvssink
+
+    def make(on_ack: Callable[[kvssink.Ack], None], on_fatal: Callable[[str], None]):  # type: ignore[no-untyped-def]
+        element = kvssink.make_kvssink(
+            stream_name=stream_name, region=region, credential_path=credential_path
+        )
+        kvssink.connect_acks(element, on_ack)
+        kvssink.connect_stream_error(element, lambda status: on_fatal(f"kvssink stream error 0x{status:08x}"))
+        return element
+
+    return make
+
+
+def _utc(epoch: float | None) -> datetime | None:
+    return datetime.fromtimestamp(epoch, UTC) if epoch is not None else None
+
+
+class RelayTask:
+    def __init__(
+        self,
+        catalogue: StreamCatalogue,
+        stream_id: str,
+        task_id: str,
+        *,
+        reveal_source: Callable[[Stream], str],
+        make_sink: Callable[[Stream], SinkFactory],
+        credentials: CredentialFile | None = None,
+        config: RelayTaskConfig | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.catalogue = catalogue
+        self.stream_id = stream_id
+        self.task_id = task_id
+        self.reveal_source = reveal_source
+        self.make_sink = make_sink
+        self.credentials = credentials
+        self.config = config or RelayTaskConfig()
+        self.metrics = metrics or Metrics(namespace=METRICS_NAMESPACE, service="relay")
+        self.supervisor: Supervisor | None = None
+        self.token: int | None = None
+        self.ended_because = ""
+        self._done = threading.Event()
+        self._last_emitted = {"reconnects": 0, "persisted": 0, "errors": 0}
+        self._outage_seconds_emitted = 0.0
+
+    def stop(self, reason: str = "asked to stop") -> None:
+        """Thread-safe (and signal-safe): the task drains and releases its lease."""
+        if not self._done.is_set():
+            self.ended_because = self.ended_because or reason
+        self._done.set()
+
+    def run(self) -> int:
+        ids = {"streamId": self.stream_id, "taskId": self.task_id}
+        token = self.catalogue.claim_stream_lease(self.stream_id, self.task_id, self.config.lease_seconds)
+        if token is None:
+            log.info("the stream is stopped, gone or relayed by another task: nothing to do", extra=ids)
+            return 0
+        self.token = token
+        stream = self.catalogue.get_stream(self.stream_id)
+        log.info(
+            "relay task claimed its stream",
+            extra={**ids, "token": token, "kvsStream": stream.kvs_stream_name},
+        )
+        stop_credentials = threading.Event()
+        if self.credentials is not None:
+            self.credentials.write_now()  # kvssink reads the file when it starts
+            threading.Thread(
+                target=self.credentials.run, args=(stop_credentials,), name="kvs-credentials", daemon=True
+            ).start()
+        supervisor = Supervisor(
+            SourceSpec(url=self.reveal_source(stream), video=str(stream.video_mode.value)),
+            self.make_sink(stream),
+            policy=self.config.policy,
+            on_change=lambda _health: None,
+        )
+        self.supervisor = supervisor
+        loop = threading.Thread(target=supervisor.run, name="relay-loop", daemon=True)
+        loop.start()
+
+        keeper = LeaseKeeper(
+            self._beat,
+            every=max(1.0, self.config.lease_seconds / 4),
+            # Failed renewals for most of a lease: another task may claim soon, so stop first.
+            expire_after=self.config.lease_seconds * 0.75,
+            on_lost=lambda: self.stop("the lease was lost, or the stream was stopped or deleted"),
+            snapshot=lambda: (supervisor.health().state, supervisor.health().outage_cause),
+            name="relay-lease",
+        ).start()
+        last_metrics = time.monotonic()
+        try:
+            while not self._done.wait(1.0):
+                if not loop.is_alive():
+                    self.stop("the supervisor loop ended")
+                if time.monotonic() - last_metrics >= self.config.metrics_seconds:
+                    self._emit_metrics()
+                    last_metrics = time.monotonic()
+        finally:
+            keeper.stop()
+            supervisor.stop()
+            loop.join(self.config.policy.stop_seconds + 10)
+            stop_credentials.set()
+            self._emit_metrics()
+            released = self.catalogue.release_stream_lease(self.stream_id, self.task_id, token)
+            log.info(
+                "relay task ended",
+                extra={**ids, "reason": self.ended_because, "leaseReleased": released},
+            )
+        return 0
+
+    # --- the lease beat -----------------------------------------------------------------------
+    def _beat(self) -> bool:
+        assert self.token is not None and self.supervisor is not None
+        if not self.catalogue.renew_stream_lease(
+            self.stream_id, self.task_id, self.token, self.config.lease_seconds
+        ):
+            return False
+        return self.catalogue.report_stream_health(self.stream_id, self.token, self.stream_health())
+
+    def stream_health(self) -> StreamHealth:
+        assert self.supervisor is not None
+        h = self.supervisor.health()
+        return StreamHealth(
+            state=_STATES.get(h.state, StreamState.RECONNECTING),
+            outage_cause=h.outage_cause,
+            outage_since=_utc(h.outage_since),
+            reconnects=h.reconnects,
+            input_bitrate_bps=h.input_bitrate_bps,
+            last_fragment_number=h.last_fragment_number,
+            last_fragment_timecode=h.last_ack_timecode_ms,
+            last_fragment_ack_at=_utc(h.last_ack_at),
+            credentials_expire_at=self.credentials.expires_at if self.credentials else None,
+        )
+
+    # --- metrics ------------------------------------------------------------------------------
+    def _emit_metrics(self) -> None:
+        if self.supervisor is None:
+            return
+        h = self.supervisor.health()
+        m = self.metrics
+        m.add_dimension(name="StreamId", value=self.stream_id)
+        m.add_metric(name="StreamUp", unit=MetricUnit.Count, value=1 if h.state == RUNNING else 0)
+        m.add_metric(
+            name="Reconnects", unit=MetricUnit.Count, value=h.reconnects - self._last_emitted["reconnects"]
+        )
+        m.add_metric(name="OutageSeconds", unit=MetricUnit.Seconds, value=self._outage_seconds(h))
+        m.add_metric(name="InputBitrate", unit=MetricUnit.BitsPerSecond, value=h.input_bitrate_bps)
+        m.add_metric(
+            name="FragmentsPersisted",
+            unit=MetricUnit.Count,
+            value=h.fragments_persisted - self._last_emitted["persisted"],
+        )
+        m.add_metric(
+            name="FragmentErrors",
+            unit=MetricUnit.Count,
+            value=h.fragment_errors - self._last_emitted["errors"],
+        )
+        if self.credentials is not None and self.credentials.expires_at is not None:
+            left = (self.credentials.expires_at - datetime.now(UTC)).total_seconds()
+            m.add_metric(name="CredentialSecondsLeft", unit=MetricUnit.Seconds, value=max(0.0, left))
+        self._last_emitted = {
+            "reconnects": h.reconnects,
+            "persisted": h.fragments_persisted,
+            "errors": h.fragment_errors,
+        }
+        m.flush_metrics()
+
+    def _outage_seconds(self, h: RelayHealth) -> float:
+        """Seconds of outage since the last emission: closed outages plus the open one so far."""
+        total = h.outage_seconds_closed
+        if h.outage_since is not None:
+            total += max(0.0, time.time() - h.outage_since)
+        seconds = max(0.0, total - self._outage_seconds_emitted)
+        self._outage_seconds_emitted = total
+        return seconds
+
+
+__all__ = ["CredentialProvider", "RelayTask", "RelayTaskConfig", "kvssink_factory"]

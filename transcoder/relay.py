@@ -1,0 +1,98 @@
+"""The relay task's entry point: ``python -m transcoder.relay --stream-id ID``.
+
+ECS runs it from the media image (one task per stream, started by the API and the reconciler); the
+local platform runs it as a child process. SIGTERM (ECS stop, scale-in, ``make up`` stopping) drains
+the pipeline with EOS, so kvssink sends its last fragment, releases the lease and exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import sys
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from reelay.observability import logger
+from reelay.relay.credentials import CredentialFile, botocore_provider
+from reelay.relay.supervisor import RelayPolicy
+from reelay.relay.task import RelayTask, RelayTaskConfig, kvssink_factory
+from reelay.settings import Settings, get_settings
+
+
+def task_identity() -> str:
+    """The ECS task ARN when running on ECS (task metadata endpoint v4), else host and pid."""
+    uri = os.environ.get("ECS_CONTAINER_METADATA_URI_V4")
+    if uri:
+        try:
+            with urllib.request.urlopen(f"{uri}/task", timeout=2) as response:
+                arn = json.load(response).get("TaskARN")
+                if isinstance(arn, str) and arn:
+                    return arn
+        except (OSError, ValueError):
+            logger.warning("could not read the ECS task metadata; using the host name as task id")
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def config_from(settings: Settings) -> RelayTaskConfig:
+    return RelayTaskConfig(
+        lease_seconds=settings.relay_lease_seconds,
+        metrics_seconds=settings.relay_metrics_seconds,
+        policy=RelayPolicy(
+            stall_seconds=settings.relay_stall_seconds,
+            start_seconds=settings.relay_start_seconds,
+            ack_timeout=settings.relay_ack_timeout_seconds,
+            stop_seconds=settings.relay_stop_seconds,
+        ),
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m transcoder.relay", description=__doc__.splitlines()[0])
+    parser.add_argument("--stream-id", default=os.environ.get("REELAY_STREAM_ID"), help="the stream to relay")
+    parser.add_argument("--task-id", default=None, help="this task's identity (default: the ECS task ARN)")
+    args = parser.parse_args(argv)
+    if not args.stream_id:
+        parser.error("--stream-id (or REELAY_STREAM_ID) is required")
+
+    from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
+
+    from reelay.wiring import Services
+
+    # The relay's module loggers log as the service logger does: JSON lines, to CloudWatch Logs.
+    copy_config_to_registered_loggers(source_logger=logger, include={"reelay"})
+    settings = get_settings()
+    services = Services(settings)
+    task_id = args.task_id or task_identity()
+    work = Path(settings.relay_work_dir) / args.stream_id
+    work.mkdir(parents=True, exist_ok=True, mode=0o700)
+    credential_path = work / "credentials"
+    region = settings.aws_region
+
+    task = RelayTask(
+        services.catalogue,  # type: ignore[arg-type]
+        args.stream_id,
+        task_id,
+        reveal_source=services.streams.source_url_for_relay,
+        make_sink=lambda stream: kvssink_factory(
+            stream_name=stream.kvs_stream_name, region=region, credential_path=credential_path
+        ),
+        credentials=CredentialFile(credential_path, botocore_provider()),
+        config=config_from(settings),
+    )
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        logger.info("signal received: draining", extra={"signal": signal.Signals(signum).name})
+        task.stop(f"signal {signal.Signals(signum).name}")
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    return task.run()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
