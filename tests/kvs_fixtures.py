@@ -65,10 +65,11 @@ class RelayChild:
         for line in self.proc.stderr:
             self.stderr_lines.append(line)
 
-    def of(self, kind: str, **match: Any) -> list[dict[str, Any]]:
+    def of(self, event: str, **match: Any) -> list[dict[str, Any]]:
+        """Events of one type (ack, bus, stream-error, credentials, ...) whose fields match."""
         with self._cond:
             return [
-                e for e in self.events if e["event"] == kind and all(e.get(k) == v for k, v in match.items())
+                e for e in self.events if e["event"] == event and all(e.get(k) == v for k, v in match.items())
             ]
 
     def wait_for(

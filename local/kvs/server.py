@@ -426,6 +426,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         producer_start = self.headers.get("x-amzn-producer-start-timestamp")
+        self.standin._record(RequestRecord(time.time(), "POST", "/putMedia", 200, key, stream, "started"))
         self.close_connection = True
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
@@ -473,7 +474,7 @@ class _PutMediaSession:
             self.handler.end_chunks()
             return f"complete, {self.persisted} fragments"
         except InvalidMkv as exc:
-            self._ack("ERROR", self.standin._last_started.get(self.stream), error_id=INVALID_MKV_DATA)
+            self._ack("ERROR", None, error_id=INVALID_MKV_DATA)
             return self._close(f"invalid MKV: {exc}")
         except (ConnectionError, OSError) as exc:
             return f"connection lost: {exc}"

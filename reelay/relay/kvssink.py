@@ -48,9 +48,11 @@ AckKind = Literal["buffering", "received", "persisted", "error"]
 # PIC's FRAGMENT_ACK_TYPE; 0 (undefined) and 5 (IDLE keep-alive) are not passed on.
 _ACK_KINDS: dict[int, AckKind] = {1: "buffering", 2: "received", 3: "persisted", 4: "error"}
 
-# kvssink's own DEBUG logging floods the logs during an outage (33k lines in 10 s): WARN, to stderr.
+# kvssink logs at DEBUG by default: 33k lines in 10 s of a KVS outage. Even at WARN it writes ~700 lines
+# a second then (each failed putMedia retry with its headers); at ERROR, one line per outage. Stderr.
+LOG_LEVEL = "ERROR"
 LOG4CPLUS_CONFIG = """\
-log4cplus.rootLogger=WARN, KvsStderr
+log4cplus.rootLogger=LEVEL, KvsStderr
 log4cplus.appender.KvsStderr=log4cplus::ConsoleAppender
 log4cplus.appender.KvsStderr.logToStdErr=true
 log4cplus.appender.KvsStderr.layout=log4cplus::PatternLayout
@@ -98,13 +100,15 @@ def register() -> None:
         raise KvssinkNotFound(f"{path} loaded but registers no kvssink element")
 
 
-def log_config_path() -> Path:
-    """A log4cplus config at WARN, written once per process user in the temp dir."""
-    path = Path(tempfile.gettempdir()) / f"reelay-kvssink-{os.getuid()}" / "log4cplus-warn.properties"
-    if not path.is_file() or path.read_text() != LOG4CPLUS_CONFIG:
+def log_config_path(level: str = LOG_LEVEL) -> Path:
+    """A log4cplus config at ``level``, written once per process user in the temp dir."""
+    text = LOG4CPLUS_CONFIG.replace("LEVEL", level.upper(), 1)
+    directory = Path(tempfile.gettempdir()) / f"reelay-kvssink-{os.getuid()}"
+    path = directory / f"log4cplus-{level.lower()}.properties"
+    if not path.is_file() or path.read_text() != text:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(LOG4CPLUS_CONFIG)
+        tmp.write_text(text)
         os.replace(tmp, path)
     return path
 
@@ -115,11 +119,13 @@ def make_kvssink(
     region: str,
     credential_path: str | os.PathLike[str],
     name: str | None = None,
+    log_level: str = LOG_LEVEL,
     **overrides: Any,
 ) -> Gst.Element:
     """A new kvssink for one pipeline (never reuse one across rebuilds: it keeps the old codec data).
 
-    ``overrides`` are kvssink properties with ``_`` for ``-`` (``stop_stream_timeout=2``).
+    ``overrides`` are kvssink properties with ``_`` for ``-`` (``stop_stream_timeout=2``). ``log_level``
+    is log4cplus's (ERROR, WARN, INFO, DEBUG); it applies process-wide, as log4cplus is global.
     """
     register()
     if os.environ.get("AWS_ACCESS_KEY_ID") and os.environ.get("AWS_SECRET_ACCESS_KEY"):
@@ -134,7 +140,7 @@ def make_kvssink(
         "stream-name": stream_name,
         "aws-region": region,
         "credential-path": os.fspath(credential_path),
-        "log-config": str(log_config_path()),
+        "log-config": str(log_config_path(log_level)),
     }
     props.update({k.replace("_", "-"): v for k, v in overrides.items()})
     for key, value in props.items():
