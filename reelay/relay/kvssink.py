@@ -11,6 +11,11 @@ libraries, rpath ``$ORIGIN``). Things kvssink does that callers must know (DESIG
   replaces the control-plane URL.
 - It takes codec data once per element: build a new element for each pipeline rebuild.
 - Nothing reaches the bus when KVS is unreachable; health comes from the acks (:func:`connect_acks`).
+- NULL -> READY is synchronous and slow when the control plane is unreachable: ``set_state(PLAYING)``
+  blocked ~36 s here (createStreamSync times out), with ``stream-error`` 0x52000011 after ~5 s. Change
+  its state off the GLib loop thread, under a deadline of your own.
+- Rejected credentials (403) are retried ~20 times a second with no bus message and no acks; kvssink
+  re-reads its credential file only at (cached expiry - 3 s). A rebuilt element reads it at start.
 """
 
 from __future__ import annotations
@@ -160,10 +165,16 @@ class FragmentAck(ctypes.Structure):
     ]
 
 
+# The timecode of an ERROR ack that names no fragment (the stand-in's 4006 for a headless body): PIC's
+# INVALID_TIMESTAMP_VALUE. kvssink applies such an error to its oldest unacknowledged fragment.
+NO_TIMECODE = 2**64 - 1
+
+
 @dataclass(frozen=True)
 class Ack:
     """One fragment ack from KVS. ``timecode_ms`` is the fragment's (its Cluster's) timecode, epoch ms
-    with absolute fragment times; ``result`` is 200 for good acks, the ErrorId (e.g. 4006) for errors."""
+    with absolute fragment times, or NO_TIMECODE; ``result`` is 200 for good acks, the ErrorId (e.g.
+    4006, 5000) for errors. ``fragment_number`` is KVS's, a decimal string."""
 
     kind: AckKind
     timecode_ms: int

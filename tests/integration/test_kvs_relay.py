@@ -36,6 +36,25 @@ def get_json(url: str) -> dict:
         return json.loads(response.read())
 
 
+def test_make_kvssink_registers_the_built_plugin_with_sane_properties(tmp_path: Path):
+    from reelay.relay.kvssink import make_kvssink, plugin_dir
+
+    # When a kvssink is made (the plugin comes from the build cache, registered on demand)
+    sink = make_kvssink(
+        stream_name="cam", region="eu-west-1", credential_path=tmp_path / "c", storage_size=32, name="k"
+    )
+
+    # Then it has the relay's defaults, the overrides, and a log4cplus config that is not DEBUG
+    assert (sink.get_property("stream-name"), sink.get_property("aws-region")) == ("cam", "eu-west-1")
+    assert sink.get_property("credential-path") == str(tmp_path / "c")
+    assert sink.get_property("stop-stream-timeout") == 5
+    assert sink.get_property("storage-size") == 32
+    assert sink.get_name() == "k"
+    config = Path(sink.get_property("log-config")).read_text()
+    assert "log4cplus.rootLogger=ERROR" in config
+    assert (plugin_dir() / "libgstkvssink.so").is_file()
+
+
 def test_fragments_are_persisted_acked_in_python_watchable_and_eos_stops_fast(
     kvs: KvsStandIn,  # noqa: F811
     relay,  # noqa: F811
