@@ -188,13 +188,36 @@ def test_refusing_connections_over_http_then_listening_again(kvs: KvsStandIn):  
             time.sleep(0.05)
         except ConnectionRefusedError:
             refused = True
+        except ConnectionResetError:
+            pass  # caught in the listener's backlog as it closed
     assert refused
     while time.monotonic() < deadline:
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
             break
-        except ConnectionRefusedError:
+        except (ConnectionRefusedError, ConnectionResetError):
             time.sleep(0.1)
     assert kvs.port == port and kvs.running
     with urllib.request.urlopen(f"{kvs.url}/_reelay/streams", timeout=10) as response:
         assert json.loads(response.read()) == {"streams": []}
+
+
+def test_credentials_are_expired_and_revoked_over_http(kvs: KvsStandIn):  # noqa: F811
+    # Given the key the stand-in hands out now
+    with urllib.request.urlopen(kvs.credentials_url, timeout=10) as response:
+        key_id = json.loads(response.read())["AccessKeyId"]
+    assert kvs.issuer.is_valid(key_id)
+
+    def control(path: str, body: dict) -> dict:
+        request = urllib.request.Request(f"{kvs.url}{path}", data=json.dumps(body).encode(), method="POST")
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read())
+
+    # When a test in another process expires it, Then it is no longer valid and a new one is served
+    assert control("/_reelay/credentials/expire", {"accessKeyId": key_id}) == {"expired": [key_id]}
+    assert not kvs.issuer.is_valid(key_id)
+    fresh = kvs.issuer.current().access_key_id
+    assert fresh != key_id
+    # And revoking every key leaves none valid
+    assert fresh in control("/_reelay/credentials/revoke", {})["revoked"]
+    assert not kvs.issuer.is_valid(fresh)
