@@ -68,7 +68,9 @@ trap 'rm -rf "$work"' EXIT
 export GIT_CONFIG_GLOBAL="$work/gitconfig"
 : > "$GIT_CONFIG_GLOBAL"
 mirror="${REELAY_KVS_MIRROR:-$repo/../shared/vendor/kvs-producer-sdk}"
+depth=(--depth 1)  # a local mirror is cloned whole (git ignores --depth there, with a warning)
 if [ -d "$mirror" ]; then
+  depth=()
   mirror="$(cd "$mirror" && pwd)"
   git config --global url."$mirror/".insteadOf https://github.com/awslabs/
   # The mirror belongs to another user on shared machines; git refuses such repositories otherwise.
@@ -78,7 +80,7 @@ fi
 
 started=$(date +%s)
 echo "build-kvssink: building kvssink $KVS_SDK_VERSION (about a minute on 2 cores)" >&2
-git -c advice.detachedHead=false clone -q --depth 1 --branch "$KVS_SDK_VERSION" "$KVS_REPO" "$work/src"
+git -c advice.detachedHead=false clone -q "${depth[@]}" --branch "$KVS_SDK_VERSION" "$KVS_REPO" "$work/src"
 # BUILD_DEPENDENCIES=OFF links Debian's openssl, curl and log4cplus; the SDK still fetches producer-C
 # (and its PIC) at configure time and builds them in this tree. Every target gets rpath $ORIGIN so the
 # plugin finds its SDK libraries next to it wherever the directory is installed.

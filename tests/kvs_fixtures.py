@@ -65,12 +65,11 @@ class RelayChild:
         for line in self.proc.stderr:
             self.stderr_lines.append(line)
 
-    def of(self, kind: str, **match: Any) -> list[dict[str, Any]]:
+    def of(self, event: str, **match: Any) -> list[dict[str, Any]]:
+        """Events of one type (ack, bus, stream-error, credentials, ...) whose fields match."""
         with self._cond:
             return [
-                e
-                for e in self.events
-                if e["event"] == kind and all(e.get(k) == v for k, v in match.items())
+                e for e in self.events if e["event"] == event and all(e.get(k) == v for k, v in match.items())
             ]
 
     def wait_for(
@@ -83,7 +82,7 @@ class RelayChild:
                 if result:
                     return result
                 left = deadline - time.monotonic()
-                if left <= 0 or self.proc.poll() is not None and not result:
+                if left <= 0 or (self.proc.poll() is not None and not result):
                     tail = "".join(self.stderr_lines[-15:])
                     raise AssertionError(f"timed out waiting for {what}; events: {self.events[-8:]}\n{tail}")
                 self._cond.wait(min(left, 0.2))
@@ -189,7 +188,8 @@ def _child(argv: list[str]) -> int:
     threading.Thread(target=refresh, daemon=True).start()
 
     pipeline = Gst.parse_launch(
-        "videotestsrc is-live=true pattern=ball ! video/x-raw,width=320,height=240,framerate=15/1,format=I420 "
+        "videotestsrc is-live=true pattern=ball "
+        "! video/x-raw,width=320,height=240,framerate=15/1,format=I420 "
         "! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=15 bitrate=300 "
         "! video/x-h264,profile=main ! h264parse "
         '! capsfilter name=caps caps="video/x-h264,stream-format=avc,alignment=au"'

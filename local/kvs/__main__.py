@@ -28,6 +28,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"  CONTROL_PLANE_URI={standin.url}", flush=True)
     print(f"  AWS_CONTAINER_CREDENTIALS_FULL_URI={standin.credentials_url}", flush=True)
     print(f"  watch: {standin.url}/_reelay/streams", flush=True)
+    print(f"  play:  ffplay '{standin.url}/_reelay/streams/<stream>/live.mkv?last=10'", flush=True)
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     with contextlib.suppress(KeyboardInterrupt):

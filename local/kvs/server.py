@@ -39,7 +39,7 @@ from urllib.parse import parse_qs, unquote, urlparse
 
 from local.kvs.auth import CredentialIssuer, Forbidden
 from local.kvs.ebml import ClusterEnded, ClusterStarted, EndOfFragment, Header, InvalidMkv, MkvSplitter
-from local.kvs.store import FragmentStore, NoSuchStream, StreamExists
+from local.kvs.store import FragmentRecord, FragmentStore, NoSuchStream, StreamExists
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,6 @@ class KvsStandIn:
         self._thread: threading.Thread | None = None
         self._connections: set[socket.socket] = set()
         self._lock = threading.Lock()
-        self._last_started: dict[str, int] = {}  # stream -> timecode of the last Cluster begun
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -168,7 +167,8 @@ class KvsStandIn:
 
     # --- views ----------------------------------------------------------------------------------
 
-    def persisted(self, stream: str) -> list[Any]:
+    def persisted(self, stream: str) -> list[FragmentRecord]:
+        """The fragments stored for ``stream``, oldest first (empty for an unknown stream)."""
         try:
             return self.store.fragments(stream)
         except NoSuchStream:
@@ -426,6 +426,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         producer_start = self.headers.get("x-amzn-producer-start-timestamp")
+        self.standin._record(RequestRecord(time.time(), "POST", "/putMedia", 200, key, stream, "started"))
         self.close_connection = True
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
@@ -473,7 +474,10 @@ class _PutMediaSession:
             self.handler.end_chunks()
             return f"complete, {self.persisted} fragments"
         except InvalidMkv as exc:
-            self._ack("ERROR", self.standin._last_started.get(self.stream), error_id=INVALID_MKV_DATA)
+            # No FragmentTimecode: kvssink then applies the error to its oldest unacknowledged fragment and
+            # resends it after reconnecting with a header. (Naming the cut fragment's timecode makes it
+            # skip that fragment instead: 4006 is not retriable.)
+            self._ack("ERROR", None, error_id=INVALID_MKV_DATA)
             return self._close(f"invalid MKV: {exc}")
         except (ConnectionError, OSError) as exc:
             return f"connection lost: {exc}"
@@ -485,7 +489,6 @@ class _PutMediaSession:
             if isinstance(event, Header):
                 self.header = event.data
             elif isinstance(event, ClusterStarted):
-                self.standin._last_started[self.stream] = event.timecode
                 if not silent:
                     self._ack("BUFFERING", event.timecode)
             elif isinstance(event, ClusterEnded):

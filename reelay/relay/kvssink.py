@@ -11,6 +11,11 @@ libraries, rpath ``$ORIGIN``). Things kvssink does that callers must know (DESIG
   replaces the control-plane URL.
 - It takes codec data once per element: build a new element for each pipeline rebuild.
 - Nothing reaches the bus when KVS is unreachable; health comes from the acks (:func:`connect_acks`).
+- NULL -> READY is synchronous and slow when the control plane is unreachable: ``set_state(PLAYING)``
+  blocked ~36 s here (createStreamSync times out), with ``stream-error`` 0x52000011 after ~5 s. Change
+  its state off the GLib loop thread, under a deadline of your own.
+- Rejected credentials (403) are retried ~20 times a second with no bus message and no acks; kvssink
+  re-reads its credential file only at (cached expiry - 3 s). A rebuilt element reads it at start.
 """
 
 from __future__ import annotations
@@ -48,9 +53,11 @@ AckKind = Literal["buffering", "received", "persisted", "error"]
 # PIC's FRAGMENT_ACK_TYPE; 0 (undefined) and 5 (IDLE keep-alive) are not passed on.
 _ACK_KINDS: dict[int, AckKind] = {1: "buffering", 2: "received", 3: "persisted", 4: "error"}
 
-# kvssink's own DEBUG logging floods the logs during an outage (33k lines in 10 s): WARN, to stderr.
+# kvssink logs at DEBUG by default: 33k lines in 10 s of a KVS outage. Even at WARN it writes ~700 lines
+# a second then (each failed putMedia retry with its headers); at ERROR, one line per outage. Stderr.
+LOG_LEVEL = "ERROR"
 LOG4CPLUS_CONFIG = """\
-log4cplus.rootLogger=WARN, KvsStderr
+log4cplus.rootLogger=LEVEL, KvsStderr
 log4cplus.appender.KvsStderr=log4cplus::ConsoleAppender
 log4cplus.appender.KvsStderr.logToStdErr=true
 log4cplus.appender.KvsStderr.layout=log4cplus::PatternLayout
@@ -98,13 +105,15 @@ def register() -> None:
         raise KvssinkNotFound(f"{path} loaded but registers no kvssink element")
 
 
-def log_config_path() -> Path:
-    """A log4cplus config at WARN, written once per process user in the temp dir."""
-    path = Path(tempfile.gettempdir()) / f"reelay-kvssink-{os.getuid()}" / "log4cplus-warn.properties"
-    if not path.is_file() or path.read_text() != LOG4CPLUS_CONFIG:
+def log_config_path(level: str = LOG_LEVEL) -> Path:
+    """A log4cplus config at ``level``, written once per process user in the temp dir."""
+    text = LOG4CPLUS_CONFIG.replace("LEVEL", level.upper(), 1)
+    directory = Path(tempfile.gettempdir()) / f"reelay-kvssink-{os.getuid()}"
+    path = directory / f"log4cplus-{level.lower()}.properties"
+    if not path.is_file() or path.read_text() != text:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(LOG4CPLUS_CONFIG)
+        tmp.write_text(text)
         os.replace(tmp, path)
     return path
 
@@ -115,11 +124,13 @@ def make_kvssink(
     region: str,
     credential_path: str | os.PathLike[str],
     name: str | None = None,
+    log_level: str = LOG_LEVEL,
     **overrides: Any,
 ) -> Gst.Element:
     """A new kvssink for one pipeline (never reuse one across rebuilds: it keeps the old codec data).
 
-    ``overrides`` are kvssink properties with ``_`` for ``-`` (``stop_stream_timeout=2``).
+    ``overrides`` are kvssink properties with ``_`` for ``-`` (``stop_stream_timeout=2``). ``log_level``
+    is log4cplus's (ERROR, WARN, INFO, DEBUG); it applies process-wide, as log4cplus is global.
     """
     register()
     if os.environ.get("AWS_ACCESS_KEY_ID") and os.environ.get("AWS_SECRET_ACCESS_KEY"):
@@ -134,7 +145,7 @@ def make_kvssink(
         "stream-name": stream_name,
         "aws-region": region,
         "credential-path": os.fspath(credential_path),
-        "log-config": str(log_config_path()),
+        "log-config": str(log_config_path(log_level)),
     }
     props.update({k.replace("_", "-"): v for k, v in overrides.items()})
     for key, value in props.items():
@@ -154,10 +165,16 @@ class FragmentAck(ctypes.Structure):
     ]
 
 
+# The timecode of an ERROR ack that names no fragment (the stand-in's 4006 for a headless body): PIC's
+# INVALID_TIMESTAMP_VALUE. kvssink applies such an error to its oldest unacknowledged fragment.
+NO_TIMECODE = 2**64 - 1
+
+
 @dataclass(frozen=True)
 class Ack:
     """One fragment ack from KVS. ``timecode_ms`` is the fragment's (its Cluster's) timecode, epoch ms
-    with absolute fragment times; ``result`` is 200 for good acks, the ErrorId (e.g. 4006) for errors."""
+    with absolute fragment times, or NO_TIMECODE; ``result`` is 200 for good acks, the ErrorId (e.g.
+    4006, 5000) for errors. ``fragment_number`` is KVS's, a decimal string."""
 
     kind: AckKind
     timecode_ms: int
