@@ -27,6 +27,9 @@ class LocalSettings(BaseSettings):
     max_body_bytes: int = 1024 * 1024  # API requests; media uploads go to /media, not the API
     worker_id: str | None = None
     no_workers: bool = False
+    kvs_port: int = 4567  # the local Kinesis Video Streams stand-in
+    camera: str = "rtsp"  # the demo camera: rtsp, hls, srt or none
+    camera_port: int = 8554
 
 
 def parse_args(argv: list[str] | None = None) -> LocalSettings:
@@ -86,6 +89,24 @@ def parse_args(argv: list[str] | None = None) -> LocalSettings:
         action="store_true",
         default=env.no_workers,
         help="do not start the background workers [REELAY_LOCAL_NO_WORKERS]",
+    )
+    p.add_argument(
+        "--kvs-port",
+        type=int,
+        default=env.kvs_port,
+        help="the Kinesis Video Streams stand-in's port, 0 = free [REELAY_LOCAL_KVS_PORT]",
+    )
+    p.add_argument(
+        "--camera",
+        choices=("rtsp", "hls", "srt", "none"),
+        default=env.camera,
+        help="a demo camera to relay without hardware [REELAY_LOCAL_CAMERA]",
+    )
+    p.add_argument(
+        "--camera-port",
+        type=int,
+        default=env.camera_port,
+        help="the demo camera's port, 0 = free [REELAY_LOCAL_CAMERA_PORT]",
     )
     ns = p.parse_args(argv)
     return env.model_copy(update=vars(ns))

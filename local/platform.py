@@ -127,6 +127,7 @@ class Platform:
         media_root = self.state_dir / "media"
         media_root.mkdir(parents=True, exist_ok=True)
         self.media = MediaEndpoint(output_prefix=base.output_prefix)
+        self._start_live_parts()
 
         # Bind first: with --port 0 the URLs in the settings need the port the OS picked.
         self.gateway = Gateway(
@@ -152,6 +153,14 @@ class Platform:
             file_store_public_url=f"{self.api_url}/media",
             # A key from the environment wins; else one made once and kept, so URLs survive restarts.
             file_store_signing_key=base.file_store_signing_key or self._signing_key(),
+            # The demo camera (and any camera on this machine) is on loopback: allowed here only.
+            allow_loopback_sources="true",
+            stream_secret_keys=(
+                base.stream_secret_keys.get_secret_value()
+                if base.stream_secret_keys
+                else self._signing_key("stream-secret-key")
+            ),
+            relay_work_dir=str(self.state_dir / "relays" / "work"),
         )
 
         self._migrate()
@@ -183,8 +192,8 @@ class Platform:
         for h in logging.getLogger("werkzeug").handlers:
             logging.getLogger("werkzeug").removeHandler(h)
 
-    def _signing_key(self) -> str:
-        path = self.state_dir / "signing-key"
+    def _signing_key(self, name: str = "signing-key") -> str:
+        path = self.state_dir / name
         if not path.exists():
             path.write_text(secrets.token_urlsafe(32))
             path.chmod(0o600)
@@ -215,9 +224,47 @@ class Platform:
         identity = LocalConfirmationIdentity(
             cloud.identity, self.state_dir / "confirmation-codes.json", announce=self.announce
         )
-        services = Services(self.settings, store=store, identity=identity)
+        self.relays = self._relay_launcher(cloud)
+        services = Services(self.settings, store=store, identity=identity, launcher=self.relays)
         set_services(services)
         return services
+
+    # --- live: the KVS stand-in, the demo camera, the relay tasks ----------------------------------
+    def _start_live_parts(self) -> None:
+        from local.kvs import KvsStandIn
+
+        opts = self.opts
+        ensure_port_free(opts.host, opts.kvs_port, "the KVS stand-in", "--kvs-port")
+        self.kvs = KvsStandIn(self.state_dir / "kvs", host=opts.host, port=opts.kvs_port).start()
+        self._stops.append(("KVS stand-in", self.kvs.stop))
+        self.camera = None
+        if opts.camera != "none":
+            from local.cameras import HlsCamera, RtspCamera, SrtCamera
+
+            ensure_port_free(opts.host, opts.camera_port, "the demo camera", "--camera-port")
+            kinds = {
+                "rtsp": lambda: RtspCamera(port=opts.camera_port),
+                "srt": lambda: SrtCamera(port=opts.camera_port),
+                "hls": lambda: HlsCamera(self.state_dir / "camera", port=opts.camera_port),
+            }
+            self.camera = kinds[opts.camera]().start()
+            self._stops.append(("demo camera", self.camera.stop))
+
+    def _relay_launcher(self, cloud: Any) -> Any:
+        """Relay tasks run as child processes, talking to the stand-in as ECS tasks talk to KVS: the
+        control plane at CONTROL_PLANE_URI, credentials from a container-credentials endpoint."""
+        from local.relays import LocalRelays
+
+        env = dict(os.environ)
+        env.update(
+            {
+                "CONTROL_PLANE_URI": self.kvs.url,
+                "AWS_CONTAINER_CREDENTIALS_FULL_URI": self.kvs.credentials_url,
+                "POWERTOOLS_SERVICE_NAME": "reelay-relay",
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        return LocalRelays(cloud.catalogue, log_dir=self.state_dir / "relays", env=env)
 
     def _object_created(self, info: ObjectInfo) -> None:
         """The file store's stand-in for S3's ObjectCreated notification.
@@ -313,6 +360,10 @@ class Platform:
             "database": redact_url(database_url),
             "stateDir": str(self.state_dir),
             "logFile": str(self.log_file),
+            "kvs": self.kvs.url,
+            "kvsViewer": f"{self.kvs.url}/_reelay/streams",
+            "demoCamera": self.camera.url if self.camera is not None else "none",
+            "relayLogs": str(self.state_dir / "relays"),
         }
         (self.state_dir / "endpoints.json").write_text(json.dumps(self.endpoints, indent=2) + "\n")
 
@@ -454,8 +505,14 @@ def _outbox_sweep(platform: Platform) -> Callable[[threading.Event], None]:
     )
 
 
+def _relay_tasks(platform: Platform) -> Callable[[threading.Event], None]:
+    # ECS RunTask plus the reconciler: a child process per started stream, replaced if it dies.
+    return platform.relays  # type: ignore[no-any-return]
+
+
 BACKGROUND_WORKERS: tuple[WorkerSpec, ...] = (
     WorkerSpec("transcode-worker", _transcode_worker),
     WorkerSpec("dead-jobs", _dead_jobs),
     WorkerSpec("outbox-sweep", _outbox_sweep),
+    WorkerSpec("relay-tasks", _relay_tasks),
 )

@@ -96,9 +96,9 @@ def status_view(s: dict[str, Any]) -> RenderableType:
                 ("since", f"{since} ({_ago(since)})" if since else None),
                 ("reconnects", s.get("reconnects")),
                 ("input", _bitrate(s.get("inputBitrateBps"))),
-                ("last ack", _ago(s.get("lastFragmentAckAt"))),
+                ("last ack", _ago(s.get("lastFragmentAckedAt"))),
                 ("credentials", f"expire {_ago(expires)}" if expires else None),
-                ("task", s.get("taskId")),
+                ("task", (s.get("task") or {}).get("taskId")),
             ]
         )
     )
@@ -117,7 +117,7 @@ def streams_view(items: list[dict[str, Any]]) -> RenderableType:
                 _ago(s.get("stateSince")),
                 s.get("reconnects"),
                 _bitrate(s.get("inputBitrateBps")),
-                _ago(s.get("lastFragmentAckAt")),
+                _ago(s.get("lastFragmentAckedAt")),
             )
             for s in items
         ),

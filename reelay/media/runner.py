@@ -254,9 +254,18 @@ class PipelineRunner:
         source.set_callback(lambda *_: tick())
         source.attach(ctx)
         self._tick_source = source
+        # Off the loop: a sink can block the state change for long (kvssink with no KVS to talk to
+        # holds set_state(PLAYING) for about 36 s), and the start deadline must still fire.
+        threading.Thread(target=self._play_live, name="gst-play", daemon=True).start()
+
+    def _play_live(self) -> None:
         if self.pipeline.set_state(Gst.State.PLAYING) == Gst.StateChangeReturn.FAILURE:
-            # The ERROR on the bus names the reason; the watch reports it. Make sure something does.
-            self._report(Drop(DROP_ERROR, "the pipeline could not start"))
+            # The ERROR on the bus names the reason and is reported first; make sure something is.
+            source = GLib.idle_source_new()
+            source.set_callback(
+                lambda *_: self._report(Drop(DROP_ERROR, "the pipeline could not start")) and False
+            )
+            source.attach(self._context)
 
     def _on_sync_message(self, _bus: Gst.Bus, msg: Gst.Message) -> Gst.BusSyncReply:
         source = GLib.idle_source_new()

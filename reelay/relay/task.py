@@ -20,8 +20,9 @@ from pathlib import Path
 from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
+from reelay.errors import NotFound
 from reelay.lease import LeaseKeeper
-from reelay.models import Stream, StreamHealth, StreamState
+from reelay.models import DesiredState, Stream, StreamHealth, StreamState
 from reelay.observability import METRICS_NAMESPACE
 from reelay.ports import StreamCatalogue
 from reelay.relay.credentials import CredentialFile, CredentialProvider
@@ -43,6 +44,7 @@ _STATES = {
 class RelayTaskConfig:
     lease_seconds: int = 20
     metrics_seconds: float = 60.0
+    claim_retry_seconds: float = 2.0
     policy: RelayPolicy = field(default_factory=RelayPolicy)
 
 
@@ -101,7 +103,7 @@ class RelayTask:
 
     def run(self) -> int:
         ids = {"streamId": self.stream_id, "taskId": self.task_id}
-        token = self.catalogue.claim_stream_lease(self.stream_id, self.task_id, self.config.lease_seconds)
+        token = self._claim()
         if token is None:
             log.info("the stream is stopped, gone or relayed by another task: nothing to do", extra=ids)
             return 0
@@ -156,6 +158,24 @@ class RelayTask:
                 extra={**ids, "reason": self.ended_because, "leaseReleased": released},
             )
         return 0
+
+    def _claim(self) -> int | None:
+        """Claim the lease, waiting out a dead predecessor's: a replacement task is launched while
+        the lease of the task it replaces may still run. Gives up when the stream no longer wants a
+        task, when stopped, or after a lease and a half."""
+        deadline = time.monotonic() + self.config.lease_seconds * 1.5
+        while True:
+            token = self.catalogue.claim_stream_lease(self.stream_id, self.task_id, self.config.lease_seconds)
+            if token is not None:
+                return token
+            try:
+                stream = self.catalogue.get_stream(self.stream_id)
+            except NotFound:
+                return None
+            if stream.desired_state != DesiredState.RUNNING or stream.deleted_at is not None:
+                return None
+            if time.monotonic() > deadline or self._done.wait(self.config.claim_retry_seconds):
+                return None
 
     # --- the lease beat -----------------------------------------------------------------------
     def _beat(self) -> bool:

@@ -11,6 +11,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -61,6 +62,12 @@ class PlatformProcess:
             "0",
             "--db-port",
             "0",
+            "--kvs-port",
+            "0",
+            "--camera-port",
+            "0",
+            "--camera",
+            "none",  # a test that relays the demo camera asks for one in extra_args
             "--state-dir",
             str(self.state_dir),
             *self.extra_args,
@@ -117,6 +124,30 @@ class PlatformProcess:
 
     def output(self) -> str:
         return "\n".join(self.lines)
+
+
+@contextmanager
+def own_platform(
+    tmp_path_factory: pytest.TempPathFactory,
+    prefix: str,
+    *,
+    env: dict[str, str] | None = None,
+    extra_args: tuple[str, ...] = (),
+) -> Iterator[PlatformProcess]:
+    """A platform of a test module's own, on a fresh database; it must stop cleanly."""
+    from tests.conftest import scratch_database
+
+    with scratch_database(prefix=prefix) as url:
+        p = PlatformProcess(
+            tmp_path_factory.mktemp(f"{prefix}-state"), database_url=url, env=env, extra_args=extra_args
+        )
+        try:
+            p.start()
+            yield p
+        finally:
+            if p.proc is not None:
+                code = p.stop()
+                assert code == 0, f"platform exited {code}:\n{p.output()[-4000:]}"
 
 
 @pytest.fixture(scope="session")

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import PASSWORD, PlatformProcess, new_email
+from tests.e2e.conftest import PASSWORD, PlatformProcess, new_email, own_platform
 
 PART_BYTES = 5 * 1024 * 1024
 REELAY = Path(sys.executable).with_name("reelay")  # installed by `make bootstrap` (pip install -e .)
@@ -28,24 +28,9 @@ REELAY = Path(sys.executable).with_name("reelay")  # installed by `make bootstra
 
 @pytest.fixture(scope="module")
 def cli_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlatformProcess]:
-    from tests.conftest import scratch_database
-
-    with scratch_database(prefix="reelay_cli") as url:
-        p = PlatformProcess(
-            tmp_path_factory.mktemp("cli-state"),
-            database_url=url,
-            env={
-                "REELAY_MULTIPART_THRESHOLD_BYTES": "400000",
-                "REELAY_MULTIPART_PART_BYTES": str(PART_BYTES),
-            },
-        )
-        try:
-            p.start()
-            yield p
-        finally:
-            if p.proc is not None:
-                code = p.stop()
-                assert code == 0, f"platform exited {code}:\n{p.output()[-4000:]}"
+    env = {"REELAY_MULTIPART_THRESHOLD_BYTES": "400000", "REELAY_MULTIPART_PART_BYTES": str(PART_BYTES)}
+    with own_platform(tmp_path_factory, "reelay_cli", env=env) as p:
+        yield p
 
 
 class Reelay:

@@ -350,9 +350,9 @@ class FakeApi:
             "outageCause": None,
             "reconnects": 0,
             "inputBitrateBps": None,
-            "lastFragmentAckAt": None,
+            "lastFragmentAckedAt": None,
             "credentialsExpireAt": None,
-            "taskId": None,
+            "task": None,
         }
         self.streams[sid] = stream
         return reply(201, stream)
