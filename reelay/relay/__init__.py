@@ -1,0 +1,1 @@
+"""Live relay: streams, the supervisor, source pipelines and kvssink."""
