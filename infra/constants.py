@@ -89,6 +89,8 @@ RELAY_STOP_TIMEOUT_SECONDS = 30  # SIGTERM -> EOS, kvssink sends its last fragme
 RELAY_SERVICE_DIMENSION = "relay"  # the relay task's POWERTOOLS_SERVICE_NAME: its metrics' service
 RELAY_RECONCILER_SERVICE = "relay-reconciler"  # ReelayFunction service: reelay-relay-reconciler
 RELAY_RECONCILE_RATE_MINUTES = 1
+# Events-topic messages (attribute "type") that make the reconciler look at their stream at once.
+STREAM_EVENT_TYPES = ("stream.started", "stream.stopped")
 # What kvssink calls on the control plane and the data plane, on streams under the stage's prefix only.
 KVS_RELAY_ACTIONS = (
     "kinesisvideo:DescribeStream",

@@ -20,6 +20,7 @@ from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
 
 from infra.constants import (
@@ -38,6 +39,7 @@ from infra.constants import (
     RELAY_SERVICE_DIMENSION,
     RELAY_STOP_TIMEOUT_SECONDS,
     RELAY_STREAM_DIMENSION,
+    STREAM_EVENT_TYPES,
 )
 from infra.constructs.function import ReelayFunction, powertools_service
 from infra.constructs.media import (
@@ -200,6 +202,16 @@ class Relay(Construct):
                 },
             ),
             targets=[target],
+        )
+        # An operator starts or stops a stream: the API's event reaches the reconciler in seconds, so
+        # the task starts (or stops) now, and the API itself needs no ECS permission.
+        refs.events_topic.add_subscription(
+            subscriptions.LambdaSubscription(
+                fn,
+                filter_policy={
+                    "type": sns.SubscriptionFilter.string_filter(allowlist=list(STREAM_EVENT_TYPES))
+                },
+            )
         )
 
     def _grant_reconciler(self, fn: lambda_.Function) -> None:

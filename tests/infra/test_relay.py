@@ -289,6 +289,26 @@ def test_a_schedule_and_relay_task_stopped_events_invoke_the_reconciler(template
     assert permissions == sorted(json.dumps({"Fn::GetAtt": [rid, "Arn"]}) for rid, _ in (schedule, stopped))
 
 
+def test_stream_start_and_stop_events_reach_the_reconciler_at_once(template, function, stacks):
+    # Given the reconciler's subscription to the events topic
+    function_id, _ = function
+    (subscription,) = [props(s) for s in template.find_resources("AWS::SNS::Subscription").values()]
+    # Then the events topic delivers stream.started and stream.stopped, and nothing else, to it
+    assert subscription["Protocol"] == "lambda"
+    assert subscription["Endpoint"] == {"Fn::GetAtt": [function_id, "Arn"]}
+    assert "Events" in json.dumps(subscription["TopicArn"])
+    from lambdas.relay_reconciler.handler import STREAM_EVENTS
+
+    assert subscription["FilterPolicy"] == {"type": list(STREAM_EVENTS)}
+    # And SNS may invoke the function for that topic only
+    (permission,) = [
+        props(p)
+        for p in template.find_resources("AWS::Lambda::Permission").values()
+        if props(p)["Principal"] == "sns.amazonaws.com"
+    ]
+    assert permission["SourceArn"] == subscription["TopicArn"]
+
+
 # --- alarms --------------------------------------------------------------------------------------------
 def _alarms(template) -> dict[str, dict[str, Any]]:
     return {

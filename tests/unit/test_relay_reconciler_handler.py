@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from lambdas.relay_reconciler.handler import lambda_handler, stopped_stream
+from lambdas.relay_reconciler.handler import lambda_handler, notified_streams, stopped_stream
 from reelay.models import utcnow
 from reelay.observability import metrics
 from reelay.relay.reconciler import METRIC_STREAMS_DOWN, RelayTask
@@ -36,6 +36,28 @@ def task_stopped(started_by: str) -> dict[str, Any]:
             "stoppedReason": "Essential container in task exited",
         },
     }
+
+
+def sns_delivery(*messages: str) -> dict[str, Any]:
+    """Events-topic messages as SNS delivers them to a Lambda subscription."""
+    return {
+        "Records": [
+            {
+                "EventSource": "aws:sns",
+                "EventVersion": "1.0",
+                "Sns": {
+                    "Type": "Notification",
+                    "Message": message,
+                    "MessageAttributes": {"type": {"Type": "String", "Value": "stream.started"}},
+                },
+            }
+            for message in messages
+        ]
+    }
+
+
+def envelope(event_type: str, stream_id: object) -> str:
+    return json.dumps({"type": event_type, "time": "2026-12-01T12:00:00Z", "detail": {"streamId": stream_id}})
 
 
 @pytest.fixture(autouse=True)
@@ -111,3 +133,29 @@ def test_services_build_the_ecs_launcher_from_settings():
         ["subnet-1"],
         ["sg-1"],
     )
+
+
+def test_a_started_event_from_the_topic_launches_the_task_at_once():
+    # Given a stream an operator just started: desired running, nobody holds it
+    now = utcnow()
+    launcher = FakeLauncher()
+    use(FakeCatalogue(FakeStream("cam-2", updated_at=now)), launcher)
+    # When the events topic delivers its stream.started event
+    summary = lambda_handler(sns_delivery(envelope("stream.started", "cam-2")), FakeLambdaContext())
+    # Then its task is launched in this invocation, not at the next scheduled pass
+    assert launcher.launched == ["cam-2"] and summary["started"] == ["cam-2"]
+
+
+def test_only_stream_events_with_a_stream_id_are_read_from_sns():
+    # Given a delivery mixing stream events, another event type and messages that are not events
+    event = sns_delivery(
+        envelope("stream.started", "a"),
+        envelope("stream.stopped", "b"),
+        envelope("video.ready", "c"),
+        envelope("stream.started", 42),
+        "not json",
+        "[1, 2]",
+    )
+    # Then the stream ids of the stream events are taken, and nothing else
+    assert notified_streams(event) == ["a", "b"]
+    assert notified_streams(SCHEDULED) == []
