@@ -19,6 +19,7 @@ from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
@@ -94,8 +95,12 @@ class Relay(Construct):
         *,
         refs: PlatformRefs,
         alarm_topic: sns.ITopic,
+        stream_secret: secretsmanager.ISecret | None = None,
     ) -> None:
+        """``stream_secret``: the keys sealing the streams' source secrets (camera passwords), which
+        the task reads to open its source URL; the API stack owns them."""
         super().__init__(scope, construct_id)
+        self.stream_secret = stream_secret
         config = refs.config
         # A cluster of its own: the reconciler's StopTask is scoped to it, so it can never stop a
         # transcode worker, and relay tasks (long-lived, one per stream) get their own Container Insights.
@@ -118,6 +123,7 @@ class Relay(Construct):
             command=list(RELAY_COMMAND),  # the reconciler adds --stream-id <id> per task
             environment={
                 **refs.environment(),
+                **({"REELAY_STREAM_SECRET_ARN": stream_secret.secret_arn} if stream_secret else {}),
                 "POWERTOOLS_SERVICE_NAME": RELAY_SERVICE_DIMENSION,
                 "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
             },
@@ -140,6 +146,8 @@ class Relay(Construct):
         )
         role.add_to_principal_policy(self.kvs_statement)
         refs.db_secret.grant_read(role)  # the fenced lease and the stream's health live in the catalogue
+        if self.stream_secret is not None:
+            self.stream_secret.grant_read(role)  # opens the camera password of its source URL
         grant_metrics(role)
         acknowledge(
             role,

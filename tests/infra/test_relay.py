@@ -412,3 +412,53 @@ def test_dashboard_has_a_relay_section(synthesized, stacks):
     ]
     # And the reconciler's errors are on the Lambda errors graph
     assert "Reconciler" in [m[-1]["label"] for m in graphs["Lambda errors"]["metrics"]]
+
+
+# --- the source-secret keys (the API stack owns them) ----------------------------------------------------
+def test_given_the_stream_secret_the_task_may_read_it_and_is_told_its_arn(tmp_path):
+    # Given a relay on a bare stack of its own, handed the secret that seals source passwords
+    from aws_cdk import App, Stack
+    from aws_cdk import aws_cognito as cognito
+    from aws_cdk import aws_ec2 as ec2
+    from aws_cdk import aws_s3 as s3
+    from aws_cdk import aws_secretsmanager as secretsmanager
+    from aws_cdk import aws_sns as sns
+    from aws_cdk import aws_sqs as sqs
+    from aws_cdk.assertions import Template
+
+    from infra.constructs.relay import Relay
+    from infra.environment import PlatformRefs
+
+    stack = Stack(App(outdir=str(tmp_path)), "Probe")
+    vpc = ec2.Vpc(stack, "Vpc", max_azs=2, nat_gateways=1)
+    pool = cognito.UserPool(stack, "Pool")
+    refs = PlatformRefs(
+        config=ReelayConfig(),
+        vpc=vpc,
+        db_clients=ec2.SecurityGroup(stack, "Clients", vpc=vpc),
+        db_secret=secretsmanager.Secret(stack, "Db"),
+        media_bucket=s3.Bucket(stack, "Media"),
+        playback_base_url="https://cdn.example",
+        user_pool=pool,
+        user_pool_client=pool.add_client("Client"),
+        transcode_queue=sqs.Queue(stack, "Jobs"),
+        dead_letters=sqs.Queue(stack, "Dead"),
+        events_topic=sns.Topic(stack, "Events"),
+    )
+    keys = secretsmanager.Secret(stack, "StreamSecretKeys")
+    relay = Relay(stack, "Relay", refs=refs, alarm_topic=sns.Topic(stack, "Alarms"), stream_secret=keys)
+    template = Template.from_stack(stack)
+    keys_ref = {"Ref": stack.get_logical_id(keys.node.default_child)}
+    # Then the relay container is told the secret's ARN
+    (task,) = template.find_resources("AWS::ECS::TaskDefinition").values()
+    (container,) = props(task)["ContainerDefinitions"]
+    env = {e["Name"]: e["Value"] for e in container["Environment"]}
+    assert env["REELAY_STREAM_SECRET_ARN"] == keys_ref
+    # And its role may read that secret
+    role_id = stack.get_logical_id(relay.task.task_role.node.default_child)
+    reads = [
+        s
+        for s in _statements(template, role_id)
+        if "secretsmanager:GetSecretValue" in _actions(s) and s["Resource"] == keys_ref
+    ]
+    assert len(reads) == 1
