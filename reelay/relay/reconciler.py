@@ -131,7 +131,7 @@ class ReconcileReport:
                 {"streamId": s.stream_id, "taskArn": s.task_arn, "reason": s.reason} for s in self.stopped
             ],
             "waiting": list(self.waiting),
-            "streamsDown": len(self.streams_down),
+            "streamsDown": list(self.streams_down),
             "errors": list(self.errors),
         }
 
@@ -180,13 +180,15 @@ class Reconciler:
         streams: dict[str, ReconciledStream | None] = {
             s.stream_id: s for s in self.catalogue.streams_to_reconcile(now)
         }
+        result = _Pass()
         for stream_id in [*by_stream, *stream_ids]:
             if stream_id not in streams:
                 try:
                     streams[stream_id] = self.catalogue.get_stream(stream_id)
                 except NotFound:
                     streams[stream_id] = None
-        result = _Pass()
+                except ReelayError as exc:  # e.g. an id from an event that is no stream id at all
+                    result.errors.append(f"read {stream_id}: {exc.message}")
         for stream_id in sorted(streams):
             stream = streams[stream_id]
             own = by_stream.get(stream_id, [])

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from reelay.errors import NotFound, ReelayError
+from reelay.errors import InvalidInput, NotFound, ReelayError
 from reelay.relay.reconciler import (
     METRIC_RECONCILE_ERRORS,
     METRIC_STREAMS_DOWN,
@@ -190,7 +190,7 @@ def test_a_healthy_stream_is_left_alone():
     # When the reconciler runs
     report = reconciler(catalogue, launcher, metrics).run_once()
     # Then nothing changes and nothing is down
-    assert report.summary() == {"started": [], "stopped": [], "waiting": [], "streamsDown": 0, "errors": []}
+    assert report.summary() == {"started": [], "stopped": [], "waiting": [], "streamsDown": [], "errors": []}
     assert metrics.values == {
         METRIC_STREAMS_DOWN: 0,
         METRIC_TASKS_STARTED: 0,
@@ -268,6 +268,22 @@ def test_one_failed_launch_or_stop_does_not_hold_up_the_others():
     assert report.started == ("b",)
     assert report.errors == ("launch a: no Fargate capacity", "stop arn:task/orphan: throttled")
     assert metrics.values[METRIC_RECONCILE_ERRORS] == 2 and metrics.values[METRIC_TASKS_STARTED] == 1
+
+
+def test_an_event_naming_no_valid_stream_is_reported_and_the_pass_goes_on():
+    # Given a catalogue that refuses an id it cannot read, and a stream that should run
+    class Picky(FakeCatalogue):
+        def get_stream(self, stream_id: str) -> FakeStream:
+            if " " in stream_id:
+                raise InvalidInput("not a stream id")
+            return super().get_stream(stream_id)
+
+    launcher = FakeLauncher()
+    # When an event names a bad id
+    report = reconciler(Picky(FakeStream("s1")), launcher).run_once(stream_ids=["bad id"])
+    # Then that id is reported, and the stream that should run still gets its task
+    assert report.errors == ("read bad id: not a stream id",)
+    assert report.started == ("s1",)
 
 
 def test_a_catalogue_failure_raises_before_anything_is_launched():
