@@ -242,11 +242,12 @@ class EcsRelayLauncher:
 
     def running(self, stream_id: str | None = None) -> list[RelayTask]:
         """Relay tasks ECS has not stopped (desired RUNNING), of one stream or all, oldest first."""
-        query: dict[str, Any] = {"cluster": self.cluster, "desiredStatus": "RUNNING"}
+        query: dict[str, Any] = {"cluster": self.cluster}
         if stream_id is not None:
+            # ECS takes startedBy only as the sole filter; the desired status is checked below.
             query["startedBy"] = started_by(_check_stream_id(stream_id))
         else:
-            query["family"] = self.family
+            query.update(family=self.family, desiredStatus="RUNNING")
         try:
             arns = [
                 arn
@@ -267,9 +268,12 @@ class EcsRelayLauncher:
         return sorted(tasks, key=lambda t: (t.created_at.timestamp() if t.created_at else 0.0, t.task_arn))
 
     def _relay_task(self, task: dict[str, Any]) -> RelayTask | None:
-        """A described task as a RelayTask; None for tasks of another family or with no stream."""
+        """A described task as a RelayTask; None for tasks of another family, with no stream, or on
+        their way down."""
         if task_family(task.get("taskDefinitionArn", "")) != self.family:
             return None
+        if task.get("desiredStatus", "RUNNING") != "RUNNING":
+            return None  # being stopped already
         tags = {t.get("key"): t.get("value") for t in task.get("tags") or []}
         stream_id = tags.get(STREAM_TAG) or stream_of_started_by(task.get("startedBy"))
         if not stream_id:

@@ -135,6 +135,7 @@ def test_stop_stops_the_task_and_running_no_longer_lists_it(aws, launcher):
     assert described["desiredStatus"] == "STOPPED"
     assert "s-1" in described["stoppedReason"]
     assert [t.task_arn for t in launcher.running()] == [second.task_arn]
+    assert [t.task_arn for t in launcher.running("s-1")] == [second.task_arn]
 
 
 def test_errors_become_domain_errors(aws, launcher):
@@ -229,3 +230,40 @@ def test_the_reconciler_drives_real_ecs_calls(aws, launcher):
     # Then the orphan is stopped and the live stream has its one task
     assert [s.stream_id for s in report.stopped] == ["deleted"]
     assert [t.stream_id for t in launcher.running()] == ["live"]
+
+
+def test_running_one_stream_uses_started_by_as_the_only_filter():
+    # Given an ECS client that checks the exact ListTasks request (ECS refuses startedBy with any other
+    # filter but the cluster) and answers one task still running and one being stopped
+    from botocore.stub import Stubber
+
+    client = boto3.client("ecs", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x")
+    cluster = "arn:aws:ecs:us-east-1:123456789012:cluster/media"
+    launcher = EcsRelayLauncher(
+        cluster=cluster,
+        task_definition="arn:aws:ecs:us-east-1:123456789012:task-definition/reelay-relay:4",
+        container_name=CONTAINER,
+        subnets=["subnet-1"],
+        client=client,
+    )
+    arns = [f"arn:aws:ecs:us-east-1:123456789012:task/media/{n}" for n in ("up", "going")]
+    described = [
+        {
+            "taskArn": arn,
+            "taskDefinitionArn": "arn:aws:ecs:us-east-1:123456789012:task-definition/reelay-relay:3",
+            "lastStatus": "RUNNING",
+            "desiredStatus": desired,
+            "startedBy": "relay/s-1",
+        }
+        for arn, desired in zip(arns, ("RUNNING", "STOPPED"), strict=True)
+    ]
+    with Stubber(client) as stub:
+        stub.add_response("list_tasks", {"taskArns": arns}, {"cluster": cluster, "startedBy": "relay/s-1"})
+        stub.add_response(
+            "describe_tasks", {"tasks": described}, {"cluster": cluster, "tasks": arns, "include": ["TAGS"]}
+        )
+        # When the stream's tasks are listed
+        tasks = launcher.running("s-1")
+        stub.assert_no_pending_responses()
+    # Then the one being stopped is left out, and an older revision of the family still counts
+    assert [(t.task_arn, t.stream_id) for t in tasks] == [(arns[0], "s-1")]
