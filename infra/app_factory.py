@@ -14,6 +14,7 @@ from infra.constants import (
     MONITORING_STACK,
     NETWORK_STACK,
     QUEUE_STACK,
+    RELAY_STACK,
     STORAGE_STACK,
     TAGS,
     TRANSCODER_STACK,
@@ -26,6 +27,7 @@ from infra.stacks.data_stack import DataStack
 from infra.stacks.monitoring_stack import MonitoringStack
 from infra.stacks.network_stack import NetworkStack
 from infra.stacks.queue_stack import QueueStack
+from infra.stacks.relay_stack import RelayStack
 from infra.stacks.storage_stack import StorageStack
 from infra.stacks.transcoder_stack import TranscoderStack
 
@@ -40,6 +42,7 @@ class ReelayStacks:
     api: ApiStack
     transcoder: TranscoderStack
     monitoring: MonitoringStack
+    relay: RelayStack
 
     def all(self) -> list[cdk.Stack]:
         return [getattr(self, field.name) for field in fields(self)]
@@ -87,6 +90,14 @@ def build_app(app: cdk.App, config: ReelayConfig | None = None, *, nag: bool = T
         app, name(TRANSCODER_STACK), refs=queue.refs, alarm_topic=queue.alarms.topic, env=env
     )
     worker = transcoder.transcoder
+    relay = RelayStack(
+        app,
+        name(RELAY_STACK),
+        refs=queue.refs,
+        alarm_topic=queue.alarms.topic,
+        stream_secret=api.rest.stream_secret,  # the task opens its camera's sealed password
+        env=env,
+    )
     monitoring = MonitoringStack(
         app,
         name(MONITORING_STACK),
@@ -97,6 +108,7 @@ def build_app(app: cdk.App, config: ReelayConfig | None = None, *, nag: bool = T
             queue.upload_trigger.handler.function,
             worker.dead_jobs.function,
             worker.outbox_sweep.function,
+            relay.relay.reconciler.function,
         ],
         queue=queue.transcode.queue,
         dead_letters=queue.transcode.dead_letters,
@@ -105,7 +117,7 @@ def build_app(app: cdk.App, config: ReelayConfig | None = None, *, nag: bool = T
         alarm_topic=queue.alarms.topic,
         env=env,
     )
-    stacks = ReelayStacks(network, data, storage, auth, queue, api, transcoder, monitoring)
+    stacks = ReelayStacks(network, data, storage, auth, queue, api, transcoder, monitoring, relay)
     for key, value in {**TAGS, "stage": config.stage}.items():
         cdk.Tags.of(app).add(key, value)
     if nag:

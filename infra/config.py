@@ -14,7 +14,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_rds as rds
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, ValidationError, field_validator, model_validator
 
-from infra.constants import CONTEXT_KEY
+from infra.constants import CONTEXT_KEY, KVS_STREAM_PREFIX
 
 _RETENTION = {
     1: logs.RetentionDays.ONE_DAY,
@@ -30,6 +30,16 @@ _RETENTION = {
     731: logs.RetentionDays.TWO_YEARS,
     1827: logs.RetentionDays.FIVE_YEARS,
     3653: logs.RetentionDays.TEN_YEARS,
+}
+
+
+# Fargate task sizes: CPU units -> the memory sizes (MiB) Fargate accepts with it.
+_FARGATE_MEMORY = {
+    256: (512, 1024, 2048),
+    512: tuple(range(1024, 4097, 1024)),
+    1024: tuple(range(2048, 8193, 1024)),
+    2048: tuple(range(4096, 16385, 1024)),
+    4096: tuple(range(8192, 30721, 1024)),
 }
 
 
@@ -74,6 +84,13 @@ class ReelayConfig(BaseModel):
     max_receive_count: int = Field(default=3, ge=1, le=10)  # reelay.settings max_attempts
     oldest_message_alarm_seconds: int = Field(default=1800, ge=60)
 
+    # Live relay: one Fargate task per stream (see infra/constructs/relay.py).
+    relay_cpu: int = 1024
+    relay_memory_mib: int = 2048
+    # The relay task's role may use only KVS streams whose names start with this (reelay-<stage>- when
+    # unset); the API names every stream's KVS stream under it (REELAY_KVS_STREAM_PREFIX).
+    kvs_stream_prefix: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+
     api_throttle_rate: float = Field(default=50, gt=0)
     api_throttle_burst: int = Field(default=100, ge=1)
     cors_allowed_origins: tuple[str, ...] = ("*",)
@@ -101,6 +118,18 @@ class ReelayConfig(BaseModel):
         return value
 
     @model_validator(mode="after")
+    def _fargate_size(self) -> ReelayConfig:
+        memory = _FARGATE_MEMORY.get(self.relay_cpu)
+        if memory is None:
+            raise ValueError(f"relay_cpu must be a Fargate CPU value: {sorted(_FARGATE_MEMORY)}")
+        if self.relay_memory_mib not in memory:
+            raise ValueError(
+                f"relay_memory_mib must be one of {memory[0]}..{memory[-1]} MiB that Fargate pairs with "
+                f"relay_cpu {self.relay_cpu}"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _consistent(self) -> ReelayConfig:
         if self.transcoder_min_tasks > self.transcoder_max_tasks:
             raise ValueError("transcoder_min_tasks must not exceed transcoder_max_tasks")
@@ -110,6 +139,10 @@ class ReelayConfig(BaseModel):
 
     def reserved(self, executions: int) -> int | None:
         return executions if self.reserve_concurrency else None
+
+    @property
+    def kvs_prefix(self) -> str:
+        return self.kvs_stream_prefix or KVS_STREAM_PREFIX.format(stage=self.stage)
 
     @property
     def log_retention(self) -> logs.RetentionDays:

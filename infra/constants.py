@@ -14,6 +14,7 @@ AUTH_STACK = "ReelayAuth"
 QUEUE_STACK = "ReelayQueue"
 API_STACK = "ReelayApi"
 TRANSCODER_STACK = "ReelayTranscoder"
+RELAY_STACK = "ReelayRelay"
 MONITORING_STACK = "ReelayMonitoring"
 
 # The media bucket has a predictable name, so IAM grants on its prefixes need no cross-stack ARN.
@@ -34,6 +35,7 @@ UPLOAD_EVENTS_HANDLER = "lambdas.upload_events.handler.lambda_handler"
 MIGRATE_HANDLER = "lambdas.migrate.handler.lambda_handler"
 DEAD_JOBS_HANDLER = "lambdas.dead_jobs.handler.lambda_handler"
 OUTBOX_SWEEP_HANDLER = "lambdas.outbox_sweep.handler.lambda_handler"
+RELAY_RECONCILER_HANDLER = "lambdas.relay_reconciler.handler.lambda_handler"
 
 # Lambda packaging: what goes into the one shared code asset, and the wheels' target.
 LAMBDA_SOURCE_DIRS = ("reelay", "lambdas")
@@ -77,6 +79,43 @@ LAMBDA_EXCLUDES = (
     "tests",
     "**/__pycache__",
 )
+
+# Live relay tasks: the media image under the relay entry point, one Fargate task per stream. The
+# reconciler (reelay.adapters.ecs.EcsRelayLauncher) overrides the command with --stream-id <id>.
+RELAY_CONTAINER_NAME = "Relay"  # reelay.settings relay_container_name
+RELAY_COMMAND = ("python3", "-m", "transcoder.relay")
+RELAY_FAMILY = "reelay-{stage}-relay"  # the task definition family: ECS events are matched on it
+RELAY_STOP_TIMEOUT_SECONDS = 30  # SIGTERM -> EOS, kvssink sends its last fragment and gets the ack
+RELAY_SERVICE_DIMENSION = "relay"  # the relay task's POWERTOOLS_SERVICE_NAME: its metrics' service
+RELAY_RECONCILER_SERVICE = "relay-reconciler"  # ReelayFunction service: reelay-relay-reconciler
+RELAY_RECONCILE_RATE_MINUTES = 1
+# Events-topic messages (attribute "type") that make the reconciler look at their stream at once.
+STREAM_EVENT_TYPES = ("stream.started", "stream.stopped")
+# What kvssink calls on the control plane and the data plane, on streams under the stage's prefix only.
+KVS_RELAY_ACTIONS = (
+    "kinesisvideo:DescribeStream",
+    "kinesisvideo:CreateStream",
+    "kinesisvideo:GetDataEndpoint",
+    "kinesisvideo:PutMedia",
+    "kinesisvideo:TagStream",
+)
+KVS_STREAM_PREFIX = "reelay-{stage}-"  # the default of ReelayConfig.kvs_stream_prefix
+
+# Metrics the relay task emits per stream (EMF, dimensions service=relay and StreamId).
+RELAY_STREAM_DIMENSION = "StreamId"
+METRIC_STREAM_UP = "StreamUp"
+METRIC_RECONNECTS = "Reconnects"
+METRIC_OUTAGE_SECONDS = "OutageSeconds"
+METRIC_INPUT_BITRATE = "InputBitrate"
+METRIC_FRAGMENTS_PERSISTED = "FragmentsPersisted"
+METRIC_FRAGMENT_ERRORS = "FragmentErrors"
+METRIC_CREDENTIAL_SECONDS_LEFT = "CredentialSecondsLeft"
+# Metrics the reconciler emits (reelay.relay.reconciler).
+METRIC_STREAMS_DOWN = "StreamsDown"
+METRIC_RELAY_TASKS_STARTED = "RelayTasksStarted"
+METRIC_RELAY_TASKS_STOPPED = "RelayTasksStopped"
+METRIC_RECONCILE_ERRORS = "ReconcileErrors"
+CREDENTIAL_ALARM_SECONDS = 300  # credentials within 5 minutes of expiry: the task's refresh is failing
 
 # Metrics the worker emits (Powertools EMF).
 METRIC_JOBS_SUCCEEDED = "TranscodeJobsSucceeded"

@@ -81,4 +81,6 @@ class PlatformRefs:
             "REELAY_EVENTS_TOPIC_ARN": self.events_topic.topic_arn,
             "REELAY_MAX_ATTEMPTS": str(self.config.max_receive_count),
             "REELAY_LEASE_SECONDS": str(self.config.worker_lease_seconds),
+            # The API names KVS streams under it; the relay task's role may use no other stream.
+            "REELAY_KVS_STREAM_PREFIX": self.config.kvs_prefix,
         }

@@ -46,6 +46,15 @@ class Settings(BaseSettings):
     transcode_queue_url: str | None = None
     events_topic_arn: str | None = None
     cdn_distribution_id: str | None = None  # CloudFront serving output_prefix; unset locally
+    # Relay tasks on ECS (reelay.adapters.ecs.EcsRelayLauncher): the cluster, the task definition the
+    # reconciler runs once per stream, the container whose command it overrides, and the task's
+    # network (lists are JSON in the environment, e.g. REELAY_RELAY_SUBNETS='["subnet-1"]').
+    relay_cluster_arn: str | None = None
+    relay_task_definition_arn: str | None = None
+    relay_container_name: str = "Relay"
+    relay_subnets: tuple[str, ...] = ()
+    relay_security_groups: tuple[str, ...] = ()
+    relay_assign_public_ip: bool = False  # private subnets with NAT in the CDK app
 
     # Upload limits, declared to clients by POST /videos/upload.
     max_upload_bytes: int = 5 * 1024**3

@@ -18,13 +18,24 @@ from reelay.ports import (
     RelayLauncher,
     VideoCatalogue,
 )
+from reelay.relay.reconciler import RelayLauncher as RelayTaskLauncher
 from reelay.relay.secrets import SourceSecrets
 from reelay.relay.streams import StreamService
 from reelay.settings import Settings, get_settings
 from reelay.uploads import UploadEventService
 from reelay.videos import VideoService
 
-_PORTS = ("catalogue", "store", "queue", "events", "identity", "cdn", "launcher", "source_secrets")
+_PORTS = (
+    "catalogue",
+    "store",
+    "queue",
+    "events",
+    "identity",
+    "cdn",
+    "launcher",
+    "source_secrets",
+    "relay_launcher",
+)
 
 
 class Services:
@@ -123,6 +134,13 @@ class Services:
     @cached_property
     def uploads(self) -> UploadEventService:
         return UploadEventService(self.catalogue, self.store, self.queue, self.events, self.settings)
+
+    @cached_property
+    def relay_launcher(self) -> RelayTaskLauncher:
+        """Relay tasks on ECS (the reconciler's); from the REELAY_RELAY_* settings."""
+        from reelay.adapters.ecs import EcsRelayLauncher
+
+        return EcsRelayLauncher.from_settings(self.settings)
 
 
 _services: Services | None = None

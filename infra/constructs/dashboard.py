@@ -16,18 +16,42 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from infra.constants import (
+    CREDENTIAL_ALARM_SECONDS,
+    METRIC_CREDENTIAL_SECONDS_LEFT,
     METRIC_EVENT_PUBLISH_FAILED,
     METRIC_EVENTS_PUBLISHED,
+    METRIC_FRAGMENT_ERRORS,
+    METRIC_FRAGMENTS_PERSISTED,
+    METRIC_INPUT_BITRATE,
     METRIC_JOB_SECONDS,
     METRIC_JOBS_FAILED,
     METRIC_JOBS_SUCCEEDED,
+    METRIC_OUTAGE_SECONDS,
     METRIC_OUTBOX_OLDEST_AGE,
     METRIC_OUTBOX_PENDING,
+    METRIC_RECONCILE_ERRORS,
+    METRIC_RECONNECTS,
+    METRIC_RELAY_TASKS_STARTED,
+    METRIC_RELAY_TASKS_STOPPED,
+    METRIC_STREAM_UP,
+    METRIC_STREAMS_DOWN,
     METRICS_NAMESPACE,
 )
+from infra.constructs.relay import reconciler_metric, relay_search
 from infra.constructs.transcoder import outbox_metric, worker_metric
 
 _PERIOD = Duration.minutes(5)
+_RELAY_PERIOD = Duration.minutes(1)  # live feeds: a one-minute outage must show
+
+
+def per_stream(metric_name: str, statistic: str, label: str) -> cloudwatch.MathExpression:
+    """One line per stream of a relay task's metric (dimensions service=relay, StreamId)."""
+    return cloudwatch.MathExpression(
+        expression=relay_search(metric_name, statistic, _RELAY_PERIOD),
+        using_metrics={},
+        label=label,
+        period=_RELAY_PERIOD,
+    )
 
 
 def all_services_sum(metric_name: str, label: str) -> cloudwatch.MathExpression:
@@ -144,6 +168,7 @@ class OperationsDashboard(Construct):
                 width=8,
             ),
         )
+        self._relay_section()
         action = cw_actions.SnsAction(alarm_topic)
         self.api_5xx_alarm = api.metric_server_error(period=_PERIOD, statistic="Sum").create_alarm(
             self,
@@ -155,3 +180,64 @@ class OperationsDashboard(Construct):
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
         self.api_5xx_alarm.add_alarm_action(action)
+
+    def _relay_section(self) -> None:
+        """Live relay: each stream's state, reconnects, outages, bitrate, KVS acks and credentials."""
+        streams_up = cloudwatch.MathExpression(
+            expression=f"SUM({relay_search(METRIC_STREAM_UP, 'Maximum', _RELAY_PERIOD)})",
+            using_metrics={},
+            label="Streams up",
+            period=_RELAY_PERIOD,
+        )
+        self.dashboard.add_widgets(
+            cloudwatch.TextWidget(markdown="## Live relay", width=24, height=1),
+        )
+        self.dashboard.add_widgets(
+            cloudwatch.GraphWidget(
+                title="Relay streams up and down",
+                left=[
+                    streams_up,
+                    reconciler_metric(METRIC_STREAMS_DOWN, "Maximum").with_(label="Streams down"),
+                ],
+                width=8,
+            ),
+            cloudwatch.GraphWidget(
+                title="Relay reconnects and outage seconds",
+                left=[per_stream(METRIC_RECONNECTS, "Sum", "Reconnects")],
+                right=[per_stream(METRIC_OUTAGE_SECONDS, "Sum", "Outage seconds")],
+                width=8,
+            ),
+            cloudwatch.GraphWidget(
+                title="Relay input bitrate (bit/s)",
+                left=[per_stream(METRIC_INPUT_BITRATE, "Average", "Input bitrate")],
+                width=8,
+            ),
+        )
+        self.dashboard.add_widgets(
+            cloudwatch.GraphWidget(
+                title="KVS fragments persisted and errors",
+                left=[per_stream(METRIC_FRAGMENTS_PERSISTED, "Sum", "Fragments persisted")],
+                right=[per_stream(METRIC_FRAGMENT_ERRORS, "Sum", "Fragment errors")],
+                width=8,
+            ),
+            cloudwatch.GraphWidget(
+                title="KVS credential seconds left",
+                left=[per_stream(METRIC_CREDENTIAL_SECONDS_LEFT, "Minimum", "Credential seconds left")],
+                left_annotations=[
+                    cloudwatch.HorizontalAnnotation(value=CREDENTIAL_ALARM_SECONDS, label="alarm")
+                ],
+                width=8,
+            ),
+            cloudwatch.GraphWidget(
+                title="Relay reconciler",
+                left=[
+                    reconciler_metric(name, "Sum").with_(label=label)
+                    for name, label in (
+                        (METRIC_RELAY_TASKS_STARTED, "Tasks started"),
+                        (METRIC_RELAY_TASKS_STOPPED, "Tasks stopped"),
+                        (METRIC_RECONCILE_ERRORS, "Launch/stop errors"),
+                    )
+                ],
+                width=8,
+            ),
+        )

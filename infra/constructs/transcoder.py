@@ -2,25 +2,21 @@
 
 from __future__ import annotations
 
-from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import Duration, Stack
 from aws_cdk import aws_applicationautoscaling as appscaling
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_ec2 as ec2
-from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda_event_sources as event_sources
-from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
-from infra.bundling import REPO_ROOT
 from infra.constants import (
     DEAD_JOBS_HANDLER,
-    DOCKER_EXCLUDES,
     METRIC_JOBS_FAILED,
     METRIC_OUTBOX_OLDEST_AGE,
     METRICS_NAMESPACE,
@@ -31,13 +27,20 @@ from infra.constants import (
     OUTPUT_PREFIX,
     TRANSCODER_COMMAND,
     TRANSCODER_CPU,
-    TRANSCODER_DOCKERFILE,
     TRANSCODER_MEMORY_MIB,
     TRANSCODER_SERVICE_DIMENSION,
     TRANSCODER_STOP_TIMEOUT_SECONDS,
     UPLOAD_PREFIX,
 )
 from infra.constructs.function import ReelayFunction, powertools_service
+from infra.constructs.media import (
+    acknowledge_media_task,
+    grant_metrics,
+    media_cluster,
+    media_image,
+    media_log_group,
+    media_platform,
+)
 from infra.environment import PlatformRefs
 from infra.nag import acknowledge
 
@@ -92,38 +95,19 @@ class Transcoder(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         config = refs.config
-        self.cluster = ecs.Cluster(
-            self,
-            "Cluster",
-            vpc=refs.vpc,
-            container_insights_v2=ecs.ContainerInsights.ENABLED,
-            enable_fargate_capacity_providers=True,
-        )
+        self.cluster = media_cluster(self, refs.vpc)
         self.task = ecs.FargateTaskDefinition(
             self,
             "Task",
             cpu=TRANSCODER_CPU,
             memory_limit_mib=TRANSCODER_MEMORY_MIB,
             ephemeral_storage_gib=50,  # source download plus every rendition's segments
-            runtime_platform=ecs.RuntimePlatform(
-                cpu_architecture=ecs.CpuArchitecture.X86_64,
-                operating_system_family=ecs.OperatingSystemFamily.LINUX,
-            ),
+            runtime_platform=media_platform(),
         )
-        self.log_group = logs.LogGroup(
-            self,
-            "Logs",
-            retention=config.log_retention,
-            removal_policy=RemovalPolicy.DESTROY,
-        )
+        self.log_group = media_log_group(self, config)
         self.container = self.task.add_container(
             "Worker",
-            image=ecs.ContainerImage.from_asset(
-                str(REPO_ROOT),
-                file=TRANSCODER_DOCKERFILE,
-                exclude=list(DOCKER_EXCLUDES),
-                platform=ecr_assets.Platform.LINUX_AMD64,
-            ),
+            image=media_image(),
             command=list(TRANSCODER_COMMAND),
             environment={
                 **refs.environment(),
@@ -162,12 +146,7 @@ class Transcoder(Construct):
         self._alarms(refs, alarm_topic)
         self._dead_jobs(refs)
         self._outbox_sweep(refs, alarm_topic)
-        acknowledge(
-            self.task,
-            "AwsSolutions-ECS2",
-            "The environment holds non-secret resource names only; the DB password is fetched from "
-            "Secrets Manager at run time by ARN.",
-        )
+        acknowledge_media_task(self.task)
 
     def _grant(self, refs: PlatformRefs) -> None:
         role = self.task.task_role
@@ -201,13 +180,7 @@ class Transcoder(Construct):
                 ],
             )
         )
-        role.add_to_principal_policy(
-            iam.PolicyStatement(
-                actions=["cloudwatch:PutMetricData"],
-                resources=["*"],
-                conditions={"StringEquals": {"cloudwatch:namespace": METRICS_NAMESPACE}},
-            )
-        )
+        grant_metrics(role)
         refs.acknowledge_prefix_grant(
             role,
             UPLOAD_PREFIX,
@@ -216,11 +189,6 @@ class Transcoder(Construct):
         )
         refs.acknowledge_prefix_grant(
             role, OUTPUT_PREFIX, "Writes (and on failure removes) HLS output under outputs/<videoId>/."
-        )
-        acknowledge(
-            role,
-            "AwsSolutions-IAM5[Resource::*]",
-            "PutMetricData has no resource ARNs; the statement is limited to the Reelay namespace.",
         )
         acknowledge(
             role,
@@ -233,11 +201,6 @@ class Transcoder(Construct):
             "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ecs:<AWS::Region>:<AWS::AccountId>:"
             f"task/<{cluster_ref}>/*]",
             "Task ids are known only at run time; scale-in protection is limited to this cluster's tasks.",
-        )
-        acknowledge(
-            self.task.obtain_execution_role(),
-            "AwsSolutions-IAM5[Resource::*]",
-            "ecr:GetAuthorizationToken has no resource ARN; image pulls are limited to the asset repository.",
         )
 
     def _scaling(self, refs: PlatformRefs) -> None:
