@@ -27,6 +27,8 @@ class LocalSettings(BaseSettings):
     max_body_bytes: int = 1024 * 1024  # API requests; media uploads go to /media, not the API
     worker_id: str | None = None
     no_workers: bool = False
+    # The gateway's test-only fault hook (local/faults.py); the browser tests turn it on.
+    faults: bool = False
 
 
 def parse_args(argv: list[str] | None = None) -> LocalSettings:

@@ -1,4 +1,4 @@
-import { useEffect } from "react";
+import { useEffect, useRef } from "react";
 import { Navigate, Route, Routes, useLocation, useNavigate } from "react-router";
 import { Layout } from "./components/Layout";
 import { useSession } from "./hooks";
@@ -32,7 +32,14 @@ export function loginPath(next: string): string {
 function RequireAuth({ children }: { children: React.ReactElement }) {
   const s = useSession();
   const location = useLocation();
-  if (!s) return <Navigate to={loginPath(location.pathname + location.search)} replace />;
+  if (!s)
+    return (
+      <Navigate
+        to={loginPath(location.pathname + location.search)}
+        replace
+        state={{ expired: session.endedBy === "expiry" }}
+      />
+    );
   return children;
 }
 
@@ -54,8 +61,14 @@ export function App() {
     };
   }, [navigate]);
 
+  const first = useRef(true);
   useEffect(() => {
-    // Move focus to the new page's heading so keyboard and screen-reader users land on it.
+    // After a client-side navigation, move focus to the new page's heading so keyboard and
+    // screen-reader users land on it (a full page load starts at the top by itself).
+    if (first.current) {
+      first.current = false;
+      return;
+    }
     const h1 = document.querySelector<HTMLElement>("main h1");
     h1?.focus({ preventScroll: true });
   }, [location.pathname]);

@@ -19,6 +19,8 @@ class SessionStore {
   private listeners = new Set<Listener>();
   private refreshing: Promise<boolean> | null = null;
   onExpired: (() => void) | null = null;
+  /** Why the last session ended: the login page says so when it was not the person's choice. */
+  endedBy: "expiry" | "logout" | null = null;
 
   get(): Session | null {
     return this.current;
@@ -37,6 +39,7 @@ class SessionStore {
   }
 
   signIn(email: string, tokens: { idToken: string; refreshToken?: string | null; expiresIn: number }): void {
+    this.endedBy = null;
     this.set({
       email,
       idToken: tokens.idToken,
@@ -71,6 +74,7 @@ class SessionStore {
 
   /** The session is gone for good: forget it and let the app send the person to log in. */
   expired(): void {
+    this.endedBy = "expiry";
     this.set(null);
     this.onExpired?.();
   }
@@ -86,3 +90,8 @@ function read(): Session | null {
 }
 
 export const session = new SessionStore();
+
+export function logOut(): void {
+  session.endedBy = "logout";
+  session.set(null);
+}

@@ -1,7 +1,7 @@
 import type { ReactNode } from "react";
 import { Link, NavLink, useNavigate } from "react-router";
 import { useSession } from "../hooks";
-import { session } from "../session";
+import { logOut as endSession } from "../session";
 
 interface NavItem {
   to: string;
@@ -20,7 +20,7 @@ export function Layout({ children }: { children: ReactNode }) {
   const s = useSession();
   const navigate = useNavigate();
   const logOut = () => {
-    session.set(null);
+    endSession();
     navigate("/");
   };
   return (

@@ -5,10 +5,15 @@ import type { Video } from "../types";
 export function Player({ video }: { video: Video }) {
   const ref = useRef<HTMLVideoElement>(null);
   const [error, setError] = useState<string | null>(null);
-  const url = video.playbackUrl;
+  // The page polls a video that is still processing: its URL may move from the live master to
+  // the finished one, which lists the same segments. Keep playing what was loaded first.
+  const urlRef = useRef(video.playbackUrl);
+  urlRef.current ??= video.playbackUrl;
+  const hasUrl = !!video.playbackUrl;
 
   useEffect(() => {
     const el = ref.current;
+    const url = urlRef.current;
     if (!el || !url) return;
     let destroyed = false;
     let destroy: () => void = () => undefined;
@@ -38,7 +43,7 @@ export function Player({ video }: { video: Video }) {
       destroyed = true;
       destroy();
     };
-  }, [url]);
+  }, [video.videoId, hasUrl]);
 
   return (
     <div className="player">

@@ -29,7 +29,7 @@ export function WatchPage() {
   return (
     <article className="watch" aria-labelledby="video-title">
       {v.playable && v.playbackUrl ? (
-        <Player video={v} />
+        <Player key={v.videoId} video={v} />
       ) : (
         <div className="player placeholder">
           {v.thumbnailUrl && <img src={v.thumbnailUrl} alt="" />}
