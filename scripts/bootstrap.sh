@@ -49,3 +49,19 @@ if [ ! -x node_modules/.bin/cdk ] || [ package-lock.json -nt node_modules/.bin/c
   npm ci --no-audit --no-fund --silent
   touch node_modules/.bin/cdk
 fi
+
+# The web front end (web/): its own lockfile, and a production build in web/dist that the local
+# gateway serves and the web stack deploys. Rebuilt only when the lockfile or a source changed
+# (about 6 s of npm ci and 7 s of build on a fresh machine; nothing when up to date).
+web_stamp=web/node_modules/.reelay-build.sha
+web_want=$(find web/package.json web/package-lock.json web/index.html web/vite.config.ts web/tsconfig.json \
+  web/src web/public -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -d' ' -f1)
+if [ ! -f web/dist/index.html ] || [ "$(cat $web_stamp 2>/dev/null)" != "$web_want" ]; then
+  if [ ! -f web/node_modules/.package-lock.json ] || [ web/package-lock.json -nt web/node_modules/.package-lock.json ]; then
+    echo "bootstrap: installing the web front end's packages"
+    npm ci --prefix web --no-audit --no-fund --silent
+  fi
+  echo "bootstrap: building the web front end"
+  if ! out=$(npm run --prefix web --silent build 2>&1); then echo "$out" >&2; exit 1; fi
+  echo "$web_want" > $web_stamp
+fi
