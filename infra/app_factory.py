@@ -17,6 +17,7 @@ from infra.constants import (
     STORAGE_STACK,
     TAGS,
     TRANSCODER_STACK,
+    WEB_STACK,
 )
 from infra.environment import PlatformRefs
 from infra.nag import acknowledge_cdk_helpers, enable_nag
@@ -28,6 +29,7 @@ from infra.stacks.network_stack import NetworkStack
 from infra.stacks.queue_stack import QueueStack
 from infra.stacks.storage_stack import StorageStack
 from infra.stacks.transcoder_stack import TranscoderStack
+from infra.stacks.web_stack import WebStack
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,7 @@ class ReelayStacks:
     api: ApiStack
     transcoder: TranscoderStack
     monitoring: MonitoringStack
+    web: WebStack
 
     def all(self) -> list[cdk.Stack]:
         return [getattr(self, field.name) for field in fields(self)]
@@ -105,7 +108,18 @@ def build_app(app: cdk.App, config: ReelayConfig | None = None, *, nag: bool = T
         alarm_topic=queue.alarms.topic,
         env=env,
     )
-    stacks = ReelayStacks(network, data, storage, auth, queue, api, transcoder, monitoring)
+    web = WebStack(
+        app,
+        name(WEB_STACK),
+        stage=config.stage,
+        api_url=api.rest.api.url,
+        api_id=api.rest.api.rest_api_id,
+        media_domain=storage.media.distribution.distribution_domain_name,
+        user_pool_id=auth.users.pool.user_pool_id,
+        user_pool_client_id=auth.users.client.user_pool_client_id,
+        env=env,
+    )
+    stacks = ReelayStacks(network, data, storage, auth, queue, api, transcoder, monitoring, web)
     for key, value in {**TAGS, "stage": config.stage}.items():
         cdk.Tags.of(app).add(key, value)
     if nag:

@@ -17,11 +17,13 @@ from werkzeug.security import safe_join
 from werkzeug.utils import send_file
 from werkzeug.wrappers import Request, Response
 
+from infra.constants import WEB_ASSETS_CACHE_CONTROL, WEB_ASSETS_DIR, WEB_PAGES_CACHE_CONTROL
+
 # The SPA's routes (web/src/App.tsx). None of them may be an API path.
 SPA_ROUTES = re.compile(r"^/(login|register|confirm|my|upload|watch/[^/]+)?/?$")
 WATCH = re.compile(r"^/watch/([^/]+)/?$")
-IMMUTABLE = "public, max-age=31536000, immutable"
-NO_CACHE = "no-cache"
+IMMUTABLE = WEB_ASSETS_CACHE_CONTROL  # the same headers CloudFront passes on from the web bucket
+NO_CACHE = WEB_PAGES_CACHE_CONTROL
 
 MISSING_BUILD = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Reelay</title></head>
 <body style="font-family:sans-serif;max-width:40em;margin:3em auto"><h1>The web front end is not built</h1>
@@ -52,7 +54,7 @@ class WebApp:
         if path is None or not Path(path).is_file():
             return None
         response = send_file(path, request.environ, conditional=True, max_age=None)
-        response.headers["Cache-Control"] = IMMUTABLE if name.startswith("assets/") else NO_CACHE
+        response.headers["Cache-Control"] = IMMUTABLE if name.startswith(f"{WEB_ASSETS_DIR}/") else NO_CACHE
         return response
 
     def page(self, request: Request, *, missing: bool = False) -> Response:
