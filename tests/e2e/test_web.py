@@ -376,6 +376,43 @@ def test_unknown_pages_and_videos_are_real_404s(page: Page, web: PlatformProcess
     assert page.url.endswith("/watch/no-such-video")
 
 
+def test_a_failed_video_shows_its_reason_and_the_page_stops_polling(
+    page: Page, web: PlatformProcess, faults: Faults
+) -> None:
+    # Given a video whose upload is not media at all
+    api = Api(web)
+    email = new_email()
+    token = api.sign_up(email)
+    junk = b"this is not a video, just some text" * 40
+    body = api.start_upload(token, "Not a video", len(junk))
+    assert requests.put(body["upload"]["url"], data=junk, headers=body["upload"]["headers"], timeout=30).ok
+    video_id = body["videoId"]
+
+    # When its page is open while the transcode gives up
+    page.goto(f"{web.url}/watch/{video_id}")
+    # Then the page says it failed, and why
+    alert = page.get_by_role("alert").filter(has_text="Processing failed")
+    expect(alert).to_be_visible(timeout=60_000)
+    reason = api.call("GET", f"/videos/{video_id}").json()["failureReason"]
+    assert reason and len(reason) > 10
+    expect(alert).to_contain_text(reason)
+    # And it stops asking for news
+    path = rf"^/videos/{video_id}$"
+    before = len(faults.requests("GET", path))
+    page.wait_for_timeout(5000)  # over two polling periods
+    assert len(faults.requests("GET", path)) == before
+
+    # And "my videos" shows the same reason, with no "watch now"
+    page.goto(f"{web.url}/login")
+    page.get_by_label("Email", exact=True).fill(email)
+    page.get_by_label("Password", exact=True).fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    item = my_item(page, "Not a video")
+    expect(item.locator(".badge")).to_have_text("failed")
+    expect(item.get_by_role("note")).to_contain_text(reason)
+    expect(item.get_by_role("link", name="Watch now")).to_have_count(0)
+
+
 def test_a_401_sends_the_person_to_log_in_and_back(page: Page, web: PlatformProcess) -> None:
     # Given a signed-in person whose tokens stop working (expired, refresh token revoked)
     email = new_email()
@@ -402,25 +439,37 @@ def test_a_401_sends_the_person_to_log_in_and_back(page: Page, web: PlatformProc
 
 
 def test_the_site_works_at_phone_width(phone: Page, web: PlatformProcess) -> None:
-    # Given a phone-sized screen
-    phone.goto(web.url + "/register")
-    # Then the page fits without sideways scrolling and every field is labelled and reachable
-    width = phone.evaluate("() => document.documentElement.scrollWidth")
-    assert width <= PHONE["width"], width
-    expect(phone.get_by_label("Email", exact=True)).to_be_visible()
-    expect(phone.get_by_label("Password", exact=True)).to_be_visible()
-    # And the keyboard reaches the form in order, with a visible focus ring
-    phone.keyboard.press("Tab")
-    expect(phone.get_by_role("link", name="Skip to content")).to_be_focused()
-    phone.keyboard.press("Enter")
-    for _ in range(12):
-        phone.keyboard.press("Tab")
-        if phone.get_by_label("Email", exact=True).evaluate("e => e === document.activeElement"):
-            break
-    expect(phone.get_by_label("Email", exact=True)).to_be_focused()
-    ring = phone.get_by_label("Email", exact=True).evaluate("e => getComputedStyle(e).boxShadow")
-    assert ring and ring != "none", ring
+    # Given a phone-sized screen, and a person with an account
+    email = new_email()
+    Api(web).sign_up(email)
+    # When the pages open
+    for path in ("/", "/register", "/login", "/watch/no-such-video"):
+        phone.goto(web.url + path)
+        expect(phone.locator("main h1")).to_be_visible()
+        # Then nothing overflows sideways
+        width = phone.evaluate("() => document.documentElement.scrollWidth")
+        assert width <= PHONE["width"], (path, width)
     # And the navigation stays usable: every link is inside the screen
     for link in phone.get_by_role("navigation", name="Main").get_by_role("link").all():
         box = link.bounding_box()
         assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"]
+
+    # And the keyboard reaches the form in order, past a skip link, with a visible focus ring
+    phone.goto(web.url + "/login")
+    phone.keyboard.press("Tab")
+    expect(phone.get_by_role("link", name="Skip to content")).to_be_focused()
+    phone.keyboard.press("Enter")
+    phone.keyboard.press("Tab")
+    email_field = phone.get_by_label("Email", exact=True)
+    expect(email_field).to_be_focused()
+    ring = email_field.evaluate("e => getComputedStyle(e).boxShadow")
+    assert ring and ring != "none", ring
+    # And a person can log in with the keyboard alone
+    phone.keyboard.type(email)
+    phone.keyboard.press("Tab")
+    expect(phone.get_by_label("Password", exact=True)).to_be_focused()
+    phone.keyboard.type(PASSWORD)
+    phone.keyboard.press("Enter")
+    expect(phone.get_by_role("heading", name="My videos")).to_be_visible()
+    width = phone.evaluate("() => document.documentElement.scrollWidth")
+    assert width <= PHONE["width"], width
