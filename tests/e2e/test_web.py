@@ -149,7 +149,7 @@ def three_part_clip(small_clip: Path, tmp_path_factory: pytest.TempPathFactory) 
 def sign_up_in_browser(page: Page, web: PlatformProcess, email: str) -> None:
     """Register, confirm with the code the platform prints, log in: all through the pages."""
     page.goto(web.url + "/")
-    page.get_by_role("link", name="Sign up").click()
+    page.get_by_role("link", name="Sign up", exact=True).click()
     page.get_by_label("Email", exact=True).fill(email)
     page.get_by_label("Password", exact=True).fill(PASSWORD)
     mark = len(web.lines)

@@ -1,13 +1,14 @@
-import { useSearchParams } from "react-router";
+import { Link, useSearchParams } from "react-router";
 import { api } from "../api";
 import { Alert } from "../components/Alert";
 import { VideoCard } from "../components/VideoCard";
-import { useLoad, useTitle } from "../hooks";
+import { useLoad, useSession, useTitle } from "../hooks";
 
 const PAGE_SIZE = 12;
 
 export function HomePage() {
   useTitle("");
+  const signedIn = !!useSession();
   // Keyset pagination: the cursor of this page is in the URL; the trail of earlier cursors lets
   // "Newer" go back without the API offering a previous-page cursor.
   const [params, setParams] = useSearchParams();
@@ -33,17 +34,22 @@ export function HomePage() {
 
   return (
     <section aria-labelledby="home-title">
-      <div className="hero">
-        <h1 id="home-title" tabIndex={-1}>
-          Latest videos
-        </h1>
-        <p className="muted">Everything people have shared on Reelay, newest first.</p>
+      <div className="hero row">
+        <div>
+          <h1 id="home-title" tabIndex={-1}>
+            Latest videos
+          </h1>
+          <p className="muted">Everything people have shared on Reelay, newest first.</p>
+        </div>
+        <Link to={signedIn ? "/upload" : "/register"} className="btn">
+          {signedIn ? "Upload a video" : "Sign up to upload"}
+        </Link>
       </div>
       {page.error && <Alert title="The videos could not be loaded." message={page.error} onRetry={page.reload} />}
       {page.loading && !page.data && !page.error && <p className="muted" role="status">Loading videos…</p>}
       {page.data && page.data.items.length === 0 && !page.error && (
         <div className="empty">
-          <p>No videos yet. Be the first: upload one.</p>
+          <p>No videos yet. Be the first to share one.</p>
         </div>
       )}
       {page.data && page.data.items.length > 0 && (

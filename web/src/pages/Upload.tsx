@@ -20,8 +20,15 @@ export function UploadPage() {
   const upload = useRef<Upload | null>(null);
   const input = useRef<HTMLInputElement>(null);
 
-  // Leaving the page mid-upload cancels it rather than leaving a half-sent video behind.
+  // Leaving the page mid-upload cancels it rather than leaving a half-sent video behind; closing
+  // the tab asks first.
   useEffect(() => () => void (upload.current?.state.phase === "uploading" && upload.current.cancel()), []);
+  useEffect(() => {
+    if (state?.phase !== "uploading" && state?.phase !== "interrupted") return;
+    const warn = (e: BeforeUnloadEvent) => e.preventDefault();
+    window.addEventListener("beforeunload", warn);
+    return () => window.removeEventListener("beforeunload", warn);
+  }, [state?.phase]);
 
   const choose = (f: File | null | undefined) => {
     if (!f) return;
@@ -71,9 +78,7 @@ export function UploadPage() {
           >
             <p>{file ? <strong>{file.name}</strong> : "Drop a video file here"}</p>
             <p className="muted small">{file ? formatBytes(file.size) : "or"}</p>
-            <label className="btn ghost" htmlFor="file-input">
-              {file ? "Choose another file" : "Choose a file"}
-            </label>
+            {/* The input comes first so its keyboard focus can ring the label that stands in for it. */}
             <input
               ref={input}
               id="file-input"
@@ -82,6 +87,9 @@ export function UploadPage() {
               accept="video/*"
               onChange={(e) => choose(e.target.files?.[0])}
             />
+            <label className="btn ghost" htmlFor="file-input">
+              {file ? "Choose another file" : "Choose a file"}
+            </label>
           </div>
           <Field label="Title" required maxLength={200} value={name} onChange={(e) => setName(e.target.value)} />
           <Field
