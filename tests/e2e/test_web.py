@@ -46,6 +46,9 @@ def web(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         )
         try:
             p.start()
+            # Another thread's print can land on the same output line as "Reelay is up: <url>"
+            # (print writes the text and the newline separately): keep the URL alone.
+            p.url = re.match(r"http://[\w.\-]+:\d+", p.url).group(0)  # type: ignore[union-attr]
             yield p
         finally:
             if p.proc is not None:
@@ -411,6 +414,102 @@ def test_a_failed_video_shows_its_reason_and_the_page_stops_polling(
     expect(item.locator(".badge")).to_have_text("failed")
     expect(item.get_by_role("note")).to_contain_text(reason)
     expect(item.get_by_role("link", name="Watch now")).to_have_count(0)
+
+
+def test_an_expiring_token_is_refreshed_without_asking(
+    page: Page, web: PlatformProcess, faults: Faults
+) -> None:
+    # Given a signed-in person whose ID token is about to expire (the refresh token is fine)
+    sign_up_in_browser(page, web, new_email())
+    page.evaluate(
+        """() => {
+            const s = JSON.parse(localStorage.getItem("reelay.session"));
+            localStorage.setItem("reelay.session", JSON.stringify({...s, expiresAt: Date.now() + 5000}));
+        }"""
+    )
+    # When a page needs the API
+    page.goto(f"{web.url}/my")
+    # Then the tokens were refreshed first, and the page just works
+    expect(page.get_by_text("You have not uploaded anything yet.")).to_be_visible()
+    assert len(faults.requests("POST", r"^/auth/refresh$")) == 1
+    session = page.evaluate("() => JSON.parse(localStorage.getItem('reelay.session'))")
+    assert session["expiresAt"] > time.time() * 1000 + 600_000
+
+
+def test_cancelling_an_interrupted_upload_removes_the_video(
+    page: Page, web: PlatformProcess, faults: Faults, three_part_clip: Path
+) -> None:
+    # Given an upload stuck on a part that keeps failing
+    email = new_email()
+    sign_up_in_browser(page, web, email)
+    faults.add("PUT", r"^/media/uploads/.*[?&]partNumber=3(&|$)", times=1000, status=503)
+    choose_file(page, three_part_clip, "Cancelled upload")
+    page.get_by_role("button", name="Upload", exact=True).click()
+    expect(page.get_by_role("alert").filter(has_text="Upload interrupted")).to_be_visible()
+    # When the person cancels it
+    page.get_by_role("button", name="Cancel upload").click()
+    # Then the page says so and offers the form again, and the half-sent video is gone
+    expect(page.get_by_role("alert")).to_contain_text("Upload cancelled.")
+    expect(page.get_by_role("button", name="Upload", exact=True)).to_be_visible()
+    expect(page.get_by_role("link", name="My videos")).to_be_visible()
+    page.get_by_role("link", name="My videos").click()
+    expect(page.get_by_text("You have not uploaded anything yet.")).to_be_visible()
+
+
+def test_the_public_list_pages_forwards_and_back(page: Page, web: PlatformProcess) -> None:
+    # Given a catalogue of 15 videos (the list answers are stubbed: paging is the page's logic)
+    def video(n: int) -> dict[str, Any]:
+        return {
+            "videoId": f"v{n:02d}",
+            "displayName": f"Video {n:02d}",
+            "description": "",
+            "status": "ready",
+            "failureReason": None,
+            "progress": 100,
+            "playable": True,
+            "isTranscoded": True,
+            "durationSeconds": 61.0,
+            "renditions": [],
+            "uploadTime": "2026-01-02T03:04:05.000Z",
+            "createdAt": "2026-01-02T03:04:05.000Z",
+            "updatedAt": "2026-01-02T03:04:05.000Z",
+            "playbackUrl": None,
+            "thumbnailUrl": None,
+        }
+
+    asked: list[str] = []
+
+    def answer(route: Any) -> None:
+        url = route.request.url
+        asked.append(url)
+        second = "cursor=after-12" in url
+        items = [video(n) for n in (range(13, 16) if second else range(1, 13))]
+        route.fulfill(json={"items": items, "nextCursor": None if second else "after-12"})
+
+    page.route(re.compile(r".*/videos\?limit=.*"), answer)
+    # When the home page opens
+    page.goto(web.url + "/")
+    grid = page.get_by_role("list", name="Videos")
+    # Then it shows the first twelve, each with its duration, and can only go older
+    expect(grid.get_by_role("listitem")).to_have_count(12)
+    expect(grid.get_by_role("listitem").first).to_contain_text("1:01")
+    expect(page.get_by_role("button", name="← Newer")).to_be_disabled()
+    # When they go older
+    page.get_by_role("button", name="Older →").click()
+    # Then the next page comes from the cursor, and older is the end
+    expect(grid.get_by_role("listitem")).to_have_count(3)
+    expect(grid).to_contain_text("Video 15")
+    expect(page.get_by_role("button", name="Older →")).to_be_disabled()
+    assert "cursor=after-12" in asked[-1]
+    # And the browser's back and forward buttons move between the pages
+    page.go_back()
+    expect(grid.get_by_role("listitem")).to_have_count(12)
+    page.go_forward()
+    expect(grid.get_by_role("listitem")).to_have_count(3)
+    # And "newer" goes back to the first page
+    page.get_by_role("button", name="← Newer").click()
+    expect(grid.get_by_role("listitem")).to_have_count(12)
+    expect(page.get_by_role("button", name="← Newer")).to_be_disabled()
 
 
 def test_a_401_sends_the_person_to_log_in_and_back(page: Page, web: PlatformProcess) -> None:
