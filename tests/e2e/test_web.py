@@ -555,6 +555,7 @@ def test_the_site_works_at_phone_width(phone: Page, web: PlatformProcess) -> Non
 
     # And the keyboard reaches the form in order, past a skip link, with a visible focus ring
     phone.goto(web.url + "/login")
+    expect(phone.get_by_role("heading", name="Log in")).to_be_visible()
     phone.keyboard.press("Tab")
     expect(phone.get_by_role("link", name="Skip to content")).to_be_focused()
     phone.keyboard.press("Enter")
