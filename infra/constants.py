@@ -71,7 +71,7 @@ DOCKER_EXCLUDES = (
     ".pytest_cache",
     ".ruff_cache",
     ".mypy_cache",
-    "web/node_modules",
+    "web",  # the front end (its build is the web stack's asset): not in the worker image
     "**/__pycache__",
     "*.pyc",
     "tests/bench/output",
