@@ -46,7 +46,6 @@ export function useLoad<T>(load: () => Promise<T>, key: unknown[]): Loaded<T> {
     return () => {
       live = false;
     };
-    // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [...key, tick]);
   const reload = useCallback(() => setTick((t) => t + 1), []);
   return { data, error, status, loading, reload };
