@@ -18,6 +18,7 @@ from werkzeug.utils import send_file
 from werkzeug.wrappers import Request, Response
 
 from infra.constants import WEB_ASSETS_CACHE_CONTROL, WEB_ASSETS_DIR, WEB_PAGES_CACHE_CONTROL
+from infra.web_policy import STATIC_SECURITY_HEADERS, content_security_policy
 
 # The SPA's routes (web/src/App.tsx). None of them may be an API path.
 SPA_ROUTES = re.compile(r"^/(login|register|confirm|my|upload|watch/[^/]+)?/?$")
@@ -65,8 +66,18 @@ class WebApp:
         if not index.is_file():
             return Response(MISSING_BUILD, status=503, mimetype="text/html")
         return Response(
-            index.read_bytes(), status=status, mimetype="text/html", headers={"Cache-Control": NO_CACHE}
+            index.read_bytes(),
+            status=status,
+            mimetype="text/html",
+            headers={"Cache-Control": NO_CACHE, **self.security_headers()},
         )
+
+    def security_headers(self) -> dict[str, str]:
+        """The headers CloudFront adds in AWS (but HSTS: this is plain http), so the browser tests
+        run the front end under the same content security policy."""
+        origin = self._config()["apiUrl"]
+        csp = content_security_policy(api=origin, media=origin, upgrade_insecure=False)
+        return {"Content-Security-Policy": csp, **STATIC_SECURITY_HEADERS}
 
 
 def web_config(*, api_url: str, region: str, user_pool_id: str, user_pool_client_id: str) -> dict[str, str]:

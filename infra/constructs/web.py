@@ -26,6 +26,7 @@ from infra.constants import (
     WEB_PAGES_CACHE_CONTROL,
 )
 from infra.nag import acknowledge
+from infra.web_policy import PERMISSIONS_POLICY, content_security_policy
 
 
 class WebBuildMissing(FileNotFoundError):
@@ -41,25 +42,7 @@ class WebOrigins:
     uploads: tuple[str, ...]  # the media bucket's S3 endpoints for presigned PUTs
 
     def content_security_policy(self) -> str:
-        connect = " ".join(["'self'", self.api, self.media, *self.uploads])
-        return "; ".join(
-            [
-                "default-src 'self'",
-                "script-src 'self'",
-                "style-src 'self'",
-                f"img-src 'self' data: {self.media}",
-                # hls.js feeds the <video> through Media Source Extensions (blob: URLs) and a worker.
-                f"media-src 'self' blob: {self.media}",
-                "worker-src 'self' blob:",
-                f"connect-src {connect}",
-                "font-src 'self'",
-                "object-src 'none'",
-                "base-uri 'self'",
-                "form-action 'self'",
-                "frame-ancestors 'none'",
-                "upgrade-insecure-requests",
-            ]
-        )
+        return content_security_policy(api=self.api, media=self.media, uploads=self.uploads)
 
 
 def check_build(dist: Path) -> Path:
@@ -138,7 +121,7 @@ class WebSite(Construct):
                 custom_headers=[
                     cloudfront.ResponseCustomHeader(
                         header="Permissions-Policy",
-                        value="camera=(), microphone=(), geolocation=(), payment=()",
+                        value=PERMISSIONS_POLICY,
                         override=True,
                     ),
                     cloudfront.ResponseCustomHeader(

@@ -107,9 +107,14 @@ def _new_page(browser: Browser, request: pytest.FixtureRequest, **options: Any) 
     context: BrowserContext = browser.new_context(**options)
     context.set_default_timeout(15_000)
     page = context.new_page()
+    # The gateway serves the front end under the web stack's content security policy: anything it
+    # blocks shows up on the console, and is a bug.
+    blocked: list[str] = []
+    page.on("console", lambda m: blocked.append(m.text) if "Content Security Policy" in m.text else None)
     failed_before = request.session.testsfailed
     try:
         yield page
+        assert blocked == [], blocked
     finally:
         # The call phase's report is counted before fixtures tear down: a failure shows here.
         if request.session.testsfailed > failed_before:

@@ -73,6 +73,16 @@ def test_client_routes_get_the_app_and_unknown_pages_a_404_with_it(dist: Path) -
         assert (r.status_code, r.data) == (404, INDEX), path
 
 
+def test_pages_carry_the_web_stacks_security_headers(dist: Path) -> None:
+    client, _ = gateway(dist)
+    r = client.get("/", headers={"Accept": "text/html"})
+    csp = r.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp
+    assert "connect-src 'self' http://127.0.0.1:1" in csp  # the API origin from config.json
+    assert "upgrade-insecure-requests" not in csp  # plain http on this machine
+    assert r.headers["X-Content-Type-Options"] == "nosniff" and r.headers["X-Frame-Options"] == "DENY"
+
+
 def test_api_paths_stay_the_api_and_api_clients_get_json_404s(dist: Path) -> None:
     client, api = gateway(dist)
     # Given an API route, When a browser asks for it, Then the API answers, not the app

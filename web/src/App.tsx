@@ -1,5 +1,6 @@
 import { useEffect, useRef } from "react";
 import { Navigate, Route, Routes, useLocation, useNavigate } from "react-router";
+import { ErrorBoundary } from "./components/ErrorBoundary";
 import { Layout } from "./components/Layout";
 import { useSession } from "./hooks";
 import { session } from "./session";
@@ -75,16 +76,18 @@ export function App() {
 
   return (
     <Layout>
-      <Routes>
-        <Route path="/" element={<HomePage />} />
-        <Route path="/watch/:videoId" element={<WatchPage />} />
-        <Route path="/login" element={<LoginPage />} />
-        <Route path="/register" element={<RegisterPage />} />
-        <Route path="/confirm" element={<ConfirmPage />} />
-        <Route path="/my" element={<RequireAuth><MyVideosPage /></RequireAuth>} />
-        <Route path="/upload" element={<RequireAuth><UploadPage /></RequireAuth>} />
-        <Route path="*" element={<NotFoundPage />} />
-      </Routes>
+      <ErrorBoundary resetKey={location.pathname}>
+        <Routes>
+          <Route path="/" element={<HomePage />} />
+          <Route path="/watch/:videoId" element={<WatchPage />} />
+          <Route path="/login" element={<LoginPage />} />
+          <Route path="/register" element={<RegisterPage />} />
+          <Route path="/confirm" element={<ConfirmPage />} />
+          <Route path="/my" element={<RequireAuth><MyVideosPage /></RequireAuth>} />
+          <Route path="/upload" element={<RequireAuth><UploadPage /></RequireAuth>} />
+          <Route path="*" element={<NotFoundPage />} />
+        </Routes>
+      </ErrorBoundary>
     </Layout>
   );
 }
