@@ -18,6 +18,7 @@ from infra.constants import (
     STORAGE_STACK,
     TAGS,
     TRANSCODER_STACK,
+    WEB_STACK,
 )
 from infra.environment import PlatformRefs
 from infra.nag import acknowledge_cdk_helpers, enable_nag
@@ -30,6 +31,7 @@ from infra.stacks.queue_stack import QueueStack
 from infra.stacks.relay_stack import RelayStack
 from infra.stacks.storage_stack import StorageStack
 from infra.stacks.transcoder_stack import TranscoderStack
+from infra.stacks.web_stack import WebStack
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,7 @@ class ReelayStacks:
     transcoder: TranscoderStack
     monitoring: MonitoringStack
     relay: RelayStack
+    web: WebStack
 
     def all(self) -> list[cdk.Stack]:
         return [getattr(self, field.name) for field in fields(self)]
@@ -117,7 +120,18 @@ def build_app(app: cdk.App, config: ReelayConfig | None = None, *, nag: bool = T
         alarm_topic=queue.alarms.topic,
         env=env,
     )
-    stacks = ReelayStacks(network, data, storage, auth, queue, api, transcoder, monitoring, relay)
+    web = WebStack(
+        app,
+        name(WEB_STACK),
+        stage=config.stage,
+        api_url=api.rest.api.url,
+        api_id=api.rest.api.rest_api_id,
+        media_domain=storage.media.distribution.distribution_domain_name,
+        user_pool_id=auth.users.pool.user_pool_id,
+        user_pool_client_id=auth.users.client.user_pool_client_id,
+        env=env,
+    )
+    stacks = ReelayStacks(network, data, storage, auth, queue, api, transcoder, monitoring, relay, web)
     for key, value in {**TAGS, "stage": config.stage}.items():
         cdk.Tags.of(app).add(key, value)
     if nag:

@@ -16,6 +16,7 @@ API_STACK = "ReelayApi"
 TRANSCODER_STACK = "ReelayTranscoder"
 RELAY_STACK = "ReelayRelay"
 MONITORING_STACK = "ReelayMonitoring"
+WEB_STACK = "ReelayWeb"
 
 # The media bucket has a predictable name, so IAM grants on its prefixes need no cross-stack ARN.
 MEDIA_BUCKET_NAME = "reelay-{stage}-media-{account}-{region}"
@@ -23,6 +24,16 @@ MEDIA_BUCKET_NAME = "reelay-{stage}-media-{account}-{region}"
 # Singleton helper functions CDK adds at stack level (their construct ids are fixed by CDK).
 LOG_RETENTION_SINGLETON = "LogRetentionaae0aa3c5b4d4f87b02d85b201efdd8a"
 BUCKET_NOTIFICATIONS_SINGLETON = "BucketNotificationsHandler050a0587b7544547bf325f094a3db834"
+
+# The web front end: the production build (scripts/bootstrap.sh makes it), its layout, and the cache
+# headers the local gateway and the web stack both give it.
+WEB_DIST = "web/dist"
+WEB_ASSETS_DIR = "assets"  # content-hashed file names: cached for good
+WEB_CONFIG_FILE = "config.json"  # generated per deployment: the API URL and Cognito ids
+WEB_ASSETS_CACHE_CONTROL = "public, max-age=31536000, immutable"
+WEB_PAGES_CACHE_CONTROL = "no-cache"
+# CDK's BucketDeployment singleton function (its construct id is fixed by CDK).
+BUCKET_DEPLOYMENT_SINGLETON = "Custom::CDKBucketDeployment8693BB64968944B69AAFB0CC9EB8756C"
 
 # Object layout inside the media bucket (reelay.settings.Settings upload_prefix/output_prefix).
 UPLOAD_PREFIX = "uploads/"
@@ -62,7 +73,7 @@ DOCKER_EXCLUDES = (
     ".pytest_cache",
     ".ruff_cache",
     ".mypy_cache",
-    "web/node_modules",
+    "web",  # the front end (its build is the web stack's asset): not in the worker image
     "**/__pycache__",
     "*.pyc",
     "tests/bench/output",

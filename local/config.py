@@ -30,6 +30,8 @@ class LocalSettings(BaseSettings):
     kvs_port: int = 4567  # the local Kinesis Video Streams stand-in
     camera: str = "rtsp"  # the demo camera: rtsp, hls, srt or none
     camera_port: int = 8554
+    # The gateway's test-only fault hook (local/gateway_faults.py); the browser tests turn it on.
+    faults: bool = False
 
 
 def parse_args(argv: list[str] | None = None) -> LocalSettings:

@@ -1,7 +1,9 @@
 """The local API Gateway: the same route table, JWT checks, the REST proxy event, CORS.
 
 It also serves what CloudFront and S3 serve in AWS: ``/media/<key>`` (presigned PUTs into the
-file store, and GET/HEAD of published HLS output with Range support) and a player page.
+file store, and GET/HEAD of published HLS output with Range support), and the web front end's
+build with its ``/config.json`` (local/web.py). A test-only fault hook (local/gateway_faults.py) can fail
+chosen requests; it is off unless the platform is started with it.
 """
 
 from __future__ import annotations
@@ -18,9 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from werkzeug.exceptions import ClientDisconnected
+from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request, Response
 
 from local.auth import InvalidToken, JwtAuthorizer
+from local.gateway_faults import CONTROL_PATH, Faults
+from local.web import WATCH, WebApp
 from reelay.api.routes import ROUTES, Route
 
 log = logging.getLogger(__name__)
@@ -88,6 +93,8 @@ class Gateway:
         static_dir: Path,
         max_body_bytes: int,
         routes: Iterable[Route] = ROUTES,
+        web: WebApp | None = None,
+        faults: Faults | None = None,
     ) -> None:
         self._routes = compile_routes(routes)
         self._api_handler = api_handler
@@ -95,9 +102,16 @@ class Gateway:
         self._media = media
         self._static_dir = static_dir
         self._max_body = max_body_bytes
+        self._web = web
+        self.faults = faults  # None unless the tests turned the hook on
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         request = Request(environ)
+        if self.faults is not None and request.path != CONTROL_PATH:
+            rule = self.faults.take(request)
+            if rule is not None:
+                # A dropped connection raises through to the WSGI server, which closes the socket.
+                return self.faults.fail(request, rule)(environ, start_response)
         try:
             response = self.dispatch(request)
         except Exception:
@@ -107,13 +121,40 @@ class Gateway:
 
     def dispatch(self, request: Request) -> Response:
         path = request.path
+        if self.faults is not None and path == CONTROL_PATH:
+            return self.faults.control(request)
         if path.startswith("/media/"):
             return self._media.handle(request, path[len("/media/") :])
-        if request.method in ("GET", "HEAD") and path.startswith("/play/"):
-            return self._player(path[len("/play/") :])
-        if request.method in ("GET", "HEAD") and path == "/static/hls.js":
-            return self._static("hls.min.js", "application/javascript")
+        if request.method in ("GET", "HEAD"):
+            if path.startswith("/play/"):
+                return self._play(path[len("/play/") :])
+            if path == "/static/hls.js":
+                return self._static("hls.min.js", "application/javascript")
+            if self._web is not None and not self._is_api_path(path):
+                return self._web_page(request)
         return self._api(request)
+
+    # --- web front end -----------------------------------------------------------------------
+    def _is_api_path(self, path: str) -> bool:
+        path = path.rstrip("/") or "/"
+        return any(c.pattern.match(path) for c in self._routes)
+
+    def _web_page(self, request: Request) -> Response:
+        assert self._web is not None
+        if request.path == "/config.json":
+            return self._web.config_json()
+        asset = self._web.asset(request)
+        if asset is not None:
+            return asset
+        if not self._web.is_page(request.path) and "text/html" not in request.headers.get("Accept", ""):
+            return self._api(request)  # an API client asking for a path that does not exist: JSON 404
+        watch = WATCH.match(request.path)
+        missing = watch is not None and not self._video_exists(watch.group(1))
+        return self._web.page(request, missing=missing)
+
+    def _video_exists(self, video_id: str) -> bool:
+        probe = Request(EnvironBuilder(path=f"/videos/{video_id}", method="GET").get_environ())
+        return self._api(probe).status_code != 404
 
     # --- API ---------------------------------------------------------------------------------
     def _match(self, method: str, path: str) -> tuple[CompiledRoute | None, dict[str, str], list[str]]:
@@ -237,46 +278,8 @@ class Gateway:
         return Response(path.read_bytes(), mimetype=mimetype, headers={"Cache-Control": "max-age=3600"})
 
     @staticmethod
-    def _player(video_id: str) -> Response:
+    def _play(video_id: str) -> Response:
+        """The old player address: the web front end's video page replaces it."""
         if not re.fullmatch(r"[A-Za-z0-9_-]{1,128}", video_id):
             return error(404, "not_found", "No such video.")
-        return Response(PLAYER_HTML.replace("__VIDEO_ID__", video_id), mimetype="text/html")
-
-
-PLAYER_HTML = """<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<title>Reelay player</title>
-<style>body{font-family:sans-serif;max-width:960px;margin:2em auto}video{width:100%;background:#000}</style>
-</head>
-<body>
-<h1 id="title">Loading...</h1>
-<video id="video" controls playsinline></video>
-<p id="status"></p>
-<script src="/static/hls.js"></script>
-<script>
-const videoId = "__VIDEO_ID__";
-const el = document.getElementById("video"), statusEl = document.getElementById("status");
-async function load() {
-  const r = await fetch("/videos/" + encodeURIComponent(videoId));
-  const v = await r.json();
-  if (!r.ok) { document.getElementById("title").textContent = v.message || "Not found"; return; }
-  document.getElementById("title").textContent = v.displayName || videoId;
-  const url = v.playbackUrl;
-  if (!url) { statusEl.textContent = "Status: " + v.status + " (" + (v.progress || 0) + "%)";
-              setTimeout(load, 3000); return; }
-  statusEl.textContent = "";
-  if (window.Hls && Hls.isSupported()) {
-    const hls = new Hls(); hls.loadSource(url); hls.attachMedia(el);
-  } else if (el.canPlayType("application/vnd.apple.mpegurl")) {
-    el.src = url;  // Safari and iOS play HLS natively
-  } else {
-    statusEl.textContent = "This browser cannot play HLS.";
-  }
-}
-load();
-</script>
-</body>
-</html>
-"""
+        return Response(status=301, headers={"Location": f"/watch/{video_id}"})

@@ -22,8 +22,10 @@ from local.aws import AwsResources, MotoServer, SqsRecords, provision
 from local.config import LocalSettings
 from local.database import PrivateMariaDB
 from local.gateway import Gateway, LambdaContext
+from local.gateway_faults import Faults
 from local.identity import LocalConfirmationIdentity
 from local.media import MediaEndpoint
+from local.web import WebApp, web_config
 from local.workers import Background, SqsEventSource, deliver_with_retries
 from reelay.ports import ObjectInfo
 from reelay.settings import Settings, get_settings
@@ -136,6 +138,8 @@ class Platform:
             media=self.media,
             static_dir=PROJECT_ROOT / "node_modules" / "hls.js" / "dist",
             max_body_bytes=opts.max_body_bytes,
+            web=WebApp(PROJECT_ROOT / "web" / "dist", config=self._web_config),
+            faults=Faults() if opts.faults else None,
         )
         self.server = make_server(opts.host, opts.port, self.gateway, threaded=True)
         self._stops.append(("gateway socket", self.server.server_close))
@@ -175,6 +179,15 @@ class Platform:
         thread.start()
         self._stops.append(("gateway", self.server.shutdown))
         self._write_endpoints(database_url)
+
+    def _web_config(self) -> dict[str, str]:
+        assert self.aws is not None
+        return web_config(
+            api_url=self.api_url,
+            region=self.aws.region,
+            user_pool_id=self.aws.user_pool_id,
+            user_pool_client_id=self.aws.user_pool_client_id,
+        )
 
     def _setup_logging(self) -> None:
         self.log_file = self.state_dir / "reelay.log"
@@ -349,7 +362,7 @@ class Platform:
         assert self.aws is not None
         self.endpoints = {
             "api": self.api_url,
-            "player": f"{self.api_url}/play/<videoId>",
+            "web": f"{self.api_url}/",
             "media": f"{self.api_url}/media",
             "moto": self.aws.endpoint_url,
             "userPoolId": self.aws.user_pool_id,

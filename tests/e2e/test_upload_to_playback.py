@@ -88,9 +88,10 @@ def test_upload_watch_list_and_delete(platform: PlatformProcess, clip: Path) -> 
     assert poster.status_code == 200, video["thumbnailUrl"]
     assert poster.headers["Content-Type"] == "image/jpeg" and poster.content[:3] == b"\xff\xd8\xff"
 
-    # And the player page loads hls.js from the local install
+    # And the old player address leads to the web front end's video page, and hls.js is still served
     page = requests.get(f"{api.url}/play/{video_id}", timeout=10)
-    assert page.status_code == 200 and "/static/hls.js" in page.text
+    assert page.status_code == 200 and page.url == f"{api.url}/watch/{video_id}"
+    assert '<div id="root">' in page.text
     assert requests.get(f"{api.url}/static/hls.js", timeout=10).status_code == 200
 
     # And the public list contains it

@@ -1,0 +1,149 @@
+// Every API call goes through `request`: retries with backoff on network errors and 5xx, errors
+// turned into sentences, the ID token attached and refreshed, and a 401 sent to the login page.
+import { config } from "./config";
+import { session } from "./session";
+import type { Page, Tokens, UploadAnswer, Video } from "./types";
+
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = "ApiError";
+  }
+}
+
+/** What to tell a person, in words, for any error thrown by a call. */
+export function describeError(e: unknown): string {
+  if (e instanceof ApiError) {
+    if (e.status === 0) return "Could not reach Reelay. Check your connection and try again.";
+    if (e.status >= 500)
+      return `Reelay is having trouble right now (error ${e.status}). Please try again in a moment.`;
+    return e.message || `The request failed (${e.status}).`;
+  }
+  if (e instanceof Error) return e.message;
+  return "Something went wrong.";
+}
+
+export const RETRY = { attempts: 4, baseMs: 300, maxMs: 4000 };
+
+export function backoff(attempt: number): number {
+  const ceiling = Math.min(RETRY.maxMs, RETRY.baseMs * 2 ** attempt);
+  return ceiling / 2 + Math.random() * (ceiling / 2); // "equal jitter": never zero, never in step
+}
+
+export const sleep = (ms: number, signal?: AbortSignal) =>
+  new Promise<void>((ok, fail) => {
+    const t = setTimeout(ok, ms);
+    signal?.addEventListener("abort", () => {
+      clearTimeout(t);
+      fail(new DOMException("aborted", "AbortError"));
+    });
+  });
+
+interface Options {
+  body?: unknown;
+  auth?: boolean;
+  signal?: AbortSignal;
+  retries?: number;
+}
+
+async function once(method: string, url: string, opts: Options, token: string | null): Promise<Response> {
+  const headers: Record<string, string> = {};
+  if (opts.body !== undefined) headers["Content-Type"] = "application/json";
+  if (token) headers.Authorization = `Bearer ${token}`;
+  try {
+    return await fetch(url, {
+      method,
+      headers,
+      body: opts.body === undefined ? undefined : JSON.stringify(opts.body),
+      signal: opts.signal,
+    });
+  } catch (e) {
+    if (e instanceof DOMException && e.name === "AbortError") throw e;
+    throw new ApiError(0, "network", "network error");
+  }
+}
+
+async function toError(r: Response): Promise<ApiError> {
+  try {
+    const body = await r.json();
+    if (body && typeof body.message === "string") return new ApiError(r.status, body.error ?? "error", body.message);
+  } catch {
+    // not JSON (a proxy's HTML page): fall through to the status line
+  }
+  return new ApiError(r.status, "http_error", `The request failed (${r.status} ${r.statusText}).`);
+}
+
+export async function request<T>(method: string, path: string, opts: Options = {}): Promise<T> {
+  const url = path.startsWith("http") ? path : `${config().apiUrl}${path}`;
+  const attempts = opts.retries ?? RETRY.attempts;
+  let refreshed = false;
+  for (let attempt = 0; ; attempt++) {
+    const token = opts.auth ? await session.idToken() : null;
+    if (opts.auth && !token) {
+      session.expired();
+      throw new ApiError(401, "unauthorized", "Please log in to continue.");
+    }
+    let response: Response | null = null;
+    let failure: ApiError;
+    try {
+      response = await once(method, url, opts, token);
+    } catch (e) {
+      if (!(e instanceof ApiError)) throw e;
+      failure = e;
+    }
+    if (response) {
+      if (response.ok) {
+        if (response.status === 204) return undefined as T;
+        return (await response.json()) as T;
+      }
+      failure = await toError(response);
+      if (response.status === 401 && opts.auth) {
+        // The token may have expired between the check and the call: refresh once, then give up.
+        if (!refreshed && (await session.refresh())) {
+          refreshed = true;
+          attempt--;
+          continue;
+        }
+        session.expired();
+        throw new ApiError(401, "unauthorized", "Your session has ended. Please log in again.");
+      }
+      if (response.status < 500) throw failure;
+    }
+    if (attempt + 1 >= attempts) throw failure!;
+    await sleep(backoff(attempt), opts.signal);
+  }
+}
+
+// --- the routes ------------------------------------------------------------------------------
+export const api = {
+  register: (email: string, password: string) =>
+    request<{ userId: string }>("POST", "/auth/register", { body: { email, password } }),
+  confirm: (email: string, code: string) =>
+    request<{ message: string }>("POST", "/auth/confirm-register", { body: { email, code } }),
+  resendCode: (email: string) => request<{ message: string }>("POST", "/auth/resend-code", { body: { email } }),
+  login: (email: string, password: string) =>
+    request<Tokens>("POST", "/auth/login", { body: { email, password } }),
+  refresh: (refreshToken: string) =>
+    request<Tokens>("POST", "/auth/refresh", { body: { refreshToken }, retries: 2 }),
+
+  listVideos: (cursor: string | null, limit = 12) =>
+    request<Page<Video>>("GET", `/videos?limit=${limit}${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ""}`),
+  getVideo: (id: string) => request<Video>("GET", `/videos/${encodeURIComponent(id)}`),
+  myVideos: (cursor: string | null, limit = 50) =>
+    request<Page<Video>>(
+      "GET",
+      `/me/videos?limit=${limit}${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ""}`,
+      { auth: true },
+    ),
+  createUpload: (body: { displayName: string; description: string; contentType: string; sizeBytes: number; fileName: string }) =>
+    request<UploadAnswer>("POST", "/videos/upload", { body, auth: true }),
+  completeUpload: (completePath: string, uploadId: string, parts: { partNumber: number; etag: string }[]) =>
+    request<Video>("POST", `/${completePath.replace(/^\/+/, "")}`, { body: { uploadId, parts }, auth: true }),
+  updateVideo: (id: string, changes: { displayName?: string; description?: string }) =>
+    request<Video>("PATCH", `/videos/${encodeURIComponent(id)}`, { body: changes, auth: true }),
+  deleteVideo: (id: string) => request<void>("DELETE", `/videos/${encodeURIComponent(id)}`, { auth: true }),
+};

@@ -1,0 +1,65 @@
+import { useEffect, useRef, useState } from "react";
+import type { Video } from "../types";
+
+/** hls.js where Media Source Extensions exist, the browser's own HLS (Safari, iOS) otherwise. */
+export function Player({ video }: { video: Video }) {
+  const ref = useRef<HTMLVideoElement>(null);
+  const [error, setError] = useState<string | null>(null);
+  // The page polls a video that is still processing: its URL may move from the live master to
+  // the finished one, which lists the same segments. Keep playing what was loaded first.
+  const urlRef = useRef(video.playbackUrl);
+  urlRef.current ??= video.playbackUrl;
+  const hasUrl = !!video.playbackUrl;
+
+  useEffect(() => {
+    const el = ref.current;
+    const url = urlRef.current;
+    if (!el || !url) return;
+    let destroyed = false;
+    let destroy: () => void = () => undefined;
+    setError(null);
+    import("hls.js")
+      .then(({ default: Hls }) => {
+        if (destroyed) return;
+        if (Hls.isSupported()) {
+          const hls = new Hls({ enableWorker: true });
+          hls.on(Hls.Events.ERROR, (_e, data) => {
+            if (!data.fatal) return;
+            if (data.type === Hls.ErrorTypes.NETWORK_ERROR) hls.startLoad();
+            else if (data.type === Hls.ErrorTypes.MEDIA_ERROR) hls.recoverMediaError();
+            else setError("This video could not be played.");
+          });
+          hls.loadSource(url);
+          hls.attachMedia(el);
+          destroy = () => hls.destroy();
+        } else if (el.canPlayType("application/vnd.apple.mpegurl")) {
+          el.src = url; // Safari and iOS play HLS natively
+        } else {
+          setError("This browser cannot play HLS video.");
+        }
+      })
+      .catch(() => setError("The player could not be loaded. Reload the page to try again."));
+    return () => {
+      destroyed = true;
+      destroy();
+    };
+  }, [video.videoId, hasUrl]);
+
+  return (
+    <div className="player">
+      <video
+        ref={ref}
+        controls
+        playsInline
+        poster={video.thumbnailUrl ?? undefined}
+        aria-label={`Video: ${video.displayName}`}
+        data-testid="player"
+      />
+      {error && (
+        <p className="player-error" role="alert">
+          {error}
+        </p>
+      )}
+    </div>
+  );
+}
