@@ -16,9 +16,11 @@ import sys
 import urllib.request
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from reelay.observability import logger
 from reelay.relay.credentials import CredentialFile, botocore_provider
+from reelay.relay.sources import check_resolved_host
 from reelay.relay.supervisor import RelayPolicy
 from reelay.relay.task import RelayTask, RelayTaskConfig, kvssink_factory
 from reelay.settings import Settings, get_settings
@@ -36,6 +38,15 @@ def task_identity() -> str:
         except (OSError, ValueError):
             logger.warning("could not read the ECS task metadata; using the host name as task id")
     return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def check_source_host(url: str, *, allow_loopback: bool) -> None:
+    """Every address the source's host resolves to must be allowed (never link-local, where ECS
+    serves the task's credentials; loopback only where the platform allows it)."""
+    host = urlsplit(url).hostname
+    if not host:
+        raise ValueError("the source URL has no host")
+    check_resolved_host(host, allow_loopback=allow_loopback)
 
 
 def config_from(settings: Settings) -> RelayTaskConfig:
@@ -82,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
             stream_name=stream.kvs_stream_name, region=region, credential_path=credential_path
         ),
         credentials=CredentialFile(credential_path, botocore_provider()),
+        check_source=lambda url: check_source_host(url, allow_loopback=settings.allow_loopback_sources),
         config=config_from(settings),
     )
 

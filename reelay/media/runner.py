@@ -261,10 +261,12 @@ class PipelineRunner:
     def _play_live(self) -> None:
         if self.pipeline.set_state(Gst.State.PLAYING) == Gst.StateChangeReturn.FAILURE:
             # The ERROR on the bus names the reason and is reported first; make sure something is.
+            def report(*_: object) -> bool:
+                self._report(Drop(DROP_ERROR, "the pipeline could not start"))
+                return False
+
             source = GLib.idle_source_new()
-            source.set_callback(
-                lambda *_: self._report(Drop(DROP_ERROR, "the pipeline could not start")) and False
-            )
+            source.set_callback(report)
             source.attach(self._context)
 
     def _on_sync_message(self, _bus: Gst.Bus, msg: Gst.Message) -> Gst.BusSyncReply:

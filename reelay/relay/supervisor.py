@@ -94,6 +94,7 @@ class Supervisor:
         policy: RelayPolicy | None = None,
         expects_acks: bool = True,
         on_change: Callable[[RelayHealth], None] | None = None,
+        check_source: Callable[[str], None] | None = None,
         rng: Callable[[], float] = random.random,
         wall: Callable[[], float] = time.time,
     ) -> None:
@@ -103,6 +104,8 @@ class Supervisor:
         self.policy = policy or RelayPolicy()
         self.expects_acks = expects_acks
         self.on_change = on_change
+        # Run before every connect: a name can start resolving to a forbidden address at any time.
+        self.check_source = check_source
         self._rng = rng
         self._wall = wall
         self._lock = threading.Lock()
@@ -183,6 +186,12 @@ class Supervisor:
         self._generation += 1
         generation = self._generation
         self._permanent_problem = None
+        if self.check_source is not None:
+            try:
+                self.check_source(self.source.url)
+            except Exception as exc:  # forbidden host, or a name that does not resolve (yet)
+                self._schedule_rebuild(f"source refused before connecting: {getattr(exc, 'message', exc)}")
+                return
         try:
             relay = RelayPipeline(
                 self.source,

@@ -77,6 +77,7 @@ class RelayTask:
         reveal_source: Callable[[Stream], str],
         make_sink: Callable[[Stream], SinkFactory],
         credentials: CredentialFile | None = None,
+        check_source: Callable[[str], None] | None = None,
         config: RelayTaskConfig | None = None,
         metrics: Metrics | None = None,
     ) -> None:
@@ -86,6 +87,7 @@ class RelayTask:
         self.reveal_source = reveal_source
         self.make_sink = make_sink
         self.credentials = credentials
+        self.check_source = check_source
         self.config = config or RelayTaskConfig()
         self.metrics = metrics or Metrics(namespace=METRICS_NAMESPACE, service="relay")
         self.supervisor: Supervisor | None = None
@@ -123,7 +125,7 @@ class RelayTask:
             SourceSpec(url=self.reveal_source(stream), video=str(stream.video_mode.value)),
             self.make_sink(stream),
             policy=self.config.policy,
-            on_change=lambda _health: None,
+            check_source=self.check_source,
         )
         self.supervisor = supervisor
         loop = threading.Thread(target=supervisor.run, name="relay-loop", daemon=True)
