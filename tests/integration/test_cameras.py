@@ -259,6 +259,19 @@ def test_srt_stall_through_the_proxy_is_silence(srt_camera: SrtCamera, srt_proxy
         assert client.wait_buffers(FIRST, 10)
 
 
+def test_srt_stall_without_auto_reconnect_is_an_error_after_the_idle_timeout(
+    srt_camera: SrtCamera, srt_proxy: UdpFaultProxy
+):
+    desc = srt_client(srt_proxy.url()).replace("srtsrc ", "srtsrc auto-reconnect=false ", 1)
+    with GstClient(desc) as client:
+        assert client.wait_buffers(FIRST, 10)
+        stalled_at = client.elapsed
+        srt_proxy.stall()
+        err = client.wait_event({"error"}, 9, since=stalled_at)
+        assert err is not None and 3 < err.at - stalled_at < 9  # SRT's peer idle timeout: 5 s
+        assert "Could not read from resource" in err.text
+
+
 # -------------------------------------------------------------------------------------- lifecycle
 
 
