@@ -63,6 +63,13 @@ def rtsp_proxy(rtsp_camera: RtspCamera) -> Iterator[TcpFaultProxy]:
 
 
 @pytest.fixture
+def hls_proxy(hls_camera: HlsCamera) -> Iterator[TcpFaultProxy]:
+    """A TCP fault proxy in front of ``hls_camera``: ``hls_proxy.url("http", "/live.m3u8")``."""
+    with TcpFaultProxy(hls_camera.port) as proxy:
+        yield proxy
+
+
+@pytest.fixture
 def srt_proxy(srt_camera: SrtCamera) -> Iterator[UdpFaultProxy]:
     """A UDP fault proxy in front of ``srt_camera``: ``srt_proxy.url()``."""
     with UdpFaultProxy(srt_camera.port) as proxy:

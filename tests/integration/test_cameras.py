@@ -31,6 +31,7 @@ from tests.camera_fixtures import (
 
 # The fixtures these tests take by name.
 hls_camera = camera_fixtures.hls_camera
+hls_proxy = camera_fixtures.hls_proxy
 rtsp_camera = camera_fixtures.rtsp_camera
 rtsp_proxy = camera_fixtures.rtsp_proxy
 srt_camera = camera_fixtures.srt_camera
@@ -144,6 +145,15 @@ def test_hls_failing_segments_are_skipped_silently(hls_camera: HlsCamera):
         assert client.events_since(failed_at) == []
         hls_camera.heal()
         assert client.wait_buffers(FIRST, 10)
+
+
+def test_hls_through_a_cut_proxy_is_a_playlist_error(hls_camera: HlsCamera, hls_proxy: TcpFaultProxy):
+    with GstClient(hls_client(hls_proxy.url("http", "/live.m3u8"))) as client:
+        assert client.wait_buffers(FIRST, 10)
+        cut_at = client.elapsed
+        hls_proxy.cut()
+        err = client.wait_event({"error"}, 10, since=cut_at)
+        assert err is not None and "Could not update playlist" in err.text
 
 
 def test_hls_fail_segments_takes_any_error_status(tmp_path: Path):
