@@ -11,9 +11,9 @@ keeps its port across restarts, so a client can reconnect to the same URL::
         cam.kill()                     # SIGKILL: the client sees the drop
         cam.start()                    # same port again
 
-Only the child imports GStreamer; importing this module is cheap. A child is SIGKILLed by the kernel
-when the thread that started it ends (PR_SET_PDEATHSIG), so start cameras from the main thread or from
-a thread that outlives them; fixtures and ``with`` blocks stop them in any case.
+Only the child imports GStreamer; importing this module is cheap. No camera outlives the process
+that started it: the child leaves when its stdin (a pipe from the parent) closes, and a camera started
+from the main thread is also SIGKILLed by the kernel when the parent dies (PR_SET_PDEATHSIG).
 """
 
 from __future__ import annotations
@@ -94,6 +94,10 @@ class Camera(ABC):
             cmd = [sys.executable, "-m", "local.cameras", self.kind, "--control", "--port", str(self.port)]
             if self.audio:
                 cmd.append("--audio")
+            if threading.current_thread() is threading.main_thread():
+                # Linux kills the child when the *thread* that forked it ends: safe only from the
+                # main thread. From other threads the child still leaves when its stdin closes.
+                cmd.append("--die-with-parent")
             self._proc = subprocess.Popen(
                 [*cmd, *self._args()],
                 stdin=subprocess.PIPE,

@@ -342,3 +342,29 @@ def test_the_cli_runs_a_demo_camera_in_the_foreground():
     finally:
         proc.kill()
         proc.wait(5)
+
+
+def test_a_camera_started_from_a_thread_outlives_the_thread_but_not_the_process(tmp_path: Path):
+    script = (
+        "import threading, time\n"
+        "from local.cameras import SrtCamera\n"
+        "cams = []\n"
+        "t = threading.Thread(target=lambda: cams.append(SrtCamera().start()))\n"
+        "t.start(); t.join()\n"
+        "time.sleep(0.5)\n"
+        "print(cams[0].pid if cams[0].alive else 'dead', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    parent = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, cwd=Path(__file__).parents[2], text=True
+    )
+    try:
+        assert parent.stdout is not None
+        line = parent.stdout.readline().strip()
+        assert line.isdigit()  # alive after its thread ended
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(5)
+        assert _pid_gone(int(line), 5)  # its stdin closed: it left
+    finally:
+        parent.kill()
+        parent.wait(5)
