@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from local.cameras import Camera, HlsCamera, RtspCamera, SrtCamera
@@ -27,8 +28,8 @@ from tests.camera_fixtures import GstClient, hls_client, rtsp_client, srt_client
 class Setup:
     url: str
     client: Callable[[str], str]
-    fault: Callable[[], None]
-    heal: Callable[[], None]
+    fault: Callable[[], object]
+    heal: Callable[[], object]
     down_first: bool = False  # the fault is in place before the client starts (a source that is down)
 
 
@@ -36,7 +37,7 @@ def _hls(stack: ExitStack, fault: str) -> Setup:
     cam = stack.enter_context(HlsCamera(Path(stack.enter_context(tempfile.TemporaryDirectory()))))
     if fault == "down":
         return Setup(cam.url, hls_client, cam.kill, cam.start, down_first=True)
-    actions: dict[str, tuple[Callable[[], None], Callable[[], None]]] = {
+    actions: dict[str, tuple[Callable[[], object], Callable[[], object]]] = {
         "kill": (cam.kill, cam.start),
         "stall": (cam.stall, cam.heal),
         "freeze": (cam.freeze_playlist, cam.heal),
@@ -62,9 +63,9 @@ def _srt(stack: ExitStack, fault: str) -> Setup:
 
 
 SCENARIOS: dict[str, Callable[[ExitStack], Setup]] = {
-    **{f"hls-{f}": (lambda s, f=f: _hls(s, f)) for f in ("kill", "stall", "freeze", "404", "down")},
-    **{f"rtsp-{f}": (lambda s, f=f: _rtsp(s, f)) for f in ("kill", "stall", "cut", "down")},
-    **{f"srt-{f}": (lambda s, f=f: _srt(s, f)) for f in ("kill", "stall", "down")},
+    **{f"hls-{f}": partial(_hls, fault=f) for f in ("kill", "stall", "freeze", "404", "down")},
+    **{f"rtsp-{f}": partial(_rtsp, fault=f) for f in ("kill", "stall", "cut", "down")},
+    **{f"srt-{f}": partial(_srt, fault=f) for f in ("kill", "stall", "down")},
 }
 
 

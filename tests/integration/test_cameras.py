@@ -12,6 +12,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -297,27 +299,46 @@ def test_cameras_start_fast_and_keep_their_port(tmp_path: Path):
         assert not cam.alive
 
 
-def test_a_camera_dies_with_the_process_that_started_it(tmp_path: Path):
-    script = (
-        "import sys, time\n"
-        "from local.cameras import RtspCamera\n"
-        "cam = RtspCamera().start()\n"
-        "print(cam.pid, flush=True)\n"
-        "time.sleep(60)\n"
-    )
+@contextmanager
+def _parent_running(script: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """A Python process running ``script``, and the first line it prints."""
     parent = subprocess.Popen(
         [sys.executable, "-c", script], stdout=subprocess.PIPE, cwd=Path(__file__).parents[2], text=True
     )
     try:
         assert parent.stdout is not None
-        child = int(parent.stdout.readline())
+        yield parent, parent.stdout.readline().strip()
+    finally:
+        parent.kill()
+        parent.wait(5)
+
+
+def test_a_camera_dies_with_the_process_that_started_it():
+    script = "import time\nfrom local.cameras import RtspCamera\ncam = RtspCamera().start()\n"
+    with _parent_running(script + "print(cam.pid, flush=True)\ntime.sleep(60)\n") as (parent, line):
+        child = int(line)
         os.kill(child, 0)  # the camera runs
         parent.send_signal(signal.SIGKILL)  # no atexit, no fixture teardown: only the kernel
         parent.wait(5)
         assert _pid_gone(child, 3)
-    finally:
-        parent.kill()
+
+
+def test_a_camera_started_from_a_thread_outlives_the_thread_but_not_the_process():
+    script = (
+        "import threading, time\n"
+        "from local.cameras import SrtCamera\n"
+        "cams = []\n"
+        "t = threading.Thread(target=lambda: cams.append(SrtCamera().start()))\n"
+        "t.start(); t.join()\n"
+        "time.sleep(0.5)\n"
+        "print(cams[0].pid if cams[0].alive else 'dead', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    with _parent_running(script) as (parent, line):
+        assert line.isdigit()  # alive after its thread ended
+        parent.send_signal(signal.SIGKILL)
         parent.wait(5)
+        assert _pid_gone(int(line), 5)  # its stdin closed: it left
 
 
 def test_the_cli_runs_a_demo_camera_in_the_foreground():
@@ -342,29 +363,3 @@ def test_the_cli_runs_a_demo_camera_in_the_foreground():
     finally:
         proc.kill()
         proc.wait(5)
-
-
-def test_a_camera_started_from_a_thread_outlives_the_thread_but_not_the_process(tmp_path: Path):
-    script = (
-        "import threading, time\n"
-        "from local.cameras import SrtCamera\n"
-        "cams = []\n"
-        "t = threading.Thread(target=lambda: cams.append(SrtCamera().start()))\n"
-        "t.start(); t.join()\n"
-        "time.sleep(0.5)\n"
-        "print(cams[0].pid if cams[0].alive else 'dead', flush=True)\n"
-        "time.sleep(60)\n"
-    )
-    parent = subprocess.Popen(
-        [sys.executable, "-c", script], stdout=subprocess.PIPE, cwd=Path(__file__).parents[2], text=True
-    )
-    try:
-        assert parent.stdout is not None
-        line = parent.stdout.readline().strip()
-        assert line.isdigit()  # alive after its thread ended
-        parent.send_signal(signal.SIGKILL)
-        parent.wait(5)
-        assert _pid_gone(int(line), 5)  # its stdin closed: it left
-    finally:
-        parent.kill()
-        parent.wait(5)
