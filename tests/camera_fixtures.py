@@ -202,6 +202,13 @@ class GstClient:
                 return True
         return False
 
+    def sink_caps(self) -> Gst.Structure:
+        """The caps now on the sink's pad (after the first buffer), as a structure."""
+        caps = self.pipeline.get_by_name("sink").get_static_pad("sink").get_current_caps()
+        if caps is None:
+            raise AssertionError("the sink has no caps yet")
+        return caps.get_structure(0)
+
     def events_since(self, since: float) -> list[BusEvent]:
         self.poll()
         return [ev for ev in self.events if ev.at >= since]

@@ -174,8 +174,7 @@ def test_rtsp_camera_sends_its_codec(codec: str, encoding: str):
         desc = f"rtspsrc location={cam.url} protocols=tcp latency=200 ! fakesink name=sink sync=false"
         with GstClient(desc) as rtp:
             assert rtp.wait_buffers(FIRST, 10)
-            caps = rtp.pipeline.get_by_name("sink").get_static_pad("sink").get_current_caps()
-            assert caps.get_structure(0).get_string("encoding-name") == encoding
+            assert rtp.sink_caps().get_string("encoding-name") == encoding
         with GstClient(rtsp_client(cam.url)) as decoded:
             assert decoded.wait_buffers(FIRST, 10)
 
@@ -233,15 +232,9 @@ def test_rtsp_cut_through_the_proxy_is_an_error(rtsp_camera: RtspCamera, rtsp_pr
 def test_srt_client_receives_h264_in_mpegts(srt_camera: SrtCamera):
     with GstClient(srt_client(srt_camera.url)) as client:
         assert client.wait_buffers(FIRST, 10)
-        caps = client.pipeline.get_by_name("sink").get_static_pad("sink").get_current_caps()
-        assert caps.get_structure(0).get_name() == "video/x-raw"
-        assert (
-            caps.get_structure(0).get_int("width").value,
-            caps.get_structure(0).get_int("height").value,
-        ) == (
-            320,
-            240,
-        )
+        caps = client.sink_caps()
+        assert caps.get_name() == "video/x-raw"
+        assert (caps.get_int("width").value, caps.get_int("height").value) == (320, 240)
 
 
 def test_srt_kill_is_endless_warnings_and_the_client_reconnects_by_itself(srt_camera: SrtCamera):
@@ -282,6 +275,32 @@ def test_srt_stall_without_auto_reconnect_is_an_error_after_the_idle_timeout(
         err = client.wait_event({"error"}, 9, since=stalled_at)
         assert err is not None and 3 < err.at - stalled_at < 9  # SRT's peer idle timeout: 5 s
         assert "Could not read from resource" in err.text
+
+
+AVC = "h264parse ! video/x-h264,stream-format=avc,alignment=au ! fakesink name=sink sync=false"
+
+
+@pytest.mark.parametrize("kind", ["hls", "rtsp", "srt"])
+def test_every_camera_feeds_the_relays_passthrough_chain(kind: str, tmp_path: Path):
+    # What the relay hands kvssink: H.264 as avc/au, with codec data from the in-band SPS/PPS.
+    cam = {"hls": lambda: HlsCamera(tmp_path / "hls"), "rtsp": RtspCamera, "srt": SrtCamera}[kind]()
+    with cam:
+        source = {
+            "hls": f"souphttpsrc location={cam.url} ! hlsdemux ! tsdemux",
+            "rtsp": f"rtspsrc location={cam.url} protocols=tcp latency=200 ! rtph264depay",
+            "srt": f"srtsrc uri={cam.url} latency=125 ! tsdemux",
+        }[kind]
+        with GstClient(f"{source} ! {AVC}") as client:
+            assert client.wait_buffers(FIRST, 10)
+            caps = client.sink_caps()
+            assert caps.get_string("stream-format") == "avc"
+            assert caps.has_field("codec_data")
+            assert (caps.get_int("width").value, caps.get_int("height").value) == (320, 240)
+            # 8-bit 4:2:0 that every decoder takes (x264 with zerolatency/ultrafast flags its main
+            # profile stream as constrained-baseline compatible)
+            assert caps.get_string("profile") in ("constrained-baseline", "main")
+            assert caps.get_string("chroma-format") == "4:2:0"
+            assert caps.get_uint("bit-depth-luma").value == 8
 
 
 # -------------------------------------------------------------------------------------- lifecycle
