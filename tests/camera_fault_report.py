@@ -37,6 +37,9 @@ def _hls(stack: ExitStack, fault: str) -> Setup:
     cam = stack.enter_context(HlsCamera(Path(stack.enter_context(tempfile.TemporaryDirectory()))))
     if fault == "down":
         return Setup(cam.url, hls_client, cam.kill, cam.start, down_first=True)
+    if fault == "cut":
+        proxy = stack.enter_context(TcpFaultProxy(cam.port))
+        return Setup(proxy.url("http", "/live.m3u8"), hls_client, proxy.cut, proxy.heal)
     actions: dict[str, tuple[Callable[[], object], Callable[[], object]]] = {
         "kill": (cam.kill, cam.start),
         "stall": (cam.stall, cam.heal),
@@ -63,7 +66,7 @@ def _srt(stack: ExitStack, fault: str) -> Setup:
 
 
 SCENARIOS: dict[str, Callable[[ExitStack], Setup]] = {
-    **{f"hls-{f}": partial(_hls, fault=f) for f in ("kill", "stall", "freeze", "404", "down")},
+    **{f"hls-{f}": partial(_hls, fault=f) for f in ("kill", "stall", "freeze", "404", "cut", "down")},
     **{f"rtsp-{f}": partial(_rtsp, fault=f) for f in ("kill", "stall", "cut", "down")},
     **{f"srt-{f}": partial(_srt, fault=f) for f in ("kill", "stall", "down")},
 }
