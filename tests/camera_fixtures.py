@@ -63,6 +63,13 @@ def rtsp_proxy(rtsp_camera: RtspCamera) -> Iterator[TcpFaultProxy]:
 
 
 @pytest.fixture
+def hls_proxy(hls_camera: HlsCamera) -> Iterator[TcpFaultProxy]:
+    """A TCP fault proxy in front of ``hls_camera``: ``hls_proxy.url("http", "/live.m3u8")``."""
+    with TcpFaultProxy(hls_camera.port) as proxy:
+        yield proxy
+
+
+@pytest.fixture
 def srt_proxy(srt_camera: SrtCamera) -> Iterator[UdpFaultProxy]:
     """A UDP fault proxy in front of ``srt_camera``: ``srt_proxy.url()``."""
     with UdpFaultProxy(srt_camera.port) as proxy:
@@ -194,6 +201,13 @@ class GstClient:
             if time.monotonic() - (last or self._t0) >= seconds:
                 return True
         return False
+
+    def sink_caps(self) -> Gst.Structure:
+        """The caps now on the sink's pad (after the first buffer), as a structure."""
+        caps = self.pipeline.get_by_name("sink").get_static_pad("sink").get_current_caps()
+        if caps is None:
+            raise AssertionError("the sink has no caps yet")
+        return caps.get_structure(0)
 
     def events_since(self, since: float) -> list[BusEvent]:
         self.poll()

@@ -11,7 +11,9 @@ keeps its port across restarts, so a client can reconnect to the same URL::
         cam.kill()                     # SIGKILL: the client sees the drop
         cam.start()                    # same port again
 
-Only the child imports GStreamer; importing this module is cheap.
+Only the child imports GStreamer; importing this module is cheap. No camera outlives the process
+that started it: the child leaves when its stdin (a pipe from the parent) closes, and a camera started
+from the main thread is also SIGKILLed by the kernel when the parent dies (PR_SET_PDEATHSIG).
 """
 
 from __future__ import annotations
@@ -84,13 +86,18 @@ class Camera(ABC):
             if self.alive:
                 return self
             began = time.monotonic()
-            # Kept open across the child's life (closed in __exit__), so log() can read it afterwards.
-            self._log = tempfile.TemporaryFile(prefix=f"reelay-camera-{self.kind}-")  # noqa: SIM115
+            if self._log is None or self._log.closed:
+                # One log across restarts, closed in __exit__, so log() can still read a dead child's.
+                self._log = tempfile.TemporaryFile(prefix=f"reelay-camera-{self.kind}-")  # noqa: SIM115
             env = dict(os.environ)
             env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_REPO), env.get("PYTHONPATH")) if p)
             cmd = [sys.executable, "-m", "local.cameras", self.kind, "--control", "--port", str(self.port)]
             if self.audio:
                 cmd.append("--audio")
+            if threading.current_thread() is threading.main_thread():
+                # Linux kills the child when the *thread* that forked it ends: safe only from the
+                # main thread. From other threads the child still leaves when its stdin closes.
+                cmd.append("--die-with-parent")
             self._proc = subprocess.Popen(
                 [*cmd, *self._args()],
                 stdin=subprocess.PIPE,
@@ -129,8 +136,9 @@ class Camera(ABC):
         """What the child wrote to stderr (GStreamer warnings, errors)."""
         if self._log is None or self._log.closed:
             return ""
-        self._log.seek(0)
-        return self._log.read().decode(errors="replace")
+        # pread: the child shares this file's offset, so never move it.
+        fd = self._log.fileno()
+        return os.pread(fd, os.fstat(fd).st_size, 0).decode(errors="replace")
 
     def _terminate(self, sig: int, timeout: float = 5.0) -> None:
         proc = self._proc

@@ -23,6 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--path", default="/cam", help="rtsp: mount path")
     parser.add_argument("--codec", default="h264", choices=["h264", "h265", "mjpeg"], help="rtsp: codec")
     parser.add_argument("--control", action="store_true", help="talk to a parent over stdin/stdout")
+    parser.add_argument("--die-with-parent", action="store_true", help="die if the parent dies")
     args = parser.parse_args(argv)
 
     from local.cameras.serve import serve  # imports GStreamer: only here, in the camera's process
@@ -34,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
             host=args.host,
             port=args.port,
             control=args.control,
+            die_with_parent=args.die_with_parent,
             root=root,
             segment_seconds=args.segment_seconds,
             window=args.window,

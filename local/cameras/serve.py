@@ -384,6 +384,7 @@ def serve(
     host: str = "127.0.0.1",
     port: int = 0,
     control: bool = False,
+    die_with_parent: bool = False,
     root: Path | None = None,
     segment_seconds: int = 1,
     window: int = 6,
@@ -392,7 +393,7 @@ def serve(
     audio: bool = False,
 ) -> int:
     """Run one camera until SIGTERM/SIGINT (or, under ``control``, until stdin closes)."""
-    if control:
+    if die_with_parent:
         _die_with_parent()
     Gst.init(None)
     runner = Runner(kind, host=host, port=port, control=control)

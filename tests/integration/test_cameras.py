@@ -12,6 +12,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -31,6 +33,7 @@ from tests.camera_fixtures import (
 
 # The fixtures these tests take by name.
 hls_camera = camera_fixtures.hls_camera
+hls_proxy = camera_fixtures.hls_proxy
 rtsp_camera = camera_fixtures.rtsp_camera
 rtsp_proxy = camera_fixtures.rtsp_proxy
 srt_camera = camera_fixtures.srt_camera
@@ -146,6 +149,15 @@ def test_hls_failing_segments_are_skipped_silently(hls_camera: HlsCamera):
         assert client.wait_buffers(FIRST, 10)
 
 
+def test_hls_through_a_cut_proxy_is_a_playlist_error(hls_camera: HlsCamera, hls_proxy: TcpFaultProxy):
+    with GstClient(hls_client(hls_proxy.url("http", "/live.m3u8"))) as client:
+        assert client.wait_buffers(FIRST, 10)
+        cut_at = client.elapsed
+        hls_proxy.cut()
+        err = client.wait_event({"error"}, 10, since=cut_at)
+        assert err is not None and "Could not update playlist" in err.text
+
+
 def test_hls_fail_segments_takes_any_error_status(tmp_path: Path):
     with HlsCamera(tmp_path / "hls") as cam:
         cam.fail_segments(503)
@@ -162,8 +174,7 @@ def test_rtsp_camera_sends_its_codec(codec: str, encoding: str):
         desc = f"rtspsrc location={cam.url} protocols=tcp latency=200 ! fakesink name=sink sync=false"
         with GstClient(desc) as rtp:
             assert rtp.wait_buffers(FIRST, 10)
-            caps = rtp.pipeline.get_by_name("sink").get_static_pad("sink").get_current_caps()
-            assert caps.get_structure(0).get_string("encoding-name") == encoding
+            assert rtp.sink_caps().get_string("encoding-name") == encoding
         with GstClient(rtsp_client(cam.url)) as decoded:
             assert decoded.wait_buffers(FIRST, 10)
 
@@ -221,15 +232,9 @@ def test_rtsp_cut_through_the_proxy_is_an_error(rtsp_camera: RtspCamera, rtsp_pr
 def test_srt_client_receives_h264_in_mpegts(srt_camera: SrtCamera):
     with GstClient(srt_client(srt_camera.url)) as client:
         assert client.wait_buffers(FIRST, 10)
-        caps = client.pipeline.get_by_name("sink").get_static_pad("sink").get_current_caps()
-        assert caps.get_structure(0).get_name() == "video/x-raw"
-        assert (
-            caps.get_structure(0).get_int("width").value,
-            caps.get_structure(0).get_int("height").value,
-        ) == (
-            320,
-            240,
-        )
+        caps = client.sink_caps()
+        assert caps.get_name() == "video/x-raw"
+        assert (caps.get_int("width").value, caps.get_int("height").value) == (320, 240)
 
 
 def test_srt_kill_is_endless_warnings_and_the_client_reconnects_by_itself(srt_camera: SrtCamera):
@@ -259,6 +264,45 @@ def test_srt_stall_through_the_proxy_is_silence(srt_camera: SrtCamera, srt_proxy
         assert client.wait_buffers(FIRST, 10)
 
 
+def test_srt_stall_without_auto_reconnect_is_an_error_after_the_idle_timeout(
+    srt_camera: SrtCamera, srt_proxy: UdpFaultProxy
+):
+    desc = srt_client(srt_proxy.url()).replace("srtsrc ", "srtsrc auto-reconnect=false ", 1)
+    with GstClient(desc) as client:
+        assert client.wait_buffers(FIRST, 10)
+        stalled_at = client.elapsed
+        srt_proxy.stall()
+        err = client.wait_event({"error"}, 9, since=stalled_at)
+        assert err is not None and 3 < err.at - stalled_at < 9  # SRT's peer idle timeout: 5 s
+        assert "Could not read from resource" in err.text
+
+
+AVC = "h264parse ! video/x-h264,stream-format=avc,alignment=au ! fakesink name=sink sync=false"
+
+
+@pytest.mark.parametrize("kind", ["hls", "rtsp", "srt"])
+def test_every_camera_feeds_the_relays_passthrough_chain(kind: str, tmp_path: Path):
+    # What the relay hands kvssink: H.264 as avc/au, with codec data from the in-band SPS/PPS.
+    cam = {"hls": lambda: HlsCamera(tmp_path / "hls"), "rtsp": RtspCamera, "srt": SrtCamera}[kind]()
+    with cam:
+        source = {
+            "hls": f"souphttpsrc location={cam.url} ! hlsdemux ! tsdemux",
+            "rtsp": f"rtspsrc location={cam.url} protocols=tcp latency=200 ! rtph264depay",
+            "srt": f"srtsrc uri={cam.url} latency=125 ! tsdemux",
+        }[kind]
+        with GstClient(f"{source} ! {AVC}") as client:
+            assert client.wait_buffers(FIRST, 10)
+            caps = client.sink_caps()
+            assert caps.get_string("stream-format") == "avc"
+            assert caps.has_field("codec_data")
+            assert (caps.get_int("width").value, caps.get_int("height").value) == (320, 240)
+            # 8-bit 4:2:0 that every decoder takes (x264 with zerolatency/ultrafast flags its main
+            # profile stream as constrained-baseline compatible)
+            assert caps.get_string("profile") in ("constrained-baseline", "main")
+            assert caps.get_string("chroma-format") == "4:2:0"
+            assert caps.get_uint("bit-depth-luma").value == 8
+
+
 # -------------------------------------------------------------------------------------- lifecycle
 
 
@@ -274,27 +318,46 @@ def test_cameras_start_fast_and_keep_their_port(tmp_path: Path):
         assert not cam.alive
 
 
-def test_a_camera_dies_with_the_process_that_started_it(tmp_path: Path):
-    script = (
-        "import sys, time\n"
-        "from local.cameras import RtspCamera\n"
-        "cam = RtspCamera().start()\n"
-        "print(cam.pid, flush=True)\n"
-        "time.sleep(60)\n"
-    )
+@contextmanager
+def _parent_running(script: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """A Python process running ``script``, and the first line it prints."""
     parent = subprocess.Popen(
         [sys.executable, "-c", script], stdout=subprocess.PIPE, cwd=Path(__file__).parents[2], text=True
     )
     try:
         assert parent.stdout is not None
-        child = int(parent.stdout.readline())
+        yield parent, parent.stdout.readline().strip()
+    finally:
+        parent.kill()
+        parent.wait(5)
+
+
+def test_a_camera_dies_with_the_process_that_started_it():
+    script = "import time\nfrom local.cameras import RtspCamera\ncam = RtspCamera().start()\n"
+    with _parent_running(script + "print(cam.pid, flush=True)\ntime.sleep(60)\n") as (parent, line):
+        child = int(line)
         os.kill(child, 0)  # the camera runs
         parent.send_signal(signal.SIGKILL)  # no atexit, no fixture teardown: only the kernel
         parent.wait(5)
         assert _pid_gone(child, 3)
-    finally:
-        parent.kill()
+
+
+def test_a_camera_started_from_a_thread_outlives_the_thread_but_not_the_process():
+    script = (
+        "import threading, time\n"
+        "from local.cameras import SrtCamera\n"
+        "cams = []\n"
+        "t = threading.Thread(target=lambda: cams.append(SrtCamera().start()))\n"
+        "t.start(); t.join()\n"
+        "time.sleep(0.5)\n"
+        "print(cams[0].pid if cams[0].alive else 'dead', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    with _parent_running(script) as (parent, line):
+        assert line.isdigit()  # alive after its thread ended
+        parent.send_signal(signal.SIGKILL)
         parent.wait(5)
+        assert _pid_gone(int(line), 5)  # its stdin closed: it left
 
 
 def test_the_cli_runs_a_demo_camera_in_the_foreground():
