@@ -65,9 +65,15 @@ class StoreLocation:
         return f"StoreLocation({self.redacted()!r})"
 
 
+# The one rule, the parser's too: the LAST '@' ends the userinfo. A password holding a raw '@' (or a
+# raw '/', which the parser refuses) is hidden whole; a URL with '@' in its path or query is hidden
+# up to that '@': too much, never too little.
+_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://[^:/@]*):.*@", re.DOTALL)
+
+
 def redact_url(url: str) -> str:
     """Hide the password part of any URL-like string, even one that does not parse."""
-    return re.sub(r"^([A-Za-z0-9+.-]+://[^:/@]*):[^@]*@", r"\1:***@", url.strip()) if url else url
+    return _USERINFO.sub(r"\1:***@", url.strip()) if url else url
 
 
 def parse_store_url(url: str) -> StoreLocation:
