@@ -9,6 +9,10 @@ Layout under ``root``:
 The sidecar tree mirrors the data tree, so two keys collide in one exactly when they collide in the
 other. Keys whose first segment is ``.reelay`` are reserved.
 
+A put renames the sidecar into place first, then the data: a crash between the two leaves an
+orphan sidecar (hidden, replaced by the next put of that key) and never a visible object without
+its metadata. ``list`` and ``head`` both return the metadata; ``delete`` removes the sidecar too.
+
 Presigned URLs are ``{public_url}/{key}?expires=<unix>&sig=<hmac-sha256>`` (plus ``length`` when
 the body size is bound, and ``uploadId`` and ``partNumber`` for parts). The local gateway accepts
 them with :meth:`FileStore.receive_upload`; that and :meth:`FileStore.verify_presigned` are the
@@ -225,7 +229,10 @@ class FileStore:
         }
         meta_tmp = self._tmp / (tmp.name + ".meta")
         try:
-            meta_tmp.write_text(json.dumps(sidecar))
+            with open(meta_tmp, "w") as out:
+                out.write(json.dumps(sidecar))
+                out.flush()
+                os.fsync(out.fileno())  # durable before the data it describes becomes visible
             self._mkdirs(key, dest.parent)
             self._mkdirs(key, (self._meta / key).parent)
             # Sidecar first: once the data is visible, its metadata already is.
@@ -307,8 +314,14 @@ class FileStore:
         return self._sidecar(key).get("cacheControl")
 
     def _sidecar(self, key: str) -> dict[str, Any]:
+        return self._read_sidecar(os.path.join(self._meta, key))
+
+    @staticmethod
+    def _read_sidecar(path: str) -> dict[str, Any]:
+        # Plain strings and one read: a listing of 432,000 segments reads as many sidecars.
         try:
-            data = json.loads((self._meta / key).read_text())
+            with open(path, "rb") as f:
+                data = json.loads(f.read())
         except (OSError, ValueError):
             return {}  # written by hand or by an older version: data without metadata
         return data if isinstance(data, dict) else {}
@@ -316,8 +329,11 @@ class FileStore:
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         """Objects whose key starts with ``prefix``, in S3's order (lexicographic by key).
 
-        Like S3's ListObjectsV2, items carry key, size and last_modified only: use ``head`` for
-        content type and metadata, so code written here works against S3 too.
+        Items carry key, size, last_modified, content type and metadata: the sidecar is written
+        before the data is renamed into place, so every listed object has its metadata (an object
+        put by hand, outside the store, lists with none). S3's listing has no metadata; code meant
+        for both drivers must not need it from ``list`` (the recording layout puts what a listing
+        needs in the key).
         """
         check_prefix(prefix)
         base, _, _ = prefix.rpartition("/")
@@ -331,6 +347,7 @@ class FileStore:
             entries = list(os.scandir(directory))
         except (FileNotFoundError, NotADirectoryError):
             return
+        meta_root = str(self._meta)
         # Sorting directories as "name/" makes the depth-first walk yield keys in full-key order.
         items = []
         for entry in entries:
@@ -350,8 +367,13 @@ class FileStore:
                     st = entry.stat()
                 except FileNotFoundError:
                     continue  # deleted while we listed
+                sidecar = self._read_sidecar(os.path.join(meta_root, key))
                 yield ObjectInfo(
-                    key=key, size=st.st_size, last_modified=datetime.fromtimestamp(st.st_mtime, UTC)
+                    key=key,
+                    size=st.st_size,
+                    content_type=sidecar.get("contentType"),
+                    metadata=dict(sidecar.get("metadata") or {}),
+                    last_modified=datetime.fromtimestamp(st.st_mtime, UTC),
                 )
 
     # --- deleting --------------------------------------------------------------------------------
