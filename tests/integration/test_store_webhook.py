@@ -1,0 +1,230 @@
+"""The per-stream store webhook against a real HTTP server on loopback: each answer, each fallback.
+
+The receiver verifies every call's signature with ``verify_signature``, as a customer's would.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from pydantic import SecretStr
+
+from reelay.recording.stores import SIGNATURE_HEADER, resolve_store, verify_signature
+from reelay.settings import Settings
+
+SIGNING_KEY = "whsec-test-0123456789abcdef0123456789abcdef"
+STORE_SECRET = "St0re/Secret+Value"
+STORE_SECRET_ENC = "St0re%2FSecret%2BValue"
+GOOD_STORE = f"s3+http://CUSTKEY:{STORE_SECRET_ENC}@127.0.0.1:9000/customer-bucket/rec"
+OWN_STORE = "s3://eu-west-1/own-bucket/rec"
+DEFAULT_STORE = "file:///tmp/reelay-test-recordings"
+TIMEOUT = 0.5
+STARTED = datetime(2026, 12, 1, 12, 0, 0, tzinfo=UTC)
+
+
+@dataclass
+class Cam:
+    stream_id: str = "st-1"
+    owner_id: str = "owner-1"
+    name: str = "Front door"
+    kvs_stream_name: str | None = "reelay-front-door"
+    webhook_url: str | None = None
+    record_object_store_url: str | None = None
+    object_store_url: str | None = None
+
+
+@dataclass
+class Received:
+    path: str
+    body: bytes
+    signature: str | None
+    signature_ok: bool
+
+
+class Receiver:
+    """A customer's webhook endpoint. The path picks the behaviour."""
+
+    def __init__(self) -> None:
+        self.calls: list[Received] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                signature = self.headers.get(SIGNATURE_HEADER)
+                receiver.calls.append(
+                    Received(self.path, body, signature, verify_signature(SIGNING_KEY, signature, body))
+                )
+                status, answer = receiver.answer(self.path)
+                if self.path == "/slow":
+                    time.sleep(TIMEOUT * 4)
+                self.send_response(status)
+                if self.path == "/redirect":
+                    self.send_header("Location", "http://169.254.169.254/latest/meta-data/")
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                with contextlib.suppress(OSError):  # the caller gave up (the timeout case)
+                    self.wfile.write(answer)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    @staticmethod
+    def answer(path: str) -> tuple[int, bytes]:
+        return {
+            "/good": (200, json.dumps({"objectStore": OWN_STORE, "recordObjectStore": GOOD_STORE}).encode()),
+            "/object-store-only": (200, json.dumps({"objectStore": GOOD_STORE}).encode()),
+            "/empty": (204, b""),
+            "/slow": (200, json.dumps({"recordObjectStore": GOOD_STORE}).encode()),
+            "/error": (500, b'{"recordObjectStore": "s3://us-east-1/never-used"}'),
+            "/garbage": (200, b"{not json"),
+            "/bad-url": (
+                200,
+                json.dumps({"recordObjectStore": f"s3://KEY:{STORE_SECRET_ENC}@nowhere/b"}).encode(),
+            ),
+            "/link-local": (
+                200,
+                json.dumps(
+                    {"recordObjectStore": f"s3+http://K:{STORE_SECRET_ENC}@169.254.169.254:80/creds"}
+                ).encode(),
+            ),
+            "/redirect": (302, b""),
+        }[path]
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    thread = threading.Thread(target=r.server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield r
+    finally:
+        r.server.shutdown()
+        r.server.server_close()
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return Settings(
+        allow_loopback_sources=True,
+        webhook_signing_key=SecretStr(SIGNING_KEY),
+        recording_webhook_timeout_seconds=TIMEOUT,
+        recording_store_url=DEFAULT_STORE,
+    )
+
+
+def choose(receiver: Receiver, settings: Settings, path: str, **stream: str | None):
+    receiver.calls.clear()
+    cam = Cam(webhook_url=receiver.url + path, **stream)  # type: ignore[arg-type]
+    return resolve_store(cam, settings, session_id="se-1", started_at=STARTED)
+
+
+def test_a_good_answer_picks_record_object_store_and_the_call_is_signed(
+    receiver: Receiver, settings: Settings
+) -> None:
+    # When a session starts for a stream whose webhook answers both stores
+    choice = choose(receiver, settings, "/good", record_object_store_url=OWN_STORE)
+    # Then recordObjectStore wins over objectStore and over the stream's own store
+    assert (choice.url, choice.source, choice.fallback_reason) == (GOOD_STORE, "webhook", None)
+    assert choice.redacted == "s3+http://CUSTKEY:***@127.0.0.1:9000/customer-bucket/rec"
+    # And the receiver got the stream's details, and verified the signature
+    (call,) = receiver.calls
+    assert json.loads(call.body) == {
+        "streamId": "st-1",
+        "name": "Front door",
+        "kvsStreamName": "reelay-front-door",
+        "ownerId": "owner-1",
+        "sessionId": "se-1",
+        "startedAt": "2026-12-01T12:00:00.000Z",
+    }
+    assert call.signature_ok and call.signature is not None and call.signature.startswith("t=")
+    # And the signature is bound to the body, the key, and the time
+    assert not verify_signature(SIGNING_KEY, call.signature, call.body + b" ")
+    assert not verify_signature("another-key", call.signature, call.body)
+    assert not verify_signature(SIGNING_KEY, call.signature, call.body, now=time.time() + 301)
+
+
+def test_object_store_alone_is_used_and_an_empty_answer_means_the_defaults(
+    receiver: Receiver, settings: Settings
+) -> None:
+    assert choose(receiver, settings, "/object-store-only").url == GOOD_STORE
+    # A 204 names no store: the stream's own store, with nothing to report
+    choice = choose(receiver, settings, "/empty", record_object_store_url=OWN_STORE)
+    assert (choice.url, choice.source, choice.fallback_reason) == (OWN_STORE, "stream", None)
+    choice = choose(receiver, settings, "/empty")
+    assert (choice.url, choice.source, choice.fallback_reason) == (DEFAULT_STORE, "default", None)
+
+
+def test_a_webhook_slower_than_the_timeout_falls_back_in_time(
+    receiver: Receiver, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    # When the webhook sleeps well past the timeout
+    started = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger="reelay.recording.stores"):
+        choice = choose(receiver, settings, "/slow", record_object_store_url=OWN_STORE)
+    elapsed = time.monotonic() - started
+    # Then the stream's own store is used, without waiting for the webhook
+    assert (choice.url, choice.source) == (OWN_STORE, "stream")
+    assert choice.fallback_reason is not None and f"no answer within {TIMEOUT:g} s" in choice.fallback_reason
+    assert elapsed < TIMEOUT + 0.5, elapsed
+    # And the fallback is logged with its reason
+    assert "no answer within" in caplog.text and "fell back to the stream store" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("path", "reason"),
+    [
+        ("/error", "answered HTTP 500"),
+        ("/redirect", "answered HTTP 302"),  # never followed: it points at the metadata service
+        ("/garbage", "the answer is not JSON"),
+        ("/bad-url", "unusable store URL"),
+        ("/link-local", "store host of s3+http://K:***@169.254.169.254:80/creds refused"),
+    ],
+)
+def test_bad_answers_fall_back_to_the_streams_store_then_the_default(
+    receiver: Receiver, settings: Settings, path: str, reason: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="reelay.recording.stores"):
+        # With a store of its own, the stream falls back to it
+        own = choose(receiver, settings, path, record_object_store_url=OWN_STORE)
+        # Without, the platform default
+        default = choose(receiver, settings, path)
+    assert (own.url, own.source) == (OWN_STORE, "stream")
+    assert (default.url, default.source) == (DEFAULT_STORE, "default")
+    for choice in (own, default):
+        assert choice.fallback_reason is not None and reason in choice.fallback_reason
+        assert choice.fallback_reason.startswith(f"store webhook {receiver.url}{path}: ")
+    # And the reason is logged, and no secret shows anywhere
+    assert reason in caplog.text
+    for text in (caplog.text, repr(own), repr(default), str(own.fallback_reason)):
+        assert STORE_SECRET not in text and STORE_SECRET_ENC not in text
+    if path == "/link-local":
+        assert "link-local" in str(own.fallback_reason)
+
+
+def test_a_loopback_webhook_is_refused_where_loopback_is_not_allowed(
+    receiver: Receiver, settings: Settings
+) -> None:
+    # Given the AWS settings (no loopback targets)
+    aws = settings.model_copy(update={"allow_loopback_sources": False})
+    # When the stream's webhook is on this machine
+    choice = choose(receiver, aws, "/good", record_object_store_url=OWN_STORE)
+    # Then it is never called, and the stream's own store is used
+    assert receiver.calls == []
+    assert (choice.url, choice.source) == (OWN_STORE, "stream")
+    assert choice.fallback_reason is not None and "loopback" in choice.fallback_reason
