@@ -20,6 +20,7 @@ from pydantic import SecretStr
 
 from reelay.recording.stores import SIGNATURE_HEADER, resolve_store, verify_signature
 from reelay.settings import Settings
+from tests.store_streams import StoreCam
 
 SIGNING_KEY = "whsec-test-0123456789abcdef0123456789abcdef"
 STORE_SECRET = "St0re/Secret+Value"
@@ -29,17 +30,6 @@ OWN_STORE = "s3://eu-west-1/own-bucket/rec"
 DEFAULT_STORE = "file:///tmp/reelay-test-recordings"
 TIMEOUT = 0.5
 STARTED = datetime(2026, 12, 1, 12, 0, 0, tzinfo=UTC)
-
-
-@dataclass
-class Cam:
-    stream_id: str = "st-1"
-    owner_id: str = "owner-1"
-    name: str = "Front door"
-    kvs_stream_name: str | None = "reelay-front-door"
-    webhook_url: str | None = None
-    record_object_store_url: str | None = None
-    object_store_url: str | None = None
 
 
 @dataclass
@@ -130,7 +120,7 @@ def settings() -> Settings:
 
 def choose(receiver: Receiver, settings: Settings, path: str, **stream: str | None):
     receiver.calls.clear()
-    cam = Cam(webhook_url=receiver.url + path, **stream)  # type: ignore[arg-type]
+    cam = StoreCam(webhook_url=receiver.url + path, **stream)  # type: ignore[arg-type]
     return resolve_store(cam, settings, session_id="se-1", started_at=STARTED)
 
 
