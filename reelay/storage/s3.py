@@ -59,6 +59,11 @@ class S3Store:
     def __repr__(self) -> str:
         return f"S3Store({self.location.redacted()})"
 
+    @property
+    def client(self) -> Any:
+        """The boto3 client (for botocore event hooks and tests). It holds the credentials: never log it."""
+        return self._client
+
     # --- keys ------------------------------------------------------------------------------------
     def full_key(self, key: str) -> str:
         """The bucket key for a store key."""
@@ -186,7 +191,12 @@ class S3Store:
         )
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
-        """Every object under ``prefix`` (paginated). Items carry key, size and last_modified."""
+        """Every object under ``prefix`` (paginated, 1000 keys a request), in key order.
+
+        Items carry key, size and last_modified only: ListObjectsV2 returns no content type and no
+        user metadata, and fetching them would cost one HEAD per object. Use ``head`` for one object;
+        code that lists many (the recording layout) puts what it needs in the key.
+        """
         check_prefix(prefix)
         paginator = self._client.get_paginator("list_objects_v2")
         try:
