@@ -55,9 +55,9 @@ from pydantic import SecretStr
 from requests.adapters import HTTPAdapter
 
 from reelay.errors import InvalidInput
-from reelay.relay.sources import Resolver, check_resolved_host
+from reelay.relay.sources import Resolver, check_host, check_resolved_host
 from reelay.settings import Settings, get_settings
-from reelay.storage.url import parse_store_url, redact_url
+from reelay.storage.url import StoreLocation, parse_store_url, redact_url
 
 log = logging.getLogger(__name__)
 
@@ -226,7 +226,7 @@ def _ask_webhook(
     """The store URL the webhook names (None: it names none). Raises ``_Fallback``."""
     if s.webhook_signing_key is None:
         raise _Fallback("not called: no signing key is configured (REELAY_WEBHOOK_SIGNING_KEY)")
-    host = _webhook_host(webhook)
+    host = _webhook_host(webhook, s)
     body = json.dumps(
         {
             "streamId": stream.stream_id,
@@ -263,16 +263,11 @@ def _ask_webhook(
     return _bounded(call, timeout)
 
 
-def _webhook_host(webhook: str) -> str:
+def _webhook_host(webhook: str, s: Settings) -> str:
     try:
-        parts = urlsplit(webhook)
-        host = parts.hostname
-        parts.port  # noqa: B018 - raises ValueError for a bad port
-    except ValueError as e:
-        raise _Fallback("the webhook URL does not parse") from e
-    if len(webhook) > WEBHOOK_URL_MAX or parts.scheme.lower() not in ("http", "https") or not host:
-        raise _Fallback("the webhook URL is not an http(s) URL with a host")
-    return host
+        return check_webhook_url(webhook, allow_loopback=s.allow_loopback_sources)
+    except InvalidInput as e:
+        raise _Fallback(e.message) from e
 
 
 def _store_in_answer(answer: WebhookAnswer) -> str | None:
@@ -302,10 +297,11 @@ def _check_store(url: str, s: Settings, resolve: Resolver | None) -> None:
         location = parse_store_url(url)
     except InvalidInput as e:  # its message shows the URL redacted
         raise _Fallback(f"unusable store URL: {e.message}") from e
-    if location.scheme == "file" and not s.allow_loopback_sources:
-        raise _Fallback(f"store {location.redacted()} is this machine's disk, which is not allowed here")
-    if location.endpoint_url:
-        host = urlsplit(location.endpoint_url).hostname or ""
+    try:
+        host = _check_location(location, allow_loopback=s.allow_loopback_sources)
+    except InvalidInput as e:
+        raise _Fallback(e.message) from e
+    if host:
         _check_host(host, s, resolve, what=f"store host of {location.redacted()}", unresolvable_ok=True)
 
 
@@ -316,11 +312,60 @@ def _check_host(
     try:
         check_resolved_host(host, allow_loopback=s.allow_loopback_sources, **kwargs)
     except InvalidInput as e:
-        # The source checks speak of "sourceUrl host"; here it is a webhook's or a store's.
-        raise _Fallback(f"{what} refused: {e.message.replace('sourceUrl host', 'host')}") from e
+        raise _Fallback(_refusal(what, e)) from e
     except OSError as e:
         if not unresolvable_ok:
             raise _Fallback(f"{what} {host} does not resolve") from e
+
+
+def _refusal(what: str, err: InvalidInput) -> str:
+    # The source checks speak of "sourceUrl host"; here it is a webhook's or a store's.
+    return f"{what} refused: {err.message.replace('sourceUrl host', 'host')}"
+
+
+# --- checks for the API, when a stream names its store or webhook ---------------------------------
+def check_store_url(url: str, *, allow_loopback: bool) -> StoreLocation:
+    """A stream's store URL, checked when it is registered: it parses, and its host is one this
+    deployment may write to (as ``resolve_store`` checks it again, with DNS, when a session starts).
+    ``InvalidInput`` otherwise, its message showing the URL redacted."""
+    location = parse_store_url(url)
+    _check_location(location, allow_loopback=allow_loopback)
+    return location
+
+
+def check_webhook_url(url: str, *, allow_loopback: bool) -> str:
+    """A stream's store webhook URL, checked when it is registered (names are not resolved here:
+    ``resolve_store`` does, before it calls). Returns its host; ``InvalidInput`` otherwise."""
+    if not isinstance(url, str) or len(url) > WEBHOOK_URL_MAX:
+        raise InvalidInput(f"the webhook URL must be a string of at most {WEBHOOK_URL_MAX} characters")
+    try:
+        parts = urlsplit(url.strip())
+        host = parts.hostname
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError as e:
+        raise InvalidInput("the webhook URL does not parse") from e
+    if parts.scheme.lower() not in ("http", "https") or not host:
+        raise InvalidInput("the webhook URL is not an http(s) URL with a host")
+    try:
+        check_host(host, allow_loopback=allow_loopback)
+    except InvalidInput as e:
+        raise InvalidInput(_refusal("webhook host", e)) from e
+    return host
+
+
+def _check_location(location: StoreLocation, *, allow_loopback: bool) -> str | None:
+    """Refuse a file store where loopback is not allowed, and a refused literal host; returns the
+    endpoint host of an s3+http(s) store (None for the others)."""
+    if location.scheme == "file" and not allow_loopback:
+        raise InvalidInput(f"store {location.redacted()} is this machine's disk, which is not allowed here")
+    if not location.endpoint_url:
+        return None
+    host = urlsplit(location.endpoint_url).hostname or ""
+    try:
+        check_host(host, allow_loopback=allow_loopback)
+    except InvalidInput as e:
+        raise InvalidInput(_refusal(f"store host of {location.redacted()}", e)) from e
+    return host
 
 
 def _bounded(fn: Callable[[], str | None], timeout: float) -> str | None:
@@ -418,6 +463,8 @@ __all__ = [
     "StoreStream",
     "WebhookAnswer",
     "WebhookPost",
+    "check_store_url",
+    "check_webhook_url",
     "resolve_store",
     "sign",
     "verify_signature",

@@ -17,11 +17,14 @@ import pytest
 import requests
 from pydantic import SecretStr
 
+from reelay.errors import InvalidInput
 from reelay.models import SourceProtocol, Stream
 from reelay.recording.stores import (
     SIGNATURE_HEADER,
     StoreChoice,
     WebhookAnswer,
+    check_store_url,
+    check_webhook_url,
     resolve_store,
     sign,
     verify_signature,
@@ -330,3 +333,61 @@ def test_a_webhook_url_with_credentials_is_redacted_in_reasons() -> None:
     choice = choose(Cam(webhook_url=f"https://user:{SECRET_ENC}@hooks.example.com/x"), hook)
     assert hook.calls and hook.calls[0][0] == f"https://user:{SECRET_ENC}@hooks.example.com/x"
     assert choice.fallback_reason == "store webhook https://user:***@hooks.example.com/x: answered HTTP 500"
+
+
+# --- the checks the API runs when a stream names its store or webhook -----------------------------
+@pytest.mark.parametrize(
+    ("url", "allow_loopback", "complaint"),
+    [
+        (f"s3://AK:{SECRET_ENC}@nowhere/bkt", False, "is not an AWS region"),
+        ("file:///srv/rec", False, "this machine's disk"),
+        (f"s3+http://AK:{SECRET_ENC}@169.254.169.254/bkt", True, "link-local"),
+        (f"s3+http://AK:{SECRET_ENC}@[::ffff:169.254.169.254]:80/bkt", True, "link-local"),
+        (f"s3+https://AK:{SECRET_ENC}@127.0.0.1:9000/bkt", False, "loopback"),
+        (f"s3+https://AK:{SECRET_ENC}@localhost:9000/bkt", False, "loopback"),
+    ],
+)
+def test_check_store_url_refuses_with_the_secret_hidden(
+    url: str, allow_loopback: bool, complaint: str
+) -> None:
+    with pytest.raises(InvalidInput) as err:
+        check_store_url(url, allow_loopback=allow_loopback)
+    assert complaint in err.value.message
+    assert SECRET_ENC not in err.value.message and SECRET not in err.value.message
+    assert "sourceUrl" not in err.value.message
+
+
+def test_check_store_url_accepts_every_scheme_where_allowed() -> None:
+    assert check_store_url(OWN, allow_loopback=False).bucket == "own-bucket"
+    assert (
+        check_store_url(f"s3+https://AK:{SECRET_ENC}@minio.example.com/bkt", allow_loopback=False).secret_key
+        == SECRET
+    )
+    assert (
+        check_store_url("s3+http://127.0.0.1:9000/bkt", allow_loopback=True).endpoint_url
+        == "http://127.0.0.1:9000"
+    )
+    assert str(check_store_url("file:///srv/rec", allow_loopback=True).root) == "/srv/rec"
+
+
+@pytest.mark.parametrize(
+    ("url", "allow_loopback", "complaint"),
+    [
+        ("ftp://hooks.example.com/x", True, "not an http(s) URL"),
+        ("https:///x", True, "not an http(s) URL"),
+        ("http://h:70000/x", True, "does not parse"),
+        ("http://" + "a" * 2050 + ".com/", True, "at most 2048"),
+        ("http://169.254.170.2/v2/credentials", True, "link-local"),
+        ("http://127.0.0.1:8000/x", False, "loopback"),
+    ],
+)
+def test_check_webhook_url_refuses(url: str, allow_loopback: bool, complaint: str) -> None:
+    with pytest.raises(InvalidInput) as err:
+        check_webhook_url(url, allow_loopback=allow_loopback)
+    assert complaint in err.value.message
+
+
+def test_check_webhook_url_accepts_and_does_not_resolve() -> None:
+    # A name is not resolved at registration (the unit tests' network guard would refuse DNS too)
+    assert check_webhook_url("https://hooks.example.com/reelay", allow_loopback=False) == "hooks.example.com"
+    assert check_webhook_url("http://127.0.0.1:8000/x", allow_loopback=True) == "127.0.0.1"
