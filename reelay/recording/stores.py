@@ -167,8 +167,8 @@ def resolve_store(
             url = _ask_webhook(stream, webhook, s, session_id, started_at, post or _poster(), resolve, clock)
         except _Fallback as e:
             reasons.append(f"store webhook {redact_url(webhook)}: {e}")
-        except Exception as e:  # a bug here must not stop a recording: fall back and say so
-            log.exception("store webhook failed unexpectedly")
+        except Exception as e:  # a bug must not stop a recording; its text might echo a URL, so not logged
+            log.error("store webhook failed unexpectedly (%s)", type(e).__name__)
             reasons.append(f"store webhook {redact_url(webhook)}: failed ({type(e).__name__})")
         else:
             if url is not None:
@@ -180,6 +180,9 @@ def resolve_store(
             return _chosen(stream, session_id, own, "stream", reasons)
         except _Fallback as e:
             reasons.append(f"the stream's store: {e}")
+        except Exception as e:  # as above
+            log.error("checking the stream's store failed unexpectedly (%s)", type(e).__name__)
+            reasons.append(f"the stream's store: check failed ({type(e).__name__})")
     return _chosen(stream, session_id, s.recording_store_url or s.media_store_url, "default", reasons)
 
 
@@ -313,6 +316,8 @@ def _check_host(
         check_resolved_host(host, allow_loopback=s.allow_loopback_sources, **kwargs)
     except InvalidInput as e:
         raise _Fallback(_refusal(what, e)) from e
+    except UnicodeError as e:  # getaddrinfo's IDNA codec: a label too long, or empty
+        raise _Fallback(f"{what} {host} is not a valid host name") from e
     except OSError as e:
         if not unresolvable_ok:
             raise _Fallback(f"{what} {host} does not resolve") from e

@@ -54,6 +54,9 @@ class Receiver:
                 receiver.calls.append(
                     Received(self.path, body, signature, verify_signature(SIGNING_KEY, signature, body))
                 )
+                if self.path == "/trickle":
+                    self.trickle()
+                    return
                 status, answer = receiver.answer(self.path)
                 if self.path == "/slow":
                     time.sleep(TIMEOUT * 4)
@@ -65,6 +68,18 @@ class Receiver:
                 self.end_headers()
                 with contextlib.suppress(OSError):  # the caller gave up (the timeout case)
                     self.wfile.write(answer)
+
+            def trickle(self) -> None:
+                """Headers at once, then a byte at a time, each within any socket timeout."""
+                body = json.dumps({"recordObjectStore": GOOD_STORE}).encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                with contextlib.suppress(OSError):
+                    for byte in body:
+                        self.wfile.write(bytes([byte]))
+                        self.wfile.flush()
+                        time.sleep(TIMEOUT / 5)
 
             def log_message(self, *args: object) -> None:
                 pass
@@ -93,6 +108,7 @@ class Receiver:
                 ).encode(),
             ),
             "/redirect": (302, b""),
+            "/huge": (200, json.dumps({"recordObjectStore": GOOD_STORE, "pad": "x" * 70_000}).encode()),
         }[path]
 
 
@@ -160,6 +176,18 @@ def test_object_store_alone_is_used_and_an_empty_answer_means_the_defaults(
     assert (choice.url, choice.source, choice.fallback_reason) == (DEFAULT_STORE, "default", None)
 
 
+def test_a_webhook_that_trickles_its_answer_is_cut_off_at_the_timeout(
+    receiver: Receiver, settings: Settings
+) -> None:
+    # Each byte arrives within the socket timeout, the whole answer long after the total one
+    started = time.monotonic()
+    choice = choose(receiver, settings, "/trickle", record_object_store_url=OWN_STORE)
+    elapsed = time.monotonic() - started
+    assert (choice.url, choice.source) == (OWN_STORE, "stream")
+    assert choice.fallback_reason is not None and "no answer within" in choice.fallback_reason
+    assert elapsed < TIMEOUT + 0.5, elapsed
+
+
 def test_a_webhook_slower_than_the_timeout_falls_back_in_time(
     receiver: Receiver, settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -182,6 +210,7 @@ def test_a_webhook_slower_than_the_timeout_falls_back_in_time(
         ("/error", "answered HTTP 500"),
         ("/redirect", "answered HTTP 302"),  # never followed: it points at the metadata service
         ("/garbage", "the answer is not JSON"),
+        ("/huge", "the webhook's answer is larger than 65536 bytes"),
         ("/bad-url", "unusable store URL"),
         ("/link-local", "store host of s3+http://K:***@169.254.169.254:80/creds refused"),
     ],

@@ -391,3 +391,30 @@ def test_check_webhook_url_accepts_and_does_not_resolve() -> None:
     # A name is not resolved at registration (the unit tests' network guard would refuse DNS too)
     assert check_webhook_url("https://hooks.example.com/reelay", allow_loopback=False) == "hooks.example.com"
     assert check_webhook_url("http://127.0.0.1:8000/x", allow_loopback=True) == "127.0.0.1"
+
+
+def test_nothing_raises_whatever_the_resolver_does(caplog: pytest.LogCaptureFixture) -> None:
+    # A name the IDNA codec refuses (getaddrinfo raises UnicodeError, not OSError)
+    def idna(host: str) -> list[str]:
+        raise UnicodeError("label too long")
+
+    cam = Cam(record_object_store_url=f"s3+https://AK:{SECRET_ENC}@minio.example.com/bkt")
+    choice = choose(cam, FakeWebhook(answer={"recordObjectStore": OWN}), resolve=idna)
+    assert choice.source == "default"
+    assert choice.fallback_reason == (
+        f"store webhook {HOOK}: webhook host hooks.example.com is not a valid host name; "
+        "the stream's store: store host of s3+https://AK:***@minio.example.com/bkt minio.example.com "
+        "is not a valid host name"
+    )
+
+    # A resolver with a bug: still a store, and the reason names the error's class only
+    def broken(host: str) -> list[str]:
+        raise RuntimeError(f"boom {SECRET}")
+
+    with caplog.at_level(logging.INFO, logger="reelay.recording.stores"):
+        choice = choose(cam, FakeWebhook(answer={"recordObjectStore": OWN}), resolve=broken)
+    assert (choice.source, choice.url) == ("default", "s3://us-east-1/media-bucket")
+    assert choice.fallback_reason == (
+        f"store webhook {HOOK}: failed (RuntimeError); the stream's store: check failed (RuntimeError)"
+    )
+    assert SECRET not in caplog.text and "RuntimeError" in caplog.text
