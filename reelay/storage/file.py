@@ -45,6 +45,7 @@ from reelay.storage.url import (
     check_content_length,
     check_expires_in,
     check_key,
+    check_metadata,
     check_prefix,
 )
 
@@ -170,7 +171,7 @@ class FileStore:
         exact_bytes: int | None = None,
     ) -> tuple[ObjectInfo, str]:
         dest = self._path(key)
-        meta = self._check_metadata(metadata)
+        meta = check_metadata(metadata)
         if exact_bytes is None:
             tmp, size, md5 = self._spool(chunks, max_bytes=max_bytes)
         else:
@@ -258,15 +259,6 @@ class FileStore:
             directory.mkdir(parents=True, exist_ok=True)
         except (FileExistsError, NotADirectoryError) as e:
             raise Conflict(f"object key {key!r} lies under an existing object in the file store") from e
-
-    @staticmethod
-    def _check_metadata(metadata: Mapping[str, str] | None) -> dict[str, str]:
-        meta = dict(metadata or {})
-        for k, v in meta.items():
-            if not isinstance(k, str) or not isinstance(v, str) or not k:
-                raise InvalidInput("object metadata must map non-empty strings to strings")
-        # S3 lower-cases user metadata names; do the same so code behaves alike on both.
-        return {k.lower(): v for k, v in meta.items()}
 
     # --- reading ---------------------------------------------------------------------------------
     def get_bytes(self, key: str) -> bytes:

@@ -21,6 +21,7 @@ from reelay.storage.url import (
     check_content_length,
     check_expires_in,
     check_key,
+    check_metadata,
     check_prefix,
 )
 
@@ -99,9 +100,7 @@ class S3Store:
         if content_type:
             extra["ContentType"] = content_type
         if metadata:
-            if not all(isinstance(k, str) and k and isinstance(v, str) for k, v in metadata.items()):
-                raise InvalidInput("object metadata must map non-empty strings to strings")
-            extra["Metadata"] = dict(metadata)
+            extra["Metadata"] = check_metadata(metadata)
         if cache_control:
             extra["CacheControl"] = cache_control
         return extra

@@ -25,7 +25,7 @@ from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from reelay.adapters.aws import clear_cache
-from reelay.errors import StorageError
+from reelay.errors import InvalidInput, StorageError
 from reelay.ports import ObjectStore
 from reelay.settings import Settings
 from reelay.storage import open_store
@@ -145,6 +145,19 @@ def test_s3_with_ambient_credentials_uses_the_credential_chain(
     _, sent = record_segments("s3://us-east-1/rec-ambient", aws, tmp_path, caplog)
     # Then the requests were signed with them
     assert sent and all("Credential=AKIAAMBIENT/" in auth for _, auth in sent)
+
+
+def test_metadata_s3_would_refuse_is_refused_by_both_drivers_alike(aws: Settings, tmp_path: Path) -> None:
+    boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="rec-meta")
+    stores = [
+        open_store("s3://us-east-1/rec-meta", settings=aws),
+        open_store(f"file://{tmp_path}/m", settings=aws),
+    ]
+    for store in stores:
+        for bad in ({"title": "café"}, {"k": "a\nb"}, {"k": "v" * 2048}):
+            with pytest.raises(InvalidInput):
+                store.put_bytes("recordings/x", b"x", metadata=bad)
+        assert list(store.list()) == []
 
 
 def test_s3_errors_and_logs_never_show_the_secret(aws: Settings, caplog: pytest.LogCaptureFixture) -> None:

@@ -7,7 +7,15 @@ from pathlib import Path
 import pytest
 
 from reelay.errors import InvalidInput
-from reelay.storage.url import StoreLocation, check_key, check_prefix, parse_store_url, redact_url
+from reelay.storage.url import (
+    MAX_METADATA_BYTES,
+    StoreLocation,
+    check_key,
+    check_metadata,
+    check_prefix,
+    parse_store_url,
+    redact_url,
+)
 
 SECRET = "wJalr/XUtnFEMI+K7MDENG"  # has '/' and '+', so it must arrive URL-encoded
 ENCODED = "wJalr%2FXUtnFEMI%2BK7MDENG"
@@ -222,3 +230,33 @@ def test_redact_url_hides_everything_up_to_the_last_at_sign() -> None:
     assert redact_url("https://hooks.example.com/cb?to=a@b") == "https://hooks.example.com/cb?to=a@b"
     assert redact_url("mysql://root@127.0.0.1/db") == "mysql://root@127.0.0.1/db"
     assert redact_url("") == ""
+
+
+# --- object metadata: S3's rules, for every driver -------------------------------------------------
+def test_metadata_names_are_lower_cased_and_good_values_pass() -> None:
+    assert check_metadata({"Duration": "2.002", "x-seq": "7", "PDT": "2026-12-01T12:00:00.000Z"}) == {
+        "duration": "2.002",
+        "x-seq": "7",
+        "pdt": "2026-12-01T12:00:00.000Z",
+    }
+    assert check_metadata(None) == {} and check_metadata({}) == {}
+    assert check_metadata({"k": "v" * (MAX_METADATA_BYTES - 1)}) == {"k": "v" * (MAX_METADATA_BYTES - 1)}
+
+
+@pytest.mark.parametrize(
+    ("metadata", "complaint"),
+    [
+        ({"": "x"}, "non-empty strings"),
+        ({"n": 1}, "non-empty strings"),
+        ({"has space": "x"}, "HTTP token"),
+        ({"dur:ation": "x"}, "HTTP token"),
+        ({"title": "café"}, "printable ASCII"),
+        ({"title": "a\nb"}, "printable ASCII"),
+        ({"k": "v" * MAX_METADATA_BYTES}, "at most 2048"),
+        ({"Dur": "1", "dur": "2"}, "more than case"),
+    ],
+)
+def test_bad_metadata_is_refused_the_way_s3_would(metadata: dict, complaint: str) -> None:
+    with pytest.raises(InvalidInput) as err:
+        check_metadata(metadata)
+    assert complaint in err.value.message
