@@ -101,7 +101,7 @@ class Settings(BaseSettings):
 
     # Recording: where sessions go (reelay.recording.stores). A stream's own store, or one its store
     # webhook names, wins; else this store (URL forms as for media_store_url; None: the media store).
-    recording_store_url: str | None = None
+    recording_store_url: str | None = Field(default=None, repr=False)  # may hold a store's secret
     # A store webhook that has not answered in this many seconds is given up (the fallback store is
     # used), so a slow webhook never delays a recording's start by more.
     recording_webhook_timeout_seconds: float = 3.0

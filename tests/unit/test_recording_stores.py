@@ -418,3 +418,10 @@ def test_nothing_raises_whatever_the_resolver_does(caplog: pytest.LogCaptureFixt
         f"store webhook {HOOK}: failed (RuntimeError); the stream's store: check failed (RuntimeError)"
     )
     assert SECRET not in caplog.text and "RuntimeError" in caplog.text
+
+
+def test_the_default_recording_store_and_the_signing_key_stay_out_of_the_settings_repr() -> None:
+    s = settings(recording_store_url=f"s3://AK:{SECRET_ENC}@us-east-1/rec-bucket")
+    assert SECRET_ENC not in repr(s) and KEY not in repr(s) and SECRET_ENC not in str(s)
+    choice = choose(Cam(webhook_url=None), FakeWebhook(), s)
+    assert (choice.source, choice.redacted) == ("default", "s3://AK:***@us-east-1/rec-bucket")
