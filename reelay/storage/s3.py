@@ -189,12 +189,13 @@ class S3Store:
             last_modified=resp.get("LastModified"),
         )
 
-    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+    def list(self, prefix: str = "", *, metadata: bool = True) -> Iterator[ObjectInfo]:
         """Every object under ``prefix`` (paginated, 1000 keys a request), in key order.
 
         Items carry key, size and last_modified only: ListObjectsV2 returns no content type and no
         user metadata, and fetching them would cost one HEAD per object. Use ``head`` for one object;
-        code that lists many (the recording layout) puts what it needs in the key.
+        code that lists many (the recording layout) puts what it needs in the key. ``metadata`` is
+        accepted so both drivers take the same call (the file store can list metadata; S3 cannot).
         """
         check_prefix(prefix)
         paginator = self._client.get_paginator("list_objects_v2")

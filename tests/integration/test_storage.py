@@ -541,7 +541,7 @@ def test_a_crash_between_sidecar_and_data_leaves_no_object_without_metadata(
     real_replace = file_module.os.replace
     renames: list[str] = []
 
-    def crash_on_data(src: object, dst: object) -> None:
+    def crash_on_data(src: str | Path, dst: str | Path) -> None:
         if not str(dst).startswith(str(store.root / ".reelay")):
             raise KeyboardInterrupt("killed between sidecar and data")  # not an OSError: nothing handles it
         renames.append(str(dst))
@@ -569,3 +569,12 @@ def test_an_object_put_by_hand_lists_without_metadata(store: FileStore) -> None:
     assert [(i.key, i.size, i.metadata, i.content_type) for i in store.list()] == [
         ("dropped.ts", 2, {}, None)
     ]
+
+
+def test_listing_without_metadata_skips_the_sidecars_as_s3_does(store: FileStore) -> None:
+    store.put_bytes("rec/1.ts", b"x", content_type="video/mp2t", metadata={"duration": "2"})
+    # When the sidecars are left unread
+    (item,) = store.list("rec/", metadata=False)
+    # Then the item has what S3's listing has, and no more
+    assert (item.key, item.size, item.content_type, item.metadata) == ("rec/1.ts", 1, None, {})
+    assert item.last_modified is not None
