@@ -20,8 +20,10 @@ holds for the webhook's host, and for an s3+http(s) store's host named by the we
 (names resolved, so a name pointing at 169.254.169.254 is refused too). A ``file://`` store is this
 machine's disk: a webhook or a stream may name one only where loopback is allowed. A store host that
 does not resolve right now is not refused: that is a store outage, which the recorder rides out.
-The webhook is not followed through redirects and ignores proxy settings, so the host checked is
-the host called.
+The webhook call connects to the very address that was checked (the name still goes in the Host
+header and in TLS), follows no redirect and uses no proxy, so the host checked is the host called.
+A store's host is checked now and resolved again by the recorder's S3 client: as for camera sources,
+a name that changes its address in between is not caught.
 
 The webhook call, name resolution included, is bounded by ``recording_webhook_timeout_seconds`` as a
 whole (a thread waited on, not only socket timeouts), and is never retried: a slow webhook delays a
@@ -48,7 +50,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import requests
 from pydantic import SecretStr
@@ -93,42 +95,82 @@ class StoreStream(Protocol):
 
 
 @dataclass(frozen=True)
+class WebhookCall:
+    """One webhook call. ``address`` is the checked address to connect to: the URL's host name
+    still goes in the Host header and in TLS (SNI and the certificate check)."""
+
+    url: str
+    body: bytes
+    headers: Mapping[str, str]
+    timeout: float
+    address: str
+
+
+@dataclass(frozen=True)
 class WebhookAnswer:
     status: int
     body: bytes
 
 
-# post(url, body, headers, timeout_seconds) -> the answer. Raises on a transport failure.
-WebhookPost = Callable[[str, bytes, Mapping[str, str], float], WebhookAnswer]
+# Makes the call and returns the answer; raises on a transport failure.
+WebhookPost = Callable[[WebhookCall], WebhookAnswer]
 
 
 class RequestsPoster:
-    """The real webhook call: one ``requests`` session, no retries, no redirects, no proxies, the
-    answer read up to ``MAX_ANSWER_BYTES``."""
+    """The real webhook call, with ``requests``: no retries, no redirects, no proxies, the answer
+    read up to ``MAX_ANSWER_BYTES``, and the connection made to the address that was checked (so a
+    name that resolves elsewhere a moment later, DNS rebinding, gets nowhere). ``verify`` is
+    requests' own: True (the system's CAs) or a CA bundle's path."""
 
-    def __init__(self) -> None:
-        self._session = requests.Session()
-        self._session.trust_env = False  # no proxy from the environment: the host checked is the host called
-        for prefix in ("http://", "https://"):
-            self._session.mount(prefix, HTTPAdapter(max_retries=0))
+    def __init__(self, *, verify: bool | str = True) -> None:
+        self.verify = verify
 
-    def __call__(self, url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> WebhookAnswer:
-        with self._session.post(
-            url,
-            data=body,
-            headers=dict(headers),
-            timeout=(timeout, timeout),
-            allow_redirects=False,
-            stream=True,
-        ) as resp:
-            chunks: list[bytes] = []
-            size = 0
-            for chunk in resp.iter_content(8192):
-                size += len(chunk)
-                if size > MAX_ANSWER_BYTES:
-                    raise _Fallback(f"the webhook's answer is larger than {MAX_ANSWER_BYTES} bytes")
-                chunks.append(chunk)
-            return WebhookAnswer(resp.status_code, b"".join(chunks))
+    def __call__(self, call: WebhookCall) -> WebhookAnswer:
+        parts = urlsplit(call.url)
+        host = parts.hostname or ""
+        port = parts.port
+        target = f"[{call.address}]" if ":" in call.address else call.address
+        named = f"[{host}]" if ":" in host else host
+        url = urlunsplit(
+            (parts.scheme, f"{target}:{port}" if port else target, parts.path or "/", parts.query, "")
+        )
+        headers = {**call.headers, "Host": f"{named}:{port}" if port else named}
+        auth = (unquote(parts.username), unquote(parts.password or "")) if parts.username else None
+        with requests.Session() as session:
+            session.trust_env = False  # no proxy from the environment: the host checked is the host called
+            session.mount("http://", HTTPAdapter(max_retries=0))
+            session.mount("https://", _PinnedTLS(host))
+            with session.post(
+                url,
+                data=call.body,
+                headers=headers,
+                auth=auth,
+                timeout=(call.timeout, call.timeout),
+                allow_redirects=False,
+                stream=True,
+                verify=self.verify,
+            ) as resp:
+                chunks: list[bytes] = []
+                size = 0
+                for chunk in resp.iter_content(8192):
+                    size += len(chunk)
+                    if size > MAX_ANSWER_BYTES:
+                        raise _Fallback(f"the webhook's answer is larger than {MAX_ANSWER_BYTES} bytes")
+                    chunks.append(chunk)
+                return WebhookAnswer(resp.status_code, b"".join(chunks))
+
+
+class _PinnedTLS(HTTPAdapter):
+    """HTTPS to an address, with SNI and the certificate check for the host's name."""
+
+    def __init__(self, hostname: str) -> None:
+        self._hostname = hostname  # before super().__init__, which builds the pool manager
+        super().__init__(max_retries=0)
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["server_hostname"] = self._hostname
+        kwargs["assert_hostname"] = self._hostname
+        super().init_poolmanager(*args, **kwargs)
 
 
 _default_post: RequestsPoster | None = None
@@ -249,9 +291,9 @@ def _ask_webhook(
     timeout = float(s.recording_webhook_timeout_seconds)
 
     def call() -> str | None:
-        _check_host(host, s, resolve, what="webhook host", unresolvable_ok=False)
+        addresses = _check_host(host, s, resolve, what="webhook host", unresolvable_ok=False)
         try:
-            answer = post(webhook, body, headers, timeout)
+            answer = post(WebhookCall(webhook, body, headers, timeout, addresses[0]))
         except _Fallback:
             raise
         except (requests.Timeout, TimeoutError) as e:
@@ -310,10 +352,12 @@ def _check_store(url: str, s: Settings, resolve: Resolver | None) -> None:
 
 def _check_host(
     host: str, s: Settings, resolve: Resolver | None, *, what: str, unresolvable_ok: bool
-) -> None:
+) -> list[str]:
+    """The addresses ``host`` resolves to, every one allowed ([] when it does not resolve and that
+    is ok). Raises ``_Fallback``."""
     kwargs = {"resolve": resolve} if resolve is not None else {}
     try:
-        check_resolved_host(host, allow_loopback=s.allow_loopback_sources, **kwargs)
+        addresses = check_resolved_host(host, allow_loopback=s.allow_loopback_sources, **kwargs)
     except InvalidInput as e:
         raise _Fallback(_refusal(what, e)) from e
     except UnicodeError as e:  # getaddrinfo's IDNA codec: a label too long, or empty
@@ -321,6 +365,10 @@ def _check_host(
     except OSError as e:
         if not unresolvable_ok:
             raise _Fallback(f"{what} {host} does not resolve") from e
+        return []
+    if not addresses and not unresolvable_ok:
+        raise _Fallback(f"{what} {host} does not resolve")
+    return addresses
 
 
 def _refusal(what: str, err: InvalidInput) -> str:
@@ -467,6 +515,7 @@ __all__ = [
     "StoreChoice",
     "StoreStream",
     "WebhookAnswer",
+    "WebhookCall",
     "WebhookPost",
     "check_store_url",
     "check_webhook_url",

@@ -8,17 +8,30 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import ssl
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from pydantic import SecretStr
 
-from reelay.recording.stores import SIGNATURE_HEADER, resolve_store, verify_signature
+from reelay.recording.stores import (
+    SIGNATURE_HEADER,
+    RequestsPoster,
+    StoreChoice,
+    resolve_store,
+    verify_signature,
+)
+from reelay.relay.sources import Resolver
 from reelay.settings import Settings
 from tests.store_streams import StoreCam
 
@@ -35,6 +48,7 @@ STARTED = datetime(2026, 12, 1, 12, 0, 0, tzinfo=UTC)
 @dataclass
 class Received:
     path: str
+    host: str | None
     body: bytes
     signature: str | None
     signature_ok: bool
@@ -52,7 +66,13 @@ class Receiver:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 signature = self.headers.get(SIGNATURE_HEADER)
                 receiver.calls.append(
-                    Received(self.path, body, signature, verify_signature(SIGNING_KEY, signature, body))
+                    Received(
+                        self.path,
+                        self.headers.get("Host"),
+                        body,
+                        signature,
+                        verify_signature(SIGNING_KEY, signature, body),
+                    )
                 )
                 if self.path == "/trickle":
                     self.trickle()
@@ -112,9 +132,8 @@ class Receiver:
         }[path]
 
 
-@pytest.fixture(scope="module")
-def receiver() -> Iterator[Receiver]:
-    r = Receiver()
+@contextlib.contextmanager
+def serving(r: Receiver) -> Iterator[Receiver]:
     thread = threading.Thread(target=r.server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -122,6 +141,12 @@ def receiver() -> Iterator[Receiver]:
     finally:
         r.server.shutdown()
         r.server.server_close()
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[Receiver]:
+    with serving(Receiver()) as r:
+        yield r
 
 
 @pytest.fixture
@@ -134,10 +159,19 @@ def settings() -> Settings:
     )
 
 
-def choose(receiver: Receiver, settings: Settings, path: str, **stream: str | None):
+def choose(
+    receiver: Receiver,
+    settings: Settings,
+    path: str,
+    *,
+    base: str | None = None,
+    post: RequestsPoster | None = None,
+    resolve: Resolver | None = None,
+    **stream: str | None,
+) -> StoreChoice:
     receiver.calls.clear()
-    cam = StoreCam(webhook_url=receiver.url + path, **stream)  # type: ignore[arg-type]
-    return resolve_store(cam, settings, session_id="se-1", started_at=STARTED)
+    cam = StoreCam(webhook_url=(base or receiver.url) + path, **stream)  # type: ignore[arg-type]
+    return resolve_store(cam, settings, session_id="se-1", started_at=STARTED, post=post, resolve=resolve)
 
 
 def test_a_good_answer_picks_record_object_store_and_the_call_is_signed(
@@ -247,3 +281,83 @@ def test_a_loopback_webhook_is_refused_where_loopback_is_not_allowed(
     assert receiver.calls == []
     assert (choice.url, choice.source) == (OWN_STORE, "stream")
     assert choice.fallback_reason is not None and "loopback" in choice.fallback_reason
+
+
+# --- the call goes to the address that was checked ---------------------------------------------------
+HOOK_NAME = "hooks.reelay.test"  # .test never resolves in real DNS: only the checked address can be reached
+
+
+def pinned(name: str) -> list[str]:
+    """The resolver the check uses: the webhook's name is this machine."""
+    if name != HOOK_NAME:
+        raise OSError(f"{name} does not resolve")
+    return ["127.0.0.1"]
+
+
+def test_the_call_connects_to_the_checked_address_and_names_the_host(
+    receiver: Receiver, settings: Settings
+) -> None:
+    port = receiver.server.server_address[1]
+    choice = choose(receiver, settings, "/good", base=f"http://{HOOK_NAME}:{port}", resolve=pinned)
+    assert (choice.url, choice.source, choice.fallback_reason) == (GOOD_STORE, "webhook", None)
+    (call,) = receiver.calls
+    assert call.host == f"{HOOK_NAME}:{port}" and call.signature_ok
+
+
+def self_signed(tmp: Path, name: str) -> tuple[Path, Path]:
+    """A certificate for ``name`` (its own CA) and its key, as PEM files."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp / f"{name}.crt", tmp / f"{name}.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return cert_path, key_path
+
+
+@pytest.mark.parametrize(("cert_name", "works"), [(HOOK_NAME, True), ("someone-else.test", False)])
+def test_https_to_the_checked_address_still_checks_the_certificate_for_the_name(
+    settings: Settings, tmp_path: Path, cert_name: str, works: bool
+) -> None:
+    # Given a TLS webhook whose certificate is for cert_name, and a client trusting that certificate
+    cert, key = self_signed(tmp_path, cert_name)
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(cert, key)
+    r = Receiver()
+    r.server.socket = tls.wrap_socket(r.server.socket, server_side=True)
+    with serving(r):
+        port = r.server.server_address[1]
+        choice = choose(
+            r,
+            settings,
+            "/good",
+            base=f"https://{HOOK_NAME}:{port}",
+            post=RequestsPoster(verify=str(cert)),
+            resolve=pinned,
+            record_object_store_url=OWN_STORE,
+        )
+    if works:
+        # Then SNI and the check used the name, while the connection went to the checked address
+        assert (choice.url, choice.source, choice.fallback_reason) == (GOOD_STORE, "webhook", None)
+        assert [c.host for c in r.calls] == [f"{HOOK_NAME}:{port}"]
+    else:
+        # A certificate for another name is refused: the stream's own store, and why
+        assert (choice.url, choice.source) == (OWN_STORE, "stream")
+        assert choice.fallback_reason is not None and "the call failed (SSLError)" in choice.fallback_reason
+        assert r.calls == []

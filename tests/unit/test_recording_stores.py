@@ -10,7 +10,6 @@ import ipaddress
 import json
 import logging
 import re
-from collections.abc import Mapping
 from datetime import UTC, datetime
 
 import pytest
@@ -23,6 +22,7 @@ from reelay.recording.stores import (
     SIGNATURE_HEADER,
     StoreChoice,
     WebhookAnswer,
+    WebhookCall,
     check_store_url,
     check_webhook_url,
     resolve_store,
@@ -47,10 +47,10 @@ class FakeWebhook:
         self.status = status
         self.body = answer if isinstance(answer, bytes) else json.dumps(answer).encode() if answer else b""
         self.raises = raises
-        self.calls: list[tuple[str, bytes, dict[str, str], float]] = []
+        self.calls: list[WebhookCall] = []
 
-    def __call__(self, url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> WebhookAnswer:
-        self.calls.append((url, body, dict(headers), timeout))
+    def __call__(self, call: WebhookCall) -> WebhookAnswer:
+        self.calls.append(call)
         if self.raises is not None:
             raise self.raises
         return WebhookAnswer(self.status, self.body)
@@ -103,8 +103,15 @@ def choose(cam: StoreCam, hook: FakeWebhook, s: Settings | None = None, resolve=
 def test_the_call_carries_the_streams_details_and_a_verifiable_signature() -> None:
     hook = FakeWebhook(answer={"recordObjectStore": f"s3://AK:{SECRET_ENC}@us-west-2/rec-bucket"})
     choice = choose(Cam(), hook)
-    ((url, body, headers, timeout),) = hook.calls
-    assert (url, timeout, headers["Content-Type"]) == (HOOK, 2.0, "application/json")
+    (call,) = hook.calls
+    url, body, headers = call.url, call.body, call.headers
+    # Sent to the address that was checked
+    assert (url, call.timeout, headers["Content-Type"], call.address) == (
+        HOOK,
+        2.0,
+        "application/json",
+        "93.184.216.34",
+    )
     assert json.loads(body) == {
         "streamId": "st-1",
         "name": "Gate",
@@ -331,7 +338,7 @@ def test_a_choice_never_shows_its_secret() -> None:
 def test_a_webhook_url_with_credentials_is_redacted_in_reasons() -> None:
     hook = FakeWebhook(status=500)
     choice = choose(Cam(webhook_url=f"https://user:{SECRET_ENC}@hooks.example.com/x"), hook)
-    assert hook.calls and hook.calls[0][0] == f"https://user:{SECRET_ENC}@hooks.example.com/x"
+    assert hook.calls and hook.calls[0].url == f"https://user:{SECRET_ENC}@hooks.example.com/x"
     assert choice.fallback_reason == "store webhook https://user:***@hooks.example.com/x: answered HTTP 500"
 
 
