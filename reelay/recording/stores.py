@@ -173,18 +173,6 @@ class _PinnedTLS(HTTPAdapter):
         super().init_poolmanager(*args, **kwargs)
 
 
-_default_post: RequestsPoster | None = None
-_default_post_lock = threading.Lock()
-
-
-def _poster() -> RequestsPoster:
-    global _default_post
-    with _default_post_lock:
-        if _default_post is None:
-            _default_post = RequestsPoster()
-        return _default_post
-
-
 class _Fallback(Exception):
     """A reason to pass over a choice. Its text is shown: it never holds a secret."""
 
@@ -206,7 +194,9 @@ def resolve_store(
     webhook = _attr(stream, "webhook_url")
     if webhook:
         try:
-            url = _ask_webhook(stream, webhook, s, session_id, started_at, post or _poster(), resolve, clock)
+            url = _ask_webhook(
+                stream, webhook, s, session_id, started_at, post or RequestsPoster(), resolve, clock
+            )
         except _Fallback as e:
             reasons.append(f"store webhook {redact_url(webhook)}: {e}")
         except Exception as e:  # a bug must not stop a recording; its text might echo a URL, so not logged
