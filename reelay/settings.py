@@ -108,6 +108,16 @@ class Settings(BaseSettings):
     relay_metrics_seconds: float = 60.0
     relay_work_dir: str = "/tmp/reelay-relay"  # kvssink's credential file, one per stream
 
+    # Recording: where sessions go (reelay.recording.stores). A stream's own store, or one its store
+    # webhook names, wins; else this store (URL forms as for media_store_url; None: the media store).
+    recording_store_url: str | None = Field(default=None, repr=False)  # may hold a store's secret
+    # A store webhook that has not answered in this many seconds is given up (the fallback store is
+    # used), so a slow webhook never delays a recording's start by more.
+    recording_webhook_timeout_seconds: float = 3.0
+    # Signs store webhook calls (X-Reelay-Signature: t=<unix>,v1=<HMAC-SHA256 hex of "t.body">), one
+    # per deployment; receivers verify with it. Unset: webhooks are not called (the fallback says so).
+    webhook_signing_key: SecretStr | None = None
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:

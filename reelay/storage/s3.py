@@ -21,6 +21,7 @@ from reelay.storage.url import (
     check_content_length,
     check_expires_in,
     check_key,
+    check_metadata,
     check_prefix,
 )
 
@@ -59,6 +60,11 @@ class S3Store:
     def __repr__(self) -> str:
         return f"S3Store({self.location.redacted()})"
 
+    @property
+    def client(self) -> Any:
+        """The boto3 client (for botocore event hooks and tests). It holds the credentials: never log it."""
+        return self._client
+
     # --- keys ------------------------------------------------------------------------------------
     def full_key(self, key: str) -> str:
         """The bucket key for a store key."""
@@ -94,9 +100,7 @@ class S3Store:
         if content_type:
             extra["ContentType"] = content_type
         if metadata:
-            if not all(isinstance(k, str) and k and isinstance(v, str) for k, v in metadata.items()):
-                raise InvalidInput("object metadata must map non-empty strings to strings")
-            extra["Metadata"] = dict(metadata)
+            extra["Metadata"] = check_metadata(metadata)
         if cache_control:
             extra["CacheControl"] = cache_control
         return extra
@@ -185,8 +189,14 @@ class S3Store:
             last_modified=resp.get("LastModified"),
         )
 
-    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
-        """Every object under ``prefix`` (paginated). Items carry key, size and last_modified."""
+    def list(self, prefix: str = "", *, metadata: bool = True) -> Iterator[ObjectInfo]:
+        """Every object under ``prefix`` (paginated, 1000 keys a request), in key order.
+
+        Items carry key, size and last_modified only: ListObjectsV2 returns no content type and no
+        user metadata, and fetching them would cost one HEAD per object. Use ``head`` for one object;
+        code that lists many (the recording layout) puts what it needs in the key. ``metadata`` is
+        accepted so both drivers take the same call (the file store can list metadata; S3 cannot).
+        """
         check_prefix(prefix)
         paginator = self._client.get_paginator("list_objects_v2")
         try:

@@ -12,6 +12,7 @@ KEY and SECRET must be URL-encoded (an AWS secret may hold '/' or '+'). Secrets 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Literal
@@ -65,9 +66,15 @@ class StoreLocation:
         return f"StoreLocation({self.redacted()!r})"
 
 
+# The one rule, the parser's too: the LAST '@' ends the userinfo. A password holding a raw '@' (or a
+# raw '/', which the parser refuses) is hidden whole; a URL with '@' in its path or query is hidden
+# up to that '@': too much, never too little.
+_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://[^:/@]*):.*@", re.DOTALL)
+
+
 def redact_url(url: str) -> str:
     """Hide the password part of any URL-like string, even one that does not parse."""
-    return re.sub(r"^([A-Za-z0-9+.-]+://[^:/@]*):[^@]*@", r"\1:***@", url.strip()) if url else url
+    return _USERINFO.sub(r"\1:***@", url.strip()) if url else url
 
 
 def parse_store_url(url: str) -> StoreLocation:
@@ -193,6 +200,34 @@ def check_prefix(prefix: str, *, allow_empty: bool = True) -> str:
     return prefix
 
 
+_META_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")  # an HTTP header token (x-amz-meta-<name>)
+_META_VALUE = re.compile(r"^[\x20-\x7e]*$")  # printable ASCII: S3 refuses the rest (as headers)
+MAX_METADATA_BYTES = 2048  # S3's limit on user metadata, names and values together
+
+
+def check_metadata(metadata: Mapping[str, str] | None) -> dict[str, str]:
+    """Object metadata as every driver stores it: names lower-cased (S3 does it), printable ASCII
+    values, at most 2 KB in all. The same rules everywhere, so metadata the file store takes S3 takes."""
+    meta = dict(metadata or {})
+    total = 0
+    for k, v in meta.items():
+        if not isinstance(k, str) or not isinstance(v, str) or not k:
+            raise InvalidInput("object metadata must map non-empty strings to strings")
+        if not _META_NAME.match(k):
+            raise InvalidInput(
+                f"object metadata name {k!r} must be letters, digits and - _ . (an HTTP token)"
+            )
+        if not _META_VALUE.match(v):
+            raise InvalidInput(f"object metadata {k!r} must be printable ASCII (URL-encode anything else)")
+        total += len(k) + len(v)
+    if total > MAX_METADATA_BYTES:
+        raise InvalidInput(f"object metadata is {total} bytes; S3 allows at most {MAX_METADATA_BYTES}")
+    lowered = {k.lower(): v for k, v in meta.items()}
+    if len(lowered) != len(meta):
+        raise InvalidInput("object metadata names must differ in more than case (S3 lower-cases them)")
+    return lowered
+
+
 def check_expires_in(expires_in: int) -> int:
     """Seconds a presigned URL lives: 1 to ``MAX_EXPIRES``."""
     if isinstance(expires_in, bool) or not isinstance(expires_in, int) or not 1 <= expires_in <= MAX_EXPIRES:
@@ -220,12 +255,14 @@ def _check_path(path: str, what: str) -> None:
 __all__ = [
     "MAX_EXPIRES",
     "MAX_KEY_BYTES",
+    "MAX_METADATA_BYTES",
     "MAX_PART_NUMBER",
     "MIN_PART_BYTES",
     "StoreLocation",
     "check_content_length",
     "check_expires_in",
     "check_key",
+    "check_metadata",
     "check_prefix",
     "parse_store_url",
     "redact_url",

@@ -491,3 +491,90 @@ def test_open_store_builds_a_file_store_from_settings(tmp_path: Path, created: l
 def test_open_store_rejects_bad_urls() -> None:
     with pytest.raises(InvalidInput):
         open_store("ftp://nowhere/x")
+
+
+# --- segment metadata: through head AND list; the sidecar before the data ---------------------------
+def test_metadata_round_trips_through_head_and_list(store: FileStore, tmp_path: Path) -> None:
+    # Given segments put from bytes and from a file, each with its duration in metadata
+    src = tmp_path / "seg.ts"
+    src.write_bytes(b"t" * 188)
+    store.put_bytes(
+        "rec/s1/w1/source/00000001", b"a" * 10, content_type="video/mp2t", metadata={"Duration": "2.000"}
+    )
+    store.put_file(
+        "rec/s1/w1/source/00000002", src, content_type="video/mp2t", metadata={"duration": "1.960"}
+    )
+    store.put_bytes("rec/s1/w1/source/00000003", b"c")  # no metadata at all
+    # When they are listed and headed
+    listed = {i.key: (i.size, i.content_type, i.metadata) for i in store.list("rec/s1/")}
+    heads = {k: store.head(k) for k in listed}
+    # Then the listing carries exactly what head says (names lower-cased, as S3 does)
+    assert listed == {
+        "rec/s1/w1/source/00000001": (10, "video/mp2t", {"duration": "2.000"}),
+        "rec/s1/w1/source/00000002": (188, "video/mp2t", {"duration": "1.960"}),
+        "rec/s1/w1/source/00000003": (1, None, {}),
+    }
+    for key, info in heads.items():
+        assert info is not None and (info.size, info.content_type, info.metadata) == listed[key]
+
+
+def test_the_sidecar_never_lists_and_goes_with_its_object(store: FileStore) -> None:
+    # Given an object with metadata
+    store.put_bytes("rec/s1/00001.ts", b"x", metadata={"duration": "2"})
+    sidecar = store.root / ".reelay" / "meta" / "rec" / "s1" / "00001.ts"
+    assert sidecar.is_file()
+    # Then the listing holds the object alone, at any prefix
+    assert [i.key for i in store.list()] == ["rec/s1/00001.ts"]
+    assert [i.key for i in store.list("rec/")] == ["rec/s1/00001.ts"]
+    # And deleting the object deletes its sidecar (and the sidecar's empty directories)
+    store.delete("rec/s1/00001.ts")
+    assert not sidecar.exists() and not (store.root / ".reelay" / "meta" / "rec").exists()
+    assert list(store.list()) == []
+
+
+def test_a_crash_between_sidecar_and_data_leaves_no_object_without_metadata(
+    store: FileStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a writer that dies right after the sidecar is in place, before the data rename
+    import reelay.storage.file as file_module
+
+    real_replace = file_module.os.replace
+    renames: list[str] = []
+
+    def crash_on_data(src: str | Path, dst: str | Path) -> None:
+        if not str(dst).startswith(str(store.root / ".reelay")):
+            raise KeyboardInterrupt("killed between sidecar and data")  # not an OSError: nothing handles it
+        renames.append(str(dst))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(file_module.os, "replace", crash_on_data)
+    with pytest.raises(KeyboardInterrupt):
+        store.put_bytes("rec/s1/00007.ts", b"x" * 5, metadata={"duration": "2.000"})
+    monkeypatch.setattr(file_module.os, "replace", real_replace)
+    # Then the sidecar was written first, and no object is visible: not listed, not headed
+    assert renames == [str(store.root / ".reelay" / "meta" / "rec" / "s1" / "00007.ts")]
+    assert list(store.list()) == [] and store.head("rec/s1/00007.ts") is None
+    # And a retry of the same put gives the object with its metadata
+    store.put_bytes("rec/s1/00007.ts", b"x" * 5, metadata={"duration": "2.000"})
+    assert [(i.key, i.metadata) for i in store.list()] == [("rec/s1/00007.ts", {"duration": "2.000"})]
+    # And every object any put ever made visible lists with its metadata
+    for n in range(3):
+        store.put_bytes(f"rec/s1/0000{n}.ts", b"y", metadata={"duration": f"{n}.5"})
+    assert all(i.metadata for i in store.list())
+
+
+def test_an_object_put_by_hand_lists_without_metadata(store: FileStore) -> None:
+    # A file dropped into the directory outside the store has no sidecar: listed, no metadata
+    (store.root / "dropped.ts").write_bytes(b"zz")
+    assert [(i.key, i.size, i.metadata, i.content_type) for i in store.list()] == [
+        ("dropped.ts", 2, {}, None)
+    ]
+
+
+def test_listing_without_metadata_skips_the_sidecars_as_s3_does(store: FileStore) -> None:
+    store.put_bytes("rec/1.ts", b"x", content_type="video/mp2t", metadata={"duration": "2"})
+    # When the sidecars are left unread
+    (item,) = store.list("rec/", metadata=False)
+    # Then the item has what S3's listing has, and no more
+    assert (item.key, item.size, item.content_type, item.metadata) == ("rec/1.ts", 1, None, {})
+    assert item.last_modified is not None

@@ -7,7 +7,15 @@ from pathlib import Path
 import pytest
 
 from reelay.errors import InvalidInput
-from reelay.storage.url import StoreLocation, check_key, check_prefix, parse_store_url, redact_url
+from reelay.storage.url import (
+    MAX_METADATA_BYTES,
+    StoreLocation,
+    check_key,
+    check_metadata,
+    check_prefix,
+    parse_store_url,
+    redact_url,
+)
 
 SECRET = "wJalr/XUtnFEMI+K7MDENG"  # has '/' and '+', so it must arrive URL-encoded
 ENCODED = "wJalr%2FXUtnFEMI%2BK7MDENG"
@@ -174,3 +182,81 @@ def test_prefixes_may_be_empty_or_partial_but_not_escape() -> None:
             check_prefix(bad)
     with pytest.raises(InvalidInput):
         check_prefix("", allow_empty=False)
+
+
+# --- a raw '@' in the password: the last '@' before the host ends the userinfo ---------------------
+@pytest.mark.parametrize(
+    ("url", "secret", "endpoint"),
+    [
+        ("s3://AKIAEXAMPLE:p@ss@us-east-1/bucket/rec", "p@ss", None),
+        ("s3://AKIAEXAMPLE:@@@@us-east-1/bucket", "@@@", None),
+        ("s3+https://minio:s3cr@t@minio.local:9000/media", "s3cr@t", "https://minio.local:9000"),
+    ],
+)
+def test_a_raw_at_sign_in_the_secret_parses_and_never_shows(url: str, secret: str, endpoint: str) -> None:
+    # When a URL whose secret holds an unencoded '@' is parsed
+    loc = parse_store_url(url)
+    # Then the last '@' split it: the secret is whole, the host is right
+    assert loc.secret_key == secret
+    assert loc.endpoint_url == endpoint
+    assert loc.bucket in ("bucket", "media")
+    # And no textual form, nor redact_url of the raw URL, shows any part of it
+    for text in (str(loc), repr(loc), loc.redacted(), redact_url(url)):
+        assert secret not in text and "ss@" not in text and "cr@" not in text
+        assert ":***@" in text
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "s3://AKIAEXAMPLE:hunter@2@nowhere/bucket",  # not a region
+        "s3://AKIAEXAMPLE:hunter@2@us-east-1/NOT_A_BUCKET",
+        "s3://AKIAEXAMPLE:hunter@2/x@us-east-1/bucket",  # a raw '/' too: '@' after the first '/'
+        "s3+http://AKIAEXAMPLE:hunter@2@bad host/bucket",
+    ],
+)
+def test_errors_for_urls_with_a_raw_at_sign_never_show_the_secret(url: str) -> None:
+    with pytest.raises(InvalidInput) as err:
+        parse_store_url(url)
+    assert "hunter" not in err.value.message and "@2" not in err.value.message
+    assert "***" in err.value.message
+
+
+def test_redact_url_hides_everything_up_to_the_last_at_sign() -> None:
+    # A password with '@' and '/' inside, in any scheme
+    assert redact_url("https://u:a@b/c@hooks.example.com/x") == "https://u:***@hooks.example.com/x"
+    assert redact_url("mysql://root:p@w@db:3306/reelay") == "mysql://root:***@db:3306/reelay"
+    # No password: nothing to hide, usernames stay
+    assert redact_url("https://hooks.example.com/cb?to=a@b") == "https://hooks.example.com/cb?to=a@b"
+    assert redact_url("mysql://root@127.0.0.1/db") == "mysql://root@127.0.0.1/db"
+    assert redact_url("") == ""
+
+
+# --- object metadata: S3's rules, for every driver -------------------------------------------------
+def test_metadata_names_are_lower_cased_and_good_values_pass() -> None:
+    assert check_metadata({"Duration": "2.002", "x-seq": "7", "PDT": "2026-12-01T12:00:00.000Z"}) == {
+        "duration": "2.002",
+        "x-seq": "7",
+        "pdt": "2026-12-01T12:00:00.000Z",
+    }
+    assert check_metadata(None) == {} and check_metadata({}) == {}
+    assert check_metadata({"k": "v" * (MAX_METADATA_BYTES - 1)}) == {"k": "v" * (MAX_METADATA_BYTES - 1)}
+
+
+@pytest.mark.parametrize(
+    ("metadata", "complaint"),
+    [
+        ({"": "x"}, "non-empty strings"),
+        ({"n": 1}, "non-empty strings"),
+        ({"has space": "x"}, "HTTP token"),
+        ({"dur:ation": "x"}, "HTTP token"),
+        ({"title": "café"}, "printable ASCII"),
+        ({"title": "a\nb"}, "printable ASCII"),
+        ({"k": "v" * MAX_METADATA_BYTES}, "at most 2048"),
+        ({"Dur": "1", "dur": "2"}, "more than case"),
+    ],
+)
+def test_bad_metadata_is_refused_the_way_s3_would(metadata: dict, complaint: str) -> None:
+    with pytest.raises(InvalidInput) as err:
+        check_metadata(metadata)
+    assert complaint in err.value.message
