@@ -1,21 +1,21 @@
 """The operator's live-stream pages in a real browser: Playwright drives Debian's Chromium against a
 platform with the demo RTSP camera (``--camera rtsp``), as an operator would use them.
 
-The browser fixtures come from ``test_web`` (a fresh context per test, a screenshot on failure), the
-operator set-up from ``test_relay_platform`` (sign up, ``python -m local make-operator``, log in again).
+The browser fixtures come from ``test_web`` (a fresh context per test, a screenshot on failure); the
+platform and the operator set-up from ``test_relay_platform`` (sign up, ``python -m local
+make-operator``, log in again).
 """
 
 # ruff: noqa: F811  (the test functions take the imported fixtures as parameters)
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.e2e.conftest import PASSWORD, ROOT, Api, PlatformProcess, new_email, own_platform
-from tests.e2e.test_relay_platform import endpoints, operator_token
+from tests.e2e.conftest import PASSWORD, ROOT, Api, PlatformProcess, new_email
+from tests.e2e.test_relay_platform import endpoints, live_platform, operator_token  # noqa: F401
 
 # test_web's browser fixtures, registered here by their import (hence the file's F811 waiver).
 from tests.e2e.test_web import PHONE, SCREENSHOTS, browser, page, phone, playwright  # noqa: F401
@@ -26,17 +26,11 @@ AGO = re.compile(r"(just now|\d+ (s|min) ago)")
 
 
 @pytest.fixture(scope="module")
-def live_web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlatformProcess]:
-    """A platform of its own with the demo camera; relay metrics every 5 s so bitrate shows soon."""
-    with own_platform(
-        tmp_path_factory,
-        "reelay_webstreams",
-        env={"REELAY_RELAY_METRICS_SECONDS": "5"},
-        extra_args=("--camera", "rtsp"),
-    ) as p:
-        # Another thread's print can share the "Reelay is up: <url>" line: keep the URL alone.
-        p.url = re.match(r"http://[\w.\-]+:\d+", p.url).group(0)  # type: ignore[union-attr]
-        yield p
+def live_web(live_platform: PlatformProcess) -> PlatformProcess:
+    """test_relay_platform's platform (the demo RTSP camera, relay metrics every 5 s), its URL kept
+    alone: another thread's print can share the "Reelay is up: <url>" line."""
+    live_platform.url = re.match(r"http://[\w.\-]+:\d+", live_platform.url).group(0)  # type: ignore[union-attr]
+    return live_platform
 
 
 def log_in(page: Page, platform: PlatformProcess, email: str) -> None:
@@ -176,6 +170,7 @@ def test_a_bad_source_url_is_explained_next_to_the_field_and_creates_nothing(
         message = said.json()["message"]
         assert message.startswith("sourceUrl"), message
         expect(source).to_have_attribute("aria-invalid", "true")
+        expect(source).to_be_focused()
         expect(source).to_have_accessible_description(re.compile(re.escape(message)))
         expect(page.locator(".field-error")).to_have_text(message)
         assert "/live/new" in page.url

@@ -1,6 +1,5 @@
-import { Link } from "react-router";
 import { formatDateTime, formatRelative } from "../format";
-import { useTitle } from "../hooks";
+import { StatusPage } from "../pages/NotFound";
 import type { Stream, StreamState } from "../types";
 
 // Each state has its own word and its own shape, so the badge never relies on colour alone
@@ -43,22 +42,13 @@ export function Ago({ iso, empty = "—" }: { iso: string | null | undefined; em
 
 /** What a person who is not an operator sees on the operator pages (the API answers them 403). */
 export function OperatorsOnlyPage() {
-  useTitle("Operators only");
   return (
-    <section className="narrow center" aria-labelledby="ops-title">
-      <p className="big-code" aria-hidden="true">
-        403
-      </p>
-      <h1 id="ops-title" tabIndex={-1}>
-        Operators only
-      </h1>
-      <p className="muted">
-        Live streams are managed by operators. Ask an administrator to add you to the operators group; if
-        they just did, log out and log in again so your sign-in carries it.
-      </p>
-      <Link className="btn" to="/">
-        Browse videos
-      </Link>
-    </section>
+    <StatusPage
+      code={403}
+      title="Operators only"
+      body="Live streams are managed by operators. Ask an administrator to add you to the operators group; if they just did, log out and log in again so your sign-in carries it."
+      to="/"
+      back="Browse videos"
+    />
   );
 }

@@ -18,19 +18,23 @@ const TEXT = {
 };
 
 export function NotFoundPage({ what = "page" }: { what?: keyof typeof TEXT }) {
-  useTitle("Not found");
-  const t = TEXT[what];
+  return <StatusPage code={404} {...TEXT[what]} />;
+}
+
+/** A page that says, with its status code, why there is nothing to show here and where to go. */
+export function StatusPage(props: { code: number; title: string; body: string; to: string; back: string }) {
+  useTitle(props.code === 404 ? "Not found" : props.title);
   return (
     <section className="narrow center" aria-labelledby="nf-title">
       <p className="big-code" aria-hidden="true">
-        404
+        {props.code}
       </p>
       <h1 id="nf-title" tabIndex={-1}>
-        {t.title}
+        {props.title}
       </h1>
-      <p className="muted">{t.body}</p>
-      <Link className="btn" to={t.to}>
-        {t.back}
+      <p className="muted">{props.body}</p>
+      <Link className="btn" to={props.to}>
+        {props.back}
       </Link>
     </section>
   );

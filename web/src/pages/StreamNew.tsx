@@ -1,4 +1,4 @@
-import { useState, type FormEvent } from "react";
+import { useEffect, useRef, useState, type FormEvent } from "react";
 import { Link, useNavigate } from "react-router";
 import { ApiError, api, describeError } from "../api";
 import { Alert, Notice } from "../components/Alert";
@@ -43,6 +43,11 @@ export function NewStreamPage() {
   const [errors, setErrors] = useState<Errors>({});
   const [busy, setBusy] = useState(false);
   const [forbidden, setForbidden] = useState(false);
+  const form = useRef<HTMLFormElement>(null);
+  useEffect(() => {
+    // Take the keyboard to the first field the API refused, whose message its description reads out.
+    form.current?.querySelector<HTMLElement>('[aria-invalid="true"]')?.focus();
+  }, [errors]);
 
   if (!operator || forbidden) return <OperatorsOnlyPage />;
 
@@ -77,7 +82,7 @@ export function NewStreamPage() {
       <p className="muted">Register a camera feed. It stays stopped until you start it.</p>
       <div className="upload-card">
         {errors.form && <Alert title="The stream was not created." message={errors.form} />}
-        <form className="form" onSubmit={submit} noValidate>
+        <form ref={form} className="form" onSubmit={submit} noValidate>
           <Field
             label="Name"
             required
