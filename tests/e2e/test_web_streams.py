@@ -9,7 +9,9 @@ make-operator``, log in again).
 # ruff: noqa: F811  (the test functions take the imported fixtures as parameters)
 from __future__ import annotations
 
+import os
 import re
+from typing import Any
 
 import pytest
 from playwright.sync_api import Page, expect
@@ -21,6 +23,8 @@ from tests.e2e.test_relay_platform import endpoints, live_platform, operator_tok
 from tests.e2e.test_web import PHONE, SCREENSHOTS, browser, page, phone, playwright  # noqa: F401
 
 pytestmark = [pytest.mark.media, pytest.mark.mysql]
+# The README's picture: refreshed with REELAY_DOCS_SCREENSHOTS=1, so a plain test run leaves the
+# tracked file alone (it keeps its copy in .state/screenshots).
 DOCS_SCREENSHOT = ROOT / "docs" / "web-streams.png"
 AGO = re.compile(r"(just now|\d+ (s|min) ago)")
 
@@ -98,8 +102,10 @@ def test_an_operator_creates_starts_stops_and_deletes_the_demo_camera(
     assert shown["state"] == "running" and shown["inputBitrateBps"] > 0
     expect(fact(page, "Task id")).to_have_text(shown["task"]["taskId"])
     # (the README's picture of the stream page)
-    DOCS_SCREENSHOT.parent.mkdir(exist_ok=True)
-    page.screenshot(path=str(DOCS_SCREENSHOT), full_page=True)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    shot = page.screenshot(path=str(SCREENSHOTS / DOCS_SCREENSHOT.name), full_page=True)
+    if os.environ.get("REELAY_DOCS_SCREENSHOTS") == "1":
+        DOCS_SCREENSHOT.write_bytes(shot)
 
     # And the list shows it running with its bitrate and last acknowledgement
     page.get_by_role("link", name="← Live streams").click()
@@ -235,3 +241,77 @@ def test_the_streams_list_at_phone_width_and_its_polling(phone: Page, live_web: 
     expect(fact(phone, "Stored secrets")).to_contain_text("password")
     width = phone.evaluate("() => document.documentElement.scrollWidth")
     assert width <= PHONE["width"], width
+
+
+def test_the_list_pages_through_streams_and_names_every_state(page: Page, live_web: PlatformProcess) -> None:
+    # Given 25 streams in every state (the list answers are stubbed: paging and badges are the page's)
+    states = ["running", "starting", "reconnecting", "stopping", "stopped", "failed"]
+
+    def stream(n: int) -> dict[str, Any]:
+        state = states[n % len(states)]
+        return {
+            "streamId": f"s{n:02d}",
+            "name": f"Camera {n:02d}",
+            "sourceUrl": f"rtsp://cam{n}.example/live",
+            "sourceProtocol": "rtsp",
+            "sourceSecrets": [],
+            "kvsStreamName": f"reelay-s{n:02d}",
+            "video": "auto",
+            "desiredState": "stopped" if state in ("stopped", "stopping") else "running",
+            "state": state,
+            "stateSince": "2026-01-02T03:04:05.000Z",
+            "outageCause": "the camera stopped answering (RTSP timeout)" if state == "reconnecting" else None,
+            "outageSince": "2026-01-02T03:04:05.000Z" if state == "reconnecting" else None,
+            "reconnects": n,
+            "inputBitrateBps": 1_250_000 if state == "running" else None,
+            "lastFragmentNumber": None,
+            "lastFragmentTimecode": None,
+            "lastFragmentAckedAt": None,
+            "credentialsExpireAt": None,
+            "task": None,
+            "createdAt": "2026-01-02T03:04:05.000Z",
+            "updatedAt": "2026-01-02T03:04:05.000Z",
+        }
+
+    asked: list[str] = []
+
+    def answer(route: Any) -> None:
+        asked.append(route.request.url)
+        second = "cursor=after-20" in route.request.url
+        items = [stream(n) for n in (range(20, 25) if second else range(20))]
+        route.fulfill(json={"items": items, "nextCursor": None if second else "after-20"})
+
+    email = new_email()
+    Api(live_web).sign_up(email)
+    log_in(page, live_web, email)
+    page.route(re.compile(r".*/streams\?limit=.*"), answer)
+    # When the list opens
+    page.goto(live_web.url + "/live")
+    rows = page.get_by_role("table", name="Live streams").locator("tbody tr")
+    # Then it shows the first twenty, each state in words with its own shape
+    expect(rows).to_have_count(20)
+
+    def badge(name: str):  # type: ignore[no-untyped-def]
+        return page.get_by_role("row", name=name).get_by_test_id("stream-state")
+
+    expect(badge("Camera 00")).to_have_text("●running")
+    expect(badge("Camera 01")).to_have_text("◔starting")
+    expect(badge("Camera 02")).to_have_text("↻reconnecting: the camera stopped answering (RTSP timeout)")
+    expect(badge("Camera 03")).to_have_text("◕stopping")
+    expect(badge("Camera 04")).to_have_text("■stopped")
+    expect(badge("Camera 05")).to_have_text("✕failed")
+    expect(page.get_by_role("row", name="Camera 00").get_by_test_id("bitrate")).to_have_text("1.3 Mbit/s")
+    expect(page.get_by_role("button", name="← Newer")).to_be_disabled()
+    # When they go older, the next page comes from the cursor, and older is the end
+    page.get_by_role("button", name="Older →").click()
+    expect(rows).to_have_count(5)
+    expect(page.get_by_role("row", name="Camera 24")).to_be_visible()
+    expect(page.get_by_role("button", name="Older →")).to_be_disabled()
+    assert "cursor=after-20" in asked[-1]
+    # And back and newer return to the first page
+    page.go_back()
+    expect(rows).to_have_count(20)
+    page.go_forward()
+    expect(rows).to_have_count(5)
+    page.get_by_role("button", name="← Newer").click()
+    expect(rows).to_have_count(20)
