@@ -86,10 +86,15 @@ def test_an_operator_creates_starts_stops_and_deletes_the_demo_camera(
     expect(recordings).to_have_text(re.compile("Recordings of this stream will appear here."))
     stream_id = page.url.rsplit("/", 1)[1]
 
-    # When they start it
-    page.get_by_role("button", name="Start", exact=True).click()
-    # Then the page says so at once, then follows the relay until it runs, with its health
-    expect(badge).to_contain_text("starting")
+    # When they start it from the keyboard
+    start = page.get_by_role("button", name="Start", exact=True)
+    start.focus()
+    page.keyboard.press("Enter")
+    # Then the page says so at once (announced: the badge is a live region), keeping the focus where it was
+    expect(page.get_by_role("status").filter(has=badge)).to_contain_text("starting")
+    expect(start).to_be_focused()
+    expect(start).to_be_disabled()
+    # And it follows the relay until it runs, with its health
     expect(badge).to_have_text("●running", timeout=60_000)
     expect(fact(page, "Desired state")).to_have_text("running")
     expect(fact(page, "Input bitrate")).to_have_text(re.compile(r"^\d+(\.\d)? (k|M)bit/s$"), timeout=30_000)

@@ -71,6 +71,8 @@ export function StreamPage() {
     }
   };
   const running = s.desiredState === "running";
+  const startOff = busy || !!shown || (running && s.state !== "failed");
+  const stopOff = busy || !!shown || (!running && s.state === "stopped");
 
   return (
     <article className="stream-page" aria-labelledby="stream-title">
@@ -83,27 +85,26 @@ export function StreamPage() {
             {s.name}
           </h1>
           <p className="muted stream-sub">
-            <StreamBadge stream={s} pending={shown} />
+            {/* A live region: a screen reader hears the state change (the badge changes only then). */}
+            <span role="status">
+              <StreamBadge stream={s} pending={shown} />
+            </span>
             <span>
               since <Ago iso={s.stateSince} />
             </span>
           </p>
         </div>
         <div className="actions">
+          {/* aria-disabled, not disabled: the button keeps the keyboard focus while the stream changes. */}
           <button
             type="button"
             className="btn"
-            onClick={() => act("start")}
-            disabled={busy || !!shown || (running && s.state !== "failed")}
+            onClick={() => !startOff && act("start")}
+            aria-disabled={startOff}
           >
             Start
           </button>
-          <button
-            type="button"
-            className="btn ghost"
-            onClick={() => act("stop")}
-            disabled={busy || !!shown || (!running && s.state === "stopped")}
-          >
+          <button type="button" className="btn ghost" onClick={() => !stopOff && act("stop")} aria-disabled={stopOff}>
             Stop
           </button>
         </div>
@@ -210,7 +211,7 @@ export function StreamPage() {
               <button type="button" className="btn danger small" onClick={remove} disabled={busy}>
                 Yes, delete it
               </button>
-              <button type="button" className="btn ghost small" onClick={() => setConfirming(false)}>
+              <button type="button" className="btn ghost small" onClick={() => setConfirming(false)} autoFocus>
                 Keep it
               </button>
             </>
