@@ -10,6 +10,9 @@ import { LoginPage } from "./pages/Login";
 import { MyVideosPage } from "./pages/MyVideos";
 import { NotFoundPage } from "./pages/NotFound";
 import { RegisterPage } from "./pages/Register";
+import { StreamPage } from "./pages/Stream";
+import { StreamsPage } from "./pages/Streams";
+import { NewStreamPage } from "./pages/StreamNew";
 import { UploadPage } from "./pages/Upload";
 import { WatchPage } from "./pages/Watch";
 
@@ -23,7 +26,10 @@ export const ROUTES = {
   confirm: "/confirm",
   mine: "/my",
   upload: "/upload",
-  // Live streams and recordings get their routes here once the streams API lands (issue 6/7).
+  // Operators' live streams: /live, not /streams, which is the API's path on the same origin.
+  streams: "/live",
+  newStream: "/live/new",
+  stream: (id: string) => `/live/${encodeURIComponent(id)}`,
 };
 
 export function loginPath(next: string): string {
@@ -85,6 +91,9 @@ export function App() {
           <Route path="/confirm" element={<ConfirmPage />} />
           <Route path="/my" element={<RequireAuth><MyVideosPage /></RequireAuth>} />
           <Route path="/upload" element={<RequireAuth><UploadPage /></RequireAuth>} />
+          <Route path="/live" element={<RequireAuth><StreamsPage /></RequireAuth>} />
+          <Route path="/live/new" element={<RequireAuth><NewStreamPage /></RequireAuth>} />
+          <Route path="/live/:streamId" element={<RequireAuth><StreamPage /></RequireAuth>} />
           <Route path="*" element={<NotFoundPage />} />
         </Routes>
       </ErrorBoundary>

@@ -2,7 +2,7 @@
 // turned into sentences, the ID token attached and refreshed, and a 401 sent to the login page.
 import { config } from "./config";
 import { session } from "./session";
-import type { Page, Tokens, UploadAnswer, Video } from "./types";
+import type { NewStream, Page, Stream, Tokens, UploadAnswer, Video } from "./types";
 
 export class ApiError extends Error {
   constructor(
@@ -146,4 +146,20 @@ export const api = {
   updateVideo: (id: string, changes: { displayName?: string; description?: string }) =>
     request<Video>("PATCH", `/videos/${encodeURIComponent(id)}`, { body: changes, auth: true }),
   deleteVideo: (id: string) => request<void>("DELETE", `/videos/${encodeURIComponent(id)}`, { auth: true }),
+
+  // Live streams: operators only (the API answers 403 to everyone else).
+  listStreams: (cursor: string | null, limit = 20) =>
+    request<Page<Stream>>(
+      "GET",
+      `/streams?limit=${limit}${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ""}`,
+      { auth: true },
+    ),
+  getStream: (id: string) => request<Stream>("GET", `/streams/${encodeURIComponent(id)}`, { auth: true }),
+  createStream: (body: NewStream) => request<Stream>("POST", "/streams", { body, auth: true }),
+  renameStream: (id: string, name: string) =>
+    request<Stream>("PATCH", `/streams/${encodeURIComponent(id)}`, { body: { name }, auth: true }),
+  startStream: (id: string) =>
+    request<Stream>("POST", `/streams/${encodeURIComponent(id)}/start`, { auth: true }),
+  stopStream: (id: string) => request<Stream>("POST", `/streams/${encodeURIComponent(id)}/stop`, { auth: true }),
+  deleteStream: (id: string) => request<void>("DELETE", `/streams/${encodeURIComponent(id)}`, { auth: true }),
 };

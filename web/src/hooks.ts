@@ -1,4 +1,5 @@
 import { useCallback, useEffect, useRef, useState, useSyncExternalStore } from "react";
+import { useSearchParams } from "react-router";
 import { describeError } from "./api";
 import { session, type Session } from "./session";
 
@@ -66,4 +67,38 @@ export function useTitle(title: string): void {
   useEffect(() => {
     document.title = title ? `${title} · Reelay` : "Reelay";
   }, [title]);
+}
+
+/** Whether the tab is visible: polling stops while it is hidden and resumes when it comes back. */
+export function usePageVisible(): boolean {
+  return useSyncExternalStore(
+    (l) => {
+      document.addEventListener("visibilitychange", l);
+      return () => document.removeEventListener("visibilitychange", l);
+    },
+    () => document.visibilityState === "visible",
+  );
+}
+
+/** Keyset pagination kept in the URL: the page's cursor (`after`) and the trail of earlier cursors,
+ * so "newer" can go back without the API offering a previous-page cursor. */
+export function useCursorPages(): { cursor: string | null; older: (next: string) => void; newer: () => void } {
+  const [params, setParams] = useSearchParams();
+  const cursor = params.get("after");
+  const trail = params.getAll("trail");
+  const older = (nextCursor: string) => {
+    const next = new URLSearchParams();
+    next.set("after", nextCursor);
+    [...trail, cursor ?? ""].forEach((c) => next.append("trail", c));
+    setParams(next);
+  };
+  const newer = () => {
+    const back = [...trail];
+    const previous = back.pop();
+    const next = new URLSearchParams();
+    if (previous) next.set("after", previous);
+    back.forEach((c) => next.append("trail", c));
+    setParams(next);
+  };
+  return { cursor, older, newer };
 }

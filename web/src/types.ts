@@ -58,3 +58,45 @@ export interface UploadAnswer {
   } | null;
   limits: { maxBytes: number; allowedContentTypes: string[] };
 }
+
+// --- live streams (operators) --------------------------------------------------------------------
+export type StreamState = "stopped" | "starting" | "running" | "reconnecting" | "stopping" | "failed";
+export type VideoMode = "auto" | "passthrough" | "transcode";
+
+export interface RelayTask {
+  taskId: string;
+  startedAt: string | null;
+  heartbeatAt: string | null;
+  leaseExpiresAt: string | null;
+}
+
+export interface Stream {
+  streamId: string;
+  name: string;
+  sourceUrl: string; // without its secrets
+  sourceProtocol: "hls" | "rtsp" | "srt";
+  sourceSecrets: string[]; // which secrets the source has, never their values
+  kvsStreamName: string;
+  video: VideoMode;
+  desiredState: "running" | "stopped";
+  state: StreamState;
+  stateSince: string;
+  outageCause: string | null;
+  outageSince: string | null;
+  reconnects: number;
+  inputBitrateBps: number | null;
+  lastFragmentNumber: string | null;
+  lastFragmentTimecode: number | null;
+  lastFragmentAckedAt: string | null;
+  credentialsExpireAt: string | null;
+  task: RelayTask | null;
+  createdAt: string;
+  updatedAt: string;
+}
+
+export interface NewStream {
+  name: string;
+  sourceUrl: string;
+  kvsStreamName?: string;
+  video: VideoMode;
+}

@@ -1,23 +1,26 @@
 import type { ReactNode } from "react";
 import { Link, NavLink, useNavigate } from "react-router";
 import { useSession } from "../hooks";
+import { isOperator } from "../operator";
 import { logOut as endSession } from "../session";
 
 interface NavItem {
   to: string;
   label: string;
   auth: boolean;
+  operator?: boolean; // shown only to members of the operators group
 }
 
-// The operator's "Live streams" and "Recordings" entries join this list when the streams API lands.
 const NAV: NavItem[] = [
   { to: "/", label: "Browse", auth: false },
   { to: "/my", label: "My videos", auth: true },
   { to: "/upload", label: "Upload", auth: true },
+  { to: "/live", label: "Streams", auth: true, operator: true },
 ];
 
 export function Layout({ children }: { children: ReactNode }) {
   const s = useSession();
+  const operator = isOperator(s);
   const navigate = useNavigate();
   const logOut = () => {
     endSession();
@@ -38,8 +41,8 @@ export function Layout({ children }: { children: ReactNode }) {
             <span>Reelay</span>
           </Link>
           <nav aria-label="Main" className="mainnav">
-            {NAV.filter((n) => !n.auth || s).map((n) => (
-              <NavLink key={n.to} to={n.to} end className={({ isActive }) => (isActive ? "active" : undefined)}>
+            {NAV.filter((n) => (!n.auth || s) && (!n.operator || operator)).map((n) => (
+              <NavLink key={n.to} to={n.to} end={!n.operator} className={({ isActive }) => (isActive ? "active" : undefined)}>
                 {n.label}
               </NavLink>
             ))}

@@ -1,36 +1,17 @@
-import { Link, useSearchParams } from "react-router";
+import { Link } from "react-router";
 import { api } from "../api";
 import { Alert } from "../components/Alert";
 import { VideoCard } from "../components/VideoCard";
-import { useLoad, useSession, useTitle } from "../hooks";
+import { useCursorPages, useLoad, useSession, useTitle } from "../hooks";
 
 const PAGE_SIZE = 12;
 
 export function HomePage() {
   useTitle("");
   const signedIn = !!useSession();
-  // Keyset pagination: the cursor of this page is in the URL; the trail of earlier cursors lets
-  // "Newer" go back without the API offering a previous-page cursor.
-  const [params, setParams] = useSearchParams();
-  const cursor = params.get("after");
-  const trail = params.getAll("trail");
+  const { cursor, older: olderFrom, newer } = useCursorPages();
   const page = useLoad(() => api.listVideos(cursor, PAGE_SIZE), [cursor]);
-
-  const older = () => {
-    if (!page.data?.nextCursor) return;
-    const next = new URLSearchParams();
-    next.set("after", page.data.nextCursor);
-    [...trail, cursor ?? ""].forEach((c) => next.append("trail", c));
-    setParams(next);
-  };
-  const newer = () => {
-    const back = [...trail];
-    const previous = back.pop();
-    const next = new URLSearchParams();
-    if (previous) next.set("after", previous);
-    back.forEach((c) => next.append("trail", c));
-    setParams(next);
-  };
+  const older = () => page.data?.nextCursor && olderFrom(page.data.nextCursor);
 
   return (
     <section aria-labelledby="home-title">

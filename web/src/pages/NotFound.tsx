@@ -1,23 +1,40 @@
 import { Link } from "react-router";
 import { useTitle } from "../hooks";
 
-export function NotFoundPage({ what = "page" }: { what?: "page" | "video" }) {
-  useTitle("Not found");
+const TEXT = {
+  page: { title: "Page not found", body: "There is nothing at this address.", to: "/", back: "Browse videos" },
+  video: {
+    title: "No such video",
+    body: "This video does not exist, or it has been deleted.",
+    to: "/",
+    back: "Browse videos",
+  },
+  stream: {
+    title: "No such stream",
+    body: "This stream does not exist, it has been deleted, or it belongs to another operator.",
+    to: "/live",
+    back: "Live streams",
+  },
+};
+
+export function NotFoundPage({ what = "page" }: { what?: keyof typeof TEXT }) {
+  return <StatusPage code={404} {...TEXT[what]} />;
+}
+
+/** A page that says, with its status code, why there is nothing to show here and where to go. */
+export function StatusPage(props: { code: number; title: string; body: string; to: string; back: string }) {
+  useTitle(props.code === 404 ? "Not found" : props.title);
   return (
     <section className="narrow center" aria-labelledby="nf-title">
       <p className="big-code" aria-hidden="true">
-        404
+        {props.code}
       </p>
       <h1 id="nf-title" tabIndex={-1}>
-        {what === "video" ? "No such video" : "Page not found"}
+        {props.title}
       </h1>
-      <p className="muted">
-        {what === "video"
-          ? "This video does not exist, or it has been deleted."
-          : "There is nothing at this address."}
-      </p>
-      <Link className="btn" to="/">
-        Browse videos
+      <p className="muted">{props.body}</p>
+      <Link className="btn" to={props.to}>
+        {props.back}
       </Link>
     </section>
   );
