@@ -7,23 +7,25 @@ reuses it across warm starts. Tests and the local platform pass ready-made ports
 from __future__ import annotations
 
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from reelay.ports import (
-    CdnInvalidator,
-    EventPublisher,
-    IdentityProvider,
-    JobQueue,
-    ObjectStore,
-    RelayLauncher,
-    VideoCatalogue,
-)
-from reelay.relay.reconciler import RelayLauncher as RelayTaskLauncher
-from reelay.relay.secrets import SourceSecrets
-from reelay.relay.streams import StreamService
 from reelay.settings import Settings, get_settings
-from reelay.uploads import UploadEventService
-from reelay.videos import VideoService
+
+if TYPE_CHECKING:  # the services are imported where built: each Lambda loads only what its routes use
+    from reelay.ports import (
+        CdnInvalidator,
+        EventPublisher,
+        IdentityProvider,
+        JobQueue,
+        ObjectStore,
+        RelayLauncher,
+        VideoCatalogue,
+    )
+    from reelay.relay.reconciler import RelayLauncher as RelayTaskLauncher
+    from reelay.relay.secrets import SourceSecrets
+    from reelay.relay.streams import StreamService
+    from reelay.uploads import UploadEventService
+    from reelay.videos import VideoService
 
 _PORTS = (
     "catalogue",
@@ -106,7 +108,7 @@ class Services:
     @cached_property
     def source_secrets(self) -> SourceSecrets:
         """Keys from REELAY_STREAM_SECRET_KEYS, or in AWS from the Secrets Manager secret (cached)."""
-        from reelay.relay.secrets import parse_keys
+        from reelay.relay.secrets import SourceSecrets, parse_keys
 
         if self.settings.stream_secret_keys is not None:
             return SourceSecrets(parse_keys(self.settings.stream_secret_keys.get_secret_value()))
@@ -122,6 +124,8 @@ class Services:
 
     @cached_property
     def streams(self) -> StreamService:
+        from reelay.relay.streams import StreamService
+
         catalogue: Any = self.catalogue  # the MySQL (and memory) catalogue is also the StreamCatalogue
         return StreamService(
             catalogue, self.launcher, self.source_secrets, self.settings, outbox=catalogue, events=self.events
@@ -129,10 +133,14 @@ class Services:
 
     @cached_property
     def videos(self) -> VideoService:
+        from reelay.videos import VideoService
+
         return VideoService(self.catalogue, self.store, self.settings, self.cdn)
 
     @cached_property
     def uploads(self) -> UploadEventService:
+        from reelay.uploads import UploadEventService
+
         return UploadEventService(self.catalogue, self.store, self.queue, self.events, self.settings)
 
     @cached_property

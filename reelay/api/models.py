@@ -75,12 +75,14 @@ VideoId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, 
 
 
 class _Wire(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, defer_build=True)
 
 
 class _Request(BaseModel):
     # Requests accept only the camelCase names; anything else is an error, not silently dropped.
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=False, extra="forbid")
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=False, extra="forbid", defer_build=True
+    )
 
 
 # --- auth ------------------------------------------------------------------------------------
