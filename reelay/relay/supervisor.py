@@ -156,10 +156,13 @@ class Supervisor:
             if ack.kind == "error":
                 self._health = replace(h, fragment_errors=h.fragment_errors + 1)
                 return
-            self._last_ack_mono = now
+            self._last_ack_mono = now  # any ack shows KVS is there
+            if ack.kind != "persisted":
+                return
+            # "The last fragment KVS acknowledged" is the last one it persisted.
             self._health = replace(
                 h,
-                fragments_persisted=h.fragments_persisted + (ack.kind == "persisted"),
+                fragments_persisted=h.fragments_persisted + 1,
                 last_ack_at=self._wall(),
                 last_ack_timecode_ms=ack.timecode_ms or h.last_ack_timecode_ms,
                 last_fragment_number=ack.fragment_number or h.last_fragment_number,

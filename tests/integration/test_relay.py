@@ -46,7 +46,13 @@ def relaying(rig: RelayRig, url: str, **kwargs: str) -> Stream:
     """A started stream whose fragments are persisting at the stand-in."""
     stream = rig.add(url, **kwargs)
     rig.wait_persisted(stream, 1, timeout=40)
-    return rig.wait_state(stream, "running", timeout=20)
+    rig.wait_state(stream, "running", timeout=20)
+    # the health the task reports on its lease beat catches up with the stand-in
+    return wait_until(
+        lambda: (s := rig.stream(stream.stream_id)).last_fragment_number and s,
+        20,
+        "the last fragment reported",
+    )
 
 
 def outage(
@@ -79,6 +85,9 @@ def test_each_source_type_is_relayed_without_reencoding(
     stream = relaying(relay_rig, cam.url)
     assert stream.input_bitrate_bps and stream.input_bitrate_bps > 0
     assert stream.last_fragment_number and stream.last_fragment_ack_at is not None
+    # ...and it is a fragment KVS really persisted, by its number
+    persisted = {f.fragmentNumber for f in relay_rig.kvs.persisted(stream.kvs_stream_name)}
+    assert stream.last_fragment_number in persisted
     assert stream.credentials_expire_at is not None
     assert stream.lease_owner == f"local-{stream.stream_id}" and stream.reconnects == 0
     # Passthrough: the task built no encoder (it logs the branch it built).
