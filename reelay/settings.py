@@ -106,6 +106,7 @@ class Settings(BaseSettings):
     relay_ack_timeout_seconds: float = 6.0  # media flowing and no ack from KVS this long: KVS unreachable
     relay_stop_seconds: float = 10.0  # EOS drain on stop, so kvssink sends its last fragment
     relay_metrics_seconds: float = 60.0
+    relay_recycle_after_rebuilds: int = 500  # then the task re-executes itself during an outage; 0: never
     relay_work_dir: str = "/tmp/reelay-relay"  # kvssink's credential file, one per stream
 
     # Recording: where sessions go (reelay.recording.stores). A stream's own store, or one its store

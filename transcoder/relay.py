@@ -53,6 +53,7 @@ def config_from(settings: Settings) -> RelayTaskConfig:
     return RelayTaskConfig(
         lease_seconds=settings.relay_lease_seconds,
         metrics_seconds=settings.relay_metrics_seconds,
+        recycle_after_rebuilds=settings.relay_recycle_after_rebuilds,
         policy=RelayPolicy(
             stall_seconds=settings.relay_stall_seconds,
             start_seconds=settings.relay_start_seconds,
@@ -103,7 +104,23 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    return task.run()
+    code = task.run()
+    if task.recycle:
+        # Start afresh in the same process (same pid, same ECS task), pinned to the same task id so the
+        # lease it kept is re-claimed at once.
+        logger.info("relay task recycling: exec", extra={"streamId": args.stream_id, "taskId": task_id})
+        sys.stdout.flush()
+        argv_again = [
+            sys.executable,
+            "-m",
+            "transcoder.relay",
+            "--stream-id",
+            args.stream_id,
+            "--task-id",
+            task_id,
+        ]
+        os.execv(sys.executable, argv_again)
+    return code
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from reelay.observability import METRICS_NAMESPACE
 from reelay.ports import StreamCatalogue
 from reelay.relay.credentials import CredentialFile, CredentialProvider
 from reelay.relay.pipelines import SourceSpec
-from reelay.relay.supervisor import RUNNING, RelayHealth, RelayPolicy, SinkFactory, Supervisor
+from reelay.relay.supervisor import RECONNECTING, RUNNING, RelayHealth, RelayPolicy, SinkFactory, Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,10 @@ class RelayTaskConfig:
     lease_seconds: int = 20
     metrics_seconds: float = 60.0
     claim_retry_seconds: float = 2.0
+    # Each pipeline rebuild leaves a few hundred kB behind (kvssink's share about half: see the relay
+    # bench), so after this many rebuilds the task starts afresh in the same process (exec) during an
+    # outage, keeping its lease. 0: never.
+    recycle_after_rebuilds: int = 500
     policy: RelayPolicy = field(default_factory=RelayPolicy)
 
 
@@ -93,6 +97,7 @@ class RelayTask:
         self.supervisor: Supervisor | None = None
         self.token: int | None = None
         self.ended_because = ""
+        self.recycle = False  # run() ended to start afresh: the caller re-executes, the lease is kept
         self._done = threading.Event()
         self._last_emitted = {"reconnects": 0, "persisted": 0, "errors": 0}
         self._outage_seconds_emitted = 0.0
@@ -145,6 +150,9 @@ class RelayTask:
             while not self._done.wait(1.0):
                 if not loop.is_alive():
                     self.stop("the supervisor loop ended")
+                if self._due_for_recycling(supervisor.health()):
+                    self.recycle = True
+                    self.stop(f"recycling after {supervisor.health().pipelines_built} pipelines")
                 if time.monotonic() - last_metrics >= self.config.metrics_seconds:
                     self._emit_metrics()
                     last_metrics = time.monotonic()
@@ -154,12 +162,20 @@ class RelayTask:
             loop.join(self.config.policy.stop_seconds + 10)
             stop_credentials.set()
             self._emit_metrics()
-            released = self.catalogue.release_stream_lease(self.stream_id, self.task_id, token)
+            # A recycling task keeps its lease: the same task id re-claims it at once after exec.
+            released = not self.recycle and self.catalogue.release_stream_lease(
+                self.stream_id, self.task_id, token
+            )
             log.info(
                 "relay task ended",
                 extra={**ids, "reason": self.ended_because, "leaseReleased": released},
             )
         return 0
+
+    def _due_for_recycling(self, health: RelayHealth) -> bool:
+        """Only during an outage, when the feed is down anyway, and only after enough rebuilds."""
+        limit = self.config.recycle_after_rebuilds
+        return bool(limit) and health.pipelines_built > limit and health.state == RECONNECTING
 
     def _claim(self) -> int | None:
         """Claim the lease, waiting out a dead predecessor's: a replacement task is launched while

@@ -225,3 +225,24 @@ def test_soak_twenty_mixed_outages_give_twenty_recoveries(
         recoveries += 1
     assert recoveries == 20
     assert relay_rig.stream(stream.stream_id).state == "running"
+
+
+def test_a_task_recycles_itself_after_many_rebuilds_and_keeps_its_lease(
+    relay_rig: RelayRig, rtsp_camera: RtspCamera
+) -> None:
+    # Given a task told to start afresh after one rebuild (500 by default: each leaves memory behind)
+    relay_rig.relays.env["REELAY_RELAY_RECYCLE_AFTER_REBUILDS"] = "1"
+    stream = relaying(relay_rig, rtsp_camera.url)
+    pid = relay_rig.relays.pid(stream.stream_id)
+    token = relay_rig.stream(stream.stream_id).lease_token
+    # When an outage makes it rebuild
+    rtsp_camera.kill()
+    wait_until(lambda: "relay task recycling" in relay_rig.log(stream), 30, "the task to recycle")
+    rtsp_camera.start()
+    # Then the same process (exec, not a replacement task) re-claims the lease it kept and relays again
+    wait_until(lambda: relay_rig.stream(stream.stream_id).lease_token > token, 20, "the lease re-claimed")
+    before = relay_rig.persisted(stream)
+    relay_rig.wait_persisted(stream, before, timeout=40)
+    relay_rig.wait_state(stream, "running", timeout=30)
+    assert relay_rig.relays.pid(stream.stream_id) == pid
+    assert relay_rig.relays.restarts == 0
