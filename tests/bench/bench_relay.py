@@ -408,7 +408,9 @@ def rig(work: Path) -> Iterator[Rig]:
         kvs.stop()
 
 
-def timing_rows(what: str, ours: list[Sample], peer: list[Sample], *, target: str, better: str) -> list[Row]:
+def timing_rows(
+    what: str, ours: list[Sample], peer: list[Sample], *, target: str, better: str, peer_note: str = ""
+) -> list[Row]:
     """Medians of both sides and their ratio; lower bounds say so ("never within N s")."""
 
     def note(samples: list[Sample], m: Sample) -> str:
@@ -420,7 +422,7 @@ def timing_rows(what: str, ours: list[Sample], peer: list[Sample], *, target: st
     r = ratio(m_peer, m_ours)
     return [
         Row(BENCH, "reelay", what, m_ours.value, "s", f"{note(ours, m_ours)}; {target}"),
-        Row(BENCH, "seed (gst-launch, 5 s restart)", what, m_peer.value, "s", note(peer, m_peer)),
+        Row(BENCH, "seed (gst-launch, 5 s restart)", what, m_peer.value, "s", note(peer, m_peer) + peer_note),
         Row(
             BENCH,
             "seed / reelay",
@@ -466,6 +468,7 @@ def measure_recovery(rig: Rig, cfg: Config) -> list[Row]:
             "hls": lambda: HlsCamera(rig.work / "hls"),
         }[kind]()
         samples: dict[tuple[str, str], list[Sample]] = {}
+        exits: dict[str, int] = {}  # gst-launch exits (so restarts) per outage kind
         seed: SeedLoop | None = None
         reelay_id = None
         with camera:
@@ -481,8 +484,10 @@ def measure_recovery(rig: Rig, cfg: Config) -> list[Row]:
                 for i in range(cfg.outages):
                     for outage, (inject, heal) in outages.items():
                         print(f"   recovery {kind} {outage} #{i + 1}", file=sys.stderr, flush=True)
+                        before = len(seed.exits)
                         for who, s in _recover(rig, sides, inject, heal, cfg).items():
                             samples.setdefault((outage, who), []).append(s)
+                        exits[outage] = exits.get(outage, 0) + len(seed.exits) - before
             finally:
                 if seed is not None:
                     seed.stop()
@@ -492,7 +497,10 @@ def measure_recovery(rig: Rig, cfg: Config) -> list[Row]:
             ours, peer = samples.get((outage, "reelay"), []), samples.get((outage, "seed"), [])
             if ours and peer:
                 what = f"{kind} {outage}: back -> first fragment PERSISTED"
-                rows += timing_rows(what, ours, peer, target="target < 2 s", better="Reelay recovers sooner")
+                rows += timing_rows(
+                    what, ours, peer, target="target < 2 s", better="Reelay recovers sooner",
+                    peer_note=f"; gst-launch exited {exits.get(outage, 0)} times",
+                )  # fmt: skip
     return rows
 
 
@@ -610,7 +618,8 @@ def measure_cost(rig: Rig, cfg: Config) -> list[Row]:
 
 
 # --- 4. memory over rebuilds --------------------------------------------------------------------------------
-def measure_memory(rig: Rig, cfg: Config) -> list[Row]:
+def _rebuilds(rig: Rig, cfg: Config, sink: str) -> tuple[dict[int, float], float]:
+    """RSS (MB) of a supervisor child once each of its pipelines carries media, and the seconds taken."""
     from local.cameras import RtspCamera
     from local.faults import TcpFaultProxy
 
@@ -619,10 +628,10 @@ def measure_memory(rig: Rig, cfg: Config) -> list[Row]:
     with RtspCamera() as camera, TcpFaultProxy(camera.port) as proxy:
         stream = f"bench-memory-{uuid.uuid4().hex[:6]}"
         argv = [sys.executable, "-m", "tests.bench.bench_relay", "memory-child",
-                "--url", proxy.url("rtsp", "/cam"), "--stream", stream,
+                "--url", proxy.url("rtsp", "/cam"), "--stream", stream, "--sink", sink,
                 "--credential-path", str(rig.work / "memory.credentials"),
                 "--rebuilds", str(cfg.rebuilds)]  # fmt: skip
-        log = (rig.log_dir / "memory-child.log").open("wb")
+        log = (rig.log_dir / f"memory-child-{sink}.log").open("wb")
         proc = subprocess.Popen(argv, cwd=ROOT, env=child_env(rig.kvs), stdout=subprocess.PIPE, stderr=log)
         try:
             assert proc.stdout is not None
@@ -633,10 +642,9 @@ def measure_memory(rig: Rig, cfg: Config) -> list[Row]:
                     continue  # kvssink and GStreamer may print to stdout too
                 if event["event"] == "flowing":
                     rss[event["built"]] = event["rss_mb"]
-                    if event["built"] % 10 == 0:
-                        print(
-                            f"   memory: pipeline {event['built']}, {event['rss_mb']:.1f} MB", file=sys.stderr
-                        )
+                    if event["built"] % 25 == 0:
+                        print(f"   memory ({sink}): pipeline {event['built']}, {event['rss_mb']:.1f} MB",
+                              file=sys.stderr)  # fmt: skip
                     # Cut the camera's connection: the pipeline drops and the supervisor rebuilds it.
                     proxy.cut()
                     time.sleep(0.05)
@@ -646,13 +654,19 @@ def measure_memory(rig: Rig, cfg: Config) -> list[Row]:
         finally:
             _stop_process(proc, signal.SIGTERM, timeout=20)
             log.close()
+    if 10 not in rss or max(rss) <= 10:
+        raise RuntimeError(f"too few rebuilds measured: {sorted(rss)}; see {rig.log_dir}")
+    return rss, time.monotonic() - started
+
+
+def measure_memory(rig: Rig, cfg: Config) -> list[Row]:
+    rss, elapsed = _rebuilds(rig, cfg, "kvssink")
     first, last = 10, max(rss)
-    if first not in rss or last <= first:
-        raise RuntimeError(
-            f"too few rebuilds measured: {sorted(rss)}; see {rig.log_dir / 'memory-child.log'}"
-        )
     growth = (rss[last] - rss[first]) / (last - first)
-    elapsed = time.monotonic() - started
+    # The same supervisor and source with a fakesink: how much of the growth is kvssink's.
+    bare, _ = _rebuilds(rig, cfg, "fakesink")
+    bare_last = max(bare)
+    bare_growth = (bare[bare_last] - bare[first]) / (bare_last - first)
     return [
         Row(BENCH, "reelay supervisor", f"RSS after {first} rebuilds", rss[first], "MB",
             "real kvssink per pipeline"),
@@ -662,6 +676,9 @@ def measure_memory(rig: Rig, cfg: Config) -> list[Row]:
             "1.0: no growth"),
         Row(BENCH, "reelay supervisor", "RSS growth per rebuild", growth * 1024, "kB",
             recycle_verdict(growth)),
+        Row(BENCH, "same, fakesink for kvssink", "RSS growth per rebuild", bare_growth * 1024, "kB",
+            f"{bare[first]:.1f} -> {bare[bare_last]:.1f} MB, rebuilds {first}-{bare_last}; "
+            f"kvssink's share ~{(growth - bare_growth) * 1024:.0f} kB per rebuild"),
     ]  # fmt: skip
 
 
@@ -670,6 +687,7 @@ def _memory_child(argv: list[str]) -> int:
     it. Prints ``{"event": "flowing", "built": n, "rss_mb": x}`` once pipeline n carries media."""
     import argparse
 
+    from reelay.media._gst import Gst
     from reelay.relay.credentials import CredentialFile, botocore_provider
     from reelay.relay.pipelines import SourceSpec
     from reelay.relay.supervisor import RelayPolicy, Supervisor
@@ -680,14 +698,20 @@ def _memory_child(argv: list[str]) -> int:
     p.add_argument("--stream", required=True)
     p.add_argument("--credential-path", required=True)
     p.add_argument("--rebuilds", type=int, default=100)
+    p.add_argument("--sink", choices=["kvssink", "fakesink"], default="kvssink")
     args = p.parse_args(argv)
     CredentialFile(args.credential_path, botocore_provider()).write_now()
     # Short backoff, no jitter: the point is many rebuilds, not a gentle reconnect.
     policy = RelayPolicy(backoff_initial=0.05, backoff_cap=0.1, jitter=0.0, start_seconds=10)
-    sink = kvssink_factory(
-        stream_name=args.stream, region="us-east-1", credential_path=Path(args.credential_path)
-    )
-    supervisor = Supervisor(SourceSpec(url=args.url, video="passthrough"), sink, policy=policy)
+    kvs = args.sink == "kvssink"
+    if kvs:
+        sink = kvssink_factory(
+            stream_name=args.stream, region="us-east-1", credential_path=Path(args.credential_path)
+        )
+    else:
+        sink = lambda _ack, _fatal: Gst.ElementFactory.make("fakesink")  # noqa: E731
+    source = SourceSpec(url=args.url, video="passthrough")
+    supervisor = Supervisor(source, sink, policy=policy, expects_acks=kvs)
     loop = threading.Thread(target=supervisor.run, daemon=True)
     loop.start()
     done = threading.Event()
@@ -700,7 +724,7 @@ def _memory_child(argv: list[str]) -> int:
                 built, built_at = h.pipelines_built, time.time()
             # A pipeline counts once media flows AND this kvssink has an ack from the stand-in: every
             # rebuild goes through kvssink's whole life (stream set-up, a PutMedia upload, teardown).
-            acked = h.last_ack_at is not None and h.last_ack_at >= built_at
+            acked = not kvs or (h.last_ack_at is not None and h.last_ack_at >= built_at)
             if built > reported and h.media_flowing and acked:
                 reported = built
                 rss = proc_rss_mb(os.getpid())
