@@ -3,7 +3,8 @@
 Tests use them as real sources for the relay (and kill them with SIGKILL to make real outages);
 ``make up`` runs one as the demo camera (``python -m local.cameras hls|rtsp|srt --port N``).
 
-Every camera is tiny (320x240, 15 fps, a keyframe a second, a clock burnt into the picture) and
+Every camera is tiny by default (320x240, 15 fps, a keyframe a second, a clock burnt into the picture;
+``picture=Picture(1920, 1080, 30, keyframe_seconds=2)`` for more) and
 keeps its port across restarts, so a client can reconnect to the same URL::
 
     with RtspCamera() as cam:          # start() returns once the server really serves
@@ -34,6 +35,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, ClassVar, Self
 
+from local.cameras.picture import Picture
+
 _REPO = Path(__file__).resolve().parents[2]
 _LIVE: weakref.WeakSet[Camera] = weakref.WeakSet()
 
@@ -51,7 +54,15 @@ class Camera(ABC):
     kind: ClassVar[str]
     host = "127.0.0.1"
 
-    def __init__(self, *, port: int = 0, audio: bool = False, start_timeout: float = 20.0) -> None:
+    def __init__(
+        self,
+        *,
+        port: int = 0,
+        audio: bool = False,
+        start_timeout: float = 20.0,
+        picture: Picture | None = None,
+    ) -> None:
+        self.picture = picture or Picture()  # the default: tiny, as every test wants
         self.port = port  # 0 until the first start picks one; then fixed for every restart
         self.audio = audio
         self.start_timeout = start_timeout
@@ -98,6 +109,8 @@ class Camera(ABC):
                 # Linux kills the child when the *thread* that forked it ends: safe only from the
                 # main thread. From other threads the child still leaves when its stdin closes.
                 cmd.append("--die-with-parent")
+            if self.picture != Picture():
+                cmd += self.picture.args()
             self._proc = subprocess.Popen(
                 [*cmd, *self._args()],
                 stdin=subprocess.PIPE,
@@ -219,8 +232,9 @@ class HlsCamera(Camera):
         window: int = 6,
         audio: bool = False,
         start_timeout: float = 20.0,
+        picture: Picture | None = None,
     ) -> None:
-        super().__init__(port=port, audio=audio, start_timeout=start_timeout)
+        super().__init__(port=port, audio=audio, start_timeout=start_timeout, picture=picture)
         self.root = Path(root)
         self.segment_seconds = segment_seconds
         self.window = window
@@ -272,12 +286,13 @@ class RtspCamera(Camera):
         codec: str = "h264",
         audio: bool = False,
         start_timeout: float = 20.0,
+        picture: Picture | None = None,
     ) -> None:
         if codec not in CODECS:
             raise ValueError(f"unknown codec {codec!r}: one of {', '.join(CODECS)}")
         if not path.startswith("/"):
             raise ValueError("path must start with /")
-        super().__init__(port=port, audio=audio, start_timeout=start_timeout)
+        super().__init__(port=port, audio=audio, start_timeout=start_timeout, picture=picture)
         self.path = path
         self.codec = codec
 
@@ -308,4 +323,4 @@ def _kill_all() -> None:
 
 atexit.register(_kill_all)
 
-__all__ = ["Camera", "CameraError", "HlsCamera", "RtspCamera", "SrtCamera"]
+__all__ = ["Camera", "CameraError", "HlsCamera", "Picture", "RtspCamera", "SrtCamera"]

@@ -10,6 +10,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from local.cameras.picture import Picture
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m local.cameras", description=__doc__)
@@ -22,9 +24,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--window", type=int, default=6, help="hls: segments in the playlist")
     parser.add_argument("--path", default="/cam", help="rtsp: mount path")
     parser.add_argument("--codec", default="h264", choices=["h264", "h265", "mjpeg"], help="rtsp: codec")
+    parser.add_argument("--size", default="320x240", help="picture size, WIDTHxHEIGHT")
+    parser.add_argument("--fps", type=int, default=15, help="frames per second")
+    parser.add_argument("--keyframe-seconds", type=int, default=1, help="seconds between keyframes")
+    parser.add_argument("--bitrate", type=int, default=300, help="video bitrate, kbit/s")
     parser.add_argument("--control", action="store_true", help="talk to a parent over stdin/stdout")
     parser.add_argument("--die-with-parent", action="store_true", help="die if the parent dies")
     args = parser.parse_args(argv)
+    try:
+        width, height = Picture.parse_size(args.size)
+        picture = Picture(width, height, args.fps, args.keyframe_seconds, args.bitrate)
+    except ValueError as exc:
+        parser.error(str(exc))
 
     from local.cameras.serve import serve  # imports GStreamer: only here, in the camera's process
 
@@ -42,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
             path=args.path,
             codec=args.codec,
             audio=args.audio,
+            picture=picture,
         )
 
 

@@ -26,46 +26,80 @@ gi.require_version("Gst", "1.0")
 gi.require_version("GLib", "2.0")
 from gi.repository import GLib, Gst  # noqa: E402
 
-WIDTH, HEIGHT, FPS = 320, 240, 15
+from local.cameras.picture import Picture  # noqa: E402
 
-# A live test picture with the wall clock and the running time burnt in, so that every frame differs
-# (a client that receives frames can tell new ones from repeats). I420, as browsers and KVS want.
-VIDEO = (
-    f"videotestsrc is-live=true pattern=smpte ! video/x-raw,width={WIDTH},height={HEIGHT},framerate={FPS}/1"
-    ' ! clockoverlay time-format="%H:%M:%S" halignment=right valignment=top font-desc="Sans 14"'
-    ' ! timeoverlay halignment=left valignment=bottom font-desc="Sans 12"'
-    " ! videoconvert ! video/x-raw,format=I420"
-)
-# One keyframe a second (key-int-max = fps), no B-frames (zerolatency), main profile.
-H264 = (
-    f"x264enc tune=zerolatency speed-preset=ultrafast key-int-max={FPS} bitrate=300"
-    " ! video/x-h264,profile=main ! h264parse config-interval=-1"
-)
+DEFAULT_PICTURE = Picture()
+WIDTH, HEIGHT, FPS = DEFAULT_PICTURE.width, DEFAULT_PICTURE.height, DEFAULT_PICTURE.fps
+KEYFRAME_SECONDS, BITRATE_KBPS = DEFAULT_PICTURE.keyframe_seconds, DEFAULT_PICTURE.bitrate_kbps
+
+
+def video_source(width: int = WIDTH, height: int = HEIGHT, fps: int = FPS) -> str:
+    """A live test picture with the wall clock and the running time burnt in, so that every frame
+    differs (a client that receives frames can tell new ones from repeats). I420, as browsers and KVS
+    want."""
+    return (
+        "videotestsrc is-live=true pattern=smpte"
+        f" ! video/x-raw,width={width},height={height},framerate={fps}/1"
+        ' ! clockoverlay time-format="%H:%M:%S" halignment=right valignment=top font-desc="Sans 14"'
+        ' ! timeoverlay halignment=left valignment=bottom font-desc="Sans 12"'
+        " ! videoconvert ! video/x-raw,format=I420"
+    )
+
+
+def h264(fps: int = FPS, keyframe_seconds: int = KEYFRAME_SECONDS, bitrate_kbps: int = BITRATE_KBPS) -> str:
+    """No B-frames (zerolatency), main profile, a keyframe every ``keyframe_seconds``."""
+    return (
+        f"x264enc tune=zerolatency speed-preset=ultrafast key-int-max={fps * keyframe_seconds}"
+        f" bitrate={bitrate_kbps} ! video/x-h264,profile=main ! h264parse config-interval=-1"
+    )
+
+
+VIDEO = video_source()
+H264 = h264()
+
+
+def _picture_chain(picture: Picture) -> str:
+    return (
+        f"{video_source(picture.width, picture.height, picture.fps)}"
+        f" ! {h264(picture.fps, picture.keyframe_seconds, picture.bitrate_kbps)}"
+    )
+
+
 AUDIO_AAC = "audiotestsrc is-live=true wave=sine freq=440 ! audioconvert ! avenc_aac bitrate=64000 ! aacparse"
 
-RTSP_VIDEO = {
-    "h264": f"{H264} ! rtph264pay name=pay0 pt=96 config-interval=-1",
+
+def rtsp_video(codec: str, fps: int = FPS, keyframe_seconds: int = KEYFRAME_SECONDS,
+               bitrate_kbps: int = BITRATE_KBPS) -> str:  # fmt: skip
+    if codec == "h264":
+        return f"{h264(fps, keyframe_seconds, bitrate_kbps)} ! rtph264pay name=pay0 pt=96 config-interval=-1"
     # H.265 and MJPEG: codecs the relay cannot pass through to KVS, so it must transcode. (MPEG-4
     # part 2 from avenc_mpeg4 was tried: gst-rtsp-server 1.22 sends only the preroll packets of any
     # avenc_* encoder, then nothing.)
-    "h265": (
-        f"x265enc tune=zerolatency speed-preset=ultrafast key-int-max={FPS} bitrate=300"
-        " ! video/x-h265,profile=main ! h265parse config-interval=-1"
-        " ! rtph265pay name=pay0 pt=96 config-interval=-1"
-    ),
-    "mjpeg": "jpegenc quality=70 ! rtpjpegpay name=pay0 pt=26",
-}
+    if codec == "h265":
+        return (
+            f"x265enc tune=zerolatency speed-preset=ultrafast key-int-max={fps * keyframe_seconds}"
+            f" bitrate={bitrate_kbps} ! video/x-h265,profile=main ! h265parse config-interval=-1"
+            " ! rtph265pay name=pay0 pt=96 config-interval=-1"
+        )
+    if codec == "mjpeg":
+        return "jpegenc quality=70 ! rtpjpegpay name=pay0 pt=26"
+    raise ValueError(f"unknown codec {codec!r}: one of h264, h265, mjpeg")
+
+
+RTSP_VIDEO = {codec: rtsp_video(codec) for codec in ("h264", "h265", "mjpeg")}
 RTSP_AUDIO = (
     "audiotestsrc is-live=true wave=sine freq=440 ! audioconvert ! alawenc ! rtppcmapay name=pay1 pt=8"
 )
 
 
-def hls_pipeline(root: Path, *, segment_seconds: int, window: int, audio: bool) -> str:
+def hls_pipeline(
+    root: Path, *, segment_seconds: int, window: int, audio: bool, picture: Picture = DEFAULT_PICTURE
+) -> str:
     # Keep segments on disk well beyond the playlist window, so a frozen playlist still points at
     # files that exist (the freeze fault is about the playlist, not about missing segments).
     keep = window * 4
     desc = (
-        f"{VIDEO} ! {H264} ! hlssink2 name=sink location={root}/segment%05d.ts"
+        f"{_picture_chain(picture)} ! hlssink2 name=sink location={root}/segment%05d.ts"
         f" playlist-location={root}/live.m3u8 target-duration={segment_seconds}"
         f" playlist-length={window} max-files={keep}"
     )
@@ -74,9 +108,9 @@ def hls_pipeline(root: Path, *, segment_seconds: int, window: int, audio: bool) 
     return desc
 
 
-def srt_pipeline(host: str, port: int, *, audio: bool) -> str:
+def srt_pipeline(host: str, port: int, *, audio: bool, picture: Picture = DEFAULT_PICTURE) -> str:
     desc = (
-        f"{VIDEO} ! {H264} ! mpegtsmux name=mux alignment=7"
+        f"{_picture_chain(picture)} ! mpegtsmux name=mux alignment=7"
         f" ! srtsink mode=listener localaddress={host} localport={port} wait-for-connection=false"
         " latency=125 sync=true"
     )
@@ -85,10 +119,12 @@ def srt_pipeline(host: str, port: int, *, audio: bool) -> str:
     return desc
 
 
-def rtsp_launch(codec: str, *, audio: bool) -> str:
+def rtsp_launch(codec: str, *, audio: bool, picture: Picture = DEFAULT_PICTURE) -> str:
     if codec not in RTSP_VIDEO:
         raise ValueError(f"unknown codec {codec!r}: one of {', '.join(RTSP_VIDEO)}")
-    desc = f"{VIDEO} ! {RTSP_VIDEO[codec]}"
+    p = picture
+    video = rtsp_video(codec, p.fps, p.keyframe_seconds, p.bitrate_kbps)
+    desc = f"{video_source(p.width, p.height, p.fps)} ! {video}"
     if audio:
         desc += f" {RTSP_AUDIO}"
     return f"( {desc} )"
@@ -219,8 +255,11 @@ def _die_with_parent() -> None:
 class Runner:
     """One camera process: a GLib loop, a pipeline, optional HTTP server and a control channel."""
 
-    def __init__(self, kind: str, *, host: str, port: int, control: bool) -> None:
+    def __init__(
+        self, kind: str, *, host: str, port: int, control: bool, picture: Picture = DEFAULT_PICTURE
+    ) -> None:
         self.kind = kind
+        self.picture = picture
         self.host = host
         self.port = port
         self.control = control
@@ -251,7 +290,9 @@ class Runner:
         for old in [*root.glob("segment*.ts"), root / "live.m3u8"]:
             old.unlink(missing_ok=True)  # a restart must not serve the previous run's playlist
         self.pipeline = Gst.parse_launch(
-            hls_pipeline(root, segment_seconds=segment_seconds, window=window, audio=audio)
+            hls_pipeline(
+                root, segment_seconds=segment_seconds, window=window, audio=audio, picture=self.picture
+            )
         )
         self._watch(self.pipeline)
         self.http = HlsHttpServer((self.host, self.port), make_hls_handler(root, self.faults))
@@ -268,7 +309,7 @@ class Runner:
         server.set_address(self.host)
         server.set_service(str(self.port))
         factory = GstRtspServer.RTSPMediaFactory()
-        factory.set_launch(rtsp_launch(codec, audio=audio))
+        factory.set_launch(rtsp_launch(codec, audio=audio, picture=self.picture))
         factory.set_shared(True)  # one encoder however many clients (tests open several)
         server.get_mount_points().add_factory(path, factory)
         self.path = path
@@ -281,7 +322,9 @@ class Runner:
     def start_srt(self, *, audio: bool) -> None:
         if self.port == 0:
             self.port = free_port(socket.SOCK_DGRAM, self.host)
-        self.pipeline = Gst.parse_launch(srt_pipeline(self.host, self.port, audio=audio))
+        self.pipeline = Gst.parse_launch(
+            srt_pipeline(self.host, self.port, audio=audio, picture=self.picture)
+        )
         self._watch(self.pipeline)
         self.pipeline.set_state(Gst.State.PLAYING)
         port = self.port
@@ -391,12 +434,13 @@ def serve(
     path: str = "/cam",
     codec: str = "h264",
     audio: bool = False,
+    picture: Picture = DEFAULT_PICTURE,
 ) -> int:
     """Run one camera until SIGTERM/SIGINT (or, under ``control``, until stdin closes)."""
     if die_with_parent:
         _die_with_parent()
     Gst.init(None)
-    runner = Runner(kind, host=host, port=port, control=control)
+    runner = Runner(kind, host=host, port=port, control=control, picture=picture)
     if kind == "hls":
         if root is None:
             raise ValueError("an HLS camera needs a root directory")
