@@ -18,7 +18,7 @@ import pytest
 import requests
 
 ROOT = Path(__file__).resolve().parents[2]
-READY = re.compile(r"Reelay is up: (http://\S+)")
+READY = re.compile(r"Reelay is up: (http://[^\s{\"]+)")  # another thread's print may follow on the line
 CODE = re.compile(r"confirmation code for (\S+): (\d{6})")
 MULTIPART_THRESHOLD = 400_000
 PASSWORD = "Sup3r-Secret-42"  # meets the pool policy: 12+, upper, lower, digit, symbol
