@@ -1,0 +1,1 @@
+"""Recording: live streams to object stores, and each finished session into a video."""
