@@ -239,7 +239,7 @@ def _as_rows(segments: Iterable[SegmentKey]) -> Iterator[SegmentRow]:
 
 
 def _row_key(stream_id: str, session_id: str, rendition: str, writers: list[str], row: tuple) -> SegmentKey:
-    seq, dur, pdt, disc, writer, _size = row
+    seq, dur, pdt, _merged_disc, writer, _size, disc = row
     return SegmentKey(stream_id, session_id, writers[writer], rendition, seq, dur, pdt, bool(disc))
 
 

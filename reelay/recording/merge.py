@@ -25,8 +25,11 @@ from typing import NamedTuple
 from reelay.media.hls import HLS_VERSION
 
 GAP_TOLERANCE_MS = 1000
-# (seq, durationMs, pdtMs, discontinuity 0/1, writer index, size in bytes)
-Entry = tuple[int, int, int, int, int, int]
+# A listed row: (seq, durationMs, pdtMs, discontinuity flag of its key 0/1, writer index, size in bytes).
+Row = tuple[int, int, int, int, int, int]
+# A merged entry: the same, where [3] says whether a discontinuity precedes it in the merged list,
+# plus [6]: the key's own flag (to rebuild its key name).
+Entry = tuple[int, int, int, int, int, int, int]
 
 
 class SegmentRow(NamedTuple):
@@ -57,7 +60,7 @@ class Merged:
 def merge_segments(rows: Iterable[SegmentRow]) -> Merged:
     """One rendition's rows (any order, any writers) -> the merged list."""
     writer_index: dict[str, int] = {}
-    raw: list[Entry] = []
+    raw: list[Row] = []
     for r in rows:
         w = writer_index.setdefault(r.writer_id, len(writer_index))
         raw.append((r.seq, r.duration_ms, r.pdt_ms, 1 if r.discontinuity else 0, w, r.size))
@@ -65,14 +68,14 @@ def merge_segments(rows: Iterable[SegmentRow]) -> Merged:
     return merge_entries(raw, writers)
 
 
-def merge_entries(raw: list[Entry], writers: list[str]) -> Merged:
+def merge_entries(raw: list[Row], writers: list[str]) -> Merged:
     """``merge_segments`` on rows already compact. Sorts ``raw`` in place."""
     raw.sort(key=lambda e: (e[0], writers[e[4]]))
     kept: list[Entry] = []
     duplicates: list[tuple[int, int]] = []
     gaps = 0
     i, n = 0, len(raw)
-    prev: Entry | None = None
+    prev: Row | None = None
     while i < n:
         j = i
         while j < n and raw[j][0] == raw[i][0]:
@@ -89,7 +92,7 @@ def merge_entries(raw: list[Entry], writers: list[str]) -> Merged:
             jump = chosen[2] - (prev[2] + prev[1])
             if missing or chosen[4] != prev[4] or (chosen[2] and prev[2] and abs(jump) > GAP_TOLERANCE_MS):
                 disc = 1
-        kept.append((chosen[0], chosen[1], chosen[2], disc, chosen[4], chosen[5]))
+        kept.append((chosen[0], chosen[1], chosen[2], disc, chosen[4], chosen[5], chosen[3]))
         prev = chosen
         i = j
     return Merged(kept, writers, duplicates, gaps)
