@@ -171,6 +171,25 @@ def parse_key(key: str) -> SegmentKey | ManifestKey | None:
     return None
 
 
+def parse_segment_name(name: str) -> tuple[int, int | None, int | None, bool] | None:
+    """A segment's file name -> (seq, durationMs, pdtMs, discontinuity); None when malformed.
+
+    The fast path of ``parse_key`` for listings of one known session prefix."""
+    m = _SEGMENT.match(name)
+    if not m:
+        return None
+    seq = int(m["seq"])
+    dur = m["dur"]
+    if seq >= 10**SEQ_DIGITS or dur == "0" or (dur is not None and not dur.strip("0")):
+        return None
+    return (
+        seq,
+        int(dur) if dur is not None else None,
+        int(m["pdt"]) if m["pdt"] is not None else None,
+        bool(m["disc"]),
+    )
+
+
 def _ids_ok(*ids: str) -> bool:
     return all(_ID.match(i) and i not in {".", ".."} for i in ids)
 
@@ -184,6 +203,7 @@ __all__ = [
     "check_id",
     "manifest_key",
     "parse_key",
+    "parse_segment_name",
     "rendition_prefix",
     "segment_key",
     "segment_name",

@@ -107,6 +107,29 @@ def target_duration(entries: Sequence[Entry], floor: int = 1) -> int:
     return max(floor, max((_round_half_up(e[1] / 1000) for e in entries), default=1))
 
 
+def peak_bit_rate(entries: Sequence[Entry], target: int) -> int:
+    """``reelay.media.hls.peak_bit_rate`` (RFC 8216's peak segment bit rate over runs lasting 0.5 to
+    1.5 targets) on merged entries, walking indices instead of slicing: hls's version copies the tail
+    of the list for every start, quadratic on a 48 h rendition (86,400 segments)."""
+    if not entries:
+        raise ValueError("a peak bit rate needs at least one segment")
+    low, high = 0.5 * target, 1.5 * target
+    peak = 0.0
+    n = len(entries)
+    for start in range(n):
+        bits = seconds = 0.0
+        for k in range(start, n):
+            bits += entries[k][5] * 8
+            seconds += entries[k][1] / 1000
+            if seconds > high + 1e-9:
+                break
+            if seconds >= low - 1e-9:
+                peak = max(peak, bits / seconds)
+    if peak == 0.0:
+        peak = max(e[5] * 8 / (e[1] / 1000) for e in entries)
+    return math.ceil(peak)
+
+
 def program_date_time(epoch_ms: int) -> str:
     """``EXT-X-PROGRAM-DATE-TIME`` value with milliseconds, in UTC."""
     at = datetime.fromtimestamp(epoch_ms / 1000, UTC)
@@ -154,6 +177,7 @@ __all__ = [
     "SegmentRow",
     "merge_entries",
     "merge_segments",
+    "peak_bit_rate",
     "program_date_time",
     "render_playlist",
     "target_duration",
