@@ -18,9 +18,11 @@ The same values also go in the object's metadata (``SEGMENT_METADATA`` keys), fo
 The plain ``{seq}.ts`` form of the contract is still parsed (duration then unknown): fixup counts
 such keys, and any key it cannot parse, as skipped rather than failing.
 
-Chunk manifests (rolling, see ``reelay.recording.manifests``) live beside each writer's rendition:
+Chunk manifests (rolling, see ``reelay.recording.manifests``) live under a prefix of their own, so
+one S3 lifecycle rule (prefix ``recordings/_manifests/``) removes abandoned ones, and a session's
+listing of segments never pages through them (no id starts with '_', so none can collide):
 
-    recordings/{streamId}/{sessionId}/{writerId}/{rendition}/manifests/{chunk:06d}.json
+    recordings/_manifests/{streamId}/{sessionId}/{writerId}/{rendition}/{chunk:06d}.json
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from dataclasses import dataclass
 
 ROOT = "recordings/"
 SEGMENT_EXT = ".ts"
-MANIFEST_DIR = "manifests"
+MANIFEST_ROOT = f"{ROOT}_manifests/"
 SEQ_DIGITS = 10
 CHUNK_DIGITS = 6
 SEGMENT_CONTENT_TYPE = "video/mp2t"
@@ -100,11 +102,16 @@ def rendition_prefix(stream_id: str, session_id: str, writer_id: str, rendition:
     return f"{writer_prefix(stream_id, session_id, writer_id)}{check_id('rendition', rendition)}/"
 
 
+def manifest_session_prefix(stream_id: str, session_id: str) -> str:
+    """Where every chunk manifest of a session lives (all writers, all renditions)."""
+    return f"{MANIFEST_ROOT}{session_prefix(stream_id, session_id)[len(ROOT) :]}"
+
+
 def manifest_key(stream_id: str, session_id: str, writer_id: str, rendition: str, chunk: int) -> str:
     if chunk < 0:
         raise ValueError("a chunk number is not negative")
-    base = rendition_prefix(stream_id, session_id, writer_id, rendition)
-    return f"{base}{MANIFEST_DIR}/{chunk:0{CHUNK_DIGITS}d}.json"
+    base = rendition_prefix(stream_id, session_id, writer_id, rendition)[len(ROOT) :]
+    return f"{MANIFEST_ROOT}{base}{chunk:0{CHUNK_DIGITS}d}.json"
 
 
 def segment_name(seq: int, duration_ms: int | None, pdt_ms: int | None, discontinuity: bool = False) -> str:
@@ -146,6 +153,12 @@ class ManifestKey:
 
 def parse_key(key: str) -> SegmentKey | ManifestKey | None:
     """A recording key -> what it names; None for anything else (fixup skips and counts those)."""
+    if key.startswith(MANIFEST_ROOT):
+        parts = key[len(MANIFEST_ROOT) :].split("/")
+        m = _CHUNK.match(parts[-1]) if len(parts) == 5 else None
+        if not m or not _ids_ok(*parts[:4]):
+            return None
+        return ManifestKey(parts[0], parts[1], parts[2], parts[3], int(m["chunk"]))
     if not key.startswith(ROOT):
         return None
     parts = key[len(ROOT) :].split("/")
@@ -162,12 +175,6 @@ def parse_key(key: str) -> SegmentKey | ManifestKey | None:
             return None
         pdt = int(m["pdt"]) if m["pdt"] is not None else None
         return SegmentKey(stream_id, session_id, writer_id, rendition, seq, dur, pdt, bool(m["disc"]))
-    if len(parts) == 6 and parts[4] == MANIFEST_DIR:
-        stream_id, session_id, writer_id, rendition, _, name = parts
-        m = _CHUNK.match(name)
-        if not m or not _ids_ok(stream_id, session_id, writer_id, rendition):
-            return None
-        return ManifestKey(stream_id, session_id, writer_id, rendition, int(m["chunk"]))
     return None
 
 
@@ -202,6 +209,7 @@ __all__ = [
     "SegmentKey",
     "check_id",
     "manifest_key",
+    "manifest_session_prefix",
     "parse_key",
     "parse_segment_name",
     "rendition_prefix",

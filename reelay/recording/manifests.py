@@ -189,7 +189,7 @@ def naive_manifest_bytes(segments_so_far: int, entry_bytes: int = 72) -> int:
 def read_manifests(store: ObjectStore, stream_id: str, session_id: str, rendition: str) -> list[SegmentKey]:
     """Every segment the chunk manifests of one rendition list, across writers (unmerged)."""
     out: list[SegmentKey] = []
-    for info in store.list(layout.session_prefix(stream_id, session_id)):
+    for info in store.list(layout.manifest_session_prefix(stream_id, session_id)):
         parsed = layout.parse_key(info.key)
         if isinstance(parsed, ManifestKey) and parsed.rendition == rendition:
             out.extend(decode_chunk(store.get_bytes(info.key), parsed))

@@ -45,7 +45,7 @@ from reelay.models import (
 from reelay.observability import logger
 from reelay.ports import ObjectStore
 from reelay.recording import layout
-from reelay.recording.layout import ManifestKey, SegmentKey
+from reelay.recording.layout import SegmentKey
 from reelay.recording.merge import (
     Entry,
     Merged,
@@ -140,7 +140,6 @@ class Listing:
 
     writers: list[str] = field(default_factory=list)
     columns: dict[str, Columns] = field(default_factory=dict)
-    manifests: list[str] = field(default_factory=list)
     skipped: int = 0
     plain: int = 0  # contract keys without duration (``{seq}.ts``): kept out, counted
     requests: int = 0  # S3 ListObjectsV2 requests this listing costs (1000 keys each)
@@ -165,10 +164,7 @@ def list_session(store: ObjectStore, stream_id: str, session_id: str) -> Listing
             target = places[place] = _place(out, stream_id, session_id, place)
         parsed = layout.parse_segment_name(rest[cut:]) if target is not None else None
         if parsed is None:
-            if isinstance(layout.parse_key(info.key), ManifestKey):
-                out.manifests.append(info.key)
-            else:
-                out.skipped += 1
+            out.skipped += 1
             continue
         seq, dur, pdt, disc = parsed
         if dur is None or pdt is None:
@@ -344,7 +340,7 @@ def register(state: State, ctx: StepContext) -> State:
 def cleanup(state: State, ctx: StepContext) -> State:
     """Chunk manifests and duplicate writers' segments go; the kept segments stay (they are the video).
 
-    Manifests go by prefix (writer x rendition). Duplicates need the merge again, recomputed from the
+    Manifests go by their session's prefix. Duplicates need the merge again, recomputed from the
     listing only when merge found some: its choice of copies does not change when losing copies are
     deleted, so this is safe to repeat."""
     if not _live(state):
@@ -352,15 +348,9 @@ def cleanup(state: State, ctx: StepContext) -> State:
     _mark(ctx, state, "cleanup")
     store = ctx.store_for(state["storeRef"])
     deleted = 0
-    for writer in state.get("writerIds", []):
-        for rendition in state.get("renditionNames", []):
-            base = layout.rendition_prefix(state["streamId"], state["sessionId"], writer, rendition)
-            deleted += store.delete_prefix(f"{base}{layout.MANIFEST_DIR}/")
+    deleted += store.delete_prefix(layout.manifest_session_prefix(state["streamId"], state["sessionId"]))
     if state.get("duplicates"):
         listing = list_session(store, state["streamId"], state["sessionId"])
-        for key in listing.manifests:  # a writer the session row did not know
-            store.delete(key)
-            deleted += 1
         for name in list(listing.columns):
             m = listing.merged(name)
             losing = set(m.duplicates)

@@ -32,7 +32,7 @@ def test_keys_sort_by_sequence() -> None:
 
 def test_manifest_key_round_trip() -> None:
     key = layout.manifest_key("s1", "sess", "w1", "360p", 3)
-    assert key == "recordings/s1/sess/w1/360p/manifests/000003.json"
+    assert key == "recordings/_manifests/s1/sess/w1/360p/000003.json"
     assert layout.parse_key(key) == ManifestKey("s1", "sess", "w1", "360p", 3)
 
 
@@ -45,7 +45,8 @@ def test_manifest_key_round_trip() -> None:
         "recordings/s1/sess/w1/360p/0001_20_5_x.ts",
         "recordings/s1/sess/w1/360p/0001_20.ts",
         "recordings/s1/sess/w1/0001.ts",
-        "recordings/s1/sess/w1/360p/manifests/x.json",
+        "recordings/_manifests/s1/sess/w1/360p/x.json",
+        "recordings/_manifests/s1/sess/w1/000001.json",
         "recordings/s1/../w1/360p/0001.ts",
         "recordings/s1/sess/w1/360p/99999999999_20_5.ts",  # beyond 10 digits
     ],

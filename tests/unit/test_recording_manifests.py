@@ -30,7 +30,7 @@ def test_chunks_roll_every_n_segments() -> None:
     w = ManifestWriter(store, "s", "sess", "w1", "src", chunk_size=3)
     for n in range(7):
         w.append(seg(n))
-    keys = sorted(k for k in store.objects if "/manifests/" in k)
+    keys = sorted(k for k in store.objects if "/_manifests/" in k)
     assert [k.rsplit("/", 1)[1] for k in keys] == ["000000.json", "000001.json", "000002.json"]
     assert [int(e[:10]) for e in json.loads(store.objects[keys[1]][0])["segments"]] == [3, 4, 5]
     assert [s.seq for s in read_manifests(store, "s", "sess", "src")] == list(range(7))

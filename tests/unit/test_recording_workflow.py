@@ -66,7 +66,7 @@ def test_finalize_two_overlapping_writers(world) -> None:
     )
     # Cleanup: no manifests, no losing copies; every kept segment is still there.
     left = [k for k in store.objects if k.startswith("recordings/")]
-    assert not [k for k in left if "/manifests/" in k] and len(left) == 40
+    assert not [k for k in left if "/_manifests/" in k] and len(left) == 40
     got = cat.get_recording_session(sid)
     assert got.state == RecordingState.READY and got.video_id == out["videoId"]
     kinds = [
@@ -79,7 +79,7 @@ def test_fixup_from_the_listing_alone_gives_the_same_video(world) -> None:
     cat, store, ctx = world
     sid = session(cat)
     record(store, "cam1", sid, "w1", ("source",), range(0, 9))
-    for key in [k for k in store.objects if "/manifests/" in k]:
+    for key in [k for k in store.objects if "/_manifests/" in k]:
         del store.objects[key]  # the writer died before any manifest survived
     store.put_bytes(f"recordings/cam1/{sid}/w1/source/garbage.ts", b"x")
     stale = cat.stale_recording_sessions(T0 + timedelta(minutes=5))
