@@ -28,6 +28,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
+import os
+import subprocess
+import sys
 from array import array
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -221,6 +225,7 @@ def begin(state: State, ctx: StepContext) -> State:
         "streamName": name,
         "startedAt": session.started_at.isoformat(timespec="milliseconds") + "Z",
         "videoId": video_id_for(session_id),
+        "mp4Key": f"{ctx.output_prefix}{video_id_for(session_id)}/recording.mp4",
         "known": [r.model_dump() for r in session.renditions],
     }
 
@@ -293,6 +298,10 @@ def merge(state: State, ctx: StepContext) -> State:
         "writers": len(listing.writers),
         "writerIds": listing.writers,
         "renditionNames": [r.name for r in renditions],
+        # The MP4 is made from the passthrough rendition when there is one, else the best.
+        "exportRendition": "source"
+        if any(r.name == "source" for r in renditions)
+        else max(renditions, key=lambda r: r.bandwidth).name,
     }
 
 
@@ -309,6 +318,24 @@ def export_mp4(state: State, ctx: StepContext) -> State:
     if ctx.export is None:
         raise PermanentStepError("no MP4 exporter is configured")
     return ctx.export(state)
+
+
+def subprocess_exporter(
+    *, env: dict[str, str] | None = None, timeout_seconds: float = 6 * 3600
+) -> Callable[[State], State]:
+    """The local ``ExportMp4``: the ECS task's entry point (``transcoder/export.py``) as a child process."""
+
+    def run(state: State) -> State:
+        argv = [sys.executable, "-m", "transcoder.export", "--state", json.dumps(state)]
+        done = subprocess.run(
+            argv, env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=timeout_seconds
+        )
+        if done.returncode != 0:
+            raise PermanentStepError((done.stderr.strip().splitlines() or ["MP4 export failed"])[-1])
+        result = json.loads(done.stdout.strip().splitlines()[-1])
+        return {**state, "mp4Key": result["key"], "mp4Bytes": result["sizeBytes"]}
+
+    return run
 
 
 def register(state: State, ctx: StepContext) -> State:

@@ -148,16 +148,17 @@ def test_retries_run_out_then_failed(world) -> None:
 def test_mp4_step_runs_only_when_asked(world) -> None:
     cat, store, ctx = world
     seen: list[str] = []
-    ctx.export = lambda state: seen.append(state["videoId"]) or {**state, "mp4Key": "x.mp4"}
+    ctx.export = lambda state: seen.append(state["videoId"]) or {**state, "mp4Bytes": 7}
     sid = session(cat)
     record(store, "cam1", sid, "w1", ("source",), range(0, 3))
     cat.end_recording_session(sid)
-    assert "mp4Key" not in WorkflowRunner(ctx).start(sid)
+    assert "mp4Bytes" not in WorkflowRunner(ctx).start(sid)
     assert seen == []
     sid2 = session(cat, at=T0 + timedelta(hours=2))
     record(store, "cam1", sid2, "w1", ("source",), range(0, 3))
     cat.end_recording_session(sid2)
-    assert WorkflowRunner(ctx).start(sid2, mp4=True)["mp4Key"] == "x.mp4"
+    assert WorkflowRunner(ctx).start(sid2, mp4=True)["mp4Bytes"] == 7
+    assert seen == [steps.video_id_for(sid2)]
 
 
 def test_a_reconnect_inside_the_window_is_one_video_with_a_discontinuity(world) -> None:
