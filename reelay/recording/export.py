@@ -119,9 +119,13 @@ def remux(files: list[Path], out: Path) -> None:
     ensure_init()
     info = probe(files[0])
     has_audio = info.has_audio and info.audio_codec in ("aac", None)
-    parts = [f"concat name=cv ! queue ! mp4mux name=mux faststart=true ! filesink location={_q(out)}"]
+    # Named muxer pads: "queue ! mp4mux" with ANY caps could take the audio pad for video.
+    parts = [
+        f"mp4mux name=mux faststart=true ! filesink location={_q(out)}",
+        "concat name=cv ! queue ! mux.video_0",
+    ]
     if has_audio:
-        parts.append("concat name=ca ! queue ! mux.")
+        parts.append("concat name=ca ! queue ! mux.audio_0")
     for n, path in enumerate(files):
         parts.append(f"filesrc location={_q(path)} ! tsdemux name=d{n} d{n}. ! queue ! h264parse ! cv.")
         if has_audio:
