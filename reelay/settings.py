@@ -99,6 +99,13 @@ class Settings(BaseSettings):
     relay_metrics_seconds: float = 60.0
     relay_work_dir: str = "/tmp/reelay-relay"  # kvssink's credential file, one per stream
 
+    # Recording (reelay.recording).
+    recording_chunk_size: int = 100  # entries per rolling chunk manifest
+    recording_reconnect_window_seconds: int = 60  # 0 disables: every reconnect starts a new session
+    recording_mp4: bool = False  # the workflow also makes an MP4 of every finished session
+    # The recording workflow's state machine; unset locally, where the workflow runs in-process.
+    recording_state_machine_arn: str | None = None
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
