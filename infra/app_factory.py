@@ -14,6 +14,7 @@ from infra.constants import (
     MONITORING_STACK,
     NETWORK_STACK,
     QUEUE_STACK,
+    RECORDING_STACK,
     STORAGE_STACK,
     TAGS,
     TRANSCODER_STACK,
@@ -26,6 +27,7 @@ from infra.stacks.data_stack import DataStack
 from infra.stacks.monitoring_stack import MonitoringStack
 from infra.stacks.network_stack import NetworkStack
 from infra.stacks.queue_stack import QueueStack
+from infra.stacks.recording_stack import RecordingStack
 from infra.stacks.storage_stack import StorageStack
 from infra.stacks.transcoder_stack import TranscoderStack
 
@@ -40,6 +42,7 @@ class ReelayStacks:
     api: ApiStack
     transcoder: TranscoderStack
     monitoring: MonitoringStack
+    recording: RecordingStack
 
     def all(self) -> list[cdk.Stack]:
         return [getattr(self, field.name) for field in fields(self)]
@@ -87,6 +90,7 @@ def build_app(app: cdk.App, config: ReelayConfig | None = None, *, nag: bool = T
         app, name(TRANSCODER_STACK), refs=queue.refs, alarm_topic=queue.alarms.topic, env=env
     )
     worker = transcoder.transcoder
+    recording = RecordingStack(app, name(RECORDING_STACK), refs=queue.refs, cluster=worker.cluster, env=env)
     monitoring = MonitoringStack(
         app,
         name(MONITORING_STACK),
@@ -105,7 +109,7 @@ def build_app(app: cdk.App, config: ReelayConfig | None = None, *, nag: bool = T
         alarm_topic=queue.alarms.topic,
         env=env,
     )
-    stacks = ReelayStacks(network, data, storage, auth, queue, api, transcoder, monitoring)
+    stacks = ReelayStacks(network, data, storage, auth, queue, api, transcoder, monitoring, recording)
     for key, value in {**TAGS, "stage": config.stage}.items():
         cdk.Tags.of(app).add(key, value)
     if nag:

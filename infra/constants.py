@@ -15,6 +15,7 @@ QUEUE_STACK = "ReelayQueue"
 API_STACK = "ReelayApi"
 TRANSCODER_STACK = "ReelayTranscoder"
 MONITORING_STACK = "ReelayMonitoring"
+RECORDING_STACK = "ReelayRecording"
 
 # The media bucket has a predictable name, so IAM grants on its prefixes need no cross-stack ARN.
 MEDIA_BUCKET_NAME = "reelay-{stage}-media-{account}-{region}"
