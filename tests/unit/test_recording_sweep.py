@@ -60,3 +60,34 @@ def test_local_starter_runs_the_workflow_in_process() -> None:
     assert sweep(cat, starter)["finalize"] == [s.session_id]
     assert starter.last is not None and starter.last["status"] == "ready"
     assert sweep(cat, starter) == {"fixup": [], "finalize": []}  # nothing due any more
+
+
+def test_the_local_platform_row_finalizes_ended_sessions() -> None:
+    import threading
+    import time
+    from types import SimpleNamespace
+
+    from local.platform import BACKGROUND_WORKERS
+    from reelay.settings import Settings
+    from reelay.wiring import Services
+    from tests.fakes import FakeEvents
+
+    cat, store, events = MemoryCatalogue(), FakeStore(), FakeEvents()
+    cat.create_stream(stream("cam1"))
+    s, _ = cat.start_recording_session("cam1", "w1", now=T0)
+    record(store, "cam1", s.session_id, "w1", ("source",), range(0, 4))
+    cat.end_recording_session(s.session_id)
+    services = Services(Settings(), catalogue=cat, store=store, events=events)
+    (spec,) = [w for w in BACKGROUND_WORKERS if w.name == "recording-sweep"]
+    stop = threading.Event()
+    thread = threading.Thread(target=spec.build(SimpleNamespace(services=services)), args=(stop,))  # type: ignore[arg-type]
+    thread.start()
+    deadline = time.monotonic() + 20
+    while (
+        cat.get_recording_session(s.session_id).state != RecordingState.READY and time.monotonic() < deadline
+    ):
+        time.sleep(0.05)
+    stop.set()
+    thread.join(10)
+    assert cat.get_recording_session(s.session_id).state == RecordingState.READY
+    assert "recording.ready" in [kind for kind, _ in events.published]  # flushed through the outbox
