@@ -60,6 +60,9 @@ class Retry:
                 sleep(delay)
 
 
+DEFAULT_RETRY = Retry()
+
+
 def entry(seg: SegmentKey) -> str:
     """One manifest entry: the segment's file name, which carries its sequence number, duration,
     program date-time and discontinuity flag (see ``layout``). About 35 bytes."""
@@ -112,7 +115,7 @@ class ManifestWriter:
         rendition: str,
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         *,
-        retry: Retry = Retry(),
+        retry: Retry = DEFAULT_RETRY,
         sleep: Callable[[float], None] = time.sleep,
         first_chunk: int = 0,
     ) -> None:
@@ -168,7 +171,7 @@ def write_segment(
     segment: SegmentKey,
     data: bytes,
     *,
-    retry: Retry = Retry(),
+    retry: Retry = DEFAULT_RETRY,
     sleep: Callable[[float], None] = time.sleep,
 ) -> None:
     """Write a closed segment once, under its key, with its metadata (bounded retries)."""
@@ -237,6 +240,7 @@ def _row_key(stream_id: str, session_id: str, rendition: str, writers: list[str]
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
+    "DEFAULT_RETRY",
     "ManifestWriter",
     "Retry",
     "UploadFailed",
