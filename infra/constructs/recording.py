@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 
-from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import CfnElement, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_ecs as ecs
@@ -40,7 +40,9 @@ SWEEP_RATE_MINUTES = 1
 
 def _family_revisions(task: ecs.TaskDefinition) -> str:
     """How cdk-nag prints CDK's ``<task definition ARN without revision>:*`` resource."""
-    ref = json.dumps({"Ref": Stack.of(task).get_logical_id(task.node.default_child)}, separators=(",", ":"))
+    resource = task.node.default_child
+    assert isinstance(resource, CfnElement)
+    ref = json.dumps({"Ref": Stack.of(task).get_logical_id(resource)}, separators=(",", ":"))
 
     def part(n: int, sep: str = ":", inner: str | None = None) -> str:
         src = inner or ref

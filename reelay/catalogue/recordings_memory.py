@@ -30,8 +30,8 @@ class MemoryRecordings:
         stored = [event_row(e, None, e.subject) for e in change.events]  # checked before any write
         for row in change.rows:
             self._sessions[row.session_id] = row.model_copy(deep=True)
-        for event, row in zip(change.events, stored, strict=True):
-            self._record(None, row, event.subject)
+        for event, stored_row in zip(change.events, stored, strict=True):
+            self._record(None, stored_row, event.subject)
         return change.changed
 
     def _session(self, session_id: str) -> RecordingSession:

@@ -163,8 +163,9 @@ def list_session(store: ObjectStore, stream_id: str, session_id: str) -> Listing
         rest = info.key[len(prefix) :]
         cut = rest.rfind("/") + 1
         place = rest[:cut]
-        target = places.get(place, False)
-        if target is False:
+        if place in places:
+            target = places[place]
+        else:
             target = places[place] = _place(out, stream_id, session_id, place)
         parsed = layout.parse_segment_name(rest[cut:]) if target is not None else None
         if parsed is None:
@@ -254,7 +255,11 @@ def merge(state: State, ctx: StepContext) -> State:
 
         if store is not ctx.media_store:
             _copy(store, ctx.media_store, [key_of(e) for e in m.entries])
-        body = render_playlist(m.entries, lambda e, key_of=key_of: up + key_of(e), target=ctx.segment_seconds)
+
+        def uri(e: Entry, key_of: Callable[[Entry], str] = key_of) -> str:
+            return up + key_of(e)
+
+        body = render_playlist(m.entries, uri, target=ctx.segment_seconds)
         ctx.media_store.put_bytes(
             f"{prefix}{name}/index.m3u8",
             body.encode(),
