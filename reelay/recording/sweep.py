@@ -68,6 +68,49 @@ def sweep(
     return started
 
 
+def trigger(
+    catalogue: Any,
+    starter: WorkflowStarter,
+    session_id: str,
+    *,
+    mp4: bool = False,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """Finalize one session by hand (the API's "finalize now"), idempotently.
+
+    A ready session is left alone (its video id is answered); a session still recording with a live
+    writer is a Conflict; a stale one is fixed up; an ended or failed one finalized. A failed session
+    gets a fresh execution name (Step Functions keeps names for 90 days)."""
+    from reelay.catalogue._recordings import is_stale
+    from reelay.errors import Conflict
+    from reelay.models import RecordingState, utcnow
+
+    session = catalogue.get_recording_session(session_id)
+    if session.state == RecordingState.READY:
+        return {
+            "sessionId": session_id,
+            "state": session.state.value,
+            "videoId": session.video_id,
+            "started": False,
+        }
+    if session.state == RecordingState.FINALIZING:
+        return {"sessionId": session_id, "state": session.state.value, "started": False}
+    if session.state == RecordingState.RECORDING and not is_stale(session, now or utcnow()):
+        raise Conflict(f"session {session_id} is still recording; stop the stream first")
+    mode = "fixup" if session.state == RecordingState.RECORDING else "finalize"
+    attempt = uuid.uuid4().hex[:8] if session.state == RecordingState.FAILED else None
+    execution = starter.start(
+        session_id, mode=mode, mp4=mp4, execution_name=execution_name(mode, session_id, attempt)
+    )
+    return {
+        "sessionId": session_id,
+        "state": "finalizing",
+        "mode": mode,
+        "execution": execution,
+        "started": True,
+    }
+
+
 def step_context(services: Any) -> StepContext:
     """The steps' context from the process's ``reelay.wiring.Services``."""
     from reelay.events import OutboxSweep

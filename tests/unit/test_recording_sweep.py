@@ -91,3 +91,27 @@ def test_the_local_platform_row_finalizes_ended_sessions() -> None:
     thread.join(10)
     assert cat.get_recording_session(s.session_id).state == RecordingState.READY
     assert "recording.ready" in [kind for kind, _ in events.published]  # flushed through the outbox
+
+
+def test_trigger_by_hand_is_idempotent() -> None:
+    import pytest
+
+    from reelay.errors import Conflict
+    from reelay.recording.sweep import trigger
+
+    cat, store = MemoryCatalogue(), FakeStore()
+    cat.create_stream(stream("cam1"))
+    live, _ = cat.start_recording_session("cam1", "w1")
+    with pytest.raises(Conflict):
+        trigger(cat, Recorder(), live.session_id)
+    cat.end_recording_session(live.session_id)
+    record(store, "cam1", live.session_id, "w1", ("source",), range(0, 3))
+    starter = LocalStarter(StepContext(catalogue=cat, media_store=store))
+    first = trigger(cat, starter, live.session_id)
+    again = trigger(cat, starter, live.session_id)
+    assert first["started"] and first["mode"] == "finalize"
+    assert not again["started"] and again["videoId"] == cat.get_recording_session(live.session_id).video_id
+    stale, _ = cat.start_recording_session("cam2", "w1", now=T0)
+    recorder = Recorder()
+    assert trigger(cat, recorder, stale.session_id)["mode"] == "fixup"
+    assert recorder.calls == [(stale.session_id, "fixup", f"fixup-{stale.session_id}")]
