@@ -287,6 +287,8 @@ def test_every_function_gets_the_reelay_settings_tracing_and_the_vpc(synthesized
         "migrate",
         "dead_jobs",
         "outbox_sweep",
+        "recording_steps",
+        "recording_sweep",
     }
     for fn in functions.values():
         # Then each runs Python 3.11 on x86_64 (the wheels' platform), traced, in the VPC
