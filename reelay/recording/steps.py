@@ -96,8 +96,10 @@ class StepContext:
     extras: dict[str, Any] = field(default_factory=dict)
 
     def store_for(self, ref: str) -> ObjectStore:
-        if ref == DEFAULT_STORE or self.open_store is None:
+        if ref == DEFAULT_STORE:
             return self.media_store
+        if self.open_store is None:
+            raise PermanentStepError(f"no resolver for the recording store {ref!r} is configured")
         return self.open_store(ref)
 
 

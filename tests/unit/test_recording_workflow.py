@@ -178,3 +178,17 @@ def test_a_reconnect_inside_the_window_is_one_video_with_a_discontinuity(world) 
     media = store.get_bytes(f"outputs/{out['videoId']}/source/index.m3u8").decode()
     assert out["discontinuities"] == 1 and media.count("#EXT-X-DISCONTINUITY\n") == 1
     assert media.count("#EXT-X-PROGRAM-DATE-TIME") == 2
+
+
+def test_a_per_stream_store_is_opened_by_reference_and_copied_for_playback(world) -> None:
+    cat, media, ctx = world
+    other = FakeStore()
+    sid = session(cat, store_ref="stream:cam1", store_url="s3+https://***@minio.example:9000/rec")
+    record(other, "cam1", sid, "w1", ("source",), range(0, 3))
+    cat.end_recording_session(sid)
+    assert WorkflowRunner(ctx).start(sid)["status"] == "failed"  # no resolver: said, not guessed
+    ctx.open_store = {"stream:cam1": other}.__getitem__
+    out = WorkflowRunner(ctx).start(sid)
+    assert out["status"] == "ready"
+    # The kept segments were copied into the media store, where the playback path serves them.
+    assert len([k for k in media.objects if k.startswith(f"recordings/cam1/{sid}/")]) == 3
