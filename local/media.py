@@ -11,6 +11,7 @@ import mimetypes
 from pathlib import Path
 from typing import Any
 
+from werkzeug.exceptions import ClientDisconnected
 from werkzeug.utils import send_file
 from werkzeug.wrappers import Request, Response
 
@@ -84,6 +85,11 @@ class MediaEndpoint:
             )
         except ReelayError as e:
             return error(e.status, e.code, e.message)
+        except ClientDisconnected:
+            # The client went away mid-body (a cancelled or interrupted upload): nothing was stored,
+            # and it is the client's doing, not a server error.
+            log.info("upload of %s cut short by the client", key)
+            return error(400, "bad_request", "The upload was cut short before all its bytes arrived.")
         headers = dict(CORS_HEADERS)
         if etag:
             headers["ETag"] = f'"{etag.strip(chr(34))}"'
