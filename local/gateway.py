@@ -177,7 +177,9 @@ class Gateway:
         route, params, allowed = self._match(request.method, path)
         if route is None:
             if allowed:
-                return error(405, "method_not_allowed", f"{request.method} is not allowed on {path}.")
+                refused = error(405, "method_not_allowed", f"{request.method} is not allowed on {path}.")
+                refused.headers["Allow"] = ", ".join([*sorted(set(allowed)), "OPTIONS"])
+                return refused
             return error(404, "not_found", f"No route for {request.method} {path}.")
         authorizer: dict[str, Any] = {}
         if route.route.auth:

@@ -54,7 +54,7 @@ from reelay.api.models import (
     VideoOut,
     VideoPageOut,
 )
-from reelay.api.routes import ROUTES, Route
+from reelay.api.routes import ROUTES, Route, allowed_methods
 from reelay.errors import Forbidden, ReelayError, Unauthorized
 from reelay.models import Stream, Video
 from reelay.observability import MetricUnit, logger, metrics
@@ -214,6 +214,8 @@ def _error_responses(spec: Route) -> dict[int, Any]:
         codes[409] = "Not awaiting an upload"
     if spec.method in ("POST", "PATCH"):
         codes[415] = "Body not sent as JSON"
+    # API Gateway (10 MB) and the local gateway refuse an oversized body on any method, before the API.
+    codes[413] = "Request body too large"
     content = {"application/json": {"model": ErrorOut}}
     return {code: {"description": text, "content": content} for code, text in sorted(codes.items())}
 
@@ -228,7 +230,9 @@ def openapi_document() -> dict[str, Any]:
     for operations in document.get("paths", {}).values():
         for operation in operations.values():
             operation.get("responses", {}).pop("422", None)
-    for name in ("HTTPValidationError", "ValidationError"):
+    # Powertools' validation schemas: this API answers its own ErrorOut, and ResponseValidationError
+    # would be left pointing at the removed ValidationError.
+    for name in ("HTTPValidationError", "ValidationError", "ResponseValidationError"):
         document.get("components", {}).get("schemas", {}).pop(name, None)
     return document
 
@@ -545,6 +549,15 @@ def on_domain_error(exc: ReelayError) -> Response:
 @app.not_found
 def on_not_found(_: NotFoundError) -> Response:
     event = app.current_event
+    allowed = allowed_methods(event.path)
+    # The path exists, the method does not: 405 with Allow (RFC 9110 15.5.6). A served method that
+    # still found no route had a parameter the resolver does not match (a control character): 404.
+    if allowed and event.http_method not in allowed:
+        response = error_response(
+            405, "method_not_allowed", f"{event.http_method} is not allowed on {event.path}"
+        )
+        response.headers["Allow"] = ", ".join(allowed)
+        return response
     return error_response(404, "not_found", f"no route for {event.http_method} {event.path}")
 
 

@@ -114,11 +114,12 @@ def test_every_route_in_the_table_is_served_and_nothing_else() -> None:
     assert served == {(r.method, r.path) for r in ROUTES}
 
 
-def test_unknown_route_and_wrong_method_answer_404_in_the_error_shape(services: Services) -> None:
+def test_unknown_route_is_404_and_wrong_method_405_in_the_error_shape(services: Services) -> None:
     status, body, _ = call(api_event("GET", "/nope"))
     assert_error(status, body, 404, "not_found", "/nope")
-    status, body, _ = call(api_event("PUT", "/videos/abc"))
-    assert_error(status, body, 404, "not_found", "PUT")
+    status, body, headers = call(api_event("PUT", "/videos/abc"))
+    assert_error(status, body, 405, "method_not_allowed", "PUT")
+    assert headers["Allow"] == "DELETE, GET, PATCH, OPTIONS"
 
 
 # --- auth ---------------------------------------------------------------------------------------------
