@@ -9,6 +9,7 @@ from __future__ import annotations
 import binascii
 import json
 import re
+import threading
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -81,7 +82,69 @@ def _read_json(text: str) -> Any:
         raise json.JSONDecodeError(f"cannot read the JSON: {type(exc).__name__}", text, 0) from exc
 
 
-app = APIGatewayRestResolver(
+class ThreadSafeResolver(APIGatewayRestResolver):
+    """The REST resolver, with the state of the event it is resolving kept per thread.
+
+    Lambda gives each instance one event at a time, and Powertools relies on it: the current event
+    and Lambda context are class attributes of BaseRouter, and the route context (``_route``,
+    ``_route_args``) is one dict on the resolver. The local gateway serves requests on many threads
+    in one process, so here each thread sees only its own event, as if it were its own instance.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        self._per_thread = threading.local()  # before super(), whose __init__ sets self.context
+        self._build_lock = threading.Lock()
+        self._stacks_built = False
+        super().__init__(**kwargs)
+
+    @property  # type: ignore[override]
+    def current_event(self) -> Any:
+        return self._per_thread.event
+
+    @current_event.setter
+    def current_event(self, value: Any) -> None:
+        self._per_thread.event = value
+
+    @property  # type: ignore[override]
+    def lambda_context(self) -> Any:
+        return self._per_thread.lambda_context
+
+    @lambda_context.setter
+    def lambda_context(self, value: Any) -> None:
+        self._per_thread.lambda_context = value
+
+    @property  # type: ignore[override]
+    def context(self) -> dict[str, Any]:
+        if not hasattr(self._per_thread, "context"):
+            self._per_thread.context = {}
+        return self._per_thread.context  # type: ignore[no-any-return]
+
+    @context.setter
+    def context(self, value: dict[str, Any]) -> None:
+        self._per_thread.context = value
+
+    def resolve(self, event: Any, context: Any) -> dict[str, Any]:
+        self._build_middleware_stacks()
+        # Powertools also writes BaseRouter.current_event, shared by all threads; reads on this
+        # resolver go through the per-thread properties above instead.
+        self.current_event = self._to_proxy_event(event)
+        self.lambda_context = context
+        return super().resolve(event, context)
+
+    def _build_middleware_stacks(self) -> None:
+        # Powertools builds a route's middleware stack on its first call, unguarded: two first calls
+        # at once would wrap it twice. Build them all once, under a lock.
+        if self._stacks_built:
+            return
+        with self._build_lock:
+            if not self._stacks_built:
+                for each in [*self._static_routes, *self._dynamic_routes]:
+                    if not each._middleware_stack_built:
+                        each._build_middleware_stack(router_middlewares=self._router_middlewares, app=self)
+                self._stacks_built = True
+
+
+app = ThreadSafeResolver(
     enable_validation=True,
     json_body_deserializer=_read_json,
     # Bearer tokens, not cookies, so any origin may call; credentials are never sent implicitly.
