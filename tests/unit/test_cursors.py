@@ -19,20 +19,9 @@ from hypothesis import strategies as st
 
 from lambdas.api.handler import lambda_handler
 from reelay.catalogue._common import decode_cursor, encode_cursor
-from reelay.catalogue.memory import MemoryCatalogue
 from reelay.errors import InvalidInput
-from reelay.observability import metrics
 from reelay.settings import Settings
-from reelay.wiring import Services, set_services
-from tests.fakes import (
-    FakeEvents,
-    FakeIdentity,
-    FakeLambdaContext,
-    FakeLauncher,
-    FakeQueue,
-    FakeStore,
-    api_event,
-)
+from tests.fakes import FakeLambdaContext, api_event, installed_services
 
 pytestmark = [pytest.mark.filterwarnings("ignore:No application metrics:UserWarning")]
 
@@ -82,19 +71,8 @@ _foreign_cursors = st.one_of(
 
 @pytest.fixture(scope="module")
 def services():
-    svc = Services(
-        Settings(stream_secret_keys="test-stream-secret-key-0123456789abcdef"),
-        catalogue=MemoryCatalogue(),
-        store=FakeStore(),
-        queue=FakeQueue(),
-        events=FakeEvents(),
-        identity=FakeIdentity(),
-        launcher=FakeLauncher(),
-    )
-    set_services(svc)
-    yield svc
-    set_services(None)
-    metrics.clear_metrics()
+    with installed_services(Settings(stream_secret_keys="test-stream-secret-key-0123456789abcdef")) as svc:
+        yield svc
 
 
 def list_with(path: str, claims: dict[str, str] | None, cursor: str) -> tuple[int, Any]:

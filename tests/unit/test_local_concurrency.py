@@ -22,11 +22,10 @@ from local.media import MediaEndpoint
 from local.platform import Platform, StartupError
 from reelay.api.app import caller
 from reelay.catalogue.memory import MemoryCatalogue
-from reelay.observability import metrics
 from reelay.ports import Page
 from reelay.settings import Settings
-from reelay.wiring import Services, set_services
-from tests.fakes import FakeEvents, FakeIdentity, FakeLauncher, FakeQueue, FakeStore
+from reelay.wiring import Services
+from tests.fakes import installed_services
 from tests.unit.test_api import make_ready, settings  # noqa: F401  (fixtures)
 
 pytestmark = [pytest.mark.filterwarnings("ignore:No application metrics:UserWarning")]
@@ -70,19 +69,8 @@ class SlowCatalogue(MemoryCatalogue):
 
 @pytest.fixture
 def slow_services(settings: Settings) -> Iterator[Services]:  # noqa: F811
-    svc = Services(
-        settings,
-        catalogue=SlowCatalogue(),
-        store=FakeStore(),
-        queue=FakeQueue(),
-        events=FakeEvents(),
-        identity=FakeIdentity(),
-        launcher=FakeLauncher(),
-    )
-    set_services(svc)
-    yield svc
-    set_services(None)
-    metrics.clear_metrics()
+    with installed_services(settings, SlowCatalogue()) as svc:
+        yield svc
 
 
 @pytest.fixture
