@@ -21,7 +21,7 @@ from local.auth import JwtAuthorizer
 from local.aws import AwsResources, MotoServer, SqsRecords, provision
 from local.config import REMOTE_WARNING, LocalSettings, is_loopback, remote_refusal
 from local.database import PrivateMariaDB
-from local.gateway import Gateway, LambdaContext
+from local.gateway import Gateway, LambdaContext, RedactSecrets
 from local.gateway_faults import Faults
 from local.identity import LocalConfirmationIdentity
 from local.media import MediaEndpoint
@@ -204,6 +204,7 @@ class Platform:
                 logging.Formatter("%(asctime)s %(levelname)s %(name)s %(threadName)s: %(message)s")
             )
             handler._reelay_local = True  # type: ignore[attr-defined]
+            handler.addFilter(RedactSecrets())  # presigned signatures and tokens stay out of the log
             root.addHandler(handler)
             root.setLevel(logging.INFO)
         # Request lines from moto and the gateway go to the log file only.
