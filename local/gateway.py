@@ -47,6 +47,11 @@ _SECRET_PARAM = re.compile(
     r"(?i)([?&](?:sig|signature|x-amz-signature|x-amz-security-token|x-amz-credential|key-pair-id|policy"
     r"|token|id_token|access_token|refresh_token|password)=)[^&\s\"']+"
 )
+# The same secrets as JSON fields (a logged event's body or headers): passwords and Cognito tokens.
+_SECRET_FIELD = re.compile(
+    r"(?i)(\\?[\"'](?:password|refresh_?token|id_?token|access_?token|authorization|code)\\?[\"']\s*:\s*\\?[\"'])"
+    r"(?:[^\"'\\]|\\[^\"'])+"
+)
 _BEARER = re.compile(r"(?i)(bearer\s+)[^\s\"',]+")
 _JWT = re.compile(r"\beyJ[\w-]+\.[\w-]+\.[\w-]*")
 REDACTED = "[redacted]"
@@ -54,6 +59,7 @@ REDACTED = "[redacted]"
 
 def redact_secrets(text: str) -> str:
     text = _SECRET_PARAM.sub(rf"\1{REDACTED}", text)
+    text = _SECRET_FIELD.sub(rf"\1{REDACTED}", text)
     text = _BEARER.sub(rf"\1{REDACTED}", text)
     return _JWT.sub(REDACTED, text)
 

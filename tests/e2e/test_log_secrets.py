@@ -27,7 +27,11 @@ SIGNATURE_PARAMS = ("sig", "X-Amz-Signature", "Signature", "X-Amz-Security-Token
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlatformProcess]:
     # A platform of its own: its logs hold this test's requests and nothing else's.
-    env = {"REELAY_MULTIPART_THRESHOLD_BYTES": str(MULTIPART_THRESHOLD)}
+    # With the Lambda events logged too (headers, bodies: tokens and passwords), the harder case.
+    env = {
+        "REELAY_MULTIPART_THRESHOLD_BYTES": str(MULTIPART_THRESHOLD),
+        "POWERTOOLS_LOGGER_LOG_EVENT": "true",
+    }
     with own_platform(tmp_path_factory, "logscan", env=env) as p:
         yield p
 
@@ -87,6 +91,7 @@ def test_no_secret_reaches_any_log(platform: PlatformProcess, clip: Path, large_
     for name, value in (tokens | {f"refreshed {k}": v for k, v in r.json().items()}).items():
         if name.endswith(("idToken", "accessToken", "refreshToken")) and value:
             secrets[name] = value
+    secrets["password"] = PASSWORD
     token = tokens["idToken"]
     # And uploads a small clip (one presigned PUT) and a large one (presigned parts), and watches them
     found: list[str] = []
@@ -125,3 +130,5 @@ def test_no_secret_reaches_any_log(platform: PlatformProcess, clip: Path, large_
     # And the request log still shows the requests, with their secrets redacted
     request_log = found_logs[state / "reelay.log"]
     assert re.search(r"PUT /media/\S+sig=(\[redacted\]|%5Bredacted%5D)", request_log), request_log[-3000:]
+    # And the API's logged events are there too (so their headers and bodies were scanned)
+    assert '"httpMethod":"POST"' in request_log.replace(" ", "") and '"Authorization"' in request_log

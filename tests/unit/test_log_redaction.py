@@ -38,3 +38,14 @@ def test_the_filter_rewrites_werkzeug_style_records_and_passes_clean_ones() -> N
     assert record.getMessage() == f'"PUT /m?sig={REDACTED} HTTP/1.1" 200 -'
     clean = logging.LogRecord("local", logging.INFO, "", 0, "started %s", ("moto",), None)
     assert RedactSecrets().filter(clean) and clean.args == ("moto",)
+
+
+def test_json_fields_of_a_logged_event_are_redacted() -> None:
+    event = (
+        '{"headers":{"Authorization":"Bearer opaque"},'
+        '"body":"{\\"email\\": \\"a@example.com\\", \\"password\\": \\"Pa55-word!\\", \\"refreshToken\\": \\"r-1\\"}"}'
+    )
+    redacted = redact_secrets(event)
+    for secret in ("opaque", "Pa55-word!", "r-1"):
+        assert secret not in redacted
+    assert "a@example.com" in redacted and redacted.count(REDACTED) == 3
