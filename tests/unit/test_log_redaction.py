@@ -43,7 +43,8 @@ def test_the_filter_rewrites_werkzeug_style_records_and_passes_clean_ones() -> N
 def test_json_fields_of_a_logged_event_are_redacted() -> None:
     event = (
         '{"headers":{"Authorization":"Bearer opaque"},'
-        '"body":"{\\"email\\": \\"a@example.com\\", \\"password\\": \\"Pa55-word!\\", \\"refreshToken\\": \\"r-1\\"}"}'
+        '"body":"{\\"email\\": \\"a@example.com\\", \\"password\\": \\"Pa55-word!\\", '
+        '\\"refreshToken\\": \\"r-1\\"}"}'
     )
     redacted = redact_secrets(event)
     for secret in ("opaque", "Pa55-word!", "r-1"):
