@@ -14,6 +14,7 @@ import warnings
 from typing import TextIO
 
 from local.config import parse_args
+from local.gateway import redact_secrets
 from local.platform import Platform, say
 
 
@@ -25,7 +26,9 @@ class Tee:
         self._file = file
 
     def write(self, text: str) -> int:
-        self._file.write(text)
+        # Powertools' JSON lines (a logged event with its headers and body, if turned on) reach the
+        # file through here, not through the logging handler and its RedactSecrets filter.
+        self._file.write(redact_secrets(text))
         return self._console.write(text)
 
     def flush(self) -> None:

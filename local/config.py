@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
+import socket
 from pathlib import Path
 
 from pydantic import AliasChoices, Field
@@ -32,6 +34,36 @@ class LocalSettings(BaseSettings):
     camera_port: int = 8554
     # The gateway's test-only fault hook (local/gateway_faults.py); the browser tests turn it on.
     faults: bool = False
+    # Serve on a non-loopback --host: off, since this is a development server (no TLS, test hooks).
+    allow_remote: bool = False
+
+
+REMOTE_WARNING = (
+    "WARNING: Reelay's local platform is a development server: no TLS, a file store with "
+    "local signing keys, and moto for AWS. It now listens on {host}, reachable from other machines."
+)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether every address the host name stands for is a loopback one (127.0.0.0/8, ::1)."""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except OSError:
+        return False
+    return bool(infos) and all(
+        ipaddress.ip_address(str(info[4][0]).split("%")[0]).is_loopback for info in infos
+    )
+
+
+def remote_refusal(host: str) -> str:
+    return (
+        f"--host {host} is not a loopback address: the local platform is a development server and "
+        "only listens on loopback unless you pass --allow-remote [REELAY_LOCAL_ALLOW_REMOTE=1]"
+    )
 
 
 def parse_args(argv: list[str] | None = None) -> LocalSettings:
@@ -110,5 +142,13 @@ def parse_args(argv: list[str] | None = None) -> LocalSettings:
         default=env.camera_port,
         help="the demo camera's port, 0 = free [REELAY_LOCAL_CAMERA_PORT]",
     )
+    p.add_argument(
+        "--allow-remote",
+        action="store_true",
+        default=env.allow_remote,
+        help="allow a non-loopback --host; this is a development server [REELAY_LOCAL_ALLOW_REMOTE]",
+    )
     ns = p.parse_args(argv)
+    if not ns.allow_remote and not is_loopback(ns.host):
+        p.error(remote_refusal(ns.host))
     return env.model_copy(update=vars(ns))

@@ -41,6 +41,41 @@ CORS_HEADERS = {
 }
 
 
+# What a log line must never carry: presigned signatures (the file store's ``sig``, S3's and
+# CloudFront's), credentials and tokens in a query string, bearer tokens, and bare JWTs.
+_SECRET_PARAM = re.compile(
+    r"(?i)([?&](?:sig|signature|x-amz-signature|x-amz-security-token|x-amz-credential|key-pair-id|policy"
+    r"|token|id_token|access_token|refresh_token|password)=)[^&\s\"']+"
+)
+# The same secrets as JSON fields (a logged event's body or headers): passwords and Cognito tokens.
+_SECRET_FIELD = re.compile(
+    r"(?i)(\\?[\"'](?:password|refresh_?token|id_?token|access_?token|authorization|code)\\?[\"']\s*:\s*\\?[\"'])"
+    r"(?:[^\"'\\]|\\[^\"'])+"
+)
+_BEARER = re.compile(r"(?i)(bearer\s+)[^\s\"',]+")
+_JWT = re.compile(r"\beyJ[\w-]+\.[\w-]+\.[\w-]*")
+REDACTED = "[redacted]"
+
+
+def redact_secrets(text: str) -> str:
+    text = _SECRET_PARAM.sub(rf"\1{REDACTED}", text)
+    text = _SECRET_FIELD.sub(rf"\1{REDACTED}", text)
+    text = _BEARER.sub(rf"\1{REDACTED}", text)
+    return _JWT.sub(REDACTED, text)
+
+
+class RedactSecrets(logging.Filter):
+    """Rewrites each record with its secrets redacted: put on the log file's handler, it covers the
+    request lines of the gateway and moto (werkzeug logs the full URL, presigned query included)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = redact_secrets(message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        return True
+
+
 def error(status: int, code: str, message: str) -> Response:
     return Response(
         json.dumps({"error": code, "message": message}),
@@ -177,7 +212,9 @@ class Gateway:
         route, params, allowed = self._match(request.method, path)
         if route is None:
             if allowed:
-                return error(405, "method_not_allowed", f"{request.method} is not allowed on {path}.")
+                refused = error(405, "method_not_allowed", f"{request.method} is not allowed on {path}.")
+                refused.headers["Allow"] = ", ".join([*sorted(set(allowed)), "OPTIONS"])
+                return refused
             return error(404, "not_found", f"No route for {request.method} {path}.")
         authorizer: dict[str, Any] = {}
         if route.route.auth:

@@ -19,9 +19,9 @@ from werkzeug.serving import BaseWSGIServer, make_server
 
 from local.auth import JwtAuthorizer
 from local.aws import AwsResources, MotoServer, SqsRecords, provision
-from local.config import LocalSettings
+from local.config import REMOTE_WARNING, LocalSettings, is_loopback, remote_refusal
 from local.database import PrivateMariaDB
-from local.gateway import Gateway, LambdaContext
+from local.gateway import Gateway, LambdaContext, RedactSecrets
 from local.gateway_faults import Faults
 from local.identity import LocalConfirmationIdentity
 from local.media import MediaEndpoint
@@ -79,7 +79,9 @@ class Platform:
         self.services: Any = None
         self.api_url = ""
         self.workers: list[Background] = []
-        self._lambda_lock = threading.RLock()
+        # One lock per Lambda function that is not safe to run concurrently (see _invoke).
+        self._lambda_locks: dict[Callable[..., Any], threading.RLock] = {}
+        self._locks_lock = threading.Lock()
 
     # --- start -------------------------------------------------------------------------------
     def start(self) -> None:
@@ -103,6 +105,10 @@ class Platform:
         os.environ.setdefault("AWS_DEFAULT_REGION", os.environ["AWS_REGION"])
         base = Settings()
 
+        if not is_loopback(opts.host):
+            if not opts.allow_remote:
+                raise RuntimeError(remote_refusal(opts.host))
+            self.announce(REMOTE_WARNING.format(host=opts.host))
         ensure_port_free(opts.host, opts.port, "the gateway", "--port")
         ensure_port_free(opts.host, opts.moto_port, "the moto", "--moto-port")
         self.moto = MotoServer(opts.host, opts.moto_port)
@@ -198,6 +204,7 @@ class Platform:
                 logging.Formatter("%(asctime)s %(levelname)s %(name)s %(threadName)s: %(message)s")
             )
             handler._reelay_local = True  # type: ignore[attr-defined]
+            handler.addFilter(RedactSecrets())  # presigned signatures and tokens stay out of the log
             root.addHandler(handler)
             root.setLevel(logging.INFO)
         # Request lines from moto and the gateway go to the log file only.
@@ -297,15 +304,19 @@ class Platform:
     def _api_handler(self) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
         from lambdas.api.handler import lambda_handler
 
-        return lambda event, context: self._invoke(lambda_handler, event, context)
+        # No lock: the resolver keeps each thread's event apart (reelay.api.app.ThreadSafeResolver),
+        # so the threaded gateway serves API requests concurrently, like many Lambda instances.
+        return lambda_handler  # type: ignore[no-any-return]
 
     def _invoke(
         self, handler: Callable[[dict[str, Any], Any], Any], event: dict[str, Any], context: Any
     ) -> Any:
-        # A Lambda instance serves one event at a time, and the handlers rely on it: the resolver
-        # keeps the current event (and so the caller's claims) in module state. The gateway is
-        # threaded, so invocations take turns here.
-        with self._lambda_lock:
+        # A Lambda instance serves one event at a time, and these handlers may rely on it (module
+        # state): each function's invocations take turns, as with one instance. Functions still
+        # run alongside one another and alongside the API.
+        with self._locks_lock:
+            lock = self._lambda_locks.setdefault(handler, threading.RLock())
+        with lock:
             return handler(event, context)
 
     def _reenqueue_in_flight(self) -> None:

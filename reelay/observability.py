@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import numbers
 import os
-from collections.abc import AsyncIterator, Iterator, Sequence
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
@@ -99,6 +100,22 @@ def _tracer() -> Tracer:
 logger = Logger()
 tracer = _tracer()
 metrics = Metrics(namespace=METRICS_NAMESPACE)
+
+
+def _one_at_a_time(method: Callable[..., Any], lock: threading.RLock) -> Callable[..., Any]:
+    def locked(*args: Any, **kwargs: Any) -> Any:
+        with lock:
+            return method(*args, **kwargs)
+
+    return locked
+
+
+# Lambda runs one event per instance, but the local platform runs the handlers and the worker on
+# threads of one process: a flush iterating the (class-wide) metric set while another thread adds
+# to it would raise "dictionary changed size during iteration".
+_metrics_lock = threading.RLock()
+for _name in ("add_metric", "add_dimension", "add_metadata", "flush_metrics", "clear_metrics"):
+    setattr(metrics.provider, _name, _one_at_a_time(getattr(metrics.provider, _name), _metrics_lock))
 
 __all__ = [
     "METRICS_NAMESPACE",

@@ -6,6 +6,7 @@ multipart bookkeeping, Cognito's error codes.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import re
 import uuid
@@ -329,3 +330,27 @@ class FakeLauncher:
         if self.fail:
             raise ConnectionError("ECS is unreachable")
         self.stopped.append((stream_id, task_id))
+
+
+@contextlib.contextmanager
+def installed_services(settings: Any, catalogue: Any = None) -> Iterator[Any]:
+    """Services on the fakes (the memory catalogue unless given), installed for the API handlers."""
+    from reelay.catalogue.memory import MemoryCatalogue
+    from reelay.observability import metrics
+    from reelay.wiring import Services, set_services
+
+    svc = Services(
+        settings,
+        catalogue=catalogue if catalogue is not None else MemoryCatalogue(),
+        store=FakeStore(),
+        queue=FakeQueue(),
+        events=FakeEvents(),
+        identity=FakeIdentity(),
+        launcher=FakeLauncher(),
+    )
+    set_services(svc)
+    try:
+        yield svc
+    finally:
+        set_services(None)
+        metrics.clear_metrics()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import binascii
 import json
 import re
+import threading
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -54,7 +55,7 @@ from reelay.api.models import (
     VideoOut,
     VideoPageOut,
 )
-from reelay.api.routes import ROUTES, Route
+from reelay.api.routes import ROUTES, Route, allowed_methods
 from reelay.errors import Forbidden, ReelayError, Unauthorized
 from reelay.models import Stream, Video
 from reelay.observability import MetricUnit, logger, metrics
@@ -81,7 +82,69 @@ def _read_json(text: str) -> Any:
         raise json.JSONDecodeError(f"cannot read the JSON: {type(exc).__name__}", text, 0) from exc
 
 
-app = APIGatewayRestResolver(
+class ThreadSafeResolver(APIGatewayRestResolver):
+    """The REST resolver, with the state of the event it is resolving kept per thread.
+
+    Lambda gives each instance one event at a time, and Powertools relies on it: the current event
+    and Lambda context are class attributes of BaseRouter, and the route context (``_route``,
+    ``_route_args``) is one dict on the resolver. The local gateway serves requests on many threads
+    in one process, so here each thread sees only its own event, as if it were its own instance.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        self._per_thread = threading.local()  # before super(), whose __init__ sets self.context
+        self._build_lock = threading.Lock()
+        self._stacks_built = False
+        super().__init__(**kwargs)
+
+    @property  # type: ignore[override]
+    def current_event(self) -> Any:
+        return self._per_thread.event
+
+    @current_event.setter
+    def current_event(self, value: Any) -> None:
+        self._per_thread.event = value
+
+    @property  # type: ignore[override]
+    def lambda_context(self) -> Any:
+        return self._per_thread.lambda_context
+
+    @lambda_context.setter
+    def lambda_context(self, value: Any) -> None:
+        self._per_thread.lambda_context = value
+
+    @property  # type: ignore[override]
+    def context(self) -> dict[str, Any]:
+        if not hasattr(self._per_thread, "context"):
+            self._per_thread.context = {}
+        return self._per_thread.context  # type: ignore[no-any-return]
+
+    @context.setter
+    def context(self, value: dict[str, Any]) -> None:
+        self._per_thread.context = value
+
+    def resolve(self, event: Any, context: Any) -> dict[str, Any]:
+        self._build_middleware_stacks()
+        # Powertools also writes BaseRouter.current_event, shared by all threads; reads on this
+        # resolver go through the per-thread properties above instead.
+        self.current_event = self._to_proxy_event(event)
+        self.lambda_context = context
+        return super().resolve(event, context)
+
+    def _build_middleware_stacks(self) -> None:
+        # Powertools builds a route's middleware stack on its first call, unguarded: two first calls
+        # at once would wrap it twice. Build them all once, under a lock.
+        if self._stacks_built:
+            return
+        with self._build_lock:
+            if not self._stacks_built:
+                for each in [*self._static_routes, *self._dynamic_routes]:
+                    if not each._middleware_stack_built:
+                        each._build_middleware_stack(router_middlewares=self._router_middlewares, app=self)
+                self._stacks_built = True
+
+
+app = ThreadSafeResolver(
     enable_validation=True,
     json_body_deserializer=_read_json,
     # Bearer tokens, not cookies, so any origin may call; credentials are never sent implicitly.
@@ -214,6 +277,8 @@ def _error_responses(spec: Route) -> dict[int, Any]:
         codes[409] = "Not awaiting an upload"
     if spec.method in ("POST", "PATCH"):
         codes[415] = "Body not sent as JSON"
+    # API Gateway (10 MB) and the local gateway refuse an oversized body on any method, before the API.
+    codes[413] = "Request body too large"
     content = {"application/json": {"model": ErrorOut}}
     return {code: {"description": text, "content": content} for code, text in sorted(codes.items())}
 
@@ -228,7 +293,9 @@ def openapi_document() -> dict[str, Any]:
     for operations in document.get("paths", {}).values():
         for operation in operations.values():
             operation.get("responses", {}).pop("422", None)
-    for name in ("HTTPValidationError", "ValidationError"):
+    # Powertools' validation schemas: this API answers its own ErrorOut, and ResponseValidationError
+    # would be left pointing at the removed ValidationError.
+    for name in ("HTTPValidationError", "ValidationError", "ResponseValidationError"):
         document.get("components", {}).get("schemas", {}).pop(name, None)
     return document
 
@@ -545,6 +612,15 @@ def on_domain_error(exc: ReelayError) -> Response:
 @app.not_found
 def on_not_found(_: NotFoundError) -> Response:
     event = app.current_event
+    allowed = allowed_methods(event.path)
+    # The path exists, the method does not: 405 with Allow (RFC 9110 15.5.6). A served method that
+    # still found no route had a parameter the resolver does not match (a control character): 404.
+    if allowed and event.http_method not in allowed:
+        response = error_response(
+            405, "method_not_allowed", f"{event.http_method} is not allowed on {event.path}"
+        )
+        response.headers["Allow"] = ", ".join(allowed)
+        return response
     return error_response(404, "not_found", f"no route for {event.http_method} {event.path}")
 
 

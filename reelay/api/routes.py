@@ -10,6 +10,7 @@ resolver in ``requestContext.authorizer.claims``, the API Gateway REST shape.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 
@@ -49,3 +50,17 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/streams/{streamId}/stop", True, "Stop relaying: sets the desired state (idempotent)"),
     Route("GET", "/openapi.json", False, "This API's OpenAPI document"),
 )
+
+
+def allowed_methods(path: str, routes: tuple[Route, ...] = ROUTES) -> list[str]:
+    """The methods the table serves on a concrete path (for a 405's ``Allow``), OPTIONS included.
+
+    Empty when no route matches the path at all (a 404). OPTIONS is there because both the
+    resolver and the local gateway answer CORS preflights on every route.
+    """
+    methods = sorted({r.method for r in routes if _template(r.path).fullmatch(path)})
+    return [*methods, "OPTIONS"] if methods else []
+
+
+def _template(path: str) -> re.Pattern[str]:
+    return re.compile(re.sub(r"\\\{\w+\\\}", "[^/]+", re.escape(path)))

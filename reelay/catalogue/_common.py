@@ -23,6 +23,9 @@ DESCRIPTION_MAX = 5000
 FAILURE_REASON_MAX = 2000
 MAX_PAGE = 1000
 _CURSOR_MAX_CHARS = 512
+# DATETIME(3)'s range: a cursor outside it was not issued by the API.
+_DATETIME_MIN = datetime(1000, 1, 1)
+_DATETIME_MAX = datetime(9999, 12, 31, 23, 59, 59, 999000)
 EVENT_TYPE_MAX = 64
 EVENT_DETAIL_MAX_BYTES = 200_000  # under SNS's 256 KiB with room for the envelope
 _EVENT_TYPE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
@@ -41,7 +44,12 @@ def encode_cursor(upload_time: datetime, video_id: str) -> str:
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, str]:
-    """The (uploadTime, videoId) after which the next page starts. Anything else is InvalidInput."""
+    """The (uploadTime, videoId) after which the next page starts. Anything else is InvalidInput.
+
+    Only the exact form encode_cursor issues is accepted: a naive ISO time with milliseconds in
+    DATETIME's range. An offset like ``9999-12-31T23:59-23:00`` would overflow when turned into UTC
+    (an OverflowError that once escaped as a 500), and a year MySQL cannot store has no place in one.
+    """
     bad = InvalidInput("cursor is not valid; use the nextCursor value from the previous page")
     if not isinstance(cursor, str) or not cursor or len(cursor) > _CURSOR_MAX_CHARS:
         raise bad
@@ -51,11 +59,15 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
         if not isinstance(upload_time, str) or not isinstance(video_id, str):
             raise ValueError("wrong types")
         parsed = datetime.fromisoformat(upload_time)
-    except (binascii.Error, UnicodeDecodeError, ValueError, TypeError) as exc:
+        if parsed.tzinfo is not None or not _DATETIME_MIN <= parsed <= _DATETIME_MAX:
+            raise ValueError("not a time the API issues")
+        if parsed.isoformat(timespec="milliseconds") != upload_time:
+            raise ValueError("not the form the API issues")
+    except (binascii.Error, UnicodeDecodeError, ValueError, TypeError, OverflowError, RecursionError) as exc:
         raise bad from exc
     if not is_video_id(video_id):
         raise bad
-    return to_db_time(parsed), video_id
+    return parsed, video_id
 
 
 def check_limit(limit: int) -> int:

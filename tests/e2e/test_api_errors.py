@@ -93,7 +93,9 @@ def test_oversized_body_is_413(platform: PlatformProcess) -> None:
 def test_unknown_routes_and_methods(platform: PlatformProcess) -> None:
     api = Api(platform)
     assert_error(api.call("GET", "/nope"), 404, "not_found")
-    assert_error(api.call("PUT", "/videos"), 405, "method_not_allowed")
+    refused = api.call("PUT", "/videos")
+    assert_error(refused, 405, "method_not_allowed")
+    assert refused.headers["Allow"] == "GET, OPTIONS"  # what /videos does serve (RFC 9110 15.5.6)
     assert_error(api.call("GET", "/videos/a/b/c"), 404, "not_found")
 
 

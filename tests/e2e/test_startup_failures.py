@@ -90,6 +90,15 @@ def test_help_documents_every_flag() -> None:
         "--state-dir",
         "--database-url",
         "--worker-id",
+        "--allow-remote",
         "DATABASE_URL",
     ):
         assert flag in done.stdout
+
+
+def test_a_non_loopback_host_is_refused_without_allow_remote(tmp_path: Path) -> None:
+    # Given `--host 0.0.0.0` without --allow-remote, Then it refuses before starting anything
+    done = run_local("--host", "0.0.0.0", "--port", "0", "--state-dir", str(tmp_path / "s"))
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "development server" in done.stderr and "--allow-remote" in done.stderr
+    assert "Reelay is up" not in done.stdout and not (tmp_path / "s").exists()

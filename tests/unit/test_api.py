@@ -10,19 +10,15 @@ import pytest
 from lambdas.api.handler import lambda_handler
 from reelay.api.app import app
 from reelay.api.routes import ROUTES
-from reelay.catalogue.memory import MemoryCatalogue
 from reelay.models import Rendition, Video, VideoStatus
-from reelay.observability import metrics
 from reelay.settings import Settings
-from reelay.wiring import Services, set_services
+from reelay.wiring import Services
 from tests.fakes import (
-    FakeEvents,
     FakeIdentity,
     FakeLambdaContext,
-    FakeLauncher,
-    FakeQueue,
     FakeStore,
     api_event,
+    installed_services,
 )
 
 pytestmark = [
@@ -48,19 +44,8 @@ def settings() -> Settings:
 
 @pytest.fixture
 def services(settings: Settings):
-    svc = Services(
-        settings,
-        catalogue=MemoryCatalogue(),
-        store=FakeStore(),
-        queue=FakeQueue(),
-        events=FakeEvents(),
-        identity=FakeIdentity(),
-        launcher=FakeLauncher(),
-    )
-    set_services(svc)
-    yield svc
-    set_services(None)
-    metrics.clear_metrics()
+    with installed_services(settings) as svc:
+        yield svc
 
 
 def call(event: dict[str, Any]) -> tuple[int, Any, dict[str, Any]]:
@@ -114,11 +99,12 @@ def test_every_route_in_the_table_is_served_and_nothing_else() -> None:
     assert served == {(r.method, r.path) for r in ROUTES}
 
 
-def test_unknown_route_and_wrong_method_answer_404_in_the_error_shape(services: Services) -> None:
+def test_unknown_route_is_404_and_wrong_method_405_in_the_error_shape(services: Services) -> None:
     status, body, _ = call(api_event("GET", "/nope"))
     assert_error(status, body, 404, "not_found", "/nope")
-    status, body, _ = call(api_event("PUT", "/videos/abc"))
-    assert_error(status, body, 404, "not_found", "PUT")
+    status, body, headers = call(api_event("PUT", "/videos/abc"))
+    assert_error(status, body, 405, "method_not_allowed", "PUT")
+    assert headers["Allow"] == "DELETE, GET, PATCH, OPTIONS"
 
 
 # --- auth ---------------------------------------------------------------------------------------------
