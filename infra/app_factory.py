@@ -15,6 +15,7 @@ from infra.constants import (
     NETWORK_STACK,
     QUEUE_STACK,
     RELAY_STACK,
+    RECORDING_STACK,
     STORAGE_STACK,
     TAGS,
     TRANSCODER_STACK,
@@ -29,6 +30,7 @@ from infra.stacks.monitoring_stack import MonitoringStack
 from infra.stacks.network_stack import NetworkStack
 from infra.stacks.queue_stack import QueueStack
 from infra.stacks.relay_stack import RelayStack
+from infra.stacks.recording_stack import RecordingStack
 from infra.stacks.storage_stack import StorageStack
 from infra.stacks.transcoder_stack import TranscoderStack
 from infra.stacks.web_stack import WebStack
@@ -46,6 +48,7 @@ class ReelayStacks:
     monitoring: MonitoringStack
     relay: RelayStack
     web: WebStack
+    recording: RecordingStack
 
     def all(self) -> list[cdk.Stack]:
         return [getattr(self, field.name) for field in fields(self)]
@@ -101,6 +104,7 @@ def build_app(app: cdk.App, config: ReelayConfig | None = None, *, nag: bool = T
         stream_secret=api.rest.stream_secret,  # the task opens its camera's sealed password
         env=env,
     )
+    recording = RecordingStack(app, name(RECORDING_STACK), refs=queue.refs, cluster=worker.cluster, env=env)
     monitoring = MonitoringStack(
         app,
         name(MONITORING_STACK),
@@ -131,7 +135,7 @@ def build_app(app: cdk.App, config: ReelayConfig | None = None, *, nag: bool = T
         user_pool_client_id=auth.users.client.user_pool_client_id,
         env=env,
     )
-    stacks = ReelayStacks(network, data, storage, auth, queue, api, transcoder, monitoring, relay, web)
+    stacks = ReelayStacks(network, data, storage, auth, queue, api, transcoder, monitoring, relay, web, recording)
     for key, value in {**TAGS, "stage": config.stage}.items():
         cdk.Tags.of(app).add(key, value)
     if nag:

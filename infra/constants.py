@@ -17,6 +17,7 @@ TRANSCODER_STACK = "ReelayTranscoder"
 RELAY_STACK = "ReelayRelay"
 MONITORING_STACK = "ReelayMonitoring"
 WEB_STACK = "ReelayWeb"
+RECORDING_STACK = "ReelayRecording"
 
 # The media bucket has a predictable name, so IAM grants on its prefixes need no cross-stack ARN.
 MEDIA_BUCKET_NAME = "reelay-{stage}-media-{account}-{region}"

@@ -34,6 +34,13 @@ def content_type_for(key: str) -> str:
     return CONTENT_TYPES.get(suffix) or mimetypes.guess_type(key)[0] or "application/octet-stream"
 
 
+def _recording_segment(key: str) -> bool:
+    """A recording's segments are readable (its VOD playlists point at them); its manifests are not."""
+    return (
+        key.startswith("recordings/") and not key.startswith("recordings/_manifests/") and key.endswith(".ts")
+    )
+
+
 class MediaEndpoint:
     def __init__(self, *, output_prefix: str, store: Any = None) -> None:
         self._output_prefix = output_prefix
@@ -51,7 +58,7 @@ class MediaEndpoint:
         return error(405, "method_not_allowed", f"{request.method} is not allowed on media.")
 
     def _read(self, request: Request, key: str) -> Response:
-        if not key.startswith(self._output_prefix):
+        if not key.startswith(self._output_prefix) and not _recording_segment(key):
             # Same answer as a private S3 object behind CloudFront: nothing to see here.
             return error(403, "forbidden", "Only published media can be read.")
         if self.store is None:

@@ -523,9 +523,27 @@ def _relay_tasks(platform: Platform) -> Callable[[threading.Event], None]:
     return platform.relays  # type: ignore[no-any-return]
 
 
+def _recording_sweep(platform: Platform) -> Callable[[threading.Event], None]:
+    # The recording sweep's EventBridge schedule: ended sessions -> finalize, stale ones -> fixup, the
+    # workflow run in-process by the local runner (the same definition as the state machine). Not
+    # through platform._invoke: a workflow (an MP4 export) may run for minutes, the Lambda lock must not.
+    from reelay.recording.sweep import LocalStarter, step_context, sweep
+
+    def run(stop: threading.Event) -> None:
+        starter = LocalStarter(step_context(platform.services))
+        while not stop.is_set():
+            sweep(platform.services.catalogue, starter, mp4=platform.services.settings.recording_mp4)
+            stop.wait(RECORDING_SWEEP_EVERY_SECONDS)
+
+    return run
+
+
+RECORDING_SWEEP_EVERY_SECONDS = 15.0
+
 BACKGROUND_WORKERS: tuple[WorkerSpec, ...] = (
     WorkerSpec("transcode-worker", _transcode_worker),
     WorkerSpec("dead-jobs", _dead_jobs),
     WorkerSpec("outbox-sweep", _outbox_sweep),
     WorkerSpec("relay-tasks", _relay_tasks),
+    WorkerSpec("recording-sweep", _recording_sweep),
 )

@@ -204,3 +204,52 @@ class StreamHealth:
     last_fragment_timecode: int | None = None
     last_fragment_ack_at: datetime | None = None
     credentials_expire_at: datetime | None = None
+
+
+# --- recording sessions -----------------------------------------------------------------------------
+class RecordingState(StrEnum):
+    """recording -> ended -> finalizing -> ready | failed. A stale recording (no heartbeat for longer
+    than its reconnect window) goes to finalizing through fixup; a failed one may be finalized again."""
+
+    RECORDING = "recording"
+    ENDED = "ended"
+    FINALIZING = "finalizing"
+    READY = "ready"
+    FAILED = "failed"
+
+
+def recording_subject(session_id: str) -> str:
+    """The outbox subject of a recording session's events."""
+    return f"recording:{session_id}"
+
+
+class RecordingSession(BaseModel):
+    """One continuous recording of a stream (reconnects inside the window included), by any writers.
+
+    ``store_url`` is the store's URL with its secret redacted (what the API shows); ``store_ref`` is
+    how the workflow finds the store again ("default": the platform's media store; see
+    ``reelay.recording.steps.StoreResolver``). ``renditions`` carry name, size and codecs as the
+    recorder knows them; their bandwidth is measured by finalize.
+    """
+
+    session_id: str
+    stream_id: str
+    state: RecordingState = RecordingState.RECORDING
+    writers: list[str] = Field(default_factory=list)
+    store_url: str | None = None
+    store_ref: str = "default"
+    reconnect_window_seconds: int = 60
+    started_at: datetime = Field(default_factory=utcnow)
+    ended_at: datetime | None = None
+    end_reason: str | None = None
+    last_segment_at: datetime | None = None
+    heartbeat_at: datetime | None = None
+    renditions: list[Rendition] = Field(default_factory=list)
+    discontinuities: int = 0
+    duration_seconds: float | None = None
+    video_id: str | None = None
+    failure_reason: str | None = None
+    workflow_state: str | None = None  # the workflow step last reached, e.g. "merge"
+    execution_id: str | None = None  # the Step Functions execution (or local run) finalizing it
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from reelay.models import (
     DesiredState,
     OutboxEvent,
+    RecordingSession,
     Rendition,
     SourceProtocol,
     Stream,
@@ -239,6 +240,90 @@ class RelayLauncher(Protocol):
         ...
 
 
+# --- recording sessions -----------------------------------------------------------------------
+class RecordingCatalogue(Protocol):
+    """Recording sessions (``reelay.catalogue._recordings`` has the rules). Raises ``NotFound`` for
+    unknown sessions. Each transition records its outbox event (subject ``recording:<sessionId>``)
+    in the same transaction: recording.started, .ended, .ready, .failed. ``now`` defaults to the
+    catalogue's clock."""
+
+    def start_recording_session(
+        self,
+        stream_id: str,
+        writer_id: str,
+        *,
+        reconnect_window_seconds: int = 60,
+        store_url: str | None = None,
+        store_ref: str = "default",
+        renditions: Sequence[Rendition] = (),
+        session_id: str | None = None,
+        now: datetime | None = None,
+    ) -> tuple[RecordingSession, bool]:
+        """Start a session, or continue the stream's recording one when its media stopped no longer
+        than its window ago (True: continued, one more discontinuity, the writer added)."""
+        ...
+
+    def heartbeat_recording_session(
+        self,
+        session_id: str,
+        writer_id: str,
+        *,
+        media_at: datetime | None = None,
+        now: datetime | None = None,
+    ) -> bool:
+        """A writer is alive (and wrote media at ``media_at``). False unless recording with that writer."""
+        ...
+
+    def end_recording_session(
+        self, session_id: str, *, reason: str = "stopped", now: datetime | None = None
+    ) -> bool:
+        """recording -> ended. False when it was not recording (idempotent)."""
+        ...
+
+    def get_recording_session(self, session_id: str) -> RecordingSession: ...
+
+    def list_recording_sessions(self, stream_id: str, *, limit: int = 100) -> list[RecordingSession]:
+        """A stream's sessions, newest first."""
+        ...
+
+    def stale_recording_sessions(self, now: datetime | None = None) -> list[RecordingSession]:
+        """Recording sessions with no heartbeat for longer than their reconnect window: fixup them."""
+        ...
+
+    def ended_recording_sessions(self) -> list[RecordingSession]:
+        """Ended sessions no workflow has taken yet: finalize them."""
+        ...
+
+    def begin_recording_workflow(
+        self, session_id: str, execution_id: str, *, mode: str = "finalize", now: datetime | None = None
+    ) -> bool:
+        """-> finalizing, held by ``execution_id``; True again for that execution (a retried step)."""
+        ...
+
+    def set_recording_workflow_state(
+        self, session_id: str, execution_id: str, workflow_state: str
+    ) -> bool: ...
+
+    def complete_recording_session(
+        self,
+        session_id: str,
+        execution_id: str,
+        *,
+        video_id: str,
+        duration_seconds: float,
+        renditions: Sequence[Rendition],
+        discontinuities: int,
+    ) -> bool:
+        """finalizing -> ready with its video; emits recording.ready. False if already done."""
+        ...
+
+    def fail_recording_session(
+        self, session_id: str, reason: str, *, execution_id: str | None = None
+    ) -> bool:
+        """-> failed with a reason; emits recording.failed. False when ready or failed already."""
+        ...
+
+
 # --- object stores ---------------------------------------------------------------------------
 @dataclass(frozen=True)
 class ObjectInfo:
@@ -384,6 +469,7 @@ __all__ = [
     "Page",
     "PresignedPart",
     "QueueMessage",
+    "RecordingCatalogue",
     "RelayLauncher",
     "StreamCatalogue",
     "StreamPage",

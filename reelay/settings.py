@@ -118,6 +118,13 @@ class Settings(BaseSettings):
     # per deployment; receivers verify with it. Unset: webhooks are not called (the fallback says so).
     webhook_signing_key: SecretStr | None = None
 
+    # Recording (reelay.recording).
+    recording_chunk_size: int = 100  # entries per rolling chunk manifest
+    recording_reconnect_window_seconds: int = 60  # 0 disables: every reconnect starts a new session
+    recording_mp4: bool = False  # the workflow also makes an MP4 of every finished session
+    # The recording workflow's state machine; unset locally, where the workflow runs in-process.
+    recording_state_machine_arn: str | None = None
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:

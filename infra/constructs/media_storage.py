@@ -14,6 +14,10 @@ from constructs import Construct
 from infra.constants import HLS_CONTENT_TYPES, OUTPUT_PREFIX, PLAYBACK_PATH
 from infra.nag import acknowledge
 
+RECORDING_PREFIX = "recordings/"  # reelay.recording.layout.ROOT
+RECORDING_MANIFEST_PREFIX = "recordings/_manifests/"  # reelay.recording.layout.MANIFEST_ROOT
+RECORDING_MANIFEST_DAYS = 30
+
 # Sets Content-Type from the extension, so players get HLS MIME types even for objects
 # uploaded without metadata.
 _MIME_FUNCTION = """
@@ -66,7 +70,15 @@ class MediaStorage(Construct):
             versioned=False,
             server_access_logs_bucket=self.logs_bucket,
             server_access_logs_prefix="s3/media/",
-            lifecycle_rules=[s3.LifecycleRule(abort_incomplete_multipart_upload_after=Duration.days(1))],
+            lifecycle_rules=[
+                s3.LifecycleRule(abort_incomplete_multipart_upload_after=Duration.days(1)),
+                # Chunk manifests of recordings no workflow finalized (cleanup deletes the others).
+                s3.LifecycleRule(
+                    id="AbandonedRecordingManifests",
+                    prefix=RECORDING_MANIFEST_PREFIX,
+                    expiration=Duration.days(RECORDING_MANIFEST_DAYS),
+                ),
+            ],
             cors=[
                 s3.CorsRule(
                     allowed_methods=[s3.HttpMethods.PUT, s3.HttpMethods.GET, s3.HttpMethods.HEAD],
@@ -161,7 +173,12 @@ class MediaStorage(Construct):
                 sid="CloudFrontReadsOutputsOnly",
                 principals=[iam.ServicePrincipal("cloudfront.amazonaws.com")],
                 actions=["s3:GetObject"],
-                resources=[self.bucket.arn_for_objects(f"{OUTPUT_PREFIX}*")],
+                # A recording's VOD playlists (outputs/) point at its segments where the recorder
+                # wrote them: the segments (*.ts) under recordings/ are readable, manifests are not.
+                resources=[
+                    self.bucket.arn_for_objects(f"{OUTPUT_PREFIX}*"),
+                    self.bucket.arn_for_objects(f"{RECORDING_PREFIX}*.ts"),
+                ],
                 conditions={
                     "StringEquals": {
                         "AWS:SourceArn": Stack.of(self).format_arn(
@@ -176,7 +193,8 @@ class MediaStorage(Construct):
         )
         Annotations.of(self.distribution).acknowledge_warning(
             "@aws-cdk/aws-cloudfront-origins:updateImportedBucketPolicyOac",
-            "The media bucket policy grants CloudFront outputs/* only (CloudFrontReadsOutputsOnly).",
+            "The media bucket policy grants CloudFront outputs/* and recording segments only"
+            " (CloudFrontReadsOutputsOnly).",
         )
         self.playback_base_url = f"https://{self.distribution.distribution_domain_name}{PLAYBACK_PATH}"
         acknowledge(

@@ -31,6 +31,7 @@ from reelay.catalogue._common import (
     stream_changes,
     to_db_time,
 )
+from reelay.catalogue.recordings_memory import MemoryRecordings
 from reelay.errors import Conflict, NotFound
 from reelay.models import (
     DesiredState,
@@ -69,7 +70,7 @@ class _Event:
     subject: str | None = None
 
 
-class MemoryCatalogue:
+class MemoryCatalogue(MemoryRecordings):
     """Thread-safe dict of videos. Returned videos are copies: mutate them freely.
 
     ``clock`` returns naive UTC; tests may pass their own to move time without sleeping.

@@ -38,6 +38,7 @@ from reelay.catalogue._common import (
     to_db_time,
 )
 from reelay.catalogue.connection import ConnectionProvider, error_code
+from reelay.catalogue.recordings_mysql import MySQLRecordings
 from reelay.errors import Conflict, InvalidInput, NotFound
 from reelay.models import (
     DesiredState,
@@ -70,7 +71,7 @@ _HELD = "videoId = %s AND status = 'processing' AND leaseOwner = %s"
 _BAD_VALUE = frozenset({1406, 1366, 1264, 1292, 3819, 4025})
 
 
-class MySQLCatalogue:
+class MySQLCatalogue(MySQLRecordings):
     def __init__(self, provider: ConnectionProvider) -> None:
         self._provider = provider
 

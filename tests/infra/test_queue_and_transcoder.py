@@ -288,6 +288,8 @@ def test_every_function_gets_the_reelay_settings_tracing_and_the_vpc(synthesized
         "dead_jobs",
         "outbox_sweep",
         "relay_reconciler",
+        "recording_steps",
+        "recording_sweep",
     }
     for fn in functions.values():
         # Then each runs Python 3.11 on x86_64 (the wheels' platform), traced, in the VPC

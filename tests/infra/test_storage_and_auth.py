@@ -40,6 +40,13 @@ def test_media_bucket_is_private_encrypted_and_logged(synthesized, stacks):
     # And abandoned multipart uploads are aborted after a day
     rules = bucket["LifecycleConfiguration"]["Rules"]
     assert {"DaysAfterInitiation": 1} in [r.get("AbortIncompleteMultipartUpload") for r in rules]
+    # And abandoned recording manifests expire
+    assert {
+        "Id": "AbandonedRecordingManifests",
+        "Prefix": "recordings/_manifests/",
+        "ExpirationInDays": 30,
+        "Status": "Enabled",
+    } in rules
 
 
 def test_media_bucket_cors_lets_browsers_put_parts_and_read_etags(synthesized, stacks):
@@ -85,11 +92,15 @@ def test_cloudfront_reads_only_the_output_prefix_through_oac(synthesized, stacks
         for s in props(policy)["PolicyDocument"]["Statement"]
         if s["Effect"] == "Allow" and s.get("Principal") == {"Service": "cloudfront.amazonaws.com"}
     ]
-    # Then it is one GetObject on outputs/* of the media bucket, for this distribution only
+    # Then it is one GetObject on outputs/* (and recording segments) of the media bucket, for this
+    # distribution only
     assert len(grants) == 1
     (grant,) = grants
     assert grant["Action"] == "s3:GetObject"
-    assert grant["Resource"] == {"Fn::Join": ["", [{"Fn::GetAtt": [media_id, "Arn"]}, "/outputs/*"]]}
+    assert grant["Resource"] == [
+        {"Fn::Join": ["", [{"Fn::GetAtt": [media_id, "Arn"]}, "/outputs/*"]]},
+        {"Fn::Join": ["", [{"Fn::GetAtt": [media_id, "Arn"]}, "/recordings/*.ts"]]},
+    ]
     assert "distribution/" in json.dumps(grant["Condition"]["StringEquals"]["AWS:SourceArn"])
 
 

@@ -1,0 +1,100 @@
+"""The synthesized recording state machine against the one workflow definition: they cannot drift."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from infra.constructs.recording import FAIL_STATE, choice_name
+from reelay.recording.steps import HANDLERS
+from reelay.recording.workflow import RECORDING_WORKFLOW
+
+
+def _asl(synthesized: Any, stacks: Any) -> dict[str, Any]:
+    template = synthesized.template(stacks.recording)
+    (machine,) = template.find_resources("AWS::StepFunctions::StateMachine").values()
+    body = machine["Properties"]["DefinitionString"]
+    # Fn::Join of literal text and tokens (ARNs, inside JSON strings): tokens become a placeholder.
+    if isinstance(body, dict):
+        body = "".join(p if isinstance(p, str) else _token(p) for p in body["Fn::Join"][1])
+    return json.loads(body)
+
+
+def _token(part: dict[str, Any]) -> str:
+    """A pseudo parameter keeps its name (arn:partition:states:::...), the steps function is named,
+    anything else is a placeholder."""
+    ref = part.get("Ref", "")
+    if ref.startswith("AWS::"):
+        return ref.split("::")[-1].lower()
+    if part.get("Fn::GetAtt", [""])[0].startswith("RecordingStepsFunction"):
+        return "STEPS_FUNCTION"
+    return "TOKEN"
+
+
+def test_states_and_transitions_follow_the_definition(synthesized, stacks) -> None:
+    asl = _asl(synthesized, stacks)
+    wf = RECORDING_WORKFLOW
+    states = asl["States"]
+    expected = (
+        {s.name for s in (*wf.steps, wf.catch)} | {choice_name(s) for s in wf.steps if s.when} | {FAIL_STATE}
+    )
+    assert set(states) == expected
+    assert asl["StartAt"] == (choice_name(wf.steps[0]) if wf.steps[0].when else wf.steps[0].name)
+    for i, step in enumerate(wf.steps):
+        state = states[step.name]
+        following = wf.steps[i + 1] if i + 1 < len(wf.steps) else None
+        entry = None if following is None else (choice_name(following) if following.when else following.name)
+        if entry is None:
+            assert state.get("End") is True
+        else:
+            assert state["Next"] == entry, step.name
+        if step.when:
+            choice = states[choice_name(step)]
+            assert choice["Type"] == "Choice" and choice["Default"] == entry
+            assert [c["Next"] for c in choice["Choices"]] == [step.name]
+            assert step.when in json.dumps(choice["Choices"])
+        # Retry and catch, exactly as the definition says (nothing added by CDK).
+        retries = state.get("Retry", [])
+        if step.retry is None:
+            assert retries == []
+        else:
+            assert retries == [
+                {
+                    "ErrorEquals": list(step.retry.errors),
+                    "IntervalSeconds": step.retry.interval_seconds,
+                    "MaxAttempts": step.retry.max_attempts,
+                    "BackoffRate": step.retry.backoff_rate,
+                }
+            ], step.name
+        assert state["Catch"] == [
+            {"ErrorEquals": ["States.ALL"], "ResultPath": f"$.{wf.error_path}", "Next": wf.catch.name}
+        ]
+        assert state["TimeoutSeconds"] == step.timeout_seconds
+
+
+def test_tasks_call_the_named_handlers(synthesized, stacks) -> None:
+    states = _asl(synthesized, stacks)["States"]
+    for step in (*RECORDING_WORKFLOW.steps, RECORDING_WORKFLOW.catch):
+        state = states[step.name]
+        assert step.handler in HANDLERS
+        if step.kind == "ecs":
+            assert state["Resource"].endswith("ecs:runTask.sync")
+            assert "REELAY_EXPORT_STATE" in json.dumps(state["Parameters"])
+        else:
+            # payloadResponseOnly: the function itself is the resource, the payload the parameters
+            assert state["Resource"] == "STEPS_FUNCTION"
+            assert state["Parameters"] == {"step": step.handler, "state.$": "$"}
+    assert states[RECORDING_WORKFLOW.catch.name]["Next"] == FAIL_STATE
+    assert states[FAIL_STATE]["Type"] == "Fail"
+
+
+def test_sweep_runs_every_minute_and_may_start_the_workflow(synthesized, stacks) -> None:
+    template = synthesized.template(stacks.recording)
+    rules = [
+        r
+        for r in template.find_resources("AWS::Events::Rule").values()
+        if r["Properties"].get("ScheduleExpression") == "rate(1 minute)"
+    ]
+    assert len(rules) == 1
+    policies = json.dumps(template.find_resources("AWS::IAM::Policy"))
+    assert "states:StartExecution" in policies

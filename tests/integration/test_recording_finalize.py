@@ -1,0 +1,134 @@
+"""Finalize on real HLS segments made by GStreamer: two writers overlap, the output passes the
+transcoder's own HLS validation, and the MP4 export probes with the recording's duration."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from reelay.catalogue.memory import MemoryCatalogue
+from reelay.media import hls
+from reelay.models import RecordingState, Rendition
+from reelay.recording import layout
+from reelay.recording.manifests import ManifestWriter, write_segment
+from reelay.recording.runner import WorkflowRunner
+from reelay.recording.steps import StepContext, subprocess_exporter
+from reelay.settings import Settings
+from reelay.storage.file import FileStore
+from reelay.transcode import TranscodeService
+from tests.fakes import FakeEvents
+from tests.unit.recording_helpers import T0_MS, stream
+
+SEGMENTS = 9  # 1 s each at 320x240, 15 fps, with AAC audio
+
+
+@pytest.fixture(scope="module")
+def segments(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[Path, float]]:
+    out = tmp_path_factory.mktemp("hls")
+    launch = (
+        f"videotestsrc num-buffers={SEGMENTS * 15} ! video/x-raw,width=320,height=240,framerate=15/1 "
+        "! videoconvert ! video/x-raw,format=I420 ! x264enc key-int-max=15 speed-preset=ultrafast "
+        "! video/x-h264,profile=main ! h264parse ! hlssink2 name=h target-duration=1 max-files=0 "
+        f"playlist-length=0 location={out}/seg%05d.ts playlist-location={out}/p.m3u8 "
+        f"audiotestsrc num-buffers={SEGMENTS * 47} ! audio/x-raw,rate=48000 ! audioconvert ! avenc_aac "
+        "! aacparse ! h.audio"
+    )
+    subprocess.run(["gst-launch-1.0", "-q", *launch.split()], check=True, timeout=120)
+    playlist = hls.parse_media_playlist((out / "p.m3u8").read_text())
+    assert len(playlist.segments) == SEGMENTS
+    return [(out / name, duration) for name, duration in playlist.segments]
+
+
+def test_two_writers_finalize_to_a_valid_video_and_mp4(
+    tmp_path: Path, segments: list[tuple[Path, float]]
+) -> None:
+    root = tmp_path / "media"
+    store = FileStore(root, public_url=None, signing_key=None)
+    cat = MemoryCatalogue()
+    cat.create_stream(stream("cam1"))
+    known = Rendition(
+        name="source",
+        width=320,
+        height=240,
+        bandwidth=0,
+        codecs="avc1.4d400d,mp4a.40.2",
+        playlist="source/index.m3u8",
+    )
+    session, _ = cat.start_recording_session("cam1", "w1", renditions=[known], now=datetime(2026, 5, 28))
+    sid = session.session_id
+    cat.start_recording_session("cam1", "w2", now=datetime(2026, 5, 28, 0, 0, 3))
+    # w1 wrote 0-5 and w2 (after a reconnect) 3-8: 3, 4 and 5 exist twice.
+    for writer, seqs in (("w1", range(0, 6)), ("w2", range(3, SEGMENTS))):
+        manifest = ManifestWriter(store, "cam1", sid, writer, "source", chunk_size=4)
+        for seq in seqs:
+            path, duration = segments[seq]
+            seg = layout.segment_key(
+                "cam1",
+                sid,
+                writer,
+                "source",
+                seq,
+                duration_ms=round(duration * 1000),
+                pdt_ms=T0_MS + seq * 1000,
+            )
+            write_segment(store, seg, path.read_bytes())
+            manifest.append(seg)
+    cat.end_recording_session(sid)
+
+    settings = Settings(media_store_url=f"file://{root}", segment_seconds=1)
+    ctx = StepContext(
+        catalogue=cat,
+        media_store=store,
+        segment_seconds=1,
+        export=subprocess_exporter(env={"REELAY_MEDIA_STORE_URL": f"file://{root}"}),
+    )
+    out = WorkflowRunner(ctx).start(sid, mp4=True)
+    assert out["status"] == "ready", out
+    assert (out["segments"], out["duplicates"], out["writers"]) == (SEGMENTS, 3, 2)
+    assert cat.get_recording_session(sid).state == RecordingState.READY
+
+    # The transcoder's own validation of published HLS. It looks for each segment beside its playlist
+    # (by file name), while a recording's playlists point at the segments where the recorder wrote
+    # them (../../../recordings/...): so it runs on a mirror where each URI is resolved as a player
+    # resolves it, and linked beside the playlist.
+    video = cat.get(out["videoId"])
+    published = root / "outputs" / out["videoId"]
+    mirror = tmp_path / "mirror"
+    (mirror / "source").mkdir(parents=True)
+    (mirror / "master.m3u8").symlink_to(published / "master.m3u8")
+    (mirror / "source" / "index.m3u8").symlink_to(published / "source" / "index.m3u8")
+    for uri, _ in hls.parse_media_playlist((published / "source" / "index.m3u8").read_text()).segments:
+        target = (published / "source" / uri).resolve()
+        assert target.is_relative_to(root.resolve() / "recordings")
+        (mirror / "source" / Path(uri).name).symlink_to(target)
+    worker = TranscodeService(cat, store, FakeEvents(), settings, worker_id="validator")
+    final = worker._validate(mirror, video.renditions, video.duration_seconds or 0)
+    assert len(final["source"]) == SEGMENTS
+    master = hls.parse_master_playlist(store.get_bytes(f"outputs/{out['videoId']}/master.m3u8").decode())
+    assert master[0].resolution == (320, 240) and master[0].bandwidth > 0
+    assert not list(store.list(layout.manifest_session_prefix("cam1", sid)))
+
+    mp4 = store.local_path(out["mp4Key"])
+    probe = subprocess.run(
+        [
+            "ffprobe",
+            "-v",
+            "error",
+            "-show_entries",
+            "format=duration:stream=codec_name",
+            "-of",
+            "json",
+            str(mp4),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    info = json.loads(probe.stdout)
+    assert abs(float(info["format"]["duration"]) - SEGMENTS) < 0.5
+    assert sorted(s["codec_name"] for s in info["streams"]) == ["aac", "h264"]
