@@ -159,6 +159,7 @@ class Stream(BaseModel):
     source_secret: str | None = None  # ciphertext, or None when the source needs no secret
     kvs_stream_name: str
     video_mode: VideoMode = VideoMode.AUTO
+    record_enabled: bool = False  # the relay task also records the feed (reelay.recording.recorder)
     desired_state: DesiredState = DesiredState.STOPPED
     state: StreamState = StreamState.STOPPED
     state_since: datetime = Field(default_factory=utcnow)

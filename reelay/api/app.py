@@ -388,7 +388,7 @@ def _stream(stream: Stream) -> StreamOut:
 def create_stream(body: StreamIn) -> StreamOut:
     who = operator()
     stream = get_services().streams.create(
-        who.user_id, body.name, body.source_url, body.kvs_stream_name, body.video
+        who.user_id, body.name, body.source_url, body.kvs_stream_name, body.video, body.record
     )
     metrics.add_metric(name="StreamCreated", unit=MetricUnit.Count, value=1)
     return _stream(stream)
@@ -416,6 +416,7 @@ def patch_stream(streamId: StreamId, body: PatchStreamIn) -> StreamOut:
         source_url=body.source_url,
         kvs_stream_name=body.kvs_stream_name,
         video=body.video,
+        record=body.record,
     )
     return _stream(stream)
 

@@ -311,6 +311,7 @@ def stream_changes(
     source_secret: str | None,
     kvs_stream_name: str | None,
     video_mode: VideoMode | None,
+    record_enabled: bool | None = None,
 ) -> dict[str, object]:
     """The checked changes of ``update_stream``, by field. The secret goes with the URL (see the port)."""
     changes: dict[str, object] = {}
@@ -328,6 +329,8 @@ def stream_changes(
         changes["kvs_stream_name"] = check_kvs_stream_name(kvs_stream_name)
     if video_mode is not None:
         changes["video_mode"] = _enum(VideoMode, video_mode, "video")
+    if record_enabled is not None:
+        changes["record_enabled"] = bool(record_enabled)
     return changes
 
 

@@ -342,6 +342,7 @@ class MemoryCatalogue(MemoryRecordings):
         source_secret: str | None = None,
         kvs_stream_name: str | None = None,
         video_mode: VideoMode | None = None,
+        record_enabled: bool | None = None,
     ) -> Stream:
         changes = stream_changes(
             name=name,
@@ -350,6 +351,7 @@ class MemoryCatalogue(MemoryRecordings):
             source_secret=source_secret,
             kvs_stream_name=kvs_stream_name,
             video_mode=video_mode,
+            record_enabled=record_enabled,
         )
         with self._lock:
             stream = self._stream(stream_id)
