@@ -18,7 +18,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from reelay.models import Rendition, Stream, utcnow
 from reelay.observability import logger
+from reelay.recording.recorder import SOURCE_RENDITION, Recorder
+from reelay.recording.stores import resolve_store
+from reelay.recording.writer import SessionWriter
 from reelay.relay.credentials import CredentialFile, botocore_provider
 from reelay.relay.sources import check_resolved_host
 from reelay.relay.supervisor import RelayPolicy
@@ -62,6 +66,62 @@ def config_from(settings: Settings) -> RelayTaskConfig:
     )
 
 
+def store_ref(stream: Stream, source: str) -> str:
+    """How the recording workflow finds the session's store again, with no secret in the catalogue:
+    the platform default, or the stream's own store / webhook answer, looked up by stream."""
+    return "default" if source == "default" else f"{source}:{stream.stream_id}"
+
+
+def recorder_factory(catalogue: object, settings: Settings, task_id: str, work: Path) -> Any:
+    """Recorders for one relay task: the store resolved once (webhook, the stream's own, the
+    default; a fallback logged and kept), the writer id being the task id."""
+    from reelay.storage import open_store
+
+    def make(stream: Stream) -> Recorder:
+        choice = resolve_store(stream, settings, session_id=f"task-{task_id}"[-64:], started_at=utcnow())
+        if choice.fallback_reason:
+            logger.warning(
+                "recording to a fallback store",
+                extra={
+                    "streamId": stream.stream_id,
+                    "store": choice.redacted,
+                    "reason": choice.fallback_reason,
+                },
+            )
+        writer = SessionWriter(
+            open_store(choice.url, settings=settings),
+            catalogue,
+            stream.stream_id,
+            writer_id(task_id),
+            [
+                Rendition(
+                    name=SOURCE_RENDITION, bandwidth=0, codecs="avc1.640028", playlist="source/index.m3u8"
+                )
+            ],
+            segment_ms=int(settings.recording_segment_seconds * 1000),
+            chunk_size=settings.recording_chunk_size,
+            reconnect_window_seconds=settings.recording_reconnect_window_seconds,
+            store_url=choice.redacted,
+            store_ref=store_ref(stream, choice.source),
+        )
+        return Recorder(
+            writer,
+            work / "spool",
+            max_spool_bytes=settings.recording_spool_max_bytes,
+            store=choice.redacted,
+            store_fallback=choice.fallback_reason,
+        )
+
+    return make
+
+
+def writer_id(task_id: str) -> str:
+    """The task id as a key component (an ECS task ARN has ':' and '/'): its last part, cleaned."""
+    tail = task_id.rsplit("/", 1)[-1]
+    cleaned = "".join(c if c.isalnum() or c in ".-_" else "-" for c in tail).strip("-._") or "writer"
+    return cleaned[:64]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m transcoder.relay", description=__doc__.splitlines()[0])
     parser.add_argument("--stream-id", default=os.environ.get("REELAY_STREAM_ID"), help="the stream to relay")
@@ -95,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         credentials=CredentialFile(credential_path, botocore_provider()),
         check_source=lambda url: check_source_host(url, allow_loopback=settings.allow_loopback_sources),
         config=config_from(settings),
+        make_recorder=recorder_factory(services.catalogue, settings, task_id, work),
     )
 
     def on_signal(signum: int, _frame: Any) -> None:

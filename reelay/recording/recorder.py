@@ -53,6 +53,8 @@ class RecorderHealth:
     last_error: str | None
     sessions_started: int
     discontinuities: int  # starts that continued an earlier session
+    store: str | None = None  # the store, redacted
+    store_fallback: str | None = None  # why the webhook's or the stream's store was passed over
 
 
 @dataclass
@@ -80,6 +82,8 @@ class Recorder:
         retry_seconds: float = 1.0,
         wall_ms: Callable[[], int] = lambda: int(time.time() * 1000),
         on_dropped: Callable[[int], None] | None = None,
+        store: str | None = None,
+        store_fallback: str | None = None,
     ) -> None:
         self.writer = writer
         self.spool_dir = Path(spool_dir)
@@ -89,6 +93,7 @@ class Recorder:
         self.retry_seconds = retry_seconds
         self._wall_ms = wall_ms
         self.on_dropped = on_dropped  # the task's metric hook (count of segments just dropped)
+        self.store, self.store_fallback = store, store_fallback
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._queue: deque[_Segment | _Command] = deque()
@@ -211,6 +216,8 @@ class Recorder:
                 last_error=self._last_error,
                 sessions_started=self._started,
                 discontinuities=self._continued,
+                store=self.store,
+                store_fallback=self.store_fallback,
             )
 
     # --- the worker -----------------------------------------------------------------------------
