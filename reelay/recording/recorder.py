@@ -88,6 +88,11 @@ class Recorder:
         self.writer = writer
         self.spool_dir = Path(spool_dir)
         self.spool_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # Files a previous task left (killed before uploading them) carry no duration or time of their
+        # own: fixup already has every segment that reached the store, so these only take up disk.
+        left = self._sweep_spool(set())
+        if left:
+            log.warning("discarded %d segment file(s) a previous relay task left in the spool", left)
         self.max_spool_bytes = max_spool_bytes
         self.rendition = rendition
         self.retry_seconds = retry_seconds
@@ -171,7 +176,7 @@ class Recorder:
         with self._lock:
             if not self._open:
                 return False
-            self._queue.append(_Command("end", f"source down longer than {window} s"))
+            self._queue.append(_Command("end", f"source down longer than the reconnect window ({window} s)"))
             self._open = False
             self._wake.notify()
         return True
@@ -199,7 +204,18 @@ class Recorder:
             self._closing = True
             self._wake.notify()
         self._thread.join(timeout)
-        return not self._thread.is_alive()
+        if self._thread.is_alive():
+            return False
+        self._sweep_spool(set())  # unfinished files of pipelines that dropped mid-segment
+        return True
+
+    def _sweep_spool(self, keep: set[Path]) -> int:
+        removed = 0
+        for path in self.spool_dir.glob("*.ts"):
+            if path not in keep:
+                path.unlink(missing_ok=True)
+                removed += 1
+        return removed
 
     def health(self) -> RecorderHealth:
         with self._lock:

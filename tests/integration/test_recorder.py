@@ -14,7 +14,6 @@ import pytest
 from local.cameras import RtspCamera
 from reelay.catalogue.memory import MemoryCatalogue
 from reelay.models import RecordingState, Rendition
-from reelay.ports import ObjectStore
 from reelay.recording import layout
 from reelay.recording.manifests import Retry
 from reelay.recording.recorder import Recorder
@@ -24,6 +23,7 @@ from reelay.relay.supervisor import RelayPolicy, Supervisor
 from reelay.storage.file import FileStore
 from tests.camera_fixtures import rtsp_camera
 from tests.relay_fixtures import wait_until
+from tests.unit.test_recorder import FlakyStore
 
 __all__ = ["rtsp_camera"]  # fixtures used by name
 
@@ -31,22 +31,6 @@ pytestmark = pytest.mark.media
 
 SOURCE = Rendition(name="source", bandwidth=1, codecs="avc1.640028", playlist="source/index.m3u8")
 FAST = Retry(attempts=2, base_seconds=0.05, cap_seconds=0.1)
-
-
-class FlakyStore:
-    """A real file store that refuses every write while ``down`` is set (a store outage)."""
-
-    def __init__(self, store: ObjectStore) -> None:
-        self.store = store
-        self.down = threading.Event()
-
-    def put_bytes(self, key: str, data: bytes, **kwargs: object) -> None:
-        if self.down.is_set():
-            raise ConnectionError("store unreachable")
-        self.store.put_bytes(key, data, **kwargs)  # type: ignore[arg-type]
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self.store, name)
 
 
 @dataclass
