@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import signal
 import socket
 import sys
@@ -92,7 +93,7 @@ def recorder_factory(catalogue: object, settings: Settings, task_id: str, work: 
             open_store(choice.url, settings=settings),
             catalogue,
             stream.stream_id,
-            writer_id(task_id),
+            writer_id(task_id, secrets.token_hex(3)),
             [
                 Rendition(
                     name=SOURCE_RENDITION, bandwidth=0, codecs="avc1.640028", playlist="source/index.m3u8"
@@ -115,11 +116,16 @@ def recorder_factory(catalogue: object, settings: Settings, task_id: str, work: 
     return make
 
 
-def writer_id(task_id: str) -> str:
-    """The task id as a key component (an ECS task ARN has ':' and '/'): its last part, cleaned."""
+def writer_id(task_id: str, instance: str | None = None) -> str:
+    """The task id as a key component (an ECS task ARN has ':' and '/'): its last part, cleaned, and
+    this process's ``instance`` tag. The tag matters where task ids repeat (the local launcher names a
+    stream's tasks alike): a restarted writer reusing its predecessor's id would rewrite that one's
+    chunk manifests and could reuse its sequence numbers."""
     tail = task_id.rsplit("/", 1)[-1]
     cleaned = "".join(c if c.isalnum() or c in ".-_" else "-" for c in tail).strip("-._") or "writer"
-    return cleaned[:64]
+    if instance is None:
+        return cleaned[:64]
+    return f"{cleaned[: 63 - len(instance)]}-{instance}"
 
 
 def main(argv: list[str] | None = None) -> int:

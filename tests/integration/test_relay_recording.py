@@ -110,8 +110,8 @@ def test_a_relay_killed_mid_session_leaves_segments_fixup_recovers_in_full(
     sessions = rig.catalogue.list_recording_sessions(stream.stream_id)
     assert len(sessions) == 1, sessions
     session = sessions[0]
-    # (the local launcher names a stream's tasks alike: the restarted writer has the same id)
     assert session.state == RecordingState.ENDED and session.discontinuities >= 1
+    assert len(session.writers) == 2  # the killed task's writer and its replacement
     # Fixup's listing: every segment that reached the store is in the merged recording.
     listing = steps.list_session(rig.store(), stream.stream_id, session.session_id)
     merged = listing.merged("source")

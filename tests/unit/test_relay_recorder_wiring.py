@@ -26,6 +26,7 @@ def test_an_ecs_task_arn_becomes_a_key_safe_writer_id() -> None:
     assert writer_id("a:b c") == "a-b-c"
     assert len(writer_id("x" * 200)) == 64
     assert writer_id("///") == "writer"
+    assert writer_id("local-" + "s" * 64, "a1b2c3") == "local-" + "s" * 51 + "-a1b2c3"  # 64 chars
 
 
 def test_the_store_reference_never_holds_a_url() -> None:
@@ -46,7 +47,8 @@ def test_the_recorder_records_to_the_default_store_under_the_task_s_writer_id(tm
     recorder = make(STREAM)
     try:
         w = recorder.writer
-        assert (w.stream_id, w.writer_id, w.segment_ms, w.chunk_size, w.window) == ("s1", "abc", 1500, 7, 9)
+        assert (w.stream_id, w.segment_ms, w.chunk_size, w.window) == ("s1", 1500, 7, 9)
+        assert w.writer_id.startswith("abc-") and len(w.writer_id) == 10  # task id, process tag
         assert (w.store_url, w.store_ref) == (f"file://{tmp_path / 'rec'}", "default")
         assert [r.name for r in w.renditions] == ["source"]
         h = recorder.health()
