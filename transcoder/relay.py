@@ -155,9 +155,13 @@ def main(argv: list[str] | None = None) -> int:
         args.stream_id,
         task_id,
         reveal_source=services.streams.source_url_for_relay,
-        make_sink=lambda stream: kvssink_factory(
-            stream_name=stream.kvs_stream_name, region=region, credential_path=credential_path
-        ),
+        make_sink=lambda stream: (
+            kvssink_factory(
+                stream_name=stream.kvs_stream_name, region=region, credential_path=credential_path
+            )
+            if stream.kvs_stream_name
+            else None
+        ),  # a stream that only records
         credentials=CredentialFile(credential_path, botocore_provider()),
         check_source=lambda url: check_source_host(url, allow_loopback=settings.allow_loopback_sources),
         config=config_from(settings),

@@ -388,7 +388,13 @@ def _stream(stream: Stream) -> StreamOut:
 def create_stream(body: StreamIn) -> StreamOut:
     who = operator()
     stream = get_services().streams.create(
-        who.user_id, body.name, body.source_url, body.kvs_stream_name, body.video, body.record
+        who.user_id,
+        body.name,
+        body.source_url,
+        body.kvs_stream_name,
+        body.video,
+        record=body.record,
+        relay=body.relay,
     )
     metrics.add_metric(name="StreamCreated", unit=MetricUnit.Count, value=1)
     return _stream(stream)

@@ -308,6 +308,10 @@ class StreamIn(_Request):
         default=False,
         description="Also record the feed to the stream's object store (HLS segments, finalized to a video)",
     )
+    relay: StrictBool = Field(
+        default=True,
+        description="Relay the feed to Kinesis Video Streams; false records only (record must then be true)",
+    )
 
 
 class PatchStreamIn(_Request):
@@ -335,7 +339,7 @@ class StreamOut(_Wire):
     source_secrets: list[str] = Field(
         description="Which secrets the source has (e.g. password, passphrase); their values are never shown"
     )
-    kvs_stream_name: str
+    kvs_stream_name: str | None = Field(description="The KVS stream; null when the stream only records")
     video: VideoMode
     record: bool = Field(description="Whether the relay task also records the feed")
     desired_state: DesiredState

@@ -208,7 +208,10 @@ def check_stream(stream: Stream) -> None:
     _check_text("ownerId", stream.owner_id, OWNER_ID_MAX)
     check_stream_name(stream.name)
     check_source(stream.source_url, stream.source_secret)
-    check_kvs_stream_name(stream.kvs_stream_name)
+    if stream.kvs_stream_name is not None:
+        check_kvs_stream_name(stream.kvs_stream_name)
+    elif not stream.record_enabled:
+        raise InvalidInput("a stream relays to KVS, records, or both")
     check_health(_health_of(stream))
     if stream.lease_token < 0:
         raise InvalidInput("leaseToken must not be negative")

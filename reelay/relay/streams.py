@@ -70,7 +70,14 @@ class StreamService:
         kvs_stream_name: str | None = None,
         video: VideoMode = VideoMode.AUTO,
         record: bool = False,
+        relay: bool = True,
     ) -> Stream:
+        """``relay``: to KVS (under ``kvs_stream_name`` or a name of its own); ``record``: to the
+        stream's store. One of them at least."""
+        if not relay and not record:
+            raise InvalidInput("a stream relays to KVS, records, or both: set relay or record")
+        if not relay and kvs_stream_name is not None:
+            raise InvalidInput("kvsStreamName is for a stream that relays to KVS")
         source = self._source(source_url)
         stream_id = uuid.uuid4().hex
         stream = Stream(
@@ -80,8 +87,11 @@ class StreamService:
             source_url=source.url,
             source_protocol=source.protocol,
             source_secret=self.secrets.seal(source.secrets),
-            kvs_stream_name=self._kvs_name(kvs_stream_name)
-            or f"{self.settings.kvs_stream_prefix}{stream_id}",
+            kvs_stream_name=(
+                self._kvs_name(kvs_stream_name) or f"{self.settings.kvs_stream_prefix}{stream_id}"
+            )
+            if relay
+            else None,
             video_mode=VideoMode(video),
             record_enabled=bool(record),
         )
@@ -106,6 +116,8 @@ class StreamService:
         if all(v is None for v in (name, source_url, kvs_stream_name, video, record)):
             raise InvalidInput("give name, sourceUrl, kvsStreamName, video or record")
         stream = self.get(owner_id, stream_id)
+        if record is False and stream.kvs_stream_name is None:
+            raise InvalidInput("this stream only records: it cannot stop recording")
         relaying = any(v is not None for v in (source_url, kvs_stream_name, video, record))
         if relaying and (stream.desired_state == DesiredState.RUNNING or stream.lease_live(utcnow())):
             # A running task keeps what it started with; changing it under the task would only mislead.

@@ -93,7 +93,7 @@ class RelayTask:
         task_id: str,
         *,
         reveal_source: Callable[[Stream], str],
-        make_sink: Callable[[Stream], SinkFactory],
+        make_sink: Callable[[Stream], SinkFactory | None],  # None: the stream does not relay to KVS
         credentials: CredentialFile | None = None,
         check_source: Callable[[str], None] | None = None,
         config: RelayTaskConfig | None = None,
@@ -143,6 +143,11 @@ class RelayTask:
                 target=self.credentials.run, args=(stop_credentials,), name="kvs-credentials", daemon=True
             ).start()
         recording: RecordingSpec | None = None
+        make_sink = self.make_sink(stream)
+        if make_sink is None and (not stream.record_enabled or self.make_recorder is None):
+            log.error("the stream neither relays to KVS nor records here: nothing to do", extra=ids)
+            self.catalogue.release_stream_lease(self.stream_id, self.task_id, token)
+            return 0
         if stream.record_enabled and self.make_recorder is not None:
             self.recorder = self.make_recorder(stream)
             recording = RecordingSpec(
@@ -152,7 +157,7 @@ class RelayTask:
             )
         supervisor = Supervisor(
             SourceSpec(url=self.reveal_source(stream), video=str(stream.video_mode.value)),
-            self.make_sink(stream),
+            make_sink,
             recording=recording,
             policy=self.config.policy,
             check_source=self.check_source,

@@ -36,8 +36,8 @@ pytestmark = [pytest.mark.media, pytest.mark.mysql]
 class RecordingRig(RelayRig):
     store_root: Path
 
-    def record(self, url: str) -> Stream:
-        stream = self.streams.create(OWNER, f"recorded {secrets.token_hex(3)}", url, record=True)
+    def record(self, url: str, *, relay: bool = True) -> Stream:
+        stream = self.streams.create(OWNER, f"recorded {secrets.token_hex(3)}", url, record=True, relay=relay)
         self.streams.start(OWNER, stream.stream_id)
         return self.catalogue.get_stream(stream.stream_id)
 
@@ -156,3 +156,15 @@ def test_a_store_outage_never_stops_kvs_and_segments_arrive_after_it(
     assert "segmentsDropped" not in rig.log(stream)
     session = rig.catalogue.list_recording_sessions(stream.stream_id)[0]
     assert session.state == RecordingState.ENDED
+
+
+def test_a_stream_that_only_records_runs_without_kvs(rig: RecordingRig, rtsp_camera: RtspCamera) -> None:
+    stream = rig.record(rtsp_camera.url, relay=False)
+    assert stream.kvs_stream_name is None
+    rig.wait_segments(stream, 2)
+    # No acks to wait for: media flowing through the recording branch is the relay running.
+    assert rig.wait_state(stream, "running", timeout=20).last_fragment_number is None
+    assert [r.path for r in rig.kvs.requests if r.stream is not None] == []  # KVS never called
+    rig.streams.stop(OWNER, stream.stream_id)
+    wait_until(lambda: rig.relays.pid(stream.stream_id) is None, 30, "the task to end")
+    assert rig.catalogue.list_recording_sessions(stream.stream_id)[0].state == RecordingState.ENDED
