@@ -10,6 +10,7 @@ import shutil
 import signal
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -59,16 +60,16 @@ class RecordingRig(RelayRig):
         )
 
 
-@pytest.fixture
-def rig(tmp_path: Path, relay_database: str) -> Iterator[RecordingRig]:
+@contextmanager
+def recording_rig(tmp_path: Path, database: str, **env: str) -> Iterator[RecordingRig]:
     kvs = KvsStandIn(tmp_path / "kvs").start()
     key = secrets.token_urlsafe(32)
     store_root = tmp_path / "store"
     store_root.mkdir()
-    settings = Settings(database_url=relay_database, stream_secret_keys=key, allow_loopback_sources=True)  # type: ignore[arg-type]
-    catalogue = MySQLCatalogue(ConnectionProvider.from_url(relay_database))
-    env = child_environment(
-        relay_database,
+    settings = Settings(database_url=database, stream_secret_keys=key, allow_loopback_sources=True)  # type: ignore[arg-type]
+    catalogue = MySQLCatalogue(ConnectionProvider.from_url(database))
+    child_env = child_environment(
+        database,
         kvs,
         tmp_path / "work",
         key,
@@ -76,8 +77,9 @@ def rig(tmp_path: Path, relay_database: str) -> Iterator[RecordingRig]:
         REELAY_RECORDING_STORE_URL=f"file://{store_root}",
         REELAY_RECORDING_SEGMENT_SECONDS="1",
         REELAY_RECORDING_CHUNK_SIZE="4",
+        **env,
     )
-    relays = LocalRelays(catalogue, log_dir=tmp_path / "relays", env=env)
+    relays = LocalRelays(catalogue, log_dir=tmp_path / "relays", env=child_env)
     streams = StreamService(catalogue, relays, SourceSecrets([key]), settings)
     r = RecordingRig(catalogue, streams, relays, kvs, tmp_path / "relays", settings)
     r.store_root = store_root
@@ -91,6 +93,12 @@ def rig(tmp_path: Path, relay_database: str) -> Iterator[RecordingRig]:
         loop.join(30)
         relays.stop_all()
         kvs.stop()
+
+
+@pytest.fixture
+def rig(tmp_path: Path, relay_database: str) -> Iterator[RecordingRig]:
+    with recording_rig(tmp_path, relay_database) as r:
+        yield r
 
 
 def test_a_relay_killed_mid_session_leaves_segments_fixup_recovers_in_full(
@@ -168,3 +176,27 @@ def test_a_stream_that_only_records_runs_without_kvs(rig: RecordingRig, rtsp_cam
     rig.streams.stop(OWNER, stream.stream_id)
     wait_until(lambda: rig.relays.pid(stream.stream_id) is None, 30, "the task to end")
     assert rig.catalogue.list_recording_sessions(stream.stream_id)[0].state == RecordingState.ENDED
+
+
+def test_a_source_down_longer_than_the_window_ends_the_session_and_its_return_starts_another(
+    tmp_path: Path, relay_database: str, rtsp_camera: RtspCamera
+) -> None:
+    with recording_rig(tmp_path, relay_database, REELAY_RECORDING_RECONNECT_WINDOW_SECONDS="2") as r:
+        stream = r.record(rtsp_camera.url)
+        r.wait_segments(stream, 1)
+        rtsp_camera.kill()
+
+        def sessions() -> list[RecordingState]:
+            return [s.state for s in r.catalogue.list_recording_sessions(stream.stream_id)]
+
+        # The lease beat (every 1.5 s here) sees the source down past the window and ends the session.
+        wait_until(
+            lambda: sessions() == [RecordingState.ENDED], 20, f"the session to end; log:\n{r.log(stream)}"
+        )
+        (ended,) = r.catalogue.list_recording_sessions(stream.stream_id)
+        assert ended.end_reason and "reconnect window" in ended.end_reason
+        rtsp_camera.start()
+        wait_until(lambda: len(sessions()) == 2, 40, f"a second session; log:\n{r.log(stream)}")
+        r.streams.stop(OWNER, stream.stream_id)
+        wait_until(lambda: r.relays.pid(stream.stream_id) is None, 30, "the task to end")
+        assert sessions() == [RecordingState.ENDED, RecordingState.ENDED]
