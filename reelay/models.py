@@ -157,8 +157,9 @@ class Stream(BaseModel):
     source_url: str
     source_protocol: SourceProtocol
     source_secret: str | None = None  # ciphertext, or None when the source needs no secret
-    kvs_stream_name: str
+    kvs_stream_name: str | None  # None: the stream only records (it must then record)
     video_mode: VideoMode = VideoMode.AUTO
+    record_enabled: bool = False  # the relay task also records the feed (reelay.recording.recorder)
     desired_state: DesiredState = DesiredState.STOPPED
     state: StreamState = StreamState.STOPPED
     state_since: datetime = Field(default_factory=utcnow)

@@ -174,6 +174,7 @@ class StreamCatalogue(Protocol):
         source_secret: str | None = None,
         kvs_stream_name: str | None = None,
         video_mode: VideoMode | None = None,
+        record_enabled: bool | None = None,
     ) -> Stream:
         """Change what is given. ``source_secret`` goes with ``source_url``: it replaces the stored
         secret (None clears it) when, and only when, ``source_url`` is given."""

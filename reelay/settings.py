@@ -123,6 +123,10 @@ class Settings(BaseSettings):
     recording_chunk_size: int = 100  # entries per rolling chunk manifest
     recording_reconnect_window_seconds: int = 60  # 0 disables: every reconnect starts a new session
     recording_mp4: bool = False  # the workflow also makes an MP4 of every finished session
+    # The relay task's local spool of closed segments waiting for the store (an outage): past this,
+    # the oldest are dropped and counted. The spool lives under relay_work_dir/<streamId>/spool.
+    recording_spool_max_bytes: int = 512 * 1024 * 1024
+    recording_segment_seconds: float = 2.0  # segments split at the first keyframe after this long
     # The recording workflow's state machine; unset locally, where the workflow runs in-process.
     recording_state_machine_arn: str | None = None
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import signal
 import socket
 import sys
@@ -18,7 +19,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from reelay.models import Rendition, Stream, utcnow
 from reelay.observability import logger
+from reelay.recording.recorder import SOURCE_RENDITION, Recorder
+from reelay.recording.stores import resolve_store
+from reelay.recording.writer import SessionWriter
 from reelay.relay.credentials import CredentialFile, botocore_provider
 from reelay.relay.sources import check_resolved_host
 from reelay.relay.supervisor import RelayPolicy
@@ -63,6 +68,67 @@ def config_from(settings: Settings) -> RelayTaskConfig:
     )
 
 
+def store_ref(stream: Stream, source: str) -> str:
+    """How the recording workflow finds the session's store again, with no secret in the catalogue:
+    the platform default, or the stream's own store / webhook answer, looked up by stream."""
+    return "default" if source == "default" else f"{source}:{stream.stream_id}"
+
+
+def recorder_factory(catalogue: object, settings: Settings, task_id: str, work: Path) -> Any:
+    """Recorders for one relay task: the store resolved once (webhook, the stream's own, the
+    default; a fallback logged and kept), the writer id being the task id."""
+    from reelay.storage import open_store
+
+    def make(stream: Stream) -> Recorder:
+        choice = resolve_store(stream, settings, session_id=f"task-{task_id}"[-64:], started_at=utcnow())
+        if choice.fallback_reason:
+            logger.warning(
+                "recording to a fallback store",
+                extra={
+                    "streamId": stream.stream_id,
+                    "store": choice.redacted,
+                    "reason": choice.fallback_reason,
+                },
+            )
+        writer = SessionWriter(
+            open_store(choice.url, settings=settings),
+            catalogue,
+            stream.stream_id,
+            writer_id(task_id, secrets.token_hex(3)),
+            [
+                Rendition(
+                    name=SOURCE_RENDITION, bandwidth=0, codecs="avc1.640028", playlist="source/index.m3u8"
+                )
+            ],
+            segment_ms=int(settings.recording_segment_seconds * 1000),
+            chunk_size=settings.recording_chunk_size,
+            reconnect_window_seconds=settings.recording_reconnect_window_seconds,
+            store_url=choice.redacted,
+            store_ref=store_ref(stream, choice.source),
+        )
+        return Recorder(
+            writer,
+            work / "spool",
+            max_spool_bytes=settings.recording_spool_max_bytes,
+            store=choice.redacted,
+            store_fallback=choice.fallback_reason,
+        )
+
+    return make
+
+
+def writer_id(task_id: str, instance: str | None = None) -> str:
+    """The task id as a key component (an ECS task ARN has ':' and '/'): its last part, cleaned, and
+    this process's ``instance`` tag. The tag matters where task ids repeat (the local launcher names a
+    stream's tasks alike): a restarted writer reusing its predecessor's id would rewrite that one's
+    chunk manifests and could reuse its sequence numbers."""
+    tail = task_id.rsplit("/", 1)[-1]
+    cleaned = "".join(c if c.isalnum() or c in ".-_" else "-" for c in tail).strip("-._") or "writer"
+    if instance is None:
+        return cleaned[:64]
+    return f"{cleaned[: 63 - len(instance)]}-{instance}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m transcoder.relay", description=__doc__.splitlines()[0])
     parser.add_argument("--stream-id", default=os.environ.get("REELAY_STREAM_ID"), help="the stream to relay")
@@ -90,12 +156,17 @@ def main(argv: list[str] | None = None) -> int:
         args.stream_id,
         task_id,
         reveal_source=services.streams.source_url_for_relay,
-        make_sink=lambda stream: kvssink_factory(
-            stream_name=stream.kvs_stream_name, region=region, credential_path=credential_path
-        ),
+        make_sink=lambda stream: (
+            kvssink_factory(
+                stream_name=stream.kvs_stream_name, region=region, credential_path=credential_path
+            )
+            if stream.kvs_stream_name
+            else None
+        ),  # a stream that only records
         credentials=CredentialFile(credential_path, botocore_provider()),
         check_source=lambda url: check_source_host(url, allow_loopback=settings.allow_loopback_sources),
         config=config_from(settings),
+        make_recorder=recorder_factory(services.catalogue, settings, task_id, work),
     )
 
     def on_signal(signum: int, _frame: Any) -> None:

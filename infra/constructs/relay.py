@@ -53,6 +53,7 @@ from infra.constructs.media import (
 )
 from infra.environment import PlatformRefs
 from infra.nag import acknowledge
+from reelay.recording.layout import ROOT as RECORDING_ROOT
 
 _ONE_MINUTE = Duration.minutes(1)
 
@@ -149,6 +150,17 @@ class Relay(Construct):
         if self.stream_secret is not None:
             self.stream_secret.grant_read(role)  # opens the camera password of its source URL
         grant_metrics(role)
+        # The recorder writes segments and chunk manifests, each once or rewritten in place, under
+        # recordings/ of the default store; it never reads, lists or deletes (finalize does).
+        role.add_to_principal_policy(
+            iam.PolicyStatement(actions=["s3:PutObject"], resources=[refs.objects_arn(RECORDING_ROOT)])
+        )
+        refs.acknowledge_prefix_grant(
+            role,
+            RECORDING_ROOT,
+            "Writes recording segments and manifests under recordings/<streamId>/ and "
+            "recordings/_manifests/; session ids are made at run time.",
+        )
         acknowledge(
             role,
             "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:kinesisvideo:<AWS::Region>:<AWS::AccountId>:"

@@ -455,7 +455,13 @@ def _stream(stream: Stream) -> StreamOut:
 def create_stream(body: StreamIn) -> StreamOut:
     who = operator()
     stream = get_services().streams.create(
-        who.user_id, body.name, body.source_url, body.kvs_stream_name, body.video
+        who.user_id,
+        body.name,
+        body.source_url,
+        body.kvs_stream_name,
+        body.video,
+        record=body.record,
+        relay=body.relay,
     )
     metrics.add_metric(name="StreamCreated", unit=MetricUnit.Count, value=1)
     return _stream(stream)
@@ -483,6 +489,7 @@ def patch_stream(streamId: StreamId, body: PatchStreamIn) -> StreamOut:
         source_url=body.source_url,
         kvs_stream_name=body.kvs_stream_name,
         video=body.video,
+        record=body.record,
     )
     return _stream(stream)
 

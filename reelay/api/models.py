@@ -16,6 +16,7 @@ from pydantic import (
     EmailStr,
     Field,
     PlainSerializer,
+    StrictBool,
     StrictInt,
     StringConstraints,
 )
@@ -303,6 +304,14 @@ class StreamIn(_Request):
         default=VideoMode.AUTO,
         description="auto: relay H.264 as it comes, transcode other codecs; passthrough; transcode",
     )
+    record: StrictBool = Field(
+        default=False,
+        description="Also record the feed to the stream's object store (HLS segments, finalized to a video)",
+    )
+    relay: StrictBool = Field(
+        default=True,
+        description="Relay the feed to Kinesis Video Streams; false records only (record must then be true)",
+    )
 
 
 class PatchStreamIn(_Request):
@@ -310,6 +319,7 @@ class PatchStreamIn(_Request):
     source_url: SourceUrl | None = None
     kvs_stream_name: KvsStreamName | None = None
     video: VideoMode | None = None
+    record: StrictBool | None = Field(default=None, description="Record the feed, or stop recording it")
 
 
 class RelayTaskOut(_Wire):
@@ -329,8 +339,9 @@ class StreamOut(_Wire):
     source_secrets: list[str] = Field(
         description="Which secrets the source has (e.g. password, passphrase); their values are never shown"
     )
-    kvs_stream_name: str
+    kvs_stream_name: str | None = Field(description="The KVS stream; null when the stream only records")
     video: VideoMode
+    record: bool = Field(description="Whether the relay task also records the feed")
     desired_state: DesiredState
     state: StreamState
     state_since: UtcDateTime
@@ -366,6 +377,7 @@ class StreamOut(_Wire):
             source_secrets=[n.removeprefix("query:") for n in secret_names],
             kvs_stream_name=stream.kvs_stream_name,
             video=stream.video_mode,
+            record=stream.record_enabled,
             desired_state=stream.desired_state,
             state=stream.state,
             state_since=stream.state_since,

@@ -220,7 +220,10 @@ def check_stream(stream: Stream) -> None:
     _check_text("ownerId", stream.owner_id, OWNER_ID_MAX)
     check_stream_name(stream.name)
     check_source(stream.source_url, stream.source_secret)
-    check_kvs_stream_name(stream.kvs_stream_name)
+    if stream.kvs_stream_name is not None:
+        check_kvs_stream_name(stream.kvs_stream_name)
+    elif not stream.record_enabled:
+        raise InvalidInput("a stream relays to KVS, records, or both")
     check_health(_health_of(stream))
     if stream.lease_token < 0:
         raise InvalidInput("leaseToken must not be negative")
@@ -323,6 +326,7 @@ def stream_changes(
     source_secret: str | None,
     kvs_stream_name: str | None,
     video_mode: VideoMode | None,
+    record_enabled: bool | None = None,
 ) -> dict[str, object]:
     """The checked changes of ``update_stream``, by field. The secret goes with the URL (see the port)."""
     changes: dict[str, object] = {}
@@ -340,6 +344,8 @@ def stream_changes(
         changes["kvs_stream_name"] = check_kvs_stream_name(kvs_stream_name)
     if video_mode is not None:
         changes["video_mode"] = _enum(VideoMode, video_mode, "video")
+    if record_enabled is not None:
+        changes["record_enabled"] = bool(record_enabled)
     return changes
 
 

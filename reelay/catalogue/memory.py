@@ -302,14 +302,17 @@ class MemoryCatalogue(MemoryRecordings):
             now = self._clock()
             for other in list(self._streams.values()):
                 if (
-                    other.kvs_stream_name == stream.kvs_stream_name
+                    stream.kvs_stream_name is not None
+                    and other.kvs_stream_name == stream.kvs_stream_name
                     and other.deleted_at
                     and not other.lease_live(now)
                 ):
                     del self._streams[other.stream_id]  # a deleted stream no task holds gives its name back
             if stored.stream_id in self._streams:
                 raise Conflict(f"stream {stored.stream_id} already exists")
-            if any(s.kvs_stream_name == stored.kvs_stream_name for s in self._streams.values()):
+            if stored.kvs_stream_name is not None and any(
+                s.kvs_stream_name == stored.kvs_stream_name for s in self._streams.values()
+            ):
                 raise Conflict(f"kvsStreamName {stored.kvs_stream_name} is used by another stream")
             self._streams[stored.stream_id] = stored
             return stored.model_copy()
@@ -342,6 +345,7 @@ class MemoryCatalogue(MemoryRecordings):
         source_secret: str | None = None,
         kvs_stream_name: str | None = None,
         video_mode: VideoMode | None = None,
+        record_enabled: bool | None = None,
     ) -> Stream:
         changes = stream_changes(
             name=name,
@@ -350,6 +354,7 @@ class MemoryCatalogue(MemoryRecordings):
             source_secret=source_secret,
             kvs_stream_name=kvs_stream_name,
             video_mode=video_mode,
+            record_enabled=record_enabled,
         )
         with self._lock:
             stream = self._stream(stream_id)

@@ -360,6 +360,7 @@ class MySQLCatalogue(MySQLRecordings):
         source_secret: str | None = None,
         kvs_stream_name: str | None = None,
         video_mode: VideoMode | None = None,
+        record_enabled: bool | None = None,
     ) -> Stream:
         changes = stream_changes(
             name=name,
@@ -368,6 +369,7 @@ class MySQLCatalogue(MySQLRecordings):
             source_secret=source_secret,
             kvs_stream_name=kvs_stream_name,
             video_mode=video_mode,
+            record_enabled=record_enabled,
         )
         columns = {_CAMEL[k]: (v.value if isinstance(v, StrEnum) else v) for k, v in changes.items()}
         if not columns:
@@ -553,7 +555,7 @@ class MySQLCatalogue(MySQLRecordings):
 
 _STREAM_COLUMNS = (
     "streamId, ownerId, name, sourceUrl, sourceProtocol, sourceSecret, kvsStreamName, videoMode,"
-    " desiredState, state, stateSince, outageCause, outageSince, reconnects, inputBitrateBps,"
+    " recordEnabled, desiredState, state, stateSince, outageCause, outageSince, reconnects, inputBitrateBps,"
     " lastFragmentNumber, lastFragmentTimecode, lastFragmentAckAt, credentialsExpireAt, leaseOwner,"
     " leaseExpiresAt, leaseToken, taskStartedAt, heartbeatAt, createdAt, updatedAt, deletedAt"
 )
@@ -568,6 +570,7 @@ _CAMEL = {
     "source_secret": "sourceSecret",
     "kvs_stream_name": "kvsStreamName",
     "video_mode": "videoMode",
+    "record_enabled": "recordEnabled",
 }
 
 
@@ -601,6 +604,7 @@ def _stream_row(stream: Stream) -> dict[str, Any]:
         "sourceSecret": stream.source_secret,
         "kvsStreamName": stream.kvs_stream_name,
         "videoMode": stream.video_mode.value,
+        "recordEnabled": 1 if stream.record_enabled else 0,
         "desiredState": stream.desired_state.value,
         "state": stream.state.value,
         "stateSince": at(stream.state_since),
@@ -635,6 +639,7 @@ def _to_stream(row: dict[str, Any]) -> Stream:
         source_secret=row["sourceSecret"],
         kvs_stream_name=row["kvsStreamName"],
         video_mode=VideoMode(row["videoMode"]),
+        record_enabled=bool(row["recordEnabled"]),
         desired_state=DesiredState(row["desiredState"]),
         state=StreamState(row["state"]),
         state_since=at(row["stateSince"]) or _naive(row["createdAt"]),

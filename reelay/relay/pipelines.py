@@ -4,6 +4,17 @@
                        ├─ other codec / transcode: decodebin ─ x264enc ─ h264parse ──┼─ avc/au ─ queue ─ sink
                        └─ audio and anything else: fakesink
 
+When the stream records, a tee follows the avc/au capsfilter: one branch to the KVS queue and sink
+(none when the stream does not relay to KVS), one recording branch,
+
+    tee ─ queue (leaky, bounded) ─ h264parse ─ splitmuxsink (mpegtsmux, keyframe-aligned splits)
+
+writing segment files into a local spool directory. The recording branch's queue drops its oldest
+buffers rather than ever holding up the tee, so a slow disk never stalls KVS; uploads happen on the
+recorder's own thread (``reelay.recording.recorder``). Closed segments are seen in the branch's bin
+(``handle_message``) rather than on the bus: the bus is read by the runner's drain at stop, which
+would swallow the last segment's message.
+
 RTP depayloaders give H.264 a PTS but no DTS, and kvssink then invents DTS values far from the PTS
 and sends nothing: h264timestamper computes the DTS from the stream itself.
 The sink is whatever ``make_sink`` builds: kvssink in production, a recorder or a fakesink in tests.
@@ -14,11 +25,15 @@ Audio is not relayed: the KVS stream carries one H.264 track.
 from __future__ import annotations
 
 import logging
+import threading
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
 from urllib.parse import urlsplit
 
-from reelay.media._gst import Gst
+from reelay.media._gst import Gst, ensure_init
 from reelay.media.runner import FlowMeter
 
 log = logging.getLogger(__name__)
@@ -53,6 +68,26 @@ class SourceSpec:
         raise ValueError(f"unsupported source scheme {scheme!r}")
 
 
+class SegmentSink(Protocol):
+    """What the recording branch tells (the recorder); called from streaming threads, must not block."""
+
+    def media_started(self) -> None: ...
+
+    def segment_closed(self, path: str | Path, duration_ms: int) -> None: ...
+
+
+@dataclass(frozen=True)
+class RecordingSpec:
+    """The recording branch: segments of about ``segment_seconds`` (split at the next keyframe) into
+    ``spool_dir``, told to ``segments``. ``queue_seconds``/``queue_bytes`` bound the leaky queue."""
+
+    segments: SegmentSink
+    spool_dir: Path
+    segment_seconds: float = 2.0
+    queue_seconds: float = 4.0
+    queue_bytes: int = 32 * 1024 * 1024
+
+
 def _make(factory: str, name: str | None = None, **props: object) -> Gst.Element:
     element = Gst.ElementFactory.make(factory, name)
     if element is None:
@@ -68,10 +103,13 @@ class RelayPipeline:
     def __init__(
         self,
         source: SourceSpec,
-        make_sink: Callable[[], Gst.Element],
+        make_sink: Callable[[], Gst.Element] | None,
         *,
         on_problem: Callable[[str], None] = lambda _reason: None,
+        recording: RecordingSpec | None = None,
     ) -> None:
+        if make_sink is None and recording is None:
+            raise ValueError("a relay pipeline needs a sink, a recording, or both")
         self.source = source
         self.meter = FlowMeter()
         self.on_problem = on_problem  # a permanent configuration problem, found once caps are known
@@ -79,17 +117,36 @@ class RelayPipeline:
         self.video_linked = False
         self.codec: str | None = None
 
-        self.queue = _make(
-            "queue", "to-sink", max_size_buffers=0, max_size_bytes=0, max_size_time=4 * Gst.SECOND
-        )
-        self.sink = make_sink()
-        self.pipeline.add(self.queue)
-        self.pipeline.add(self.sink)
-        # kvssink has request pads for audio and video: ask for the video one by name.
-        sink_pad = self.sink.get_static_pad("sink") or self.sink.request_pad_simple("video_%u")
-        if sink_pad is None or self.queue.get_static_pad("src").link(sink_pad) != Gst.PadLinkReturn.OK:
-            raise RuntimeError("the sink does not accept H.264 (avc, au)")
-        self.meter.attach(self.queue.get_static_pad("sink"))
+        self.queue: Gst.Element | None = None
+        self.sink: Gst.Element | None = None
+        if make_sink is not None:
+            self.queue = _make(
+                "queue", "to-sink", max_size_buffers=0, max_size_bytes=0, max_size_time=4 * Gst.SECOND
+            )
+            self.sink = make_sink()
+            self.pipeline.add(self.queue)
+            self.pipeline.add(self.sink)
+            # kvssink has request pads for audio and video: ask for the video one by name.
+            sink_pad = self.sink.get_static_pad("sink") or self.sink.request_pad_simple("video_%u")
+            if sink_pad is None or self.queue.get_static_pad("src").link(sink_pad) != Gst.PadLinkReturn.OK:
+                raise RuntimeError("the sink does not accept H.264 (avc, au)")
+        self.recording: Gst.Bin | None = None
+        self.entry: Gst.Element
+        if recording is not None:
+            # allow-not-linked: the tee keeps going whichever branch is missing or unlinked.
+            self.entry = _make("tee", "split", allow_not_linked=True)
+            self.pipeline.add(self.entry)
+            if self.queue is not None:
+                self.entry.link(self.queue)
+            self.recording = RecordingBranch(recording)
+            self.pipeline.add(self.recording)
+            if not self.entry.link(self.recording):
+                raise RuntimeError("could not link the recording branch")
+        else:
+            assert self.queue is not None
+            self.entry = self.queue
+        # What reaches the tee (or the KVS queue) is the media flow the supervisor watches for drops.
+        self.meter.attach(self.entry.get_static_pad("sink"))
 
         self.parse = _make("parsebin", "parse")
         self.pipeline.add(self.parse)
@@ -188,7 +245,7 @@ class RelayPipeline:
                     previous.link(element)
             previous = element
         assert previous is not None
-        previous.link(self.queue)
+        previous.link(self.entry)
         for element in chain:
             element.sync_state_with_parent()
         pad.link(chain[0].get_static_pad("sink"))
@@ -209,3 +266,82 @@ def _link_dynamic(target: Gst.Element) -> Callable[[Gst.Element, Gst.Pad], None]
                 pad.link(sink)
 
     return link
+
+
+_branch_class: type | None = None
+
+
+def RecordingBranch(spec: RecordingSpec) -> Gst.Bin:
+    """The recording branch as a bin (its class is defined once Gst is initialised: registering a
+    GstBin subclass before ``Gst.init`` aborts it)."""
+    global _branch_class
+    if _branch_class is None:
+        ensure_init()
+        _branch_class = _define_branch()
+    return _branch_class(spec)
+
+
+def _define_branch() -> type:
+    class _RecordingBranch(Gst.Bin):
+        """queue (leaky) ─ h264parse ─ splitmuxsink(mpegtsmux), behind a ghost sink pad.
+
+        Each pipeline build writes files of its own name (a random prefix): a dropped pipeline leaves its
+        unfinished last file behind, never one a later build would reuse."""
+
+        def __init__(self, spec: RecordingSpec) -> None:
+            super().__init__(name="record")
+            self.spec = spec
+            spec.spool_dir.mkdir(parents=True, exist_ok=True)
+            self.prefix = uuid.uuid4().hex[:12]
+            self._opened: dict[str, int] = {}  # location -> running time it opened at (ns)
+            self._started = False
+            self._lock = threading.Lock()
+            queue = _make(
+                "queue",
+                "record-queue",
+                leaky=2,  # downstream: drop the oldest buffers, never block the tee
+                max_size_buffers=0,
+                max_size_bytes=spec.queue_bytes,
+                max_size_time=int(spec.queue_seconds * Gst.SECOND),
+            )
+            parse = _make("h264parse", "record-parse", config_interval=-1)
+            mux = _make(
+                "splitmuxsink",
+                "record-segments",
+                muxer_factory="mpegtsmux",
+                max_size_time=int(spec.segment_seconds * Gst.SECOND),
+                location=str(spec.spool_dir / f"{self.prefix}-%06d.ts"),
+            )
+            for element in (queue, parse, mux):
+                self.add(element)
+            queue.link(parse)
+            parse.link(mux)
+            self.add_pad(Gst.GhostPad.new("sink", queue.get_static_pad("sink")))
+
+        def do_handle_message(self, message: Gst.Message) -> None:
+            if message.type == Gst.MessageType.ELEMENT:
+                s = message.get_structure()
+                name = s.get_name() if s is not None else ""
+                if name in ("splitmuxsink-fragment-opened", "splitmuxsink-fragment-closed"):
+                    try:
+                        self._on_fragment(name, s.get_string("location"), s.get_uint64("running-time")[1])
+                    except Exception:  # never let the recorder's trouble into the streaming thread
+                        log.exception("recording branch: could not hand over a segment")
+            Gst.Bin.do_handle_message(self, message)
+
+        def _on_fragment(self, name: str, location: str, running_time: int) -> None:
+            with self._lock:
+                if name.endswith("opened"):
+                    self._opened[location] = running_time
+                    first, self._started = not self._started, True
+                    opened_at = None
+                else:
+                    first = False
+                    opened_at = self._opened.pop(location, None)
+            if first:
+                self.spec.segments.media_started()
+            if opened_at is not None:
+                duration_ms = max(1, round((running_time - opened_at) / 1_000_000))
+                self.spec.segments.segment_closed(location, duration_ms)
+
+    return _RecordingBranch

@@ -69,7 +69,15 @@ class StreamService:
         source_url: str,
         kvs_stream_name: str | None = None,
         video: VideoMode = VideoMode.AUTO,
+        record: bool = False,
+        relay: bool = True,
     ) -> Stream:
+        """``relay``: to KVS (under ``kvs_stream_name`` or a name of its own); ``record``: to the
+        stream's store. One of them at least."""
+        if not relay and not record:
+            raise InvalidInput("a stream relays to KVS, records, or both: set relay or record")
+        if not relay and kvs_stream_name is not None:
+            raise InvalidInput("kvsStreamName is for a stream that relays to KVS")
         source = self._source(source_url)
         stream_id = uuid.uuid4().hex
         stream = Stream(
@@ -79,9 +87,13 @@ class StreamService:
             source_url=source.url,
             source_protocol=source.protocol,
             source_secret=self.secrets.seal(source.secrets),
-            kvs_stream_name=self._kvs_name(kvs_stream_name)
-            or f"{self.settings.kvs_stream_prefix}{stream_id}",
+            kvs_stream_name=(
+                self._kvs_name(kvs_stream_name) or f"{self.settings.kvs_stream_prefix}{stream_id}"
+            )
+            if relay
+            else None,
             video_mode=VideoMode(video),
+            record_enabled=bool(record),
         )
         created = self.catalogue.create_stream(stream)
         logger.info(
@@ -99,15 +111,19 @@ class StreamService:
         source_url: str | None = None,
         kvs_stream_name: str | None = None,
         video: VideoMode | None = None,
+        record: bool | None = None,
     ) -> Stream:
-        if name is None and source_url is None and kvs_stream_name is None and video is None:
-            raise InvalidInput("give name, sourceUrl, kvsStreamName or video")
+        if all(v is None for v in (name, source_url, kvs_stream_name, video, record)):
+            raise InvalidInput("give name, sourceUrl, kvsStreamName, video or record")
         stream = self.get(owner_id, stream_id)
-        relaying = source_url is not None or kvs_stream_name is not None or video is not None
+        if record is False and stream.kvs_stream_name is None:
+            raise InvalidInput("this stream only records: it cannot stop recording")
+        relaying = any(v is not None for v in (source_url, kvs_stream_name, video, record))
         if relaying and (stream.desired_state == DesiredState.RUNNING or stream.lease_live(utcnow())):
             # A running task keeps what it started with; changing it under the task would only mislead.
             raise Conflict(
-                f"stream {stream_id} is running: stop it before changing its source, KVS stream or video"
+                f"stream {stream_id} is running: stop it before changing its source, KVS stream, video "
+                "or recording"
             )
         source = self._source(source_url) if source_url is not None else None
         return self.catalogue.update_stream(
@@ -118,6 +134,7 @@ class StreamService:
             source_secret=self.secrets.seal(source.secrets) if source else None,
             kvs_stream_name=self._kvs_name(kvs_stream_name),
             video_mode=VideoMode(video) if video is not None else None,
+            record_enabled=record,
         )
 
     def start(self, owner_id: str, stream_id: str) -> Stream:

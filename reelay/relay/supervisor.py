@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 from reelay.media._gst import GLib, Gst, ensure_init
 from reelay.media.runner import DROP_EOS, DROP_ERROR, DROP_STALL, DROP_START, Drop, PipelineRunner
 from reelay.relay.kvssink import Ack
-from reelay.relay.pipelines import RelayPipeline, SourceSpec
+from reelay.relay.pipelines import RecordingSpec, RelayPipeline, SourceSpec
 
 log = logging.getLogger(__name__)
 
@@ -89,8 +89,9 @@ class Supervisor:
     def __init__(
         self,
         source: SourceSpec,
-        make_sink: SinkFactory,
+        make_sink: SinkFactory | None,
         *,
+        recording: RecordingSpec | None = None,
         policy: RelayPolicy | None = None,
         expects_acks: bool = True,
         on_change: Callable[[RelayHealth], None] | None = None,
@@ -101,8 +102,9 @@ class Supervisor:
         ensure_init()
         self.source = source
         self.make_sink = make_sink
+        self.recording = recording  # the recording branch, rebuilt with every pipeline
         self.policy = policy or RelayPolicy()
-        self.expects_acks = expects_acks
+        self.expects_acks = expects_acks and make_sink is not None  # no KVS, no acks
         self.on_change = on_change
         # Run before every connect: a name can start resolving to a forbidden address at any time.
         self.check_source = check_source
@@ -195,13 +197,15 @@ class Supervisor:
             except Exception as exc:  # forbidden host, or a name that does not resolve (yet)
                 self._schedule_rebuild(f"source refused before connecting: {getattr(exc, 'message', exc)}")
                 return
+        make_sink = self.make_sink
         try:
             relay = RelayPipeline(
                 self.source,
-                lambda: self.make_sink(self._on_ack, self._on_sink_fatal),
+                (lambda: make_sink(self._on_ack, self._on_sink_fatal)) if make_sink is not None else None,
                 on_problem=lambda reason: self._call_soon(
                     lambda: self._drop(generation, Drop(DROP_ERROR, reason, "config"))
                 ),
+                recording=self.recording,
             )
         except Exception as exc:  # a missing element, a sink that will not link: retry like a drop
             log.exception("could not build the relay pipeline")

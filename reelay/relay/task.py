@@ -5,6 +5,12 @@ writes kvssink's credential file from the task role and keeps it fresh, runs the
 keeps the lease alive with every beat carrying the supervisor's health. It ends when it is told to
 stop (SIGTERM), when the stream is stopped or deleted, or when the lease is lost: then the pipeline
 drains (kvssink sends its last fragment) and the lease is released.
+
+A stream that records gets a ``Recorder`` (``make_recorder``) whose branch rides in every pipeline the
+supervisor builds. The lease beat also beats the recording session's heartbeat and ends the session
+once the source has been down longer than the reconnect window. At the end, the session ends when the
+stream was stopped or deleted; when the task merely goes away (SIGTERM, a lost lease), the session
+stays open for the next task to continue within the window, or for the stale-session sweep's fixup.
 """
 
 from __future__ import annotations
@@ -13,9 +19,10 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics import MetricUnit
@@ -26,8 +33,19 @@ from reelay.models import DesiredState, Stream, StreamHealth, StreamState
 from reelay.observability import METRICS_NAMESPACE
 from reelay.ports import StreamCatalogue
 from reelay.relay.credentials import CredentialFile, CredentialProvider
-from reelay.relay.pipelines import SourceSpec
-from reelay.relay.supervisor import RECONNECTING, RUNNING, RelayHealth, RelayPolicy, SinkFactory, Supervisor
+from reelay.relay.pipelines import RecordingSpec, SourceSpec
+from reelay.relay.supervisor import (
+    KVS_UNREACHABLE,
+    RECONNECTING,
+    RUNNING,
+    RelayHealth,
+    RelayPolicy,
+    SinkFactory,
+    Supervisor,
+)
+
+if TYPE_CHECKING:
+    from reelay.recording.recorder import Recorder
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +68,7 @@ class RelayTaskConfig:
     # outage, keeping its lease. 0: never.
     recycle_after_rebuilds: int = 500
     policy: RelayPolicy = field(default_factory=RelayPolicy)
+    recorder_close_seconds: float = 30.0  # at the end, how long the spool may take to reach the store
 
 
 def kvssink_factory(*, stream_name: str, region: str, credential_path: Path) -> SinkFactory:
@@ -79,11 +98,12 @@ class RelayTask:
         task_id: str,
         *,
         reveal_source: Callable[[Stream], str],
-        make_sink: Callable[[Stream], SinkFactory],
+        make_sink: Callable[[Stream], SinkFactory | None],  # None: the stream does not relay to KVS
         credentials: CredentialFile | None = None,
         check_source: Callable[[str], None] | None = None,
         config: RelayTaskConfig | None = None,
         metrics: Metrics | None = None,
+        make_recorder: Callable[[Stream], Recorder] | None = None,
     ) -> None:
         self.catalogue = catalogue
         self.stream_id = stream_id
@@ -94,12 +114,14 @@ class RelayTask:
         self.check_source = check_source
         self.config = config or RelayTaskConfig()
         self.metrics = metrics or Metrics(namespace=METRICS_NAMESPACE, service="relay")
+        self.make_recorder = make_recorder  # for streams that record
+        self.recorder: Recorder | None = None
         self.supervisor: Supervisor | None = None
         self.token: int | None = None
         self.ended_because = ""
         self.recycle = False  # run() ended to start afresh: the caller re-executes, the lease is kept
         self._done = threading.Event()
-        self._last_emitted = {"reconnects": 0, "persisted": 0, "errors": 0}
+        self._last_emitted = {"reconnects": 0, "persisted": 0, "errors": 0, "written": 0, "dropped": 0}
         self._outage_seconds_emitted = 0.0
 
     def stop(self, reason: str = "asked to stop") -> None:
@@ -126,9 +148,23 @@ class RelayTask:
             threading.Thread(
                 target=self.credentials.run, args=(stop_credentials,), name="kvs-credentials", daemon=True
             ).start()
+        recording: RecordingSpec | None = None
+        make_sink = self.make_sink(stream)
+        if make_sink is None and (not stream.record_enabled or self.make_recorder is None):
+            log.error("the stream neither relays to KVS nor records here: nothing to do", extra=ids)
+            self.catalogue.release_stream_lease(self.stream_id, self.task_id, token)
+            return 0
+        if stream.record_enabled and self.make_recorder is not None:
+            self.recorder = self.make_recorder(stream)
+            recording = RecordingSpec(
+                self.recorder,
+                self.recorder.spool_dir,
+                segment_seconds=self.recorder.writer.segment_ms / 1000,
+            )
         supervisor = Supervisor(
             SourceSpec(url=self.reveal_source(stream), video=str(stream.video_mode.value)),
-            self.make_sink(stream),
+            make_sink,
+            recording=recording,
             policy=self.config.policy,
             check_source=self.check_source,
         )
@@ -161,6 +197,7 @@ class RelayTask:
             supervisor.stop()
             loop.join(self.config.policy.stop_seconds + 10)
             stop_credentials.set()
+            self._finish_recording()
             self._emit_metrics()
             # A recycling task keeps its lease: the same task id re-claims it at once after exec.
             released = not self.recycle and self.catalogue.release_stream_lease(
@@ -195,6 +232,26 @@ class RelayTask:
             if time.monotonic() > deadline or self._done.wait(self.config.claim_retry_seconds):
                 return None
 
+    def _finish_recording(self) -> None:
+        recorder = self.recorder
+        if recorder is None:
+            return
+        try:
+            stream = self.catalogue.get_stream(self.stream_id)
+            stopped = stream.desired_state != DesiredState.RUNNING or stream.deleted_at is not None
+        except NotFound:
+            stopped = True
+        except Exception:  # the catalogue is down: leave the session to the next task or the sweep
+            log.exception("could not read the stream at the end; the recording session stays open")
+            stopped = False
+        if stopped:
+            recorder.end("stopped")
+        if not recorder.close(self.config.recorder_close_seconds):
+            log.error(
+                "recording segments still waiting for the store at the end",
+                extra={"streamId": self.stream_id, "pending": recorder.health().pending},
+            )
+
     # --- the lease beat -----------------------------------------------------------------------
     def _beat(self) -> bool:
         assert self.token is not None and self.supervisor is not None
@@ -202,7 +259,16 @@ class RelayTask:
             self.stream_id, self.task_id, self.token, self.config.lease_seconds
         ):
             return False
+        if self.recorder is not None:
+            self._beat_recording(self.recorder, self.supervisor.health())
         return self.catalogue.report_stream_health(self.stream_id, self.token, self.stream_health())
+
+    def _beat_recording(self, recorder: Recorder, h: RelayHealth) -> None:
+        # KVS being unreachable is not the source being down: media still flows into the recording.
+        source_down = h.outage_since is not None and h.outage_cause != KVS_UNREACHABLE
+        if source_down and not h.media_flowing:
+            recorder.source_down(time.time() - (h.outage_since or time.time()))
+        recorder.heartbeat()
 
     def stream_health(self) -> StreamHealth:
         assert self.supervisor is not None
@@ -245,11 +311,23 @@ class RelayTask:
         if self.credentials is not None and self.credentials.expires_at is not None:
             left = (self.credentials.expires_at - datetime.now(UTC)).total_seconds()
             m.add_metric(name="CredentialSecondsLeft", unit=MetricUnit.Seconds, value=max(0.0, left))
-        self._last_emitted = {
-            "reconnects": h.reconnects,
-            "persisted": h.fragments_persisted,
-            "errors": h.fragment_errors,
-        }
+        last = {"reconnects": h.reconnects, "persisted": h.fragments_persisted, "errors": h.fragment_errors}
+        if self.recorder is not None:
+            r = self.recorder.health()
+            m.add_metric(
+                name="SegmentsWritten",
+                unit=MetricUnit.Count,
+                value=r.segments_written - self._last_emitted["written"],
+            )
+            m.add_metric(
+                name="SegmentsDropped",
+                unit=MetricUnit.Count,
+                value=r.segments_dropped - self._last_emitted["dropped"],
+            )
+            m.add_metric(name="SpoolBytes", unit=MetricUnit.Bytes, value=r.spool_bytes)
+            last |= {"written": r.segments_written, "dropped": r.segments_dropped}
+            log.info("recording health", extra={"streamId": self.stream_id, "recording": asdict(r)})
+        self._last_emitted = {**self._last_emitted, **last}
         m.flush_metrics()
 
     def _outage_seconds(self, h: RelayHealth) -> float:

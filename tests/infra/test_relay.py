@@ -148,7 +148,11 @@ def test_task_role_may_use_kvs_only_on_streams_under_the_stage_prefix(template, 
         "secretsmanager:GetSecretValue",
         "secretsmanager:DescribeSecret",
         "cloudwatch:PutMetricData",
+        "s3:PutObject",
     }
+    # (the recorder's writes, under recordings/ of the media bucket only)
+    put = json.dumps(by_action["s3:PutObject"]["Resource"])
+    assert put.endswith('/recordings/*"]]}') and "Condition" not in by_action["s3:PutObject"]
     metrics = by_action["cloudwatch:PutMetricData"]
     assert metrics["Condition"] == {"StringEquals": {"cloudwatch:namespace": "Reelay"}}
     assert not any(a.endswith("*") for s in statements for a in _actions(s))

@@ -169,6 +169,32 @@ def test_patch_renames_and_changes_the_source_only_while_stopped(services: Servi
     assert_error(*send("PATCH", f"/streams/{stream_id}", body={}), 400, "invalid_input")
 
 
+def test_recording_is_off_by_default_and_set_on_create_or_while_stopped(services: Services) -> None:  # noqa: F811
+    assert create()["record"] is False
+    stream_id = create(record=True)["streamId"]
+    assert send("GET", f"/streams/{stream_id}")[1]["record"] is True
+    assert send("PATCH", f"/streams/{stream_id}", body={"record": False})[1]["record"] is False
+    send("POST", f"/streams/{stream_id}/start")
+    # A running task keeps what it started with: recording changes while stopped.
+    assert_error(*send("PATCH", f"/streams/{stream_id}", body={"record": True}), 409, "conflict", "stop")
+    assert_error(*send("POST", "/streams", body={"name": "G", "sourceUrl": CAMERA, "record": "yes"}), 400,
+                 "invalid_input")  # fmt: skip
+
+
+def test_a_stream_may_record_only_but_must_relay_or_record(services: Services) -> None:  # noqa: F811
+    only = create(relay=False, record=True)
+    assert (only["kvsStreamName"], only["record"]) == (None, True)
+    assert create()["kvsStreamName"].startswith("reelay-")  # relaying is the default
+    assert_error(*send("POST", "/streams", body={"name": "G", "sourceUrl": CAMERA, "relay": False}), 400,
+                 "invalid_input", "relays to KVS, records, or both")  # fmt: skip
+    body = {"name": "G", "sourceUrl": CAMERA, "relay": False, "record": True, "kvsStreamName": "reelay-x"}
+    assert_error(*send("POST", "/streams", body=body), 400, "invalid_input", "kvsStreamName")
+    # a record-only stream cannot stop recording (it would do nothing)
+    assert_error(*send("PATCH", f"/streams/{only['streamId']}", body={"record": False}), 400, "invalid_input")
+    # two record-only streams: no KVS name to collide on
+    assert create(relay=False, record=True)["kvsStreamName"] is None
+
+
 def test_delete_stops_first_then_answers_204_and_the_stream_is_gone(services: Services) -> None:  # noqa: F811
     stream_id = create()["streamId"]
     send("POST", f"/streams/{stream_id}/start")
@@ -261,7 +287,14 @@ def test_the_openapi_document_covers_the_streams_routes(services: Services) -> N
     assert start["403"]["description"] == "Not an operator"
     assert "409" in paths["/streams"]["post"]["responses"]
     schemas = doc["components"]["schemas"]
-    assert set(schemas["StreamIn"]["properties"]) == {"name", "sourceUrl", "kvsStreamName", "video"}
+    assert set(schemas["StreamIn"]["properties"]) == {
+        "name",
+        "sourceUrl",
+        "kvsStreamName",
+        "video",
+        "record",
+        "relay",
+    }
     assert "sourceSecret" not in schemas["StreamOut"]["properties"]
     shown = set(schemas["StreamOut"]["properties"])
     assert {"desiredState", "state", "stateSince", "outageCause", "reconnects", "inputBitrateBps",

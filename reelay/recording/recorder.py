@@ -1,0 +1,307 @@
+"""The recorder inside the relay task: hands closed segment files to a ``SessionWriter``, off the
+GStreamer threads, and rides out store outages on local disk.
+
+The pipeline's recording branch (``reelay.relay.pipelines``) writes keyframe-aligned MPEG-TS segment
+files into ``spool_dir`` and calls, from its streaming threads or the GLib loop:
+
+    recorder.media_started()                       # a (re)built pipeline opened its first segment
+    recorder.segment_closed(path, duration_ms)     # a segment file is complete
+
+Both only append to an in-memory queue: they never wait on the store or the catalogue. One worker
+thread works through the queue in order: ``writer.start()`` (a new session, or the same one continued
+after a reconnect inside the window: the catalogue decides), then each segment through
+``writer.segment`` (segment object, then its rolling manifest, each with bounded retries). When an
+upload still fails, the worker keeps the segment at the head of the queue and tries again later: a
+store outage delays segments, it does not lose them, while the spool holds at most
+``max_spool_bytes``. Beyond that the OLDEST waiting segments are dropped, counted, logged and shown in
+``health()``: the newest media is what an operator wants when the store comes back.
+
+The relay task calls ``heartbeat()`` on its lease beat, ``source_down(seconds)`` with the age of a
+source outage (past the reconnect window the session ends, and the next media starts a new one), and
+``end("stopped")`` then ``close()`` when the stream stops.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from reelay.recording.writer import SessionWriter
+
+log = logging.getLogger(__name__)
+
+SOURCE_RENDITION = "source"
+DEFAULT_MAX_SPOOL_BYTES = 512 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class RecorderHealth:
+    session_id: str | None
+    recording: bool  # a session is open
+    segments_written: int
+    segments_dropped: int  # dropped from a full spool (the oldest first)
+    spool_bytes: int  # closed segments waiting for the store
+    pending: int
+    store_failing: bool  # the last upload attempt failed
+    last_error: str | None
+    sessions_started: int
+    discontinuities: int  # starts that continued an earlier session
+    store: str | None = None  # the store, redacted
+    store_fallback: str | None = None  # why the webhook's or the stream's store was passed over
+
+
+@dataclass
+class _Segment:
+    path: Path
+    size: int
+    duration_ms: int
+    pdt_ms: int
+
+
+@dataclass
+class _Command:
+    kind: str  # "start" | "end"
+    reason: str = ""
+
+
+class Recorder:
+    def __init__(
+        self,
+        writer: SessionWriter,
+        spool_dir: Path,
+        *,
+        max_spool_bytes: int = DEFAULT_MAX_SPOOL_BYTES,
+        rendition: str = SOURCE_RENDITION,
+        retry_seconds: float = 1.0,
+        wall_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+        on_dropped: Callable[[int], None] | None = None,
+        store: str | None = None,
+        store_fallback: str | None = None,
+    ) -> None:
+        self.writer = writer
+        self.spool_dir = Path(spool_dir)
+        self.spool_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # Files a previous task left (killed before uploading them) carry no duration or time of their
+        # own: fixup already has every segment that reached the store, so these only take up disk.
+        left = self._sweep_spool(set())
+        if left:
+            log.warning("discarded %d segment file(s) a previous relay task left in the spool", left)
+        self.max_spool_bytes = max_spool_bytes
+        self.rendition = rendition
+        self.retry_seconds = retry_seconds
+        self._wall_ms = wall_ms
+        self.on_dropped = on_dropped  # the task's metric hook (count of segments just dropped)
+        self.store, self.store_fallback = store, store_fallback
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._queue: deque[_Segment | _Command] = deque()
+        self._in_flight: _Segment | _Command | None = None
+        self._spool_bytes = 0
+        self._written = 0
+        self._dropped = 0
+        self._started = 0
+        self._continued = 0
+        self._open = False  # a session is open, as far as the queue's order goes
+        self._failing = False
+        self._last_error: str | None = None
+        self._closing = False
+        self._thread = threading.Thread(target=self._work, name="recorder", daemon=True)
+        self._thread.start()
+
+    # --- called from the pipeline (never blocks) ------------------------------------------------
+    def media_started(self) -> None:
+        """Media flows (again) through a freshly built pipeline: start or continue the session."""
+        with self._lock:
+            self._queue.append(_Command("start"))
+            self._open = True
+            self._wake.notify()
+
+    def segment_closed(self, path: str | Path, duration_ms: int) -> None:
+        """A complete segment file; its first frame was ``duration_ms`` before now (wall clock)."""
+        path = Path(path)
+        try:
+            size = path.stat().st_size
+        except OSError:
+            log.warning("a closed segment file is missing: %s", path.name)
+            return
+        duration_ms = max(1, int(duration_ms))
+        seg = _Segment(path, size, duration_ms, max(0, self._wall_ms() - duration_ms))
+        dropped: list[_Segment] = []
+        with self._lock:
+            if not self._open:  # the pipeline posted a segment before media_started: start now
+                self._queue.append(_Command("start"))
+                self._open = True
+            self._queue.append(seg)
+            self._spool_bytes += size
+            # Over the limit: drop the oldest waiting segments (never the one being uploaded now).
+            while self._spool_bytes > self.max_spool_bytes:
+                oldest = next(
+                    (s for s in self._queue if isinstance(s, _Segment) and s not in (seg, self._in_flight)),
+                    None,
+                )
+                if oldest is None:
+                    break
+                self._queue.remove(oldest)
+                self._spool_bytes -= oldest.size
+                self._dropped += 1
+                dropped.append(oldest)
+            self._wake.notify()
+        for old in dropped:
+            old.path.unlink(missing_ok=True)
+        if dropped:
+            log.error(
+                "recording spool full: dropped the %d oldest segment(s) waiting for the store",
+                len(dropped),
+                extra={"segmentsDropped": self._dropped, "spoolBytes": self._spool_bytes,
+                       "maxSpoolBytes": self.max_spool_bytes},
+            )  # fmt: skip
+            if self.on_dropped is not None:
+                with contextlib.suppress(Exception):
+                    self.on_dropped(len(dropped))
+
+    # --- called by the relay task ---------------------------------------------------------------
+    def source_down(self, seconds: float) -> bool:
+        """The source has been down ``seconds``: past the reconnect window the session ends (the next
+        media starts a new one). True when this call ended it."""
+        window = self.writer.window
+        if window <= 0 or seconds <= window:
+            return False
+        with self._lock:
+            if not self._open:
+                return False
+            self._queue.append(_Command("end", f"source down longer than the reconnect window ({window} s)"))
+            self._open = False
+            self._wake.notify()
+        return True
+
+    def end(self, reason: str = "stopped") -> None:
+        """End the session after every segment already closed is written (when the store allows)."""
+        with self._lock:
+            if self._open:
+                self._queue.append(_Command("end", reason))
+                self._open = False
+                self._wake.notify()
+
+    def heartbeat(self) -> bool:
+        """The session's writer heartbeat (the lease beat's thread). Never raises."""
+        try:
+            return bool(self.writer.heartbeat())
+        except Exception as exc:
+            log.warning("recording heartbeat failed: %s", type(exc).__name__)
+            return False
+
+    def close(self, timeout: float = 30.0) -> bool:
+        """Stop the worker once its queue is empty, or after ``timeout``. True when it was emptied;
+        what is left stays in the spool directory (counted in ``health``)."""
+        with self._lock:
+            self._closing = True
+            self._wake.notify()
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            return False
+        self._sweep_spool(set())  # unfinished files of pipelines that dropped mid-segment
+        return True
+
+    def _sweep_spool(self, keep: set[Path]) -> int:
+        removed = 0
+        for path in self.spool_dir.glob("*.ts"):
+            if path not in keep:
+                path.unlink(missing_ok=True)
+                removed += 1
+        return removed
+
+    def health(self) -> RecorderHealth:
+        with self._lock:
+            pending = sum(1 for s in self._queue if isinstance(s, _Segment))
+            session = self.writer.session
+            return RecorderHealth(
+                session_id=session.session_id if session is not None else None,
+                recording=self._open,
+                segments_written=self._written,
+                segments_dropped=self._dropped,
+                spool_bytes=self._spool_bytes,
+                pending=pending,
+                store_failing=self._failing,
+                last_error=self._last_error,
+                sessions_started=self._started,
+                discontinuities=self._continued,
+                store=self.store,
+                store_fallback=self.store_fallback,
+            )
+
+    # --- the worker -----------------------------------------------------------------------------
+    def _work(self) -> None:
+        while True:
+            with self._lock:
+                while not self._queue and not self._closing:
+                    self._wake.wait()
+                if not self._queue:
+                    return  # closing, and nothing left
+                item = self._in_flight = self._queue[0]
+            ok = self._do(item)
+            with self._lock:
+                self._in_flight = None
+                if ok:
+                    if self._queue and self._queue[0] is item:
+                        self._queue.popleft()
+                    if isinstance(item, _Segment):
+                        self._spool_bytes -= item.size
+                        self._written += 1
+                    self._failing = False
+                    continue
+                self._failing = True
+                self._wake.wait(self.retry_seconds)  # close() joins with a timeout; we keep trying
+
+    def _do(self, item: _Segment | _Command) -> bool:
+        try:
+            if isinstance(item, _Command):
+                if item.kind == "start":
+                    session, continued = self.writer.start()
+                    self._started += 1
+                    self._continued += 1 if continued else 0
+                    log.info(
+                        "recording session %s", "continued" if continued else "started",
+                        extra={"sessionId": session.session_id, "streamId": self.writer.stream_id},
+                    )  # fmt: skip
+                else:
+                    self.writer.end(item.reason)
+                    log.info("recording session ended: %s", item.reason,
+                             extra={"streamId": self.writer.stream_id})  # fmt: skip
+                return True
+            try:
+                data = item.path.read_bytes()
+            except FileNotFoundError:
+                log.error("a spooled segment vanished before upload: %s", item.path.name)
+                return True  # nothing to retry
+            # The writer's own record of what it wrote: a segment object written whose manifest update
+            # failed is written (the manifest keeps the entry for its next write); never write it twice.
+            seqs: dict[str, int] = getattr(self.writer, "_last_seq", {})
+            before = seqs.get(self.rendition)
+            try:
+                self.writer.segment(self.rendition, data, duration_ms=item.duration_ms, pdt_ms=item.pdt_ms)
+            except Exception:
+                if seqs is getattr(self.writer, "_last_seq", None) and seqs.get(self.rendition) != before:
+                    log.warning("segment written; its manifest update will be retried with the next one")
+                else:
+                    raise
+            item.path.unlink(missing_ok=True)
+            return True
+        except Exception as exc:
+            self._last_error = _describe(exc)
+            log.warning("recording upload failed; will retry: %s", self._last_error)
+            return False
+
+
+def _describe(exc: Any) -> str:
+    text = str(exc) or type(exc).__name__
+    return text[:300]
+
+
+__all__ = ["DEFAULT_MAX_SPOOL_BYTES", "SOURCE_RENDITION", "Recorder", "RecorderHealth"]
