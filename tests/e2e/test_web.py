@@ -240,10 +240,13 @@ def test_sign_up_upload_watch_rename_delete(
     expect(page.get_by_role("heading", name="Colour bars")).to_be_visible()
     video_id = page.url.rsplit("/", 1)[1]
     video = page.get_by_test_id("player")
-    video.evaluate("v => { v.muted = true; return v.play(); }")
-    # Then the video really plays: its clock advances past the start
+    # Then the video really plays: its clock advances past the start. Play is pressed again if a load
+    # interrupted it (the page reloads the source when a still-processing video turns ready).
     page.wait_for_function(
-        "() => document.querySelector('video').currentTime > 0.5", timeout=30_000, polling=200
+        "() => { const v = document.querySelector('video'); v.muted = true;"
+        " if (v.paused) v.play().catch(() => {}); return v.currentTime > 0.5; }",
+        timeout=30_000,
+        polling=200,
     )
     assert video.evaluate("v => v.videoWidth") > 0
     # And the page shows its poster and duration (once the transcode has measured it)
