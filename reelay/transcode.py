@@ -76,6 +76,11 @@ class OutputInvalid(MediaError):
 class _Segment:
     name: str  # file name, e.g. seg_00000.ts
     duration: float
+    uri: str = ""  # as the playlist names it (relative to the playlist); the name when empty
+
+    @property
+    def path(self) -> str:
+        return self.uri or self.name
 
 
 @dataclass
@@ -92,7 +97,52 @@ class _JobState:
 def read_media_playlist(path: Path) -> list[_Segment]:
     """Segments (file name, duration) listed in a local HLS media playlist."""
     parsed = hls.parse_media_playlist(path.read_text())
-    return [_Segment(Path(uri).name, duration) for uri, duration in parsed.segments]
+    return [_Segment(Path(uri).name, duration, uri) for uri, duration in parsed.segments]
+
+
+def validate_hls(
+    out_dir: Path, renditions: Sequence[Rendition], duration: float, segment_seconds: int
+) -> dict[str, list[_Segment]]:
+    """The checks published HLS must pass (a transcoded video, and a finalized recording): every
+    rendition's playlist lists segments that exist, each of a sane duration, adding up to the video's
+    duration, and the master lists each rendition once. Segment URIs resolve against their playlist,
+    as a player resolves them: a recording's playlists point at the segments where the recorder wrote
+    them (``../../../recordings/...``)."""
+    if not renditions:
+        raise OutputInvalid("the transcode produced no renditions")
+    if not duration > 0:
+        raise OutputInvalid("the transcoded video has no duration")
+    longest_allowed = 3 * segment_seconds + 1
+    final: dict[str, list[_Segment]] = {}
+    for r in renditions:
+        playlist = out_dir / r.playlist
+        if not playlist.is_file():
+            raise OutputInvalid(f"rendition {r.name} has no playlist")
+        try:
+            segments = read_media_playlist(playlist)
+        except ValueError as exc:
+            raise OutputInvalid(f"rendition {r.name} has a malformed playlist: {exc}") from None
+        if not segments:
+            raise OutputInvalid(f"rendition {r.name} has no segments")
+        for s in segments:
+            if "://" in s.path or s.path.startswith("/") or not (playlist.parent / s.path).is_file():
+                raise OutputInvalid(f"rendition {r.name} is missing segment {s.path}")
+            if not 0 < s.duration <= longest_allowed:
+                raise OutputInvalid(f"rendition {r.name} has a segment of {s.duration:.3f}s")
+        total = sum(s.duration for s in segments)
+        if abs(total - duration) > max(1.5, 0.1 * duration) + segment_seconds:
+            raise OutputInvalid(f"rendition {r.name} lasts {total:.1f}s but the video lasts {duration:.1f}s")
+        final[r.name] = segments
+    master = out_dir / "master.m3u8"
+    if master.is_file():
+        try:
+            listed = [v.uri for v in hls.parse_master_playlist(master.read_text())]
+        except ValueError as exc:
+            raise OutputInvalid(f"the master playlist is malformed: {exc}") from None
+        # Each rendition exactly once; the order is the master's own (the start variant first).
+        if sorted(listed) != sorted(r.playlist for r in renditions):
+            raise OutputInvalid("the master playlist does not list the renditions that were made")
+    return final
 
 
 LIVE_PLAYLIST = "live.m3u8"
@@ -483,40 +533,7 @@ class TranscodeService:
     def _validate(
         self, out_dir: Path, renditions: Sequence[Rendition], duration: float
     ) -> dict[str, list[_Segment]]:
-        if not renditions:
-            raise OutputInvalid("the transcode produced no renditions")
-        if not duration > 0:
-            raise OutputInvalid("the transcoded video has no duration")
-        longest_allowed = 3 * self.settings.segment_seconds + 1
-        final: dict[str, list[_Segment]] = {}
-        for r in renditions:
-            playlist = out_dir / r.playlist
-            if not playlist.is_file():
-                raise OutputInvalid(f"rendition {r.name} has no playlist")
-            segments = read_media_playlist(playlist)
-            if not segments:
-                raise OutputInvalid(f"rendition {r.name} has no segments")
-            for s in segments:
-                if not (playlist.parent / s.name).is_file():
-                    raise OutputInvalid(f"rendition {r.name} is missing segment {s.name}")
-                if not 0 < s.duration <= longest_allowed:
-                    raise OutputInvalid(f"rendition {r.name} has a segment of {s.duration:.3f}s")
-            total = sum(s.duration for s in segments)
-            if abs(total - duration) > max(1.5, 0.1 * duration) + self.settings.segment_seconds:
-                raise OutputInvalid(
-                    f"rendition {r.name} lasts {total:.1f}s but the video lasts {duration:.1f}s"
-                )
-            final[r.name] = segments
-        master = out_dir / "master.m3u8"
-        if master.is_file():
-            try:
-                listed = [v.uri for v in hls.parse_master_playlist(master.read_text())]
-            except ValueError as exc:
-                raise OutputInvalid(f"the master playlist is malformed: {exc}") from None
-            # Each rendition exactly once; the order is the master's own (the start variant first).
-            if sorted(listed) != sorted(r.playlist for r in renditions):
-                raise OutputInvalid("the master playlist does not list the renditions that were made")
-        return final
+        return validate_hls(out_dir, renditions, duration, self.settings.segment_seconds)
 
     def _publish_final(
         self,
@@ -749,4 +766,4 @@ def mark_dead_job(
     return True
 
 
-__all__ = ["Outcome", "OutputInvalid", "TranscodeService", "mark_dead_job", "metrics"]
+__all__ = ["Outcome", "OutputInvalid", "TranscodeService", "mark_dead_job", "metrics", "validate_hls"]

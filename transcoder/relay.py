@@ -19,9 +19,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from reelay.errors import InvalidInput
+from reelay.media.ladder import RenditionSpec, rungs
 from reelay.models import Rendition, Stream, utcnow
 from reelay.observability import logger
-from reelay.recording.recorder import SOURCE_RENDITION, Recorder
+from reelay.recording.recorder import SOURCE_RENDITION, Recorder, planned_renditions
 from reelay.recording.stores import resolve_store
 from reelay.recording.writer import SessionWriter
 from reelay.relay.credentials import CredentialFile, botocore_provider
@@ -90,6 +92,7 @@ def recorder_factory(catalogue: object, settings: Settings, task_id: str, work: 
                     "reason": choice.fallback_reason,
                 },
             )
+        encoded = recording_rungs(stream, settings)
         writer = SessionWriter(
             open_store(choice.url, settings=settings),
             catalogue,
@@ -98,7 +101,8 @@ def recorder_factory(catalogue: object, settings: Settings, task_id: str, work: 
             [
                 Rendition(
                     name=SOURCE_RENDITION, bandwidth=0, codecs="avc1.640028", playlist="source/index.m3u8"
-                )
+                ),
+                *planned_renditions(encoded),
             ],
             segment_ms=int(settings.recording_segment_seconds * 1000),
             chunk_size=settings.recording_chunk_size,
@@ -112,9 +116,28 @@ def recorder_factory(catalogue: object, settings: Settings, task_id: str, work: 
             max_spool_bytes=settings.recording_spool_max_bytes,
             store=choice.redacted,
             store_fallback=choice.fallback_reason,
+            renditions=encoded,
+            x264_preset=settings.x264_preset,
         )
 
     return make
+
+
+def recording_rungs(stream: Stream, settings: Settings) -> list[RenditionSpec]:
+    """The encoded renditions a stream records beside its source: ladder rung names (the stream's
+    ``record_renditions``; a catalogue without that field records the source alone). Names the ladder
+    does not know are logged and the source is recorded alone: a bad list never stops the relay."""
+    names = [n for n in (getattr(stream, "record_renditions", None) or []) if n != SOURCE_RENDITION]
+    if not names:
+        return []
+    try:
+        return rungs(names, settings.ladder_overrides)
+    except InvalidInput as exc:
+        logger.error(
+            "recording the source alone: the stream's renditions are not valid",
+            extra={"streamId": stream.stream_id, "reason": exc.message},
+        )
+        return []
 
 
 def writer_id(task_id: str, instance: str | None = None) -> str:

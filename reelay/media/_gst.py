@@ -9,8 +9,9 @@ import gi
 gi.require_version("Gst", "1.0")
 gi.require_version("GstPbutils", "1.0")
 gi.require_version("GstBase", "1.0")
+gi.require_version("GstVideo", "1.0")
 
-from gi.repository import GLib, GObject, Gst, GstBase, GstPbutils  # noqa: E402
+from gi.repository import GLib, GObject, Gst, GstBase, GstPbutils, GstVideo  # noqa: E402
 
 _init_lock = threading.Lock()
 
@@ -21,4 +22,4 @@ def ensure_init() -> None:
             Gst.init(None)
 
 
-__all__ = ["GLib", "GObject", "Gst", "GstBase", "GstPbutils", "ensure_init"]
+__all__ = ["GLib", "GObject", "Gst", "GstBase", "GstPbutils", "GstVideo", "ensure_init"]

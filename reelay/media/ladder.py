@@ -199,3 +199,31 @@ def choose_ladder(
             profile="main",
         )
     ]
+
+
+# --- live recording: rungs named by a stream, sized once the live source's picture is known ----------
+def rungs(names: Sequence[str], overrides: Mapping[str, Bitrates] | str | None = None) -> list[RenditionSpec]:
+    """A stream's encoded recording renditions, by preset name, at the presets' box sizes (the live
+    source's size is not known yet: ``fit_rung`` sizes each once it is). InvalidInput for unknown or
+    repeated names, or a name that would clash with the passthrough ``source`` rendition."""
+    presets = _presets(overrides)
+    unknown = [n for n in names if n not in presets]
+    if unknown:
+        raise InvalidInput(
+            f"unknown rendition name(s) {', '.join(map(repr, unknown))}; known: {', '.join(PRESETS)}"
+        )
+    if len(set(names)) != len(names):
+        raise InvalidInput("the recording renditions name a rendition twice")
+    return sorted((presets[n] for n in names), key=lambda p: p.width * p.height, reverse=True)
+
+
+def fit_rung(spec: RenditionSpec, width: int, height: int) -> RenditionSpec:
+    """``spec`` fitted to a ``width`` x ``height`` source as ``choose_ladder`` fits it (the source's
+    orientation, never upscaled, even sides), keeping the rung's name and bitrates."""
+    info = MediaInfo(
+        duration_seconds=None, has_video=True, has_audio=False, width=width, height=height, rotation=0,
+        fps=None, variable_frame_rate=False, video_codec=None, audio_codec=None, container=None,
+    )  # fmt: skip
+    rates = {spec.name: Bitrates(spec.video_kbps, spec.max_kbps, spec.audio_kbps)}
+    fitted = choose_ladder(info, [spec.name], rates)
+    return replace(spec, width=fitted[0].width, height=fitted[0].height)

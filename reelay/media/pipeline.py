@@ -92,7 +92,7 @@ def output_frame_rate(info: MediaInfo) -> Fraction:
     return rate
 
 
-def _nominal_avc1(spec: RenditionSpec, fps: Fraction) -> str:
+def nominal_avc1(spec: RenditionSpec, fps: Fraction | float) -> str:
     # Before the encoder has told us its level: the level this size, rate and peak need (1080p60 is 4.2).
     return h264.avc1(
         spec.profile, h264.level_idc(spec.width, spec.height, float(fps), spec.max_kbps, spec.profile)
@@ -105,7 +105,7 @@ def planned_renditions(ladder: Sequence[RenditionSpec], info: MediaInfo) -> list
     fps = output_frame_rate(info)
     for spec in ladder:
         audio = spec.audio_kbps if info.has_audio else 0
-        codecs = _nominal_avc1(spec, fps) + (f",{AUDIO_CODEC}" if info.has_audio else "")
+        codecs = nominal_avc1(spec, fps) + (f",{AUDIO_CODEC}" if info.has_audio else "")
         out.append(
             Rendition(
                 name=spec.name,
@@ -148,6 +148,32 @@ def encoder_threads(spec: RenditionSpec, ladder: Sequence[RenditionSpec], cores:
     return max(1, math.ceil(1.5 * cores * spec.width * spec.height / total))
 
 
+def x264_encoder(
+    spec: RenditionSpec,
+    *,
+    name: str,
+    preset: str,
+    segment_seconds: float,
+    threads: int,
+    gop: int | None,
+    tune: str | None = None,
+) -> Gst.Element:
+    """A rendition's x264enc as the ladder wants it: capped at the rung's rate with a one-segment VBV
+    buffer, no B-frames, no scene-cut keyframes and no open GOP. ``gop`` fixes the keyframe interval
+    (frames); None leaves keyframes to forced key units (a live recording keys on its source's
+    segment boundaries) with x264's long default interval as a fallback. ``tune`` e.g. "zerolatency"."""
+    options = "scenecut=0:open-gop=0" + (f":min-keyint={gop}" if gop else "")
+    encoder = _make(
+        "x264enc", name,
+        speed_preset=preset, bitrate=spec.video_kbps,
+        vbv_buf_capacity=min(10000, int(segment_seconds * 1000)), key_int_max=gop or 0, bframes=0,
+        threads=threads, option_string=options,
+    )  # fmt: skip
+    if tune:
+        Gst.util_set_object_arg(encoder, "tune", tune)
+    return encoder
+
+
 def _caps(text: str) -> Gst.Element:
     return _make("capsfilter", caps=Gst.Caps.from_string(text))
 
@@ -160,7 +186,7 @@ def _link_chain(bin_: Gst.Bin, *elements: Gst.Element) -> None:
             raise RuntimeError(f"could not link {a.get_name()} to {b.get_name()}")
 
 
-def _avc1_from_sps(data: bytes) -> str | None:
+def avc1_from_sps(data: bytes) -> str | None:
     """RFC 6381 'avc1.PPCCLL' from the first SPS NAL unit in an Annex B buffer."""
     i = 0
     while True:
@@ -267,12 +293,9 @@ class _Job:
         )  # fmt: skip
         self.sinks[sink.get_name()] = spec.name
         p.add(sink)
-        encoder = _make(
-            "x264enc", f"x264_{spec.name}",
-            speed_preset=self.x264_preset, bitrate=spec.video_kbps,
-            vbv_buf_capacity=min(10000, self.segment_seconds * 1000), key_int_max=self.gop, bframes=0,
-            threads=encoder_threads(spec, self.ladder),
-            option_string=f"scenecut=0:open-gop=0:min-keyint={self.gop}",
+        encoder = x264_encoder(
+            spec, name=f"x264_{spec.name}", preset=self.x264_preset, segment_seconds=self.segment_seconds,
+            threads=encoder_threads(spec, self.ladder), gop=self.gop,
         )  # fmt: skip
         parse = _make("h264parse")
         queue = _raw_queue()
@@ -352,7 +375,7 @@ class _Job:
     def _on_encoded(self, _pad: Gst.Pad, info: Gst.PadProbeInfo, name: str) -> Gst.PadProbeReturn:
         if name not in self.codecs:
             buf = info.get_buffer()
-            codec = _avc1_from_sps(buf.extract_dup(0, min(buf.get_size(), 1024)))
+            codec = avc1_from_sps(buf.extract_dup(0, min(buf.get_size(), 1024)))
             if codec:
                 self.codecs[name] = codec
         self.last_activity = time.monotonic()
@@ -535,7 +558,7 @@ def transcode(
         segments, peak, average = _measure(folder, segment_seconds, float(1 / job.fps))
         (folder / "index.m3u8").write_text(hls.vod_playlist(segments, segment_seconds))
         duration = max(duration, sum(d for _, d in segments))
-        video_codec = job.codecs.get(spec.name) or _nominal_avc1(spec, job.fps)
+        video_codec = job.codecs.get(spec.name) or nominal_avc1(spec, job.fps)
         renditions.append(
             Rendition(
                 name=spec.name,

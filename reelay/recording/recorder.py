@@ -6,6 +6,9 @@ files into ``spool_dir`` and calls, from its streaming threads or the GLib loop:
 
     recorder.media_started()                       # a (re)built pipeline opened its first segment
     recorder.segment_closed(path, duration_ms)     # a segment file is complete
+    recorder.segment_closed(path, duration_ms, rendition="720p", pdt_ms=...)   # with encoded renditions
+    recorder.describe_rendition(name, width, height, codecs)   # a rendition's first keyframe is out
+    recorder.frames_dropped(count)                 # encoders that cannot keep up lost frames
 
 Both only append to an in-memory queue: they never wait on the store or the catalogue. One worker
 thread works through the queue in order: ``writer.start()`` (a new session, or the same one continued
@@ -15,6 +18,12 @@ upload still fails, the worker keeps the segment at the head of the queue and tr
 store outage delays segments, it does not lose them, while the spool holds at most
 ``max_spool_bytes``. Beyond that the OLDEST waiting segments are dropped, counted, logged and shown in
 ``health()``: the newest media is what an operator wants when the store comes back.
+
+Encoded renditions (``renditions``: ladder rungs, see ``reelay.media.ladder.rungs``) are made by the
+pipeline's recording branch from the same decode; ``encoded`` is what the branch builds. The session's
+renditions (what finalize writes into the master playlist) start from the rungs' nominal sizes and
+codecs and are corrected by ``describe_rendition`` from the real streams; a session start waits up to
+``describe_seconds`` for them, so its first row already carries the real values.
 
 The relay task calls ``heartbeat()`` on its lease beat, ``source_down(seconds)`` with the age of a
 source outage (past the reconnect window the session ends, and the next media starts a new one), and
@@ -28,11 +37,14 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from reelay.media import h264
+from reelay.media.ladder import RenditionSpec
+from reelay.models import Rendition
 from reelay.recording.writer import SessionWriter
 
 log = logging.getLogger(__name__)
@@ -53,6 +65,7 @@ class RecorderHealth:
     last_error: str | None
     sessions_started: int
     discontinuities: int  # starts that continued an earlier session
+    frames_dropped: int = 0  # frames the encoded renditions lost to encoders that could not keep up
     store: str | None = None  # the store, redacted
     store_fallback: str | None = None  # why the webhook's or the stream's store was passed over
 
@@ -63,6 +76,7 @@ class _Segment:
     size: int
     duration_ms: int
     pdt_ms: int
+    rendition: str = SOURCE_RENDITION
 
 
 @dataclass
@@ -84,6 +98,9 @@ class Recorder:
         on_dropped: Callable[[int], None] | None = None,
         store: str | None = None,
         store_fallback: str | None = None,
+        renditions: Sequence[RenditionSpec] = (),
+        describe_seconds: float = 5.0,
+        x264_preset: str = "veryfast",
     ) -> None:
         self.writer = writer
         self.spool_dir = Path(spool_dir)
@@ -99,6 +116,14 @@ class Recorder:
         self._wall_ms = wall_ms
         self.on_dropped = on_dropped  # the task's metric hook (count of segments just dropped)
         self.store, self.store_fallback = store, store_fallback
+        self.encoded: tuple[RenditionSpec, ...] = tuple(renditions)  # what the pipeline's branch encodes
+        self.describe_seconds = describe_seconds
+        self.x264_preset = x264_preset
+        self._undescribed = {r.name for r in writer.renditions}
+        self._described = threading.Event()
+        if not self.encoded:
+            self._described.set()  # nothing to wait for: the passthrough source alone
+        self._frames_dropped = 0
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._queue: deque[_Segment | _Command] = deque()
@@ -123,8 +148,11 @@ class Recorder:
             self._open = True
             self._wake.notify()
 
-    def segment_closed(self, path: str | Path, duration_ms: int) -> None:
-        """A complete segment file; its first frame was ``duration_ms`` before now (wall clock)."""
+    def segment_closed(
+        self, path: str | Path, duration_ms: int, *, rendition: str | None = None, pdt_ms: int | None = None
+    ) -> None:
+        """A complete segment file of ``rendition`` (the passthrough one by default). Its first frame
+        was at ``pdt_ms`` (wall clock), or, when not given, ``duration_ms`` before now."""
         path = Path(path)
         try:
             size = path.stat().st_size
@@ -132,7 +160,8 @@ class Recorder:
             log.warning("a closed segment file is missing: %s", path.name)
             return
         duration_ms = max(1, int(duration_ms))
-        seg = _Segment(path, size, duration_ms, max(0, self._wall_ms() - duration_ms))
+        pdt = pdt_ms if pdt_ms is not None else self._wall_ms() - duration_ms
+        seg = _Segment(path, size, duration_ms, max(0, pdt), rendition or self.rendition)
         dropped: list[_Segment] = []
         with self._lock:
             if not self._open:  # the pipeline posted a segment before media_started: start now
@@ -165,6 +194,26 @@ class Recorder:
             if self.on_dropped is not None:
                 with contextlib.suppress(Exception):
                     self.on_dropped(len(dropped))
+
+    def describe_rendition(self, name: str, width: int, height: int, codecs: str) -> None:
+        """A rendition's real picture size and RFC 6381 codec (from its first keyframe), for the
+        session's renditions: finalize writes them into the master playlist's RESOLUTION and CODECS."""
+        with self._lock:
+            facts = {"width": width, "height": height, "codecs": codecs}
+            self.writer.renditions = [
+                r.model_copy(update=facts) if r.name == name else r for r in self.writer.renditions
+            ]
+            self._undescribed.discard(name)
+            if not self._undescribed:
+                self._described.set()
+
+    def frames_dropped(self, count: int) -> None:
+        """Encoders that could not keep up lost ``count`` frames (the recording branch dropped them)."""
+        with self._lock:
+            self._frames_dropped += count
+            total = self._frames_dropped
+        if total == count or total // 1000 != (total - count) // 1000:  # the first, then every 1000th
+            log.warning("recording: encoders cannot keep up; %d frame(s) dropped so far", total)
 
     # --- called by the relay task ---------------------------------------------------------------
     def source_down(self, seconds: float) -> bool:
@@ -232,6 +281,7 @@ class Recorder:
                 last_error=self._last_error,
                 sessions_started=self._started,
                 discontinuities=self._continued,
+                frames_dropped=self._frames_dropped,
                 store=self.store,
                 store_fallback=self.store_fallback,
             )
@@ -263,6 +313,9 @@ class Recorder:
         try:
             if isinstance(item, _Command):
                 if item.kind == "start":
+                    # The session's first row should carry the renditions' real sizes and codecs.
+                    if not self._described.wait(self.describe_seconds):
+                        log.warning("recording starts before every rendition described itself")
                     session, continued = self.writer.start()
                     self._started += 1
                     self._continued += 1 if continued else 0
@@ -283,11 +336,11 @@ class Recorder:
             # The writer's own record of what it wrote: a segment object written whose manifest update
             # failed is written (the manifest keeps the entry for its next write); never write it twice.
             seqs: dict[str, int] = getattr(self.writer, "_last_seq", {})
-            before = seqs.get(self.rendition)
+            before = seqs.get(item.rendition)
             try:
-                self.writer.segment(self.rendition, data, duration_ms=item.duration_ms, pdt_ms=item.pdt_ms)
+                self.writer.segment(item.rendition, data, duration_ms=item.duration_ms, pdt_ms=item.pdt_ms)
             except Exception:
-                if seqs is getattr(self.writer, "_last_seq", None) and seqs.get(self.rendition) != before:
+                if seqs is getattr(self.writer, "_last_seq", None) and seqs.get(item.rendition) != before:
                     log.warning("segment written; its manifest update will be retried with the next one")
                 else:
                     raise
@@ -299,9 +352,26 @@ class Recorder:
             return False
 
 
+def planned_renditions(encoded: Sequence[RenditionSpec], fps: float = 30) -> list[Rendition]:
+    """Encoded renditions as a session first records them: the rungs' box sizes and nominal codecs
+    (the level x264 picks for that size at ``fps``), corrected from the real streams once they flow
+    (``Recorder.describe_rendition``)."""
+    return [
+        Rendition(
+            name=r.name,
+            width=r.width,
+            height=r.height,
+            bandwidth=r.max_kbps * 1000,
+            codecs=h264.avc1(r.profile, h264.level_idc(r.width, r.height, fps, r.max_kbps, r.profile)),
+            playlist=f"{r.name}/index.m3u8",
+        )
+        for r in encoded
+    ]
+
+
 def _describe(exc: Any) -> str:
     text = str(exc) or type(exc).__name__
     return text[:300]
 
 
-__all__ = ["DEFAULT_MAX_SPOOL_BYTES", "SOURCE_RENDITION", "Recorder", "RecorderHealth"]
+__all__ = ["DEFAULT_MAX_SPOOL_BYTES", "SOURCE_RENDITION", "Recorder", "RecorderHealth", "planned_renditions"]

@@ -9,7 +9,21 @@ When the stream records, a tee follows the avc/au capsfilter: one branch to the 
 
     tee ─ queue (leaky, bounded) ─ h264parse ─ splitmuxsink (mpegtsmux, keyframe-aligned splits)
 
-writing segment files into a local spool directory. The recording branch's queue drops its oldest
+writing segment files into a local spool directory. A stream that also records encoded renditions
+(ladder rungs, e.g. 720p and 360p) decodes the passthrough stream once inside the branch:
+
+    h264parse ─ tee ─ queue ─ splitmuxsink                                    (source, passthrough)
+                    └ queue (leaky) ─ avdec_h264 ─ videoconvert ─ queue (leaky, raw frames) ─ tee
+                        ─ queue ─ videoscale ─ WxH ─ x264enc ─ h264parse ─ splitmuxsink   (each rung)
+
+Segment boundaries are decided once, upstream of both, on the source's keyframes (the first keyframe
+at least a segment after the last boundary): every splitmuxsink is told to split at that running time
+and every encoder to key on it, so all renditions cut on the same PTS and a master playlist switches
+cleanly. Encoders that cannot keep up lose raw frames in the leaky raw queue (the same frames for every
+rung, so they stay aligned), counted; the passthrough segments and the KVS branch never wait for them.
+Encoding costs nothing when no rung is asked for: the branch is then the passthrough one alone.
+
+The recording branch's queue drops its oldest
 buffers rather than ever holding up the tee, so a slow disk never stalls KVS; uploads happen on the
 recorder's own thread (``reelay.recording.recorder``). Closed segments are seen in the branch's bin
 (``handle_message``) rather than on the bus: the bus is read by the runner's drain at stop, which
@@ -24,8 +38,10 @@ Audio is not relayed: the KVS stream carries one H.264 track.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,7 +49,9 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlsplit
 
-from reelay.media._gst import Gst, ensure_init
+from reelay.media._gst import Gst, GstVideo, ensure_init
+from reelay.media.ladder import RenditionSpec, fit_rung
+from reelay.media.pipeline import avc1_from_sps, encoder_threads, x264_encoder
 from reelay.media.runner import FlowMeter
 
 log = logging.getLogger(__name__)
@@ -76,16 +94,30 @@ class SegmentSink(Protocol):
     def segment_closed(self, path: str | Path, duration_ms: int) -> None: ...
 
 
+SOURCE_RENDITION = "source"
+
+
 @dataclass(frozen=True)
 class RecordingSpec:
     """The recording branch: segments of about ``segment_seconds`` (split at the next keyframe) into
-    ``spool_dir``, told to ``segments``. ``queue_seconds``/``queue_bytes`` bound the leaky queue."""
+    ``spool_dir``, told to ``segments``. ``queue_seconds``/``queue_bytes`` bound the leaky queue.
+
+    ``renditions``: encoded rungs recorded beside the passthrough source (sized to the source's
+    picture when it is known, see ``fit_rung``). ``raw_queue_frames`` bounds the leaky queue of decoded
+    frames in front of their encoders. With renditions, ``segments`` is also told (when it has these
+    methods) ``describe_rendition(name, width, height, codecs)`` once each rendition's first keyframe is
+    out, ``frames_dropped(count)`` when frames are lost to slow encoders, and ``segment_closed`` gets
+    ``rendition=`` and ``pdt_ms=`` (the same wall-clock time for the same boundary in every rendition).
+    """
 
     segments: SegmentSink
     spool_dir: Path
     segment_seconds: float = 2.0
     queue_seconds: float = 4.0
     queue_bytes: int = 32 * 1024 * 1024
+    renditions: tuple[RenditionSpec, ...] = ()
+    x264_preset: str = "veryfast"
+    raw_queue_frames: int = 4
 
 
 def _make(factory: str, name: str | None = None, **props: object) -> Gst.Element:
@@ -281,9 +313,17 @@ def RecordingBranch(spec: RecordingSpec) -> Gst.Bin:
     return _branch_class(spec)
 
 
+def _tell(sink: object, method: str, *args: object, **kwargs: object) -> None:
+    """An optional SegmentSink method (tests' sinks may have only the two required ones)."""
+    call = getattr(sink, method, None)
+    if call is not None:
+        call(*args, **kwargs)
+
+
 def _define_branch() -> type:
     class _RecordingBranch(Gst.Bin):
-        """queue (leaky) ─ h264parse ─ splitmuxsink(mpegtsmux), behind a ghost sink pad.
+        """queue (leaky) ─ h264parse ─ splitmuxsink(mpegtsmux), behind a ghost sink pad, plus the
+        encoded rungs when asked for (see the module's docstring).
 
         Each pipeline build writes files of its own name (a random prefix): a dropped pipeline leaves its
         unfinished last file behind, never one a later build would reuse."""
@@ -296,6 +336,16 @@ def _define_branch() -> type:
             self._opened: dict[str, int] = {}  # location -> running time it opened at (ns)
             self._started = False
             self._lock = threading.Lock()
+            self._muxes: dict[str, str] = {}  # splitmuxsink name -> rendition
+            self._encoders: list[Gst.Element] = []
+            self._sizers: dict[str, Gst.Element] = {}  # rendition -> its size capsfilter
+            self._boundary: int | None = None  # running time (ns) of the last segment boundary
+            self._anchor: tuple[int, int] | None = None  # (running time ns, wall ms) of the first one
+            self._keyed = False
+            self._resync = False  # H.264 was lost before the decoder: wait for a keyframe
+            self.frames_dropped = 0
+            self._described: set[str] = set()
+            encoded = bool(spec.renditions)
             queue = _make(
                 "queue",
                 "record-queue",
@@ -305,43 +355,239 @@ def _define_branch() -> type:
                 max_size_time=int(spec.queue_seconds * Gst.SECOND),
             )
             parse = _make("h264parse", "record-parse", config_interval=-1)
-            mux = _make(
-                "splitmuxsink",
-                "record-segments",
-                muxer_factory="mpegtsmux",
-                max_size_time=int(spec.segment_seconds * Gst.SECOND),
-                location=str(spec.spool_dir / f"{self.prefix}-%06d.ts"),
-            )
-            for element in (queue, parse, mux):
+            # With encoded renditions every split is asked for (split-at-running-time) on the source's
+            # keyframes; without, splitmuxsink splits by time alone, as it always did.
+            mux = self._mux(SOURCE_RENDITION, "record-segments", f"{self.prefix}-%06d.ts", timed=not encoded)
+            for element in (queue, parse):
                 self.add(element)
             queue.link(parse)
-            parse.link(mux)
+            if encoded:
+                split = _make("tee", "record-split")
+                source_queue = _make("queue", "record-source-queue")
+                for element in (split, source_queue):
+                    self.add(element)
+                parse.link(split)
+                split.link(source_queue)
+                source_queue.link(mux)
+                self._add_encoded(split)
+                parse.get_static_pad("src").add_probe(Gst.PadProbeType.BUFFER, self._on_source_buffer)
+            else:
+                parse.link(mux)
+            parse.get_static_pad("src").add_probe(Gst.PadProbeType.BUFFER, self._describe, SOURCE_RENDITION)
             self.add_pad(Gst.GhostPad.new("sink", queue.get_static_pad("sink")))
+
+        def _mux(self, rendition: str, name: str, pattern: str, *, timed: bool) -> Gst.Element:
+            mux = _make(
+                "splitmuxsink",
+                name,
+                muxer_factory="mpegtsmux",
+                max_size_time=int(self.spec.segment_seconds * Gst.SECOND) if timed else 0,
+                location=str(self.spec.spool_dir / pattern),
+            )
+            self.add(mux)
+            self._muxes[name] = rendition
+            return mux
+
+        def _add_encoded(self, split: Gst.Element) -> None:
+            spec = self.spec
+            # H.264 lost here (the decoder too slow) breaks decoding until the next keyframe: counted,
+            # and what follows is held back until one comes.
+            decode_queue = _make(
+                "queue", "record-decode-queue", leaky=2, max_size_buffers=0, max_size_bytes=spec.queue_bytes,
+                max_size_time=int(spec.queue_seconds * Gst.SECOND),
+            )  # fmt: skip
+            decode_queue.connect("overrun", self._on_h264_overrun)
+            decode_queue.get_static_pad("src").add_probe(Gst.PadProbeType.BUFFER, self._on_decode_input)
+            # Raw frames the encoders have not taken yet: the oldest go first when they fall behind.
+            raw_queue = _make(
+                "queue", "record-raw-queue", leaky=2, max_size_buffers=spec.raw_queue_frames,
+                max_size_bytes=0, max_size_time=0,
+            )  # fmt: skip
+            raw_queue.connect("overrun", self._on_raw_overrun)
+            raw = _make("tee", "record-raw")
+            chain = [
+                decode_queue, _make("avdec_h264", "record-decode"), _make("videoconvert"),
+                _make("capsfilter", caps=Gst.Caps.from_string("video/x-raw,format=I420")), raw_queue, raw,
+            ]  # fmt: skip
+            for element in chain:
+                self.add(element)
+            for a, b in itertools.pairwise(chain):
+                if not a.link(b):
+                    raise RuntimeError(f"could not link {a.get_name()} to {b.get_name()}")
+            if not split.link(decode_queue):
+                raise RuntimeError("could not link the recording decoder")
+            raw.get_static_pad("sink").add_probe(Gst.PadProbeType.EVENT_DOWNSTREAM, self._on_raw_event)
+            for rung in spec.renditions:
+                sizer = _make("capsfilter", f"record-size-{rung.name}")
+                encoder = x264_encoder(
+                    rung, name=f"record-x264-{rung.name}", preset=spec.x264_preset,
+                    segment_seconds=spec.segment_seconds, threads=encoder_threads(rung, spec.renditions),
+                    # No look-ahead: the encoder outputs each frame before the next comes in, so its output
+                    # segment (which GstVideoEncoder times forced key units against) is set from the
+                    # first frame on, and no raw frames wait inside it.
+                    gop=None, tune="zerolatency",
+                )  # fmt: skip
+                parse = _make("h264parse", f"record-parse-{rung.name}", config_interval=-1)
+                chain = [
+                    # never leaky: a slow encoder holds the raw tee, and the raw queue drops for all
+                    _make("queue", max_size_buffers=2, max_size_bytes=0, max_size_time=0),
+                    _make("videoscale", add_borders=False), sizer, encoder,
+                    _make("capsfilter", caps=Gst.Caps.from_string(f"video/x-h264,profile={rung.profile}")),
+                    parse,
+                ]  # fmt: skip
+                for element in chain:
+                    self.add(element)
+                for a, b in itertools.pairwise(chain):
+                    if not a.link(b):
+                        raise RuntimeError(f"could not link rendition {rung.name}")
+                pattern = f"{self.prefix}-{rung.name}-%06d.ts"
+                mux = self._mux(rung.name, f"record-segments-{rung.name}", pattern, timed=False)
+                if not parse.link(mux) or not raw.link(chain[0]):
+                    raise RuntimeError(f"could not link rendition {rung.name}")
+                parse.get_static_pad("src").add_probe(Gst.PadProbeType.BUFFER, self._describe, rung.name)
+                self._sizers[rung.name] = sizer
+                self._encoders.append(encoder)
+
+        # --- streaming threads ------------------------------------------------------------------------
+        def _on_source_buffer(self, pad: Gst.Pad, info: Gst.PadProbeInfo) -> Gst.PadProbeReturn:
+            """Segment boundaries: the first keyframe a segment or more after the last boundary."""
+            buf = info.get_buffer()
+            if buf.has_flags(Gst.BufferFlags.DELTA_UNIT):
+                return Gst.PadProbeReturn.OK if self._keyed else Gst.PadProbeReturn.DROP
+            self._keyed = True
+            event = pad.get_sticky_event(Gst.EventType.SEGMENT, 0)
+            if buf.pts == Gst.CLOCK_TIME_NONE or event is None:
+                return Gst.PadProbeReturn.OK
+            at = event.parse_segment().to_running_time(Gst.Format.TIME, buf.pts)
+            if at == Gst.CLOCK_TIME_NONE:
+                return Gst.PadProbeReturn.OK
+            # A little slack: a camera's 2 s GOP may stamp its keyframe a hair before the 2 s mark.
+            step = int(self.spec.segment_seconds * Gst.SECOND * 0.95)
+            with self._lock:
+                first = self._boundary is None
+                if not first and at - self._boundary < step:  # type: ignore[operator]
+                    return Gst.PadProbeReturn.OK
+                self._boundary = at
+                if first:
+                    self._anchor = (at, int(time.time() * 1000))
+            if not first:  # the first frame an encoder sees is a keyframe anyway
+                for encoder in self._encoders:
+                    encoder.get_static_pad("src").send_event(
+                        GstVideo.video_event_new_upstream_force_key_unit(at, True, 0)
+                    )
+                for name in self._muxes:
+                    mux = self.get_by_name(name)
+                    if mux is not None:
+                        mux.emit("split-at-running-time", at)
+            return Gst.PadProbeReturn.OK
+
+        def _on_h264_overrun(self, _queue: Gst.Element) -> None:
+            self._resync = True
+            self._count_dropped(1)
+
+        def _on_raw_overrun(self, _queue: Gst.Element) -> None:
+            self._count_dropped(1)
+
+        def _count_dropped(self, count: int) -> None:
+            with self._lock:
+                self.frames_dropped += count
+            _tell(self.spec.segments, "frames_dropped", count)
+
+        def _on_decode_input(self, _pad: Gst.Pad, info: Gst.PadProbeInfo) -> Gst.PadProbeReturn:
+            if not self._resync:
+                return Gst.PadProbeReturn.OK
+            if info.get_buffer().has_flags(Gst.BufferFlags.DELTA_UNIT):
+                self._count_dropped(1)
+                return Gst.PadProbeReturn.DROP
+            self._resync = False
+            return Gst.PadProbeReturn.OK
+
+        def _on_raw_event(self, _pad: Gst.Pad, info: Gst.PadProbeInfo) -> Gst.PadProbeReturn:
+            """The decoded picture's size is known: fit every rung to it, once, before it negotiates."""
+            event = info.get_event()
+            if event.type != Gst.EventType.CAPS:
+                return Gst.PadProbeReturn.OK
+            s = event.parse_caps().get_structure(0)
+            ok_w, width = s.get_int("width")
+            ok_h, height = s.get_int("height")
+            ok_par, par_n, par_d = s.get_fraction("pixel-aspect-ratio")
+            if not (ok_w and ok_h) or width <= 0 or height <= 0:
+                return Gst.PadProbeReturn.OK
+            if ok_par and par_n > 0 and par_d > 0:
+                width = round(width * par_n / par_d)  # the display size
+            for rung in self.spec.renditions:
+                sizer = self._sizers.pop(rung.name, None)
+                if sizer is None:
+                    continue  # sized already: a later change of picture is scaled to the same size
+                fitted = fit_rung(rung, width, height)
+                sizer.set_property(
+                    "caps",
+                    Gst.Caps.from_string(
+                        f"video/x-raw,width={fitted.width},height={fitted.height},pixel-aspect-ratio=1/1,"
+                        "format=I420"
+                    ),
+                )
+            return Gst.PadProbeReturn.OK
+
+        def _describe(self, pad: Gst.Pad, info: Gst.PadProbeInfo, rendition: str) -> Gst.PadProbeReturn:
+            """A rendition's size and RFC 6381 codec, from its first keyframe's SPS, told once."""
+            buf = info.get_buffer()
+            if buf.has_flags(Gst.BufferFlags.DELTA_UNIT):
+                return Gst.PadProbeReturn.OK
+            codecs = avc1_from_sps(buf.extract_dup(0, min(buf.get_size(), 4096)))
+            caps = pad.get_current_caps()
+            if codecs is None or caps is None or not caps.get_size():
+                return Gst.PadProbeReturn.OK
+            s = caps.get_structure(0)
+            width, height = s.get_int("width")[1], s.get_int("height")[1]
+            try:
+                _tell(self.spec.segments, "describe_rendition", rendition, width, height, codecs)
+            except Exception:  # never let the recorder's trouble into the streaming thread
+                log.exception("recording branch: could not describe rendition %s", rendition)
+            return Gst.PadProbeReturn.REMOVE
 
         def do_handle_message(self, message: Gst.Message) -> None:
             if message.type == Gst.MessageType.ELEMENT:
                 s = message.get_structure()
                 name = s.get_name() if s is not None else ""
                 if name in ("splitmuxsink-fragment-opened", "splitmuxsink-fragment-closed"):
+                    src = message.src.get_name() if message.src else ""
+                    rendition = self._muxes.get(src, SOURCE_RENDITION)
                     try:
-                        self._on_fragment(name, s.get_string("location"), s.get_uint64("running-time")[1])
+                        self._on_fragment(
+                            name, s.get_string("location"), s.get_uint64("running-time")[1], rendition
+                        )
                     except Exception:  # never let the recorder's trouble into the streaming thread
                         log.exception("recording branch: could not hand over a segment")
             Gst.Bin.do_handle_message(self, message)
 
-        def _on_fragment(self, name: str, location: str, running_time: int) -> None:
+        def _on_fragment(self, name: str, location: str, running_time: int, rendition: str) -> None:
             with self._lock:
                 if name.endswith("opened"):
                     self._opened[location] = running_time
-                    first, self._started = not self._started, True
+                    # The recording starts with the source's first segment (its renditions follow).
+                    first = rendition == SOURCE_RENDITION and not self._started
+                    self._started = self._started or first
                     opened_at = None
                 else:
                     first = False
                     opened_at = self._opened.pop(location, None)
+                anchor = self._anchor
             if first:
                 self.spec.segments.media_started()
-            if opened_at is not None:
-                duration_ms = max(1, round((running_time - opened_at) / 1_000_000))
+            if opened_at is None:
+                return
+            duration_ms = max(1, round((running_time - opened_at) / 1_000_000))
+            if not self.spec.renditions:
                 self.spec.segments.segment_closed(location, duration_ms)
+                return
+            # Every rendition's segment that starts on the same boundary gets the same wall-clock time
+            # (hence the same sequence number and program date-time), from one anchor per pipeline.
+            pdt_ms = None
+            if anchor is not None:
+                pdt_ms = anchor[1] + round((opened_at - anchor[0]) / 1_000_000)
+            self.spec.segments.segment_closed(  # type: ignore[call-arg]
+                location, duration_ms, rendition=rendition, pdt_ms=pdt_ms
+            )
 
     return _RecordingBranch

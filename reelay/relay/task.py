@@ -160,6 +160,8 @@ class RelayTask:
                 self.recorder,
                 self.recorder.spool_dir,
                 segment_seconds=self.recorder.writer.segment_ms / 1000,
+                renditions=self.recorder.encoded,  # encoded rungs beside the source (none: passthrough only)
+                x264_preset=self.recorder.x264_preset,
             )
         supervisor = Supervisor(
             SourceSpec(url=self.reveal_source(stream), video=str(stream.video_mode.value)),
