@@ -21,8 +21,7 @@ from reelay.recording.runner import WorkflowRunner
 from reelay.recording.steps import StepContext, subprocess_exporter
 from reelay.settings import Settings
 from reelay.storage.file import FileStore
-from reelay.transcode import TranscodeService
-from tests.fakes import FakeEvents
+from reelay.transcode import validate_hls
 from tests.unit.recording_helpers import T0_MS, stream
 
 SEGMENTS = 9  # 1 s each at 320x240, 15 fps, with AAC audio
@@ -100,22 +99,14 @@ def test_two_writers_finalize_to_a_valid_video_and_mp4(
     assert (out["segments"], out["duplicates"], out["writers"]) == (SEGMENTS, 3, 2)
     assert cat.get_recording_session(sid).state == RecordingState.READY
 
-    # The transcoder's own validation of published HLS. It looks for each segment beside its playlist
-    # (by file name), while a recording's playlists point at the segments where the recorder wrote
-    # them (../../../recordings/...): so it runs on a mirror where each URI is resolved as a player
-    # resolves it, and linked beside the playlist.
+    # The transcoder's own validation of published HLS, on the playlists as published: it resolves each
+    # segment against its playlist, as a player does, so the recorder's segments are found where they
+    # were written (../../../recordings/...).
     video = cat.get(out["videoId"])
     published = root / "outputs" / out["videoId"]
-    mirror = tmp_path / "mirror"
-    (mirror / "source").mkdir(parents=True)
-    (mirror / "master.m3u8").symlink_to(published / "master.m3u8")
-    (mirror / "source" / "index.m3u8").symlink_to(published / "source" / "index.m3u8")
     for uri, _ in hls.parse_media_playlist((published / "source" / "index.m3u8").read_text()).segments:
-        target = (published / "source" / uri).resolve()
-        assert target.is_relative_to(root.resolve() / "recordings")
-        (mirror / "source" / Path(uri).name).symlink_to(target)
-    worker = TranscodeService(cat, store, FakeEvents(), settings, worker_id="validator")
-    final = worker._validate(mirror, video.renditions, video.duration_seconds or 0)
+        assert uri.startswith("../../../recordings/")
+    final = validate_hls(published, video.renditions, video.duration_seconds or 0, settings.segment_seconds)
     assert len(final["source"]) == SEGMENTS
     master = hls.parse_master_playlist(store.get_bytes(f"outputs/{out['videoId']}/master.m3u8").decode())
     assert master[0].resolution == (320, 240) and master[0].bandwidth > 0

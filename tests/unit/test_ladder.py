@@ -247,3 +247,42 @@ def test_settings_read_the_overrides_from_the_environment(monkeypatch):
     assert rates(ladder) == {"360p": (700, 1050, 96)}
     monkeypatch.delenv("REELAY_LADDER_OVERRIDES")
     assert Settings().ladder_overrides == ""
+
+
+def test_recording_rungs_come_largest_first_at_their_box_sizes():
+    from reelay.media.ladder import rungs
+
+    assert [(r.name, r.width, r.height) for r in rungs(["360p", "720p"])] == [
+        ("720p", 1280, 720),
+        ("360p", 640, 360),
+    ]
+    assert rungs(["360p"], "360p=500:700:96")[0].video_kbps == 500
+
+
+@pytest.mark.parametrize(
+    ("names", "message"),
+    [(["4k"], "unknown rendition"), (["720p", "720p"], "twice"), (["source"], "unknown rendition")],
+)
+def test_bad_recording_rungs_are_invalid_input(names, message):
+    from reelay.media.ladder import rungs
+
+    with pytest.raises(InvalidInput, match=message):
+        rungs(names)
+
+
+@pytest.mark.parametrize(
+    ("source", "name", "expected"),
+    [
+        ((1920, 1080), "720p", (1280, 720)),
+        ((640, 480), "360p", (480, 360)),  # 4:3 fits the box's short side
+        ((1080, 1920), "720p", (720, 1280)),  # portrait stays portrait
+        ((640, 360), "720p", (640, 360)),  # never upscaled
+        ((320, 240), "360p", (320, 240)),  # smaller than the box: the source's size, the rung's name
+    ],
+)
+def test_a_rung_is_fitted_to_the_live_source_keeping_its_name_and_rates(source, name, expected):
+    from reelay.media.ladder import PRESETS, fit_rung
+
+    fitted = fit_rung(PRESETS[name], *source)
+    assert (fitted.name, (fitted.width, fitted.height)) == (name, expected)
+    assert (fitted.video_kbps, fitted.max_kbps) == (PRESETS[name].video_kbps, PRESETS[name].max_kbps)

@@ -187,3 +187,86 @@ def test_leftover_files_are_swept_and_an_unknown_file_is_not_fatal(tmp_path: Pat
     recorder.segment_closed(spool / "missing.ts", 1000)  # logged, ignored
     assert recorder.health().pending == 0
     assert recorder.close(2)
+
+
+# --- encoded renditions --------------------------------------------------------------------------------
+def _with_rungs(tmp_path: Path, describe_seconds: float = 5.0):  # type: ignore[no-untyped-def]
+    from reelay.media.ladder import rungs
+    from reelay.recording.recorder import planned_renditions
+
+    catalogue = MemoryCatalogue()
+    store = FileStore(tmp_path / "store", public_url=None, signing_key=None)
+    encoded = rungs(["360p", "240p"])
+    writer = SessionWriter(
+        store, catalogue, "cam", "w1", [SOURCE, *planned_renditions(encoded)], segment_ms=1000,
+        retry=FAST, sleep=lambda _s: None,
+    )  # fmt: skip
+    recorder = Recorder(writer, tmp_path / "spool", renditions=encoded, describe_seconds=describe_seconds)
+    return catalogue, store, recorder
+
+
+def test_described_renditions_are_what_the_session_records(tmp_path: Path) -> None:
+    catalogue, _store, recorder = _with_rungs(tmp_path)
+    try:
+        recorder.media_started()  # the worker waits for the renditions to describe themselves
+        time.sleep(0.1)
+        assert catalogue.list_recording_sessions("cam") == []
+        recorder.describe_rendition("source", 1920, 1080, "avc1.640028")
+        recorder.describe_rendition("360p", 640, 360, "avc1.4d401e")
+        recorder.describe_rendition("240p", 426, 240, "avc1.4d4015")
+        wait(lambda: recorder.health().sessions_started == 1)
+        got = {
+            r.name: (r.width, r.height, r.codecs)
+            for r in catalogue.list_recording_sessions("cam")[0].renditions
+        }
+        assert got == {
+            "source": (1920, 1080, "avc1.640028"),
+            "360p": (640, 360, "avc1.4d401e"),
+            "240p": (426, 240, "avc1.4d4015"),
+        }
+    finally:
+        recorder.close(2)
+
+
+def test_a_rendition_that_never_describes_itself_does_not_hold_the_recording_up(tmp_path: Path) -> None:
+    catalogue, _store, recorder = _with_rungs(tmp_path, describe_seconds=0.2)
+    try:
+        recorder.describe_rendition("source", 640, 360, "avc1.42c01e")
+        recorder.media_started()
+        wait(lambda: recorder.health().sessions_started == 1)
+        got = {r.name: (r.width, r.height) for r in catalogue.list_recording_sessions("cam")[0].renditions}
+        assert got == {"source": (640, 360), "360p": (640, 360), "240p": (426, 240)}  # the rungs' boxes
+    finally:
+        recorder.close(2)
+
+
+def test_renditions_segments_given_one_start_time_share_sequence_numbers(tmp_path: Path) -> None:
+    _catalogue, store, recorder = _with_rungs(tmp_path, describe_seconds=0)
+    try:
+        recorder.media_started()
+        t0 = int(time.time() * 1000) + 500
+        for i in range(3):
+            for name in ("source", "360p", "240p"):
+                path = recorder.spool_dir / f"{name}-{i}.ts"
+                path.write_bytes(b"\x47" * 188)
+                # the encoded ones close later than the source: the start time given decides, not "now"
+                recorder.segment_closed(path, 1000, rendition=name, pdt_ms=t0 + i * 1000)
+        wait(lambda: recorder.health().segments_written == 9)
+        found: dict[str, list[tuple[int, int]]] = {}
+        for s in segments(store):
+            found.setdefault(s.rendition, []).append((s.seq, s.pdt_ms or 0))
+        assert found["source"] == found["360p"] == found["240p"]
+        assert [p for _, p in found["source"]] == [t0, t0 + 1000, t0 + 2000]
+    finally:
+        recorder.close(2)
+
+
+def test_frames_dropped_by_slow_encoders_are_counted(tmp_path: Path, caplog) -> None:  # type: ignore[no-untyped-def]
+    _catalogue, _store, recorder = _with_rungs(tmp_path)
+    try:
+        recorder.frames_dropped(3)
+        recorder.frames_dropped(2)
+        assert recorder.health().frames_dropped == 5
+        assert "cannot keep up" in caplog.text
+    finally:
+        recorder.close(2)

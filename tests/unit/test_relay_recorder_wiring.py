@@ -56,3 +56,69 @@ def test_the_recorder_records_to_the_default_store_under_the_task_s_writer_id(tm
         assert recorder.spool_dir == tmp_path / "work" / "spool"
     finally:
         assert recorder.close(2)
+
+
+class _WithRenditions:
+    """A stream as the catalogue gives it once it carries ``record_renditions`` (another branch adds the
+    field): the factory reads it with getattr, so it works with and without the field."""
+
+    def __init__(self, stream: Stream, names: list[str]) -> None:
+        self._stream, self.record_renditions = stream, names
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._stream, name)
+
+
+def _recorder(tmp_path: Path, stream: object, **settings: object):  # type: ignore[no-untyped-def]
+    config = Settings(recording_store_url=f"file://{tmp_path / 'rec'}", **settings)  # type: ignore[arg-type]
+    return recorder_factory(MemoryCatalogue(), config, "task-1", tmp_path / "work")(stream)
+
+
+def test_a_stream_s_renditions_become_encoded_rungs_beside_the_source(tmp_path: Path) -> None:
+    recorder = _recorder(tmp_path, _WithRenditions(STREAM, ["360p", "720p"]), x264_preset="faster")
+    try:
+        assert [r.name for r in recorder.encoded] == ["720p", "360p"]  # largest first
+        assert recorder.x264_preset == "faster"
+        planned = {r.name: r for r in recorder.writer.renditions}
+        assert list(planned) == ["source", "720p", "360p"]
+        assert (planned["720p"].width, planned["720p"].height, planned["720p"].codecs) == (
+            1280,
+            720,
+            "avc1.64001f",
+        )
+        assert (planned["360p"].width, planned["360p"].height, planned["360p"].codecs) == (
+            640,
+            360,
+            "avc1.4d401e",
+        )
+        assert planned["360p"].playlist == "360p/index.m3u8"
+    finally:
+        assert recorder.close(2)
+
+
+def test_overridden_rates_reach_the_rungs(tmp_path: Path) -> None:
+    recorder = _recorder(tmp_path, _WithRenditions(STREAM, ["360p"]), ladder_overrides="360p=500:700:96")
+    try:
+        assert (recorder.encoded[0].video_kbps, recorder.encoded[0].max_kbps) == (500, 700)
+    finally:
+        assert recorder.close(2)
+
+
+def test_bad_rendition_names_record_the_source_alone_and_say_why(tmp_path: Path, caplog) -> None:  # type: ignore[no-untyped-def]
+    for names in (["4k"], ["360p", "360p"]):
+        recorder = _recorder(tmp_path, _WithRenditions(STREAM, names))
+        try:
+            assert recorder.encoded == ()
+            assert [r.name for r in recorder.writer.renditions] == ["source"]
+        finally:
+            assert recorder.close(2)
+    assert "not valid" in caplog.text
+
+
+def test_a_stream_without_the_field_or_naming_only_the_source_records_passthrough(tmp_path: Path) -> None:
+    for stream in (STREAM, _WithRenditions(STREAM, []), _WithRenditions(STREAM, ["source"])):
+        recorder = _recorder(tmp_path, stream)
+        try:
+            assert recorder.encoded == ()
+        finally:
+            assert recorder.close(2)

@@ -904,3 +904,47 @@ def test_bad_ladder_overrides_stop_the_worker_at_start(catalogue, store, events,
     # When the service is built, Then it refuses with a clear error instead of failing every video later
     with pytest.raises(InvalidInput, match="360p"):
         TranscodeService(catalogue, store, events, bad, worker_id="w1", transcode_fn=FakeEncoder())
+
+
+# --- the HLS validation, shared with finalized recordings ----------------------------------------------
+def _published(tmp_path: Path, uri: str) -> tuple[Path, list[Rendition]]:
+    out = tmp_path / "outputs" / "v1"
+    (out / "source").mkdir(parents=True)
+    (out / "source" / "index.m3u8").write_text(hls.vod_playlist([(uri, 2.0), (uri, 2.0)], 2))
+    rendition = Rendition(name="source", bandwidth=1, codecs="avc1.640028", playlist="source/index.m3u8")
+    (out / "master.m3u8").write_text(hls.write_master([rendition]))
+    return out, [rendition]
+
+
+def test_validation_resolves_segments_against_their_playlist(tmp_path: Path) -> None:
+    from reelay.transcode import validate_hls
+
+    segment = tmp_path / "recordings" / "cam" / "s1" / "w1" / "source" / "0000000000_2000_1.ts"
+    segment.parent.mkdir(parents=True)
+    segment.write_bytes(b"\x47")
+    out, renditions = _published(tmp_path, "../../../recordings/cam/s1/w1/source/0000000000_2000_1.ts")
+    final = validate_hls(out, renditions, 4.0, 2)
+    assert [s.path for s in final["source"]] == [
+        "../../../recordings/cam/s1/w1/source/0000000000_2000_1.ts"
+    ] * 2
+    assert final["source"][0].name == "0000000000_2000_1.ts"
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "../../../recordings/cam/s1/w1/source/missing.ts",  # resolved, and not there
+        "0000000000_2000_1.ts",  # beside the playlist: not where the playlist says
+        "/etc/passwd",
+        "http://example.com/seg.ts",
+    ],
+)
+def test_validation_refuses_segments_a_player_would_not_find(tmp_path: Path, uri: str) -> None:
+    from reelay.transcode import OutputInvalid, validate_hls
+
+    segment = tmp_path / "recordings" / "cam" / "s1" / "w1" / "source" / "0000000000_2000_1.ts"
+    segment.parent.mkdir(parents=True)
+    segment.write_bytes(b"\x47")
+    out, renditions = _published(tmp_path, uri)
+    with pytest.raises(OutputInvalid, match="missing segment"):
+        validate_hls(out, renditions, 4.0, 2)
