@@ -129,9 +129,8 @@ def remux(files: list[Path], out: Path) -> None:
     for n, path in enumerate(files):
         # h264timestamper: a live source's RTP clock jitters, and a DTS a few microseconds past its
         # PTS (an encoder rounding to its time base) makes mp4mux fail ("Buffer has no PTS").
-        parts.append(
-            f"filesrc location={_q(path)} ! tsdemux name=d{n} d{n}. ! queue ! h264parse ! h264timestamper ! cv."
-        )
+        video = "queue ! h264parse ! h264timestamper ! cv."
+        parts.append(f"filesrc location={_q(path)} ! tsdemux name=d{n} d{n}. ! {video}")
         if has_audio:
             parts.append(f"d{n}. ! queue ! aacparse ! ca.")
     pipeline = Gst.parse_launch(" ".join(parts))

@@ -162,7 +162,7 @@ def test_source_and_two_encoded_renditions_record_aligned_and_finalize_to_a_vali
             assert abs((enc.duration_ms or 0) - (src.duration_ms or 0)) <= FRAME_MS, (name, enc, src)
     # A keyframe opens every segment of every rendition, and segment N starts on the same frame
     # (the same PTS) in each of them.
-    for i, src in enumerate(source):
+    for i in range(len(source)):
         starts = {}
         for name in ("source", *RUNGS):
             frame = first_frame(rig.store.local_path(segments[name][i].key()))
