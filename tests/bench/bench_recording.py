@@ -12,17 +12,28 @@ Finalize/fixup: 432,000 empty segment files named by ``reelay.recording.layout``
 the session. Each run is a child process (its own wall time and peak RSS from wait4) running the local
 workflow runner over a ``FileStore`` and the in-memory catalogue. S3's cost for the same listing is
 stated as ListObjectsV2 requests (1000 keys each).
+
+Renditions: CPU seconds per minute of recording a live 720p25 RTSP camera (keyframe every 2 s), in
+the relay's recording branch (supervisor + recorder, no KVS sink, a file store): the passthrough
+source alone, then source + 720p + 360p (one decode, two x264 veryfast/zerolatency encodes), each in
+a child process measuring its own CPU time over the same window once every rendition has written a
+segment. The peer, in the same run on the same camera: ffmpeg reading the camera, copying the source
+into 2 s MPEG-TS segments and encoding the same two rungs (same sizes, rates, VBV, preset and tune, no
+B-frames, keyframes forced every 2 s) into 2 s segments, its CPU from wait4 over the same media length.
+Window: ``REELAY_BENCH_RENDITIONS_SECONDS`` (default 30).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
-from tests.bench.registry import BenchContext, Row, measure
+from tests.bench.registry import ROOT, BenchContext, Row, measure
 
 HOURS = 48
 RENDITIONS = ("source", "1080p", "720p", "480p", "360p")
@@ -135,7 +146,155 @@ def _child(root: str, mode: str) -> None:
     )
 
 
+# --- renditions: CPU per minute of recording, against ffmpeg ----------------------------------------------
+RUNG_NAMES = ("720p", "360p")
+SEGMENT_SECONDS = 2
+X264_PRESET = "veryfast"
+
+
+def _renditions_child(url: str, seconds: float, names: list[str], work: str) -> None:
+    """Runs in its own process: records ``url`` (source + ``names``) and prints its CPU over ``seconds``
+    of steady recording (from the moment every rendition has written a segment)."""
+    from reelay.catalogue.memory import MemoryCatalogue
+    from reelay.media.ladder import rungs
+    from reelay.models import Rendition
+    from reelay.recording import layout
+    from reelay.recording.recorder import Recorder, planned_renditions
+    from reelay.recording.writer import SessionWriter
+    from reelay.relay.pipelines import RecordingSpec, SourceSpec
+    from reelay.relay.supervisor import RelayPolicy, Supervisor
+    from reelay.storage.file import FileStore
+
+    store = FileStore(Path(work) / "store", public_url=None, signing_key=None)
+    encoded = rungs(names)
+    source = Rendition(name="source", bandwidth=0, codecs="avc1.640028", playlist="source/index.m3u8")
+    writer = SessionWriter(
+        store, MemoryCatalogue(), "bench", "w1", [source, *planned_renditions(encoded)],
+        segment_ms=SEGMENT_SECONDS * 1000,
+    )  # fmt: skip
+    recorder = Recorder(writer, Path(work) / "spool", renditions=encoded, x264_preset=X264_PRESET)
+    spec = RecordingSpec(
+        recorder, recorder.spool_dir, segment_seconds=SEGMENT_SECONDS, renditions=recorder.encoded,
+        x264_preset=X264_PRESET,
+    )  # fmt: skip
+    supervisor = Supervisor(SourceSpec(url), None, recording=spec, policy=RelayPolicy(stall_seconds=10))
+    loop = threading.Thread(target=supervisor.run, daemon=True)
+    loop.start()
+    wanted = {"source", *names}
+
+    def renditions_seen() -> set[str]:
+        found = (layout.parse_key(i.key) for i in store.list(layout.ROOT))
+        return {s.rendition for s in found if isinstance(s, layout.SegmentKey)}
+
+    deadline = time.monotonic() + 60
+    while renditions_seen() != wanted:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"no segments of every rendition within 60 s: {renditions_seen()}")
+        time.sleep(0.2)
+    dropped0, cpu0, wall0 = recorder.health().frames_dropped, time.process_time(), time.monotonic()
+    time.sleep(seconds)
+    cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
+    dropped = recorder.health().frames_dropped - dropped0
+    supervisor.stop()
+    supervisor.stopped.wait(30)
+    recorder.end("stopped")
+    recorder.close(30)
+    print(json.dumps({"cpu": cpu, "wall": wall, "framesDropped": dropped}))
+
+
+def ffmpeg_renditions_argv(url: str, seconds: float, out: Path) -> list[str]:
+    """ffmpeg doing the recorder's job: the source copied, the two rungs encoded alike, 2 s segments."""
+    from reelay.media.ladder import fit_rung, rungs
+
+    ladder = [fit_rung(r, 1280, 720) for r in rungs(list(RUNG_NAMES))]
+    n = len(ladder)
+    graph = [f"[0:v]split={n}" + "".join(f"[s{i}]" for i in range(n))]
+    graph += [f"[s{i}]scale={r.width}:{r.height}:flags=bilinear,setsar=1[v{i}]" for i, r in enumerate(ladder)]
+    argv = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-rtsp_transport", "tcp",
+            "-t", str(seconds), "-i", url, "-filter_complex", ";".join(graph),
+            "-map", "0:v", "-c:v", "copy", "-f", "segment", "-segment_time", str(SEGMENT_SECONDS),
+            "-segment_format", "mpegts", str(out / "source_%05d.ts")]  # fmt: skip
+    for i, r in enumerate(ladder):
+        argv += ["-map", f"[v{i}]", "-c:v", "libx264", "-preset", X264_PRESET, "-tune", "zerolatency",
+                 "-b:v", f"{r.video_kbps}k", "-maxrate", f"{r.video_kbps}k",
+                 "-bufsize", f"{r.video_kbps * SEGMENT_SECONDS}k", "-profile:v", r.profile, "-bf", "0",
+                 "-sc_threshold", "0", "-force_key_frames", f"expr:gte(t,n_forced*{SEGMENT_SECONDS})",
+                 "-pix_fmt", "yuv420p", "-f", "segment", "-segment_time", str(SEGMENT_SECONDS),
+                 "-segment_format", "mpegts", str(out / f"{r.name}_%05d.ts")]  # fmt: skip
+    return argv
+
+
+def renditions_rows(ctx: BenchContext) -> list[Row]:
+    from local.cameras import Picture, RtspCamera
+
+    seconds = float(os.environ.get("REELAY_BENCH_RENDITIONS_SECONDS", "30"))
+    picture = Picture(1280, 720, 25, keyframe_seconds=SEGMENT_SECONDS, bitrate_kbps=2500)
+    work = ctx.work_dir / "recording-renditions"
+    results: dict[str, dict[str, float]] = {}
+    with RtspCamera(picture=picture, start_timeout=40) as camera:
+        for label, names in (("source", []), ("source+720p+360p", list(RUNG_NAMES))):
+            run_dir = work / label
+            argv = [sys.executable, "-m", "tests.bench.bench_recording", "--renditions", camera.url]
+            argv += [str(seconds), str(run_dir), *names]
+            done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=seconds + 180)
+            if done.returncode != 0:
+                raise RuntimeError(f"recording child ({label}) failed: {done.stderr[-2000:]}")
+            results[label] = json.loads(done.stdout.strip().splitlines()[-1])
+        out = work / "ffmpeg"
+        out.mkdir(parents=True, exist_ok=True)
+        m = measure(ffmpeg_renditions_argv(camera.url, seconds, out), timeout=seconds + 120)
+        if m.returncode != 0:
+            raise RuntimeError(f"ffmpeg failed: {m.stderr[-2000:]}")
+    per_minute = {label: r["cpu"] / r["wall"] * 60 for label, r in results.items()}
+    ffmpeg_per_minute = m.cpu_seconds / seconds * 60
+    full, alone = per_minute["source+720p+360p"], per_minute["source"]
+    dropped = int(results["source+720p+360p"]["framesDropped"])
+    # Frames lost to a busy machine are frames not encoded: the same CPU scaled to every frame encoded.
+    frames = picture.fps * results["source+720p+360p"]["wall"]
+    scaled = full * frames / max(1.0, frames - dropped)
+    return [
+        Row("recording", "reelay source only", "CPU s per minute recorded", alone, "s", "720p25 RTSP camera"),
+        Row(
+            "recording",
+            "reelay source+720p+360p",
+            "CPU s per minute recorded",
+            full,
+            "s",
+            f"{dropped} frames dropped in the window",
+        ),
+        Row(
+            "recording",
+            "ffmpeg source+720p+360p",
+            "CPU s per minute recorded",
+            ffmpeg_per_minute,
+            "s",
+            "same camera, same run",
+        ),
+        Row(
+            "recording", "reelay renditions", "CPU, with rungs / source only", full / alone if alone else 0.0
+        ),
+        Row(
+            "recording",
+            "reelay / ffmpeg",
+            "CPU ratio, source+720p+360p",
+            full / ffmpeg_per_minute,
+            "",
+            "<1: Reelay uses less CPU",
+        ),
+        Row(
+            "recording",
+            "reelay / ffmpeg",
+            "CPU ratio, every frame encoded",
+            scaled / ffmpeg_per_minute,
+            "",
+            f"Reelay's CPU scaled by frames in / frames encoded ({dropped} of {frames:.0f} dropped)",
+        ),
+    ]
+
+
 def run(ctx: BenchContext) -> list[Row]:
+    if os.environ.get("REELAY_BENCH_RECORDING_ONLY") == "renditions":
+        return renditions_rows(ctx)
     rows: list[Row] = []
     (r1, n1), (r48, n48) = manifest_bytes(1), manifest_bytes(HOURS)
     rows += [
@@ -179,6 +338,7 @@ def run(ctx: BenchContext) -> list[Row]:
                 "<1 meets the target",
             ),
         ]
+    rows += renditions_rows(ctx)
     s3_requests = -(-(total + OVERLAP * len(RENDITIONS)) // 1000)
     rows.append(
         Row(
@@ -192,6 +352,9 @@ def run(ctx: BenchContext) -> list[Row]:
     )
     return rows
 
+
+if __name__ == "__main__" and len(sys.argv) >= 5 and sys.argv[1] == "--renditions":
+    _renditions_child(sys.argv[2], float(sys.argv[3]), sys.argv[5:], sys.argv[4])
 
 if __name__ == "__main__" and len(sys.argv) == 4 and sys.argv[1] == "--child":
     from reelay.recording import layout  # noqa: F401  (imported before timing starts)
