@@ -121,7 +121,9 @@ class RelayTask:
         self.ended_because = ""
         self.recycle = False  # run() ended to start afresh: the caller re-executes, the lease is kept
         self._done = threading.Event()
-        self._last_emitted = {"reconnects": 0, "persisted": 0, "errors": 0, "written": 0, "dropped": 0}
+        self._last_emitted = {
+            "reconnects": 0, "persisted": 0, "errors": 0, "written": 0, "dropped": 0, "frames": 0,
+        }  # fmt: skip
         self._outage_seconds_emitted = 0.0
 
     def stop(self, reason: str = "asked to stop") -> None:
@@ -327,7 +329,13 @@ class RelayTask:
                 value=r.segments_dropped - self._last_emitted["dropped"],
             )
             m.add_metric(name="SpoolBytes", unit=MetricUnit.Bytes, value=r.spool_bytes)
-            last |= {"written": r.segments_written, "dropped": r.segments_dropped}
+            if self.recorder.encoded:  # frames the encoded renditions lost to encoders that fell behind
+                m.add_metric(
+                    name="RecordingFramesDropped",
+                    unit=MetricUnit.Count,
+                    value=r.frames_dropped - self._last_emitted["frames"],
+                )
+            last |= {"written": r.segments_written, "dropped": r.segments_dropped, "frames": r.frames_dropped}
             log.info("recording health", extra={"streamId": self.stream_id, "recording": asdict(r)})
         self._last_emitted = {**self._last_emitted, **last}
         m.flush_metrics()
