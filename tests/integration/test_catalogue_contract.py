@@ -83,6 +83,7 @@ def world(request: pytest.FixtureRequest) -> Iterator[World]:
     conn = _root(url)
     with conn.cursor() as cur:
         cur.execute("DELETE FROM videos")
+        cur.execute("DELETE FROM moderation_audit")
         cur.execute("DELETE FROM event_outbox")
         cur.execute("DELETE FROM streams")
     providers = [ConnectionProvider.from_url(url), ConnectionProvider.from_url(url)]
