@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def make_pair(public_path: Path, private_path: Path) -> None:
-    """A 2048-bit RSA pair (what CloudFront accepts): public PEM to public_path, private to private_path (0600)."""
+    """A 2048-bit RSA pair, as CloudFront takes: public PEM to public_path, private (0600) to private_path."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     public = key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo

@@ -95,7 +95,11 @@ class Video(BaseModel):
     @property
     def listed(self) -> bool:
         """Shown in the public list (GET /videos)."""
-        return self.status == VideoStatus.READY and self.visibility == VideoVisibility.PUBLIC and not self.unpublished
+        return (
+            self.status == VideoStatus.READY
+            and self.visibility == VideoVisibility.PUBLIC
+            and not self.unpublished
+        )
 
 
 class ModerationRecord(BaseModel):

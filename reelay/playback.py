@@ -87,4 +87,11 @@ def check_signed_access(
     return None
 
 
-__all__ = ["EXPIRES", "SIGNATURE", "HmacPlaybackSigner", "PlaybackUnavailable", "check_signed_access", "media_prefix"]
+__all__ = [
+    "EXPIRES",
+    "SIGNATURE",
+    "HmacPlaybackSigner",
+    "PlaybackUnavailable",
+    "check_signed_access",
+    "media_prefix",
+]

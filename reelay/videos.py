@@ -108,7 +108,9 @@ class VideoService:
         try:
             query = self.signer.signed_query(video.video_id, self.settings.playback_url_expires_seconds)
         except PlaybackUnavailable as exc:  # the view still answers, without playback; the log says why
-            logger.error("private playback not signed", extra={"video_id": video.video_id, "error": exc.message})
+            logger.error(
+                "private playback not signed", extra={"video_id": video.video_id, "error": exc.message}
+            )
             return None
         return f"{self.signer.base_url}/{video.video_id}/{name}?{query}"
 

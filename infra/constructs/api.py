@@ -157,7 +157,11 @@ class RestApi(Construct):
         if refs.cdn_distribution_id:
             # Only the API deletes videos, so only it invalidates the playback cache.
             env["REELAY_CDN_DISTRIBUTION_ID"] = refs.cdn_distribution_id
-        if refs.playback_signing_secret is not None and refs.playback_key_pair_id and refs.signed_playback_base_url:
+        if (
+            refs.playback_signing_secret is not None
+            and refs.playback_key_pair_id
+            and refs.signed_playback_base_url
+        ):
             # The API signs private playback (owner's view) with the key in this secret.
             env["REELAY_PLAYBACK_SIGNED_BASE_URL"] = refs.signed_playback_base_url
             env["REELAY_PLAYBACK_KEY_PAIR_ID"] = refs.playback_key_pair_id

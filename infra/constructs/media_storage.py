@@ -43,13 +43,15 @@ function handler(event) {
 
 
 # The signed path's requests reach the origin at the same keys as the public path's.
-_UNSIGN_PATH_FUNCTION = """
-function handler(event) {
+_UNSIGN_PATH_FUNCTION = f"""
+function handler(event) {{
   var request = event.request;
-  if (request.uri.indexOf('%(prefix)s/') === 0) { request.uri = request.uri.substring(%(length)d); }
+  if (request.uri.indexOf('{SIGNED_PLAYBACK_PREFIX}/') === 0) {{
+    request.uri = request.uri.substring({len(SIGNED_PLAYBACK_PREFIX)});
+  }}
   return request;
-}
-""" % {"prefix": SIGNED_PLAYBACK_PREFIX, "length": len(SIGNED_PLAYBACK_PREFIX)}
+}}
+"""
 
 
 def _js_object(mapping: dict[str, str]) -> str:
@@ -83,7 +85,9 @@ class MediaStorage(Construct):
         self.playback_signing_secret = secretsmanager.Secret(
             self,
             "PlaybackSigningKey",
-            description="Reelay: PEM private key signing private playback (put it with python -m infra.playback_keys)",
+            description=(
+                "Reelay: PEM private key signing private playback (put it with python -m infra.playback_keys)"
+            ),
             # A placeholder until the key is put: the API then serves private videos without playback.
             generate_secret_string=secretsmanager.SecretStringGenerator(
                 exclude_punctuation=True, include_space=False, password_length=32
@@ -191,7 +195,9 @@ class MediaStorage(Construct):
         )
         signed_associations = [
             *mime_association,
-            cloudfront.FunctionAssociation(function=unsign, event_type=cloudfront.FunctionEventType.VIEWER_REQUEST),
+            cloudfront.FunctionAssociation(
+                function=unsign, event_type=cloudfront.FunctionEventType.VIEWER_REQUEST
+            ),
         ]
         # Playlists change while a video is still transcoding (progressive publish): cache briefly.
         playlist_cache = cloudfront.CachePolicy(
@@ -246,7 +252,7 @@ class MediaStorage(Construct):
                     cache_policy=playlist_cache,
                     response_headers_policy=cors_headers,
                     function_associations=mime_association,
-                )
+                ),
             },
             enable_logging=True,
             log_bucket=self.logs_bucket,

@@ -54,7 +54,7 @@ class CloudFrontPlaybackSigner:
             ) from None
         if not isinstance(key, rsa.RSAPrivateKey):
             raise PlaybackUnavailable("private playback is not available: the signing key is not an RSA key")
-        return lambda message: key.sign(message, padding.PKCS1v15(), hashes.SHA1())  # noqa: S303 (CloudFront's)
+        return lambda message: key.sign(message, padding.PKCS1v15(), hashes.SHA1())
 
     def signed_query(self, video_id: str, expires_in: int) -> str:
         from botocore.signers import CloudFrontSigner
@@ -67,7 +67,9 @@ class CloudFrontPlaybackSigner:
         return urlsplit(url).query
 
 
-def secret_pem(secret_arn: str, *, endpoint_url: str | None, region: str | None, max_age: int) -> Callable[[], str]:
+def secret_pem(
+    secret_arn: str, *, endpoint_url: str | None, region: str | None, max_age: int
+) -> Callable[[], str]:
     """Reads the PEM from Secrets Manager through Powertools parameters (cached ``max_age`` seconds)."""
 
     providers: list[Any] = []  # one provider, so its cache lasts across calls
@@ -81,7 +83,9 @@ def secret_pem(secret_arn: str, *, endpoint_url: str | None, region: str | None,
             return str(providers[0].get(secret_arn, max_age=max_age))
         except Exception as exc:
             logger.error("playback signing key unreadable", extra={"error": type(exc).__name__})
-            raise PlaybackUnavailable("private playback is not available: the signing key cannot be read") from None
+            raise PlaybackUnavailable(
+                "private playback is not available: the signing key cannot be read"
+            ) from None
 
     return read
 

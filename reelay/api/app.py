@@ -242,7 +242,9 @@ def moderator() -> Viewer:
     who = caller()
     if not is_moderator(who):
         group = get_services().settings.moderators_group
-        raise Forbidden(f"only moderators may do this: ask an administrator to add you to the {group!r} group")
+        raise Forbidden(
+            f"only moderators may do this: ask an administrator to add you to the {group!r} group"
+        )
     return viewer(who)
 
 
@@ -466,7 +468,9 @@ def patch_video(videoId: VideoId, body: PatchVideoIn) -> OwnerVideoOut:
     if body.visibility is None and body.display_name is None and body.description is None:
         raise InvalidInput("give displayName, description, visibility or several of them")
     if body.visibility is None:
-        return _owned(videos, videos.update_metadata(who.user_id, videoId, body.display_name, body.description))
+        return _owned(
+            videos, videos.update_metadata(who.user_id, videoId, body.display_name, body.description)
+        )
     video = videos.set_visibility(who.user_id, videoId, body.visibility)
     if body.display_name is not None or body.description is not None:
         video = videos.update_metadata(who.user_id, videoId, body.display_name, body.description)

@@ -13,7 +13,17 @@ from enum import Enum
 from typing import TypeVar
 
 from reelay.errors import InvalidInput
-from reelay.models import ModerationRecord, OutboxEvent, SourceProtocol, Stream, StreamHealth, StreamState, Video, VideoMode, VideoVisibility
+from reelay.models import (
+    ModerationRecord,
+    OutboxEvent,
+    SourceProtocol,
+    Stream,
+    StreamHealth,
+    StreamState,
+    Video,
+    VideoMode,
+    VideoVisibility,
+)
 
 E = TypeVar("E", bound=Enum)
 

@@ -199,7 +199,7 @@ class MySQLCatalogue(MySQLRecordings):
 
     def list_moderation(self, *, limit: int, cursor: str | None = None) -> ModerationPage:
         check_limit(limit)
-        where, args = "1 = 1", ()
+        where, args = "1 = 1", ()  # type: tuple[str, tuple[int, ...]]
         if cursor is not None:
             where, args = "auditId < %s", (decode_audit_cursor(cursor),)
         sql = f"{_AUDIT_SELECT} WHERE {where} ORDER BY auditId DESC LIMIT %s"

@@ -213,7 +213,9 @@ class _Prober:
                 runner.preroll(timeout_seconds, still_hopeful=lambda: not self._demuxer_gave_up())
             except PipelineFailed as exc:
                 raise MediaError(
-                    _reason_for(exc.error) if exc.error else "the file could not be analysed; it may be corrupt",
+                    _reason_for(exc.error)
+                    if exc.error
+                    else "the file could not be analysed; it may be corrupt",
                     detail=exc.error.message if exc.error else str(exc),
                 ) from None
             except TimeoutError:

@@ -69,12 +69,17 @@ def media_files(master_url: str) -> tuple[str, str]:
     variant = requests.compat.urljoin(base, next(x for x in master.text.splitlines() if x and x[0] != "#"))
     listing = requests.get(variant, params=dict(parse_qsl(urlsplit(master_url).query)), timeout=10)
     assert listing.status_code == 200, listing.text
-    segment = requests.compat.urljoin(variant, next(x for x in listing.text.splitlines() if x and x[0] != "#"))
+    segment = requests.compat.urljoin(
+        variant, next(x for x in listing.text.splitlines() if x and x[0] != "#")
+    )
     return variant, segment
 
 
 def test_a_private_video_plays_for_its_owner_only(
-    page: Page, stranger: Page, web: PlatformProcess, small_clip: Path  # noqa: F811
+    page: Page,
+    stranger: Page,
+    web: PlatformProcess,  # noqa: F811
+    small_clip: Path,  # noqa: F811
 ) -> None:
     # Given an owner who uploads a clip as private through the upload page
     email = new_email()
@@ -147,13 +152,16 @@ def test_a_private_video_plays_for_its_owner_only(
 
 
 def test_a_moderator_unpublishes_and_deletes_with_an_audit_record(
-    web: PlatformProcess, small_clip: Path  # noqa: F811
+    web: PlatformProcess,  # noqa: F811
+    small_clip: Path,  # noqa: F811
 ) -> None:
     # Given Alice's ready public video and Mo, made a moderator with the documented command
     api = Api(web)
     alice = api.sign_up(new_email())
     body = api.start_upload(alice, "Reported", small_clip.stat().st_size)
-    put = requests.put(body["upload"]["url"], data=small_clip.read_bytes(), headers=body["upload"]["headers"], timeout=30)
+    put = requests.put(
+        body["upload"]["url"], data=small_clip.read_bytes(), headers=body["upload"]["headers"], timeout=30
+    )
     assert put.status_code == 200
     video_id = body["videoId"]
     video = wait_until_ready(api, video_id, token=alice)
@@ -168,7 +176,9 @@ def test_a_moderator_unpublishes_and_deletes_with_an_audit_record(
     mo = api.login(mo_email)  # the group travels in the next ID token
 
     # When Mo unpublishes it
-    r = api.call("POST", f"/moderation/videos/{video_id}/unpublish", token=mo, json={"reason": "reported spam"})
+    r = api.call(
+        "POST", f"/moderation/videos/{video_id}/unpublish", token=mo, json={"reason": "reported spam"}
+    )
     assert r.status_code == 200 and r.json()["unpublished"] is True, r.text
     # Then the public sees nothing, its media needs a signature, and Alice still plays it signed
     assert api.call("GET", f"/videos/{video_id}").status_code == 404

@@ -19,7 +19,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _distribution_config(synthesized, stacks) -> dict:
-    (distribution,) = resources(synthesized.template(stacks.storage), "AWS::CloudFront::Distribution").values()
+    (distribution,) = resources(
+        synthesized.template(stacks.storage), "AWS::CloudFront::Distribution"
+    ).values()
     return props(distribution)["DistributionConfig"]
 
 
@@ -31,7 +33,9 @@ def test_the_key_group_holds_the_configured_public_key(synthesized, stacks, conf
     assert props(group)["KeyGroupConfig"]["Items"] == [{"Ref": key_id}]
 
 
-def test_only_the_signed_path_trusts_the_key_group_and_the_public_path_stays_unsigned(synthesized, stacks) -> None:
+def test_only_the_signed_path_trusts_the_key_group_and_the_public_path_stays_unsigned(
+    synthesized, stacks
+) -> None:
     config = _distribution_config(synthesized, stacks)
     template = synthesized.template(stacks.storage)
     (group_id,) = resources(template, "AWS::CloudFront::KeyGroup")
@@ -42,7 +46,10 @@ def test_only_the_signed_path_trusts_the_key_group_and_the_public_path_stays_uns
         events = [a["EventType"] for a in behavior["FunctionAssociations"]]
         assert sorted(events) == ["viewer-request", "viewer-response"]
     # The public path (and the default behaviour) serve without signatures, cached as before
-    assert "TrustedKeyGroups" not in by_path["*.m3u8"] and "TrustedKeyGroups" not in config["DefaultCacheBehavior"]
+    assert (
+        "TrustedKeyGroups" not in by_path["*.m3u8"]
+        and "TrustedKeyGroups" not in config["DefaultCacheBehavior"]
+    )
     assert "TrustedSigners" not in json.dumps(config)
     # And the signed path's segments are cached with the query left out of the key (the signatures
     # differ per viewer; CloudFront checks them on every request, cached or not)
@@ -65,7 +72,9 @@ def test_the_signed_paths_function_maps_to_the_objects_keys(synthesized, stacks,
         for f in resources(template, "AWS::CloudFront::Function").values()
         if "request.uri" in props(f)["FunctionCode"] and "content-type" not in props(f)["FunctionCode"]
     ]
-    script = f"{code}\nprocess.stdout.write(JSON.stringify(handler({json.dumps({'request': {'uri': uri}})})));"
+    script = (
+        f"{code}\nprocess.stdout.write(JSON.stringify(handler({json.dumps({'request': {'uri': uri}})})));"
+    )
     out = subprocess.run(["node", "-e", script], capture_output=True, text=True, timeout=60, check=True)
     assert json.loads(out.stdout)["uri"] == expected
 
@@ -93,15 +102,15 @@ def test_the_api_reads_the_signing_secret_and_nothing_else_does(synthesized, sta
     for stack in stacks.all():
         for policy in resources(synthesized.template(stack), "AWS::IAM::Policy").values():
             for statement in props(policy)["PolicyDocument"]["Statement"]:
-                if "secretsmanager:GetSecretValue" in json.dumps(statement["Action"]) and secret_id in json.dumps(
-                    statement["Resource"]
-                ):
+                if "secretsmanager:GetSecretValue" in json.dumps(
+                    statement["Action"]
+                ) and secret_id in json.dumps(statement["Resource"]):
                     reads.append((stack.stack_name, json.dumps(props(policy)["Roles"])))
     assert len(reads) == 1 and reads[0][0] == stacks.api.stack_name, reads
 
 
 def test_a_missing_or_malformed_public_key_is_a_config_error(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="missing; run python -m infra.playback_keys"):
+    with pytest.raises(ConfigError, match=r"missing; run python -m infra\.playback_keys"):
         _ = ReelayConfig(playback_public_key_path=str(tmp_path / "none.pem")).playback_public_key
     bad = tmp_path / "bad.pem"
     bad.write_text("not a key")

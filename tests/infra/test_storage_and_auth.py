@@ -185,10 +185,12 @@ def test_the_pool_has_the_operators_group_the_streams_api_checks(synthesized, st
     template = synthesized.template(stacks.auth)
     # Then it has the groups the API reads from cognito:groups, in the users' pool: operators (streams)
     # and moderators (unpublish and delete any video)
-    groups = {props(g)["GroupName"]: g for g in template.find_resources("AWS::Cognito::UserPoolGroup").values()}
+    groups = {
+        props(g)["GroupName"]: g for g in template.find_resources("AWS::Cognito::UserPoolGroup").values()
+    }
     (pool_id,) = template.find_resources("AWS::Cognito::UserPool")
     assert set(groups) == {OPERATORS_GROUP, MODERATORS_GROUP}
-    assert OPERATORS_GROUP == Settings().operators_group and MODERATORS_GROUP == Settings().moderators_group
+    assert Settings().operators_group == OPERATORS_GROUP and Settings().moderators_group == MODERATORS_GROUP
     assert all(props(g)["UserPoolId"] == {"Ref": pool_id} for g in groups.values())
 
 

@@ -18,7 +18,9 @@ from tests.integration.test_catalogue_contract import (  # noqa: F401  (fixtures
 )
 
 
-def record(video_id: str, action: ModerationAction = ModerationAction.UNPUBLISH, **over: str) -> ModerationRecord:
+def record(
+    video_id: str, action: ModerationAction = ModerationAction.UNPUBLISH, **over: str
+) -> ModerationRecord:
     fields = {
         "moderator_id": "mod-1",
         "moderator_email": "mo@example.com",
@@ -34,7 +36,7 @@ def listed(cat: VideoCatalogue) -> set[str]:
     return {v.video_id for v in cat.list_ready(limit=100).items}
 
 
-def test_a_video_is_public_by_default_and_keeps_the_visibility_it_was_created_with(catalogue) -> None:
+def test_a_video_is_public_by_default_and_keeps_the_visibility_it_was_created_with(catalogue) -> None:  # noqa: F811
     default = catalogue.create(new_video())
     private = catalogue.create(new_video(visibility=VideoVisibility.PRIVATE))
     assert catalogue.get(default.video_id).visibility == VideoVisibility.PUBLIC
@@ -42,7 +44,7 @@ def test_a_video_is_public_by_default_and_keeps_the_visibility_it_was_created_wi
     assert catalogue.get(private.video_id).unpublished is False
 
 
-def test_only_ready_public_videos_that_are_not_unpublished_are_listed(catalogue) -> None:
+def test_only_ready_public_videos_that_are_not_unpublished_are_listed(catalogue) -> None:  # noqa: F811
     public = ready(catalogue)
     unlisted = ready(catalogue, visibility=VideoVisibility.UNLISTED)
     private = ready(catalogue, visibility=VideoVisibility.PRIVATE)
@@ -55,18 +57,21 @@ def test_only_ready_public_videos_that_are_not_unpublished_are_listed(catalogue)
     assert mine == {public.video_id, unlisted.video_id, private.video_id, pulled.video_id, waiting.video_id}
 
 
-def test_the_owner_changes_visibility_and_the_list_follows(catalogue) -> None:
+def test_the_owner_changes_visibility_and_the_list_follows(catalogue) -> None:  # noqa: F811
     video = ready(catalogue)
     changed = catalogue.set_visibility(video.video_id, VideoVisibility.PRIVATE)
     assert changed.visibility == VideoVisibility.PRIVATE and changed.updated_at >= video.updated_at
     assert video.video_id not in listed(catalogue)
     # the same value again is no error
-    assert catalogue.set_visibility(video.video_id, VideoVisibility.PRIVATE).visibility == VideoVisibility.PRIVATE
+    assert (
+        catalogue.set_visibility(video.video_id, VideoVisibility.PRIVATE).visibility
+        == VideoVisibility.PRIVATE
+    )
     assert catalogue.set_visibility(video.video_id, VideoVisibility.PUBLIC).status == VideoStatus.READY
     assert video.video_id in listed(catalogue)
 
 
-def test_bad_visibility_and_unknown_videos_are_refused(catalogue) -> None:
+def test_bad_visibility_and_unknown_videos_are_refused(catalogue) -> None:  # noqa: F811
     video = catalogue.create(new_video())
     with pytest.raises(InvalidInput, match="visibility must be one of public, unlisted, private"):
         catalogue.set_visibility(video.video_id, "secret")  # type: ignore[arg-type]
@@ -78,11 +83,13 @@ def test_bad_visibility_and_unknown_videos_are_refused(catalogue) -> None:
     assert catalogue.list_moderation(limit=10).items == []
 
 
-def test_unpublish_and_its_audit_record_go_together_and_the_log_pages_newest_first(catalogue) -> None:
+def test_unpublish_and_its_audit_record_go_together_and_the_log_pages_newest_first(catalogue) -> None:  # noqa: F811
     video = ready(catalogue)
     first = catalogue.moderate(record(video.video_id, reason="spam"), unpublished=True)
     assert catalogue.get(video.video_id).unpublished is True
-    second = catalogue.moderate(record(video.video_id, ModerationAction.REPUBLISH, reason="appeal"), unpublished=False)
+    second = catalogue.moderate(
+        record(video.video_id, ModerationAction.REPUBLISH, reason="appeal"), unpublished=False
+    )
     assert catalogue.get(video.video_id).unpublished is False
     # a delete is recorded without touching the flag (the row goes next)
     third = catalogue.moderate(record(video.video_id, ModerationAction.DELETE, reason="illegal"))
@@ -96,7 +103,8 @@ def test_unpublish_and_its_audit_record_go_together_and_the_log_pages_newest_fir
         (ModerationAction.REPUBLISH, "appeal"),
     ]
     assert all(
-        (r.moderator_id, r.moderator_email, r.video_id, r.owner_id) == ("mod-1", "mo@example.com", video.video_id, "owner-1")
+        (r.moderator_id, r.moderator_email, r.video_id, r.owner_id)
+        == ("mod-1", "mo@example.com", video.video_id, "owner-1")
         for r in page.items
     )
     assert page.next_cursor is not None
@@ -105,12 +113,12 @@ def test_unpublish_and_its_audit_record_go_together_and_the_log_pages_newest_fir
 
 
 @pytest.mark.parametrize("cursor", ["", "a", "b12", "a-1", "a1.0", "a²", "a" + "9" * 19, "eyJ0IjoxfQ"])
-def test_an_audit_cursor_the_api_did_not_issue_is_invalid_input(catalogue, cursor: str) -> None:
+def test_an_audit_cursor_the_api_did_not_issue_is_invalid_input(catalogue, cursor: str) -> None:  # noqa: F811
     with pytest.raises(InvalidInput, match="cursor"):
         catalogue.list_moderation(limit=5, cursor=cursor)
 
 
-def test_an_overlong_reason_is_refused_before_anything_changes(catalogue) -> None:
+def test_an_overlong_reason_is_refused_before_anything_changes(catalogue) -> None:  # noqa: F811
     video = ready(catalogue)
     with pytest.raises(InvalidInput, match="reason"):
         catalogue.moderate(record(video.video_id, reason="x" * 1001), unpublished=True)

@@ -47,7 +47,9 @@ def signed(video_id: str, expires_in: int = 60, key: str = KEY) -> dict[str, str
 
 
 @pytest.mark.parametrize("name", FILES)
-def test_every_file_of_a_private_video_plays_with_its_signature_and_no_other_way(client: Client, name: str) -> None:
+def test_every_file_of_a_private_video_plays_with_its_signature_and_no_other_way(
+    client: Client, name: str
+) -> None:
     path = f"/media/outputs/priv/{name}"
     # With the video's signature: served, and no shared cache may keep it
     r = client.get(path, query_string=signed("priv"))

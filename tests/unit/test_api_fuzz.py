@@ -245,7 +245,8 @@ CALLERS = [
     pytest.param(operation, mode, caller, id=f"{operation.label}-{mode.value}-{caller}")
     for operation, mode in ((p.values[0], p.values[1]) for p in SCHEMA_CASES)
     for caller in ("no-token", "token", "operator", "moderator")
-    if (caller != "operator" or _operators_only(operation)) and (caller != "moderator" or _moderated(operation))
+    if (caller != "operator" or _operators_only(operation))
+    and (caller != "moderator" or _moderated(operation))
 ]
 
 

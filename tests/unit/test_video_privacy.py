@@ -33,7 +33,9 @@ def kinds(svc: Services) -> dict[str, Video]:
     svc.catalogue.set_visibility(private.video_id, VideoVisibility.PRIVATE)
     pulled = make_ready(svc, name="pulled")
     status, _, _ = call(
-        api_event("POST", f"/moderation/videos/{pulled.video_id}/unpublish", body={"reason": "spam"}, claims=MO)
+        api_event(
+            "POST", f"/moderation/videos/{pulled.video_id}/unpublish", body={"reason": "spam"}, claims=MO
+        )
     )
     assert status == 200
     pending, _ = svc.videos.create_upload(ALICE["sub"], ALICE["email"], "pending", "", "video/mp4", 100)
@@ -78,14 +80,19 @@ def test_who_sees_which_video(services: Services, who: str) -> None:  # noqa: F8
         assert {v["videoId"] for v in body["items"]} == {v.video_id for v in videos.values()}
 
 
-def test_a_private_video_plays_for_its_owner_with_a_signature_for_its_whole_prefix(services: Services) -> None:  # noqa: F811
+def test_a_private_video_plays_for_its_owner_with_a_signature_for_its_whole_prefix(
+    services: Services,  # noqa: F811
+) -> None:
     videos = kinds(services)
     private, public = videos["private"], videos["public"]
     # When its owner reads it
     _, body, _ = call(api_event("GET", f"/me/videos/{private.video_id}", claims=ALICE))
     # Then the master and poster URLs carry a signed query
     url = urlsplit(body["playbackUrl"])
-    assert f"{url.scheme}://{url.netloc}{url.path}" == f"https://cdn.example/outputs/{private.video_id}/master.m3u8"
+    assert (
+        f"{url.scheme}://{url.netloc}{url.path}"
+        == f"https://cdn.example/outputs/{private.video_id}/master.m3u8"
+    )
     query = dict(parse_qsl(url.query))
     assert set(query) == {"exp", "sig"}
     assert urlsplit(body["thumbnailUrl"]).query == url.query
@@ -94,13 +101,17 @@ def test_a_private_video_plays_for_its_owner_with_a_signature_for_its_whole_pref
     prefix = f"outputs/{private.video_id}/"
     for name in ("master.m3u8", "360p/index.m3u8", "360p/seg_00042.ts", "poster.jpg"):
         assert check_signed_access(key, prefix, prefix + name, query) is None
-    assert check_signed_access(key, f"outputs/{public.video_id}/", f"outputs/{public.video_id}/master.m3u8", query)
+    assert check_signed_access(
+        key, f"outputs/{public.video_id}/", f"outputs/{public.video_id}/master.m3u8", query
+    )
     # And a public video's URLs are plain: cacheable and unsigned, for its owner as for anyone
     _, body, _ = call(api_event("GET", f"/me/videos/{public.video_id}", claims=ALICE))
     assert body["playbackUrl"] == f"https://cdn.example/outputs/{public.video_id}/master.m3u8"
 
 
-def test_without_a_signing_key_a_private_video_is_shown_without_playback_not_a_5xx(services: Services) -> None:  # noqa: F811
+def test_without_a_signing_key_a_private_video_is_shown_without_playback_not_a_5xx(
+    services: Services,  # noqa: F811
+) -> None:
     services.playback_signer.__init__(  # type: ignore[misc]
         None, base_url="https://cdn.example/outputs", output_prefix="outputs/"
     )
@@ -143,7 +154,9 @@ def test_an_unpublished_video_stays_hidden_whatever_its_owner_does_until_a_moder
 ) -> None:
     video = make_ready(services)
     status, body, _ = call(
-        api_event("POST", f"/moderation/videos/{video.video_id}/unpublish", body={"reason": "spam"}, claims=MO)
+        api_event(
+            "POST", f"/moderation/videos/{video.video_id}/unpublish", body={"reason": "spam"}, claims=MO
+        )
     )
     assert status == 200 and body["unpublished"] is True
     # The owner setting it public again does not bring it back
@@ -154,7 +167,9 @@ def test_an_unpublished_video_stays_hidden_whatever_its_owner_does_until_a_moder
     assert "sig=" in body["playbackUrl"]
     # A moderator lifts it
     status, body, _ = call(
-        api_event("POST", f"/moderation/videos/{video.video_id}/republish", body={"reason": "appeal"}, claims=MO)
+        api_event(
+            "POST", f"/moderation/videos/{video.video_id}/republish", body={"reason": "appeal"}, claims=MO
+        )
     )
     assert status == 200 and body["unpublished"] is False
     assert call(api_event("GET", f"/videos/{video.video_id}"))[0] == 200
@@ -163,13 +178,21 @@ def test_an_unpublished_video_stays_hidden_whatever_its_owner_does_until_a_moder
 def test_a_moderator_deletes_any_video_and_every_action_is_in_the_audit_log(services: Services) -> None:  # noqa: F811
     video = make_ready(services)
     services.store.put_bytes(f"outputs/{video.video_id}/master.m3u8", b"#EXTM3U")  # type: ignore[attr-defined]
-    call(api_event("POST", f"/moderation/videos/{video.video_id}/unpublish", body={"reason": "spam"}, claims=MO))
+    call(
+        api_event(
+            "POST", f"/moderation/videos/{video.video_id}/unpublish", body={"reason": "spam"}, claims=MO
+        )
+    )
     # A reason is required, and must say something
     for body in ({}, {"reason": "   "}, {"reason": "x" * 1001}):
-        status, out, _ = call(api_event("POST", f"/moderation/videos/{video.video_id}/delete", body=body, claims=MO))
+        status, out, _ = call(
+            api_event("POST", f"/moderation/videos/{video.video_id}/delete", body=body, claims=MO)
+        )
         assert_error(status, out, 400, "invalid_input", "reason")
     status, _, _ = call(
-        api_event("POST", f"/moderation/videos/{video.video_id}/delete", body={"reason": "illegal"}, claims=MO)
+        api_event(
+            "POST", f"/moderation/videos/{video.video_id}/delete", body={"reason": "illegal"}, claims=MO
+        )
     )
     assert status == 204
     # Then the video and its media are gone
