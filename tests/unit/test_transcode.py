@@ -166,12 +166,17 @@ class FakeEncoder:
         return Result(self.segments * self.seconds_per_segment, renditions, poster)
 
 
+GST_DETAIL = "qtdemux0: no 'moov' atom within the first 10 MB"
+
+
 def fake_probe(path: Path) -> Info:
     data = Path(path).read_bytes()
     if not data:
         raise MediaError("the file is empty")
     if data.startswith(b"text"):
         raise MediaError("the file is not a video")
+    if data.startswith(b"gst"):
+        raise MediaError("not a recognised video file", detail=GST_DETAIL)
     return Info()
 
 
@@ -628,6 +633,20 @@ def test_a_failed_job_counts_as_failed(catalogue, store, events, settings, capsy
     docs = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
     assert [doc.get("TranscodeJobsFailed") for doc in docs] == [[1.0]]
     assert "TranscodeJobsSucceeded" not in docs[0]
+
+
+def test_the_technical_detail_of_a_media_error_goes_to_the_log_not_to_the_reason(
+    catalogue, store, events, settings, caplog
+):
+    # Given an upload GStreamer refuses with its own technical message
+    store.put_bytes(SOURCE_KEY, b"gst: not a video")
+    # When the job runs
+    assert run(make_service(catalogue, store, events, settings, FakeEncoder())) is Outcome.FAILED
+    # Then the owner (and whoever else sees the video) reads a sentence, and the log has the detail
+    assert catalogue.get(VIDEO_ID).failure_reason == "not a recognised video file"
+    logged = [r for r in caplog.records if hasattr(r, "detail")]
+    assert [r.detail for r in logged] == [GST_DETAIL]  # type: ignore[attr-defined]
+    assert logged[0].videoId == VIDEO_ID  # type: ignore[attr-defined]
 
 
 def test_a_job_naming_another_source_uses_the_catalogues_upload(catalogue, store, events, settings):
