@@ -124,3 +124,21 @@ def test_an_overlong_reason_is_refused_before_anything_changes(catalogue) -> Non
         catalogue.moderate(record(video.video_id, reason="x" * 1001), unpublished=True)
     assert catalogue.get(video.video_id).unpublished is False
     assert catalogue.list_moderation(limit=5).items == []
+
+
+@pytest.mark.mysql
+def test_migration_0009_can_run_again_after_a_run_that_died_half_way(migrated_url: str) -> None:  # noqa: F811
+    from reelay.catalogue.migrations import load_migrations
+    from tests.integration.test_catalogue_contract import _root
+
+    (migration,) = [m for m in load_migrations() if m.version == "0009"]
+    conn = _root(migrated_url)
+    with conn.cursor() as cur:
+        for statement in migration.statements:  # already applied: every statement is a no-op now
+            cur.execute(statement)
+        cur.execute(
+            "SELECT COUNT(*) FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE()"
+            " AND TABLE_NAME = 'videos' AND COLUMN_NAME IN ('visibility', 'unpublished')"
+        )
+        assert cur.fetchone() == (2,)
+    conn.close()
