@@ -91,6 +91,11 @@ class ReelayConfig(BaseModel):
     # unset); the API names every stream's KVS stream under it (REELAY_KVS_STREAM_PREFIX).
     kvs_stream_prefix: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{1,64}$")
 
+    # The public half of the key that signs private playback (PEM, path from the repository root). Its
+    # private half goes into the stack's PlaybackSigningKey secret: `python -m infra.playback_keys`.
+    playback_public_key_path: str = "infra/playback_public_key.pem"
+    playback_url_expires_seconds: int = Field(default=4 * 3600, ge=60, le=7 * 24 * 3600)
+
     api_throttle_rate: float = Field(default=50, gt=0)
     api_throttle_burst: int = Field(default=100, ge=1)
     cors_allowed_origins: tuple[str, ...] = ("*",)
@@ -139,6 +144,22 @@ class ReelayConfig(BaseModel):
 
     def reserved(self, executions: int) -> int | None:
         return executions if self.reserve_concurrency else None
+
+    @property
+    def playback_public_key(self) -> str:
+        """The PEM text at playback_public_key_path; ConfigError if it is not an RSA public key."""
+        from pathlib import Path
+
+        path = Path(__file__).resolve().parents[1] / self.playback_public_key_path
+        try:
+            text = path.read_text().strip()
+        except OSError:
+            raise ConfigError(
+                f"playback_public_key_path: {path} is missing; run python -m infra.playback_keys"
+            ) from None
+        if not text.startswith("-----BEGIN PUBLIC KEY-----") or not text.endswith("-----END PUBLIC KEY-----"):
+            raise ConfigError(f"playback_public_key_path: {path} is not a PEM public key")
+        return text + "\n"
 
     @property
     def kvs_prefix(self) -> str:

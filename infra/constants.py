@@ -171,3 +171,9 @@ TAGS = {"project": "reelay", "managed-by": "cdk"}
 
 # The Cognito group whose members manage live relay streams (REELAY_OPERATORS_GROUP, same default).
 OPERATORS_GROUP = "operators"
+# The Cognito group whose members may unpublish and delete any video (REELAY_MODERATORS_GROUP).
+MODERATORS_GROUP = "moderators"
+# Private videos' media is served at this path of the playback distribution, which only serves
+# requests signed with a key of the playback key group; a CloudFront Function drops the prefix
+# before the origin (the objects stay under outputs/).
+SIGNED_PLAYBACK_PREFIX = "/private"

@@ -51,6 +51,11 @@ class PlatformRefs:
     events_topic: sns.ITopic
     # The playback distribution (Storage stack); the API imports its id to invalidate deleted media.
     cdn_distribution_id: str | None = None
+    # Private playback (Storage stack): the signed path, the key group's public key id, and the
+    # secret holding the private key. The API signs; nothing else reads the secret.
+    signed_playback_base_url: str | None = None
+    playback_key_pair_id: str | None = None
+    playback_signing_secret: secretsmanager.ISecret | None = None
 
     def objects_arn(self, prefix: str) -> str:
         return media_objects_arn(self.config.stage, prefix)

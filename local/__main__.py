@@ -1,6 +1,7 @@
 """``python -m local``: run Reelay on this machine until Ctrl-C.
 
-``python -m local make-operator EMAIL`` makes a user of the running platform an operator.
+``python -m local make-operator EMAIL`` makes a user of the running platform an operator, and
+``python -m local make-moderator EMAIL`` a moderator.
 """
 
 from __future__ import annotations
@@ -45,6 +46,10 @@ def main(argv: list[str] | None = None) -> int:
         from local.operators import main as make_operator
 
         return make_operator(args[1:])
+    if args[:1] == ["make-moderator"]:
+        from local.operators import main as make_member
+
+        return make_member(args[1:], role="moderator")
     opts = parse_args(argv)
     # Each handler call flushes Powertools metrics; an empty flush is normal here, not news.
     warnings.filterwarnings("ignore", message="No application metrics to publish")

@@ -2,14 +2,19 @@
 
 Uploads are private: only keys under the output prefix can be read. Reads stream the file store's
 own file, so werkzeug can answer Range requests the way hls.js expects.
+
+A private (or unpublished) video's media, every playlist and segment, is read only with a signed
+query for the video's prefix that has not expired (reelay.playback): what CloudFront's signed path
+does in AWS. Public and unlisted videos' media needs no signature.
 """
 
 from __future__ import annotations
 
 import logging
 import mimetypes
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from werkzeug.exceptions import ClientDisconnected
 from werkzeug.utils import send_file
@@ -18,6 +23,11 @@ from werkzeug.wrappers import Request, Response
 from infra.constants import HLS_CONTENT_TYPES
 from local.gateway import CORS_HEADERS, error
 from reelay.errors import ReelayError
+from reelay.playback import check_signed_access, media_prefix
+
+# What the catalogue says about a video's media: anyone may read it, only with a signature, or the
+# video is not in the catalogue (its media is not served).
+Access = Literal["public", "signed", "missing"]
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +53,18 @@ def _recording_segment(key: str) -> bool:
 
 
 class MediaEndpoint:
-    def __init__(self, *, output_prefix: str, store: Any = None) -> None:
+    def __init__(
+        self,
+        *,
+        output_prefix: str,
+        store: Any = None,
+        access: Callable[[str], Access] | None = None,
+        signing_key: str | None = None,
+    ) -> None:
         self._output_prefix = output_prefix
         self.store = store  # the file store; set once services exist
+        self.access = access  # a video's access rule, from the catalogue; set once services exist
+        self.signing_key = signing_key  # the playback signatures' key (the file store's)
 
     def handle(self, request: Request, key: str) -> Response:
         if request.method == "OPTIONS":
@@ -62,8 +81,24 @@ class MediaEndpoint:
         if not key.startswith(self._output_prefix) and not _recording_segment(key):
             # Same answer as a private S3 object behind CloudFront: nothing to see here.
             return error(403, "forbidden", "Only published media can be read.")
-        if self.store is None:
+        if self.store is None or (self.access is None and key.startswith(self._output_prefix)):
             return error(503, "not_ready", "The media store is not ready yet.")
+        signed = False
+        if key.startswith(self._output_prefix):
+            video_id = key[len(self._output_prefix) :].split("/", 1)[0]
+            assert self.access is not None
+            try:
+                access = self.access(video_id)
+            except ReelayError as e:
+                return error(e.status, e.code, e.message)
+            if access == "missing":
+                return error(404, "not_found", "No such media.")
+            if access == "signed":
+                prefix = media_prefix(self._output_prefix, video_id)
+                refused = check_signed_access(self.signing_key, prefix, key, request.args)
+                if refused is not None:
+                    return error(403, "forbidden", f"{refused[0].upper()}{refused[1:]}.")
+                signed = True
         try:
             path = self.store.local_path(key)
         except ReelayError as e:
@@ -71,8 +106,10 @@ class MediaEndpoint:
         response = send_file(
             path, request.environ, mimetype=content_type_for(key), conditional=True, max_age=None
         )
-        # Playlists change while a video is still transcoding; segments never change.
-        response.headers["Cache-Control"] = "no-cache" if key.endswith(".m3u8") else "max-age=86400"
+        # Playlists change while a video is still transcoding; segments never change. A private
+        # video's media is for one viewer: no shared cache may keep it.
+        cache = "no-cache" if key.endswith(".m3u8") else "max-age=86400"
+        response.headers["Cache-Control"] = f"private, {cache}" if signed else cache
         response.headers.update(CORS_HEADERS)
         return response
 

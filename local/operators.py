@@ -1,4 +1,6 @@
 """``python -m local make-operator EMAIL``: make a user of the running platform an operator.
+``python -m local make-moderator EMAIL``: the same for moderators, who may unpublish and delete any
+video (``--group`` names another group, for either).
 
 Operators manage live relay streams: they are the members of the Cognito group ``operators`` (in
 AWS: ``aws cognito-idp admin-add-user-to-group --group-name operators``). Locally the user pool lives
@@ -26,9 +28,26 @@ class OperatorError(Exception):
     """Something the person running the command can fix; the message says what."""
 
 
+# The two roles: the group's setting, and what the group is for (its Cognito description).
+ROLES = {
+    "operator": ("operators_group", "Manage live relay streams"),
+    "moderator": ("moderators_group", "Unpublish and delete any video (audited)"),
+}
+
+
 def make_operator(email: str, *, state_dir: Path, group: str | None = None) -> str:
     """Add ``email`` to the operators group of the running platform's user pool. Returns the group."""
-    group = group or Settings().operators_group
+    return add_to_group(email, state_dir=state_dir, role="operator", group=group)
+
+
+def make_moderator(email: str, *, state_dir: Path, group: str | None = None) -> str:
+    """Add ``email`` to the moderators group of the running platform's user pool. Returns the group."""
+    return add_to_group(email, state_dir=state_dir, role="moderator", group=group)
+
+
+def add_to_group(email: str, *, state_dir: Path, role: str, group: str | None = None) -> str:
+    setting, description = ROLES[role]
+    group = group or getattr(Settings(), setting)
     path = state_dir / "endpoints.json"
     try:
         endpoints = json.loads(path.read_text())
@@ -45,7 +64,7 @@ def make_operator(email: str, *, state_dir: Path, group: str | None = None) -> s
     )
     try:
         with contextlib.suppress(idp.exceptions.GroupExistsException):
-            idp.create_group(GroupName=group, UserPoolId=pool_id, Description="Manage live relay streams")
+            idp.create_group(GroupName=group, UserPoolId=pool_id, Description=description)
         idp.admin_add_user_to_group(UserPoolId=pool_id, Username=email, GroupName=group)
     except idp.exceptions.UserNotFoundException:
         raise OperatorError(
@@ -56,13 +75,18 @@ def make_operator(email: str, *, state_dir: Path, group: str | None = None) -> s
     return group
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str], role: str = "operator") -> int:
+    what = {
+        "operator": "an operator (the Cognito group that manages streams)",
+        "moderator": "a moderator (the Cognito group that may unpublish and delete any video)",
+    }[role]
     p = argparse.ArgumentParser(
-        prog="python -m local make-operator",
-        description="Make a user of the running platform an operator (the Cognito group that manages "
-        "streams). Log in again afterwards: the group travels in the ID token.",
+        prog=f"python -m local make-{role}",
+        description=f"Make a user of the running platform {what}. Log in again afterwards: the group "
+        "travels in the ID token.",
     )
     p.add_argument("email", help="the user's sign-up email")
+    p.add_argument("--group", help=f"the group's name (default: the {ROLES[role][0]} setting)")
     p.add_argument(
         "--state-dir",
         type=Path,
@@ -71,9 +95,9 @@ def main(argv: list[str]) -> int:
     )
     args = p.parse_args(argv)
     try:
-        group = make_operator(args.email, state_dir=args.state_dir)
+        group = add_to_group(args.email, state_dir=args.state_dir, role=role, group=args.group)
     except OperatorError as exc:
-        print(f"make-operator: {exc}")
+        print(f"make-{role}: {exc}")
         return 1
     print(f"{args.email} is now in the {group!r} group: log in again to get a token that says so")
     return 0

@@ -24,9 +24,10 @@ from local.database import PrivateMariaDB
 from local.gateway import Gateway, LambdaContext, RedactSecrets
 from local.gateway_faults import Faults
 from local.identity import LocalConfirmationIdentity
-from local.media import MediaEndpoint
+from local.media import Access, MediaEndpoint
 from local.web import WebApp, web_config
 from local.workers import Background, SqsEventSource, deliver_with_retries
+from reelay.errors import NotFound
 from reelay.ports import ObjectInfo
 from reelay.settings import Settings, get_settings
 from reelay.storage.url import redact_url
@@ -176,6 +177,8 @@ class Platform:
         self._migrate()
         self.services = self._build_services()
         self.media.store = self.services.store
+        self.media.signing_key = self.settings.file_store_signing_key
+        self.media.access = self._media_access
         self._reenqueue_in_flight()
         self._redeliver_landed_uploads()
         if not opts.no_workers:
@@ -211,6 +214,14 @@ class Platform:
         logging.getLogger("werkzeug").propagate = True
         for h in logging.getLogger("werkzeug").handlers:
             logging.getLogger("werkzeug").removeHandler(h)
+
+    def _media_access(self, video_id: str) -> Access:
+        """Who may read a video's media: the catalogue's word, as CloudFront's two paths are in AWS."""
+        try:
+            video = self.services.catalogue.get(video_id)
+        except NotFound:
+            return "missing"
+        return "signed" if video.owner_only else "public"
 
     def _signing_key(self, name: str = "signing-key") -> str:
         path = self.state_dir / name
@@ -334,7 +345,6 @@ class Platform:
     def _redeliver_landed_uploads(self) -> None:
         """Uploads that landed while their event was lost (the platform died between the PUT and
         the event) would wait forever: deliver their event again, as S3 would have."""
-        from reelay.errors import NotFound
         from reelay.models import VideoStatus
 
         assert self.settings is not None

@@ -54,7 +54,15 @@ class StorageError(ReelayError):
 
 
 class MediaError(ReelayError):
-    """A media file that cannot be transcoded. Permanent: never retried."""
+    """A media file that cannot be transcoded. Permanent: never retried.
+
+    ``message`` is a sentence for the uploader (it becomes the video's ``failureReason``); ``detail``
+    is the technical text (a GStreamer error, a store key) that goes to the logs only.
+    """
 
     code = "bad_media"
     status = 422
+
+    def __init__(self, message: str, *, detail: str | None = None) -> None:
+        super().__init__(message)
+        self.detail = detail

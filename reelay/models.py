@@ -30,6 +30,21 @@ class VideoSource(StrEnum):
     RECORDING = "recording"
 
 
+class VideoVisibility(StrEnum):
+    """public: listed and playable by anyone; unlisted: playable by whoever has the link, not listed;
+    private: the owner only (its media is served only with a signature, see reelay.playback)."""
+
+    PUBLIC = "public"
+    UNLISTED = "unlisted"
+    PRIVATE = "private"
+
+
+class ModerationAction(StrEnum):
+    UNPUBLISH = "unpublish"
+    REPUBLISH = "republish"
+    DELETE = "delete"
+
+
 class Rendition(BaseModel):
     """One HLS variant of a video, as written to the master playlist."""
 
@@ -61,12 +76,43 @@ class Video(BaseModel):
     duration_seconds: float | None = None
     renditions: list[Rendition] = Field(default_factory=list)
     source: VideoSource = VideoSource.UPLOAD
+    visibility: VideoVisibility = VideoVisibility.PUBLIC
+    # Set by a moderator: the video is treated as private (owner only) whatever its visibility, and
+    # only a moderator lifts it.
+    unpublished: bool = False
     content_type: str | None = None
     size_bytes: int | None = None
     attempts: int = 0  # transcode attempts started
     upload_time: datetime = Field(default_factory=utcnow)  # seed column uploadTime
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
+
+    @property
+    def owner_only(self) -> bool:
+        """Only its owner (and moderators) may see and play it."""
+        return self.unpublished or self.visibility == VideoVisibility.PRIVATE
+
+    @property
+    def listed(self) -> bool:
+        """Shown in the public list (GET /videos)."""
+        return (
+            self.status == VideoStatus.READY
+            and self.visibility == VideoVisibility.PUBLIC
+            and not self.unpublished
+        )
+
+
+class ModerationRecord(BaseModel):
+    """One moderation audit entry: who did what to which video, when and why."""
+
+    moderator_id: str
+    moderator_email: str
+    action: ModerationAction
+    video_id: str
+    owner_id: str
+    reason: str
+    audit_id: int | None = None  # assigned by the catalogue
+    created_at: datetime = Field(default_factory=utcnow)
 
 
 class TranscodeJob(BaseModel):

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from reelay.models import (
     DesiredState,
+    ModerationRecord,
     OutboxEvent,
     RecordingSession,
     Rendition,
@@ -23,6 +24,7 @@ from reelay.models import (
     Video,
     VideoMode,
     VideoStatus,
+    VideoVisibility,
 )
 
 
@@ -30,6 +32,12 @@ from reelay.models import (
 @dataclass(frozen=True)
 class Page:
     items: list[Video]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True)
+class ModerationPage:
+    items: list[ModerationRecord]
     next_cursor: str | None
 
 
@@ -41,7 +49,8 @@ class VideoCatalogue(Protocol):
     def get(self, video_id: str) -> Video: ...
 
     def list_ready(self, *, limit: int, cursor: str | None = None) -> Page:
-        """Ready videos, newest first, stable order (uploadTime DESC, videoId DESC), keyset cursor."""
+        """Listed videos (ready, public, not unpublished), newest first, stable order
+        (uploadTime DESC, videoId DESC), keyset cursor."""
         ...
 
     def list_by_owner(self, owner_id: str, *, limit: int, cursor: str | None = None) -> Page:
@@ -53,6 +62,17 @@ class VideoCatalogue(Protocol):
     ) -> Video: ...
 
     def delete(self, video_id: str) -> None: ...
+
+    def set_visibility(self, video_id: str, visibility: VideoVisibility) -> Video: ...
+
+    def moderate(self, record: ModerationRecord, *, unpublished: bool | None = None) -> ModerationRecord:
+        """Record a moderation in the audit log and, when ``unpublished`` is given, set the video's
+        flag, in one transaction. NotFound for an unknown video. Returns the record with its id."""
+        ...
+
+    def list_moderation(self, *, limit: int, cursor: str | None = None) -> ModerationPage:
+        """The moderation audit log, newest first."""
+        ...
 
     def mark_uploaded(self, video_id: str, *, size_bytes: int, content_type: str | None) -> bool:
         """awaiting_upload|failed -> queued. False when the video is not in a state to queue."""
@@ -417,6 +437,21 @@ class JobQueue(Protocol):
 
     def release(self, message: QueueMessage) -> None:
         """Make the message visible again now (hand the job back)."""
+        ...
+
+
+class PlaybackSigner(Protocol):
+    """Signs access to one video's media (every playlist and segment under its prefix) for a while.
+
+    ``base_url`` is where the signed media is served (CloudFront's signed path, or the local
+    gateway's /media/outputs); the query goes on the master playlist's URL and the player repeats it
+    on every request under ``{base_url}/{video_id}/``.
+    """
+
+    base_url: str
+
+    def signed_query(self, video_id: str, expires_in: int) -> str:
+        """The query string (no leading ``?``) that authorizes ``{base_url}/{video_id}/*``."""
         ...
 
 

@@ -21,6 +21,13 @@ class Settings(BaseSettings):
     output_prefix: str = "outputs/"
     # Public base URL that serves output_prefix (CloudFront domain, or the local gateway's /media).
     playback_base_url: str = "http://localhost:8080/media/outputs"
+    # Private videos' media: the base URL of the signed path (CloudFront's /private/outputs, which
+    # trusts the playback key group; unset: playback_base_url, where the local gateway checks them).
+    playback_signed_base_url: str | None = None
+    # CloudFront signing (AWS): the public key's id, and the secret holding the private key's PEM.
+    playback_key_pair_id: str | None = None
+    playback_signing_secret_arn: str | None = None
+    playback_url_expires_seconds: int = Field(default=4 * 3600, ge=60, le=7 * 24 * 3600)
     # Base URL that file:// stores put in presigned URLs (the local gateway's /media).
     file_store_public_url: str = "http://localhost:8080/media"
     # No default: a guessable key would let anyone presign uploads. The local platform makes one.
@@ -88,6 +95,8 @@ class Settings(BaseSettings):
     # Live relay (streams).
     # Who may manage streams: members of this Cognito group (claim cognito:groups of the ID token).
     operators_group: str = "operators"
+    # Who may unpublish and delete any video (with an audit record): members of this Cognito group.
+    moderators_group: str = "moderators"
     # Loopback sources (localhost, 127.0.0.0/8, ::1): only the one-machine platform allows them.
     # Link-local hosts (169.254.0.0/16: the task's credential and metadata endpoints) never are.
     allow_loopback_sources: bool = False

@@ -501,7 +501,7 @@ class TranscodeService:
         except NotFound:  # deleted between head and download
             raise MediaError("the uploaded file is missing") from None
         except InvalidInput as exc:  # a key the store refuses can never be fetched
-            raise MediaError(f"the upload cannot be read: {exc.message}") from None
+            raise MediaError("the uploaded file cannot be read", detail=exc.message) from None
         log("info", "fetched source", sizeBytes=dest.stat().st_size)
         return dest
 
@@ -614,10 +614,14 @@ class TranscodeService:
             log("info", "cancelled: job handed back")
             return Outcome.HANDED_BACK
         if isinstance(exc, MediaError):
+            if exc.detail:
+                log("warning", "media error detail", reason=exc.message, detail=exc.detail)
             return self._fail(job, video, exc.message, log)
         if receive_count >= self.settings.max_attempts:
-            log("error", "transient failure on the last attempt", exc_info=exc)
-            reason = f"gave up after {receive_count} attempts: {_describe(exc)}"
+            # The exception's text (hosts, keys, errno strings) stays in this log line; the uploader
+            # reads a sentence.
+            log("error", "transient failure on the last attempt", error=_describe(exc), exc_info=exc)
+            reason = f"processing failed after {receive_count} attempts; please try uploading again later"
             return self._fail(job, video, reason, log)
         log("warning", "transient failure: will retry", error=_describe(exc), exc_info=exc)
         self.catalogue.release(job.video_id, self.worker_id)

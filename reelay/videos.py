@@ -9,14 +9,32 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from reelay.errors import Conflict, Forbidden, InvalidInput, NotFound
-from reelay.models import Video, VideoStatus
+from reelay.models import ModerationAction, ModerationRecord, Video, VideoStatus, VideoVisibility
 from reelay.observability import logger
-from reelay.ports import CdnInvalidator, ObjectStore, Page, PresignedPart, VideoCatalogue
+from reelay.playback import PlaybackUnavailable
+from reelay.ports import (
+    CdnInvalidator,
+    ModerationPage,
+    ObjectStore,
+    Page,
+    PlaybackSigner,
+    PresignedPart,
+    VideoCatalogue,
+)
 from reelay.settings import Settings
 from reelay.storage.url import MAX_PART_NUMBER, MIN_PART_BYTES
 
 # S3's multipart rules, which every store keeps: parts of at least 5 MiB, at most 10,000 of them.
 MAX_PARTS = MAX_PART_NUMBER
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """Who asks for a video: None for anonymous callers. Moderators see every video."""
+
+    user_id: str
+    email: str = ""
+    moderator: bool = False
 
 
 @dataclass(frozen=True)
@@ -59,24 +77,42 @@ class VideoService:
         store: ObjectStore,
         settings: Settings,
         cdn: CdnInvalidator | None = None,
+        *,
+        signer: PlaybackSigner | None = None,
     ) -> None:
         self.catalogue = catalogue
         self.store = store
         self.settings = settings
         self.cdn = cdn  # None: nothing caches published media
+        self.signer = signer  # None: private videos get no playback URL
 
     # --- URLs --------------------------------------------------------------------------------
     def playback_url(self, video: Video) -> str | None:
         # Served whole (playlists and segments) by CloudFront or the local gateway, never a presigned
-        # master: a signed master.m3u8 does not sign the segment URLs inside it.
+        # master: a signed master.m3u8 does not sign the segment URLs inside it. A private video's
+        # URL carries a signature for its whole prefix (reelay.playback), which the player repeats.
         if video.status == VideoStatus.READY or video.playable:
-            return f"{self.settings.playback_base_url.rstrip('/')}/{video.video_id}/master.m3u8"
+            return self._media_url(video, "master.m3u8")
         return None
 
     def thumbnail_url(self, video: Video) -> str | None:
         if video.status == VideoStatus.READY:
-            return f"{self.settings.playback_base_url.rstrip('/')}/{video.video_id}/poster.jpg"
+            return self._media_url(video, "poster.jpg")
         return None
+
+    def _media_url(self, video: Video, name: str) -> str | None:
+        if not video.owner_only:
+            return f"{self.settings.playback_base_url.rstrip('/')}/{video.video_id}/{name}"
+        if self.signer is None:
+            return None
+        try:
+            query = self.signer.signed_query(video.video_id, self.settings.playback_url_expires_seconds)
+        except PlaybackUnavailable as exc:  # the view still answers, without playback; the log says why
+            logger.error(
+                "private playback not signed", extra={"video_id": video.video_id, "error": exc.message}
+            )
+            return None
+        return f"{self.signer.base_url}/{video.video_id}/{name}?{query}"
 
     # --- upload ------------------------------------------------------------------------------
     def create_upload(
@@ -88,6 +124,7 @@ class VideoService:
         content_type: str,
         size_bytes: int,
         file_name: str | None = None,
+        visibility: VideoVisibility = VideoVisibility.PUBLIC,
     ) -> tuple[Video, UploadInstructions]:
         content_type = self._check_content_type(content_type)
         self._check_size(size_bytes)
@@ -105,6 +142,7 @@ class VideoService:
             email=email,
             content_type=content_type,
             size_bytes=size_bytes,
+            visibility=VideoVisibility(visibility),
         )
         expires = self.settings.upload_url_expires_seconds
         instructions: UploadInstructions
@@ -187,6 +225,17 @@ class VideoService:
     def get(self, video_id: str) -> Video:
         return self.catalogue.get(video_id)
 
+    def view(self, video_id: str, viewer: Viewer | None = None) -> Video:
+        """The video as ``viewer`` may see it. Its owner and moderators see it whatever its state;
+        anyone else sees it only once it is ready and not private or unpublished. Otherwise NotFound,
+        the same answer as for an id that does not exist, so a private video's existence is not told."""
+        video = self.catalogue.get(video_id)
+        if viewer is not None and (viewer.moderator or viewer.user_id == video.owner_id):
+            return video
+        if video.owner_only or video.status != VideoStatus.READY:
+            raise NotFound(f"video {video_id} not found")
+        return video
+
     def list_ready(self, limit: int, cursor: str | None = None) -> Page:
         return self.catalogue.list_ready(limit=limit, cursor=cursor)
 
@@ -201,6 +250,15 @@ class VideoService:
         return video
 
     # --- changing ----------------------------------------------------------------------------
+    def set_visibility(self, owner_id: str, video_id: str, visibility: VideoVisibility) -> Video:
+        before = self.owned(owner_id, video_id)
+        video = self.catalogue.set_visibility(video_id, VideoVisibility(visibility))
+        if self.cdn is not None and not before.owner_only and video.owner_only:
+            # Copies cached at the public path while it was public must not outlive the change.
+            self.cdn.invalidate([f"/{output_prefix(self.settings, video_id)}*"])
+        logger.info("visibility changed", extra={"video_id": video_id, "visibility": video.visibility.value})
+        return video
+
     def update_metadata(
         self, owner_id: str, video_id: str, display_name: str | None = None, description: str | None = None
     ) -> Video:
@@ -217,7 +275,10 @@ class VideoService:
 
     def delete(self, owner_id: str, video_id: str) -> Video:
         """Media first, then the row: if media deletion fails the row stays and the call can be retried."""
-        video = self.owned(owner_id, video_id)
+        return self._remove(self.owned(owner_id, video_id))
+
+    def _remove(self, video: Video) -> Video:
+        video_id = video.video_id
         with contextlib.suppress(NotFound):  # already gone is what we wanted
             self.store.delete(video.video_key)
         removed = self.store.delete_prefix(output_prefix(self.settings, video_id))
@@ -227,3 +288,45 @@ class VideoService:
             self.cdn.invalidate([f"/{output_prefix(self.settings, video_id)}*"])
         logger.info("video deleted", extra={"video_id": video_id, "output_objects": removed})
         return video
+
+    # --- moderation --------------------------------------------------------------------------
+    def unpublish(self, moderator: Viewer, video_id: str, reason: str, *, unpublished: bool = True) -> Video:
+        """Set (or lift) a video's unpublished flag, with an audit record in the same transaction."""
+        reason = self._moderation_reason(reason)
+        video = self.catalogue.get(video_id)
+        action = ModerationAction.UNPUBLISH if unpublished else ModerationAction.REPUBLISH
+        self.catalogue.moderate(self._record(moderator, video, action, reason), unpublished=unpublished)
+        if unpublished and self.cdn is not None and not video.owner_only:
+            self.cdn.invalidate([f"/{output_prefix(self.settings, video_id)}*"])
+        logger.info("video moderated", extra={"video_id": video_id, "action": action.value})
+        return self.catalogue.get(video_id)
+
+    def moderate_delete(self, moderator: Viewer, video_id: str, reason: str) -> Video:
+        """Delete any video; the audit record is written first, so a deletion is never unrecorded."""
+        reason = self._moderation_reason(reason)
+        video = self.catalogue.get(video_id)
+        self.catalogue.moderate(self._record(moderator, video, ModerationAction.DELETE, reason))
+        return self._remove(video)
+
+    def moderation_log(self, limit: int, cursor: str | None = None) -> ModerationPage:
+        return self.catalogue.list_moderation(limit=limit, cursor=cursor)
+
+    @staticmethod
+    def _moderation_reason(reason: str | None) -> str:
+        text = (reason or "").strip()
+        if not text:
+            raise InvalidInput("reason must say why (it goes in the moderation audit log)")
+        return text
+
+    @staticmethod
+    def _record(moderator: Viewer, video: Video, action: ModerationAction, reason: str) -> ModerationRecord:
+        if not moderator.moderator:
+            raise Forbidden("only moderators moderate videos")
+        return ModerationRecord(
+            moderator_id=moderator.user_id,
+            moderator_email=moderator.email,
+            action=action,
+            video_id=video.video_id,
+            owner_id=video.owner_id,
+            reason=reason,
+        )

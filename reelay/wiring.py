@@ -18,6 +18,7 @@ if TYPE_CHECKING:  # the services are imported where built: each Lambda loads on
         IdentityProvider,
         JobQueue,
         ObjectStore,
+        PlaybackSigner,
         RelayLauncher,
         VideoCatalogue,
     )
@@ -37,6 +38,7 @@ _PORTS = (
     "launcher",
     "source_secrets",
     "relay_launcher",
+    "playback_signer",
 )
 
 
@@ -99,6 +101,25 @@ class Services:
         return CloudFrontInvalidator(self.settings.cdn_distribution_id, settings=self.settings)
 
     @cached_property
+    def playback_signer(self) -> PlaybackSigner:
+        """CloudFront signed URLs in AWS (key from Secrets Manager); the local gateway's HMAC elsewhere."""
+        s = self.settings
+        base = s.playback_signed_base_url or s.playback_base_url
+        if s.playback_signing_secret_arn and s.playback_key_pair_id:
+            from reelay.adapters.cloudfront_signing import CloudFrontPlaybackSigner, secret_pem
+
+            pem = secret_pem(
+                s.playback_signing_secret_arn,
+                endpoint_url=s.aws_endpoint_url,
+                region=s.aws_region,
+                max_age=s.db_secret_max_age,
+            )
+            return CloudFrontPlaybackSigner(base, s.playback_key_pair_id, pem)
+        from reelay.playback import HmacPlaybackSigner
+
+        return HmacPlaybackSigner(s.file_store_signing_key, base_url=base, output_prefix=s.output_prefix)
+
+    @cached_property
     def launcher(self) -> RelayLauncher:
         # Until a process is given a launcher (ECS, local children), the reconciler does the work.
         from reelay.relay.streams import LeaveToReconciler
@@ -135,7 +156,7 @@ class Services:
     def videos(self) -> VideoService:
         from reelay.videos import VideoService
 
-        return VideoService(self.catalogue, self.store, self.settings, self.cdn)
+        return VideoService(self.catalogue, self.store, self.settings, self.cdn, signer=self.playback_signer)
 
     @cached_property
     def uploads(self) -> UploadEventService:

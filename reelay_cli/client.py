@@ -148,6 +148,18 @@ class ApiClient:
                 f"the API answered {method} {path} with something that is not JSON", ExitCode.UNAVAILABLE
             ) from e
 
+    def video(self, video_id: str) -> Any:
+        """A video as the caller may see it. Logged in, the owner's view first: any status (a video
+        not ready yet is its owner's alone), a private one with signed playback; otherwise, or for
+        someone else's video, the public view."""
+        if self.logged_in():
+            try:
+                return self.call("GET", f"/me/videos/{video_id}", auth=True)
+            except ApiError as e:
+                if e.status != 404:
+                    raise
+        return self.call("GET", f"/videos/{video_id}")
+
     # --- tokens -------------------------------------------------------------------------------
     def logged_in(self) -> bool:
         return self.profile.tokens is not None and self.profile.token_api == self.base

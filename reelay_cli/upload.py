@@ -417,7 +417,7 @@ class Uploader:
             self.store.discard(state)
             return None
         try:
-            video = self.client.call("GET", f"/videos/{state.video_id}")
+            video = self.client.video(state.video_id)
         except ApiError as e:
             if e.status != 404:
                 raise
@@ -495,7 +495,7 @@ class Uploader:
 
     def _complete(self, state: UploadState) -> dict[str, Any]:
         if not state.multipart:
-            return self.client.call("GET", f"/videos/{state.video_id}")
+            return self.client.video(state.video_id)
         assert state.upload_id is not None and state.complete_path is not None
         parts = [{"partNumber": n, "etag": state.done[n]} for n in state.part_numbers]
         try:
@@ -510,7 +510,7 @@ class Uploader:
             if e.status != 409:
                 raise
             # Already completed (by an earlier run, or a retry whose first answer was lost).
-            return self.client.call("GET", f"/videos/{state.video_id}")
+            return self.client.video(state.video_id)
 
 
 TERMINAL = ("ready", "failed")
@@ -529,7 +529,7 @@ def wait_for_video(
     """Poll the video until it is ready or failed; returns its last state."""
     deadline = None if timeout is None else clock() + timeout
     while True:
-        video = client.call("GET", f"/videos/{video_id}")
+        video = client.video(video_id)
         on_update(video)
         if video.get("status") in TERMINAL:
             return video

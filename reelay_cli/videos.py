@@ -92,7 +92,7 @@ def list_videos(app: App, mine: bool, limit: int, cursor: str | None, all_pages:
 @pass_app
 def show(app: App, video_id: str) -> None:
     """One video: status, failure reason, renditions, playback URL."""
-    video = app.client.call("GET", f"/videos/{video_id}")
+    video = app.client.video(video_id)
     app.output.result(video, lambda: show_video(app.output, video))
 
 
@@ -117,6 +117,15 @@ def rename(app: App, video_id: str, name: str) -> None:
 def describe(app: App, video_id: str, text: str) -> None:
     """Set a video's description (owner only)."""
     _patch(app, video_id, description=text)
+
+
+@videos.command()
+@click.argument("video_id")
+@click.argument("visibility", type=click.Choice(["public", "unlisted", "private"]))
+@pass_app
+def visibility(app: App, video_id: str, visibility: str) -> None:
+    """Who can watch a video (owner only): public (listed), unlisted (with the link), private (you only)."""
+    _patch(app, video_id, visibility=visibility)
 
 
 @videos.command()

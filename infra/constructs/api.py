@@ -157,6 +157,16 @@ class RestApi(Construct):
         if refs.cdn_distribution_id:
             # Only the API deletes videos, so only it invalidates the playback cache.
             env["REELAY_CDN_DISTRIBUTION_ID"] = refs.cdn_distribution_id
+        if (
+            refs.playback_signing_secret is not None
+            and refs.playback_key_pair_id
+            and refs.signed_playback_base_url
+        ):
+            # The API signs private playback (owner's view) with the key in this secret.
+            env["REELAY_PLAYBACK_SIGNED_BASE_URL"] = refs.signed_playback_base_url
+            env["REELAY_PLAYBACK_KEY_PAIR_ID"] = refs.playback_key_pair_id
+            env["REELAY_PLAYBACK_SIGNING_SECRET_ARN"] = refs.playback_signing_secret.secret_arn
+            env["REELAY_PLAYBACK_URL_EXPIRES_SECONDS"] = str(refs.config.playback_url_expires_seconds)
         return env
 
     def _grant(self, refs: PlatformRefs) -> None:
@@ -181,6 +191,8 @@ class RestApi(Construct):
         fn.add_to_role_policy(refs.list_media(UPLOAD_PREFIX, OUTPUT_PREFIX))
         refs.db_secret.grant_read(fn)
         self.stream_secret.grant_read(fn)
+        if refs.playback_signing_secret is not None:
+            refs.playback_signing_secret.grant_read(fn)
         if refs.cdn_distribution_id:
             # A deleted video's segments are cached for a year: the API drops them from the CDN.
             fn.add_to_role_policy(

@@ -1,4 +1,10 @@
-"""Media storage: the private bucket for uploads and HLS output, and CloudFront for playback."""
+"""Media storage: the private bucket for uploads and HLS output, and CloudFront for playback.
+
+Public and unlisted videos play from ``/outputs/...``: unsigned and cached. Private videos play from
+``/private/outputs/...``, a path that serves only requests signed with the playback key group's key
+(custom-policy signed URLs on the video's prefix, reelay.adapters.cloudfront_signing); a CloudFront
+Function drops ``/private`` before the origin. The private key lives in the PlaybackSigningKey secret.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +15,10 @@ from aws_cdk import aws_cloudfront as cloudfront
 from aws_cdk import aws_cloudfront_origins as origins
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
-from infra.constants import HLS_CONTENT_TYPES, OUTPUT_PREFIX, PLAYBACK_PATH
+from infra.constants import HLS_CONTENT_TYPES, OUTPUT_PREFIX, PLAYBACK_PATH, SIGNED_PLAYBACK_PREFIX
 from infra.nag import acknowledge
 
 RECORDING_PREFIX = "recordings/"  # reelay.recording.layout.ROOT
@@ -35,15 +42,64 @@ function handler(event) {
 """
 
 
+# The signed path's requests reach the origin at the same keys as the public path's.
+_UNSIGN_PATH_FUNCTION = f"""
+function handler(event) {{
+  var request = event.request;
+  if (request.uri.indexOf('{SIGNED_PLAYBACK_PREFIX}/') === 0) {{
+    request.uri = request.uri.substring({len(SIGNED_PLAYBACK_PREFIX)});
+  }}
+  return request;
+}}
+"""
+
+
 def _js_object(mapping: dict[str, str]) -> str:
     return "{" + ", ".join(f"'{k}': '{v}'" for k, v in sorted(mapping.items())) + "}"
 
 
 class MediaStorage(Construct):
     def __init__(
-        self, scope: Construct, construct_id: str, *, bucket_name: str, cors_origins: Sequence[str]
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        bucket_name: str,
+        cors_origins: Sequence[str],
+        playback_public_key: str,
     ) -> None:
         super().__init__(scope, construct_id)
+        # Private playback: CloudFront verifies with the public key, the API signs with the private one.
+        self.playback_public_key = cloudfront.PublicKey(
+            self,
+            "PlaybackPublicKey",
+            encoded_key=playback_public_key,
+            comment="Verifies signed URLs of private videos (python -m infra.playback_keys makes the pair)",
+        )
+        self.playback_key_group = cloudfront.KeyGroup(
+            self,
+            "PlaybackKeyGroup",
+            items=[self.playback_public_key],
+            comment="Signers of private playback: the Reelay API",
+        )
+        self.playback_signing_secret = secretsmanager.Secret(
+            self,
+            "PlaybackSigningKey",
+            description=(
+                "Reelay: PEM private key signing private playback (put it with python -m infra.playback_keys)"
+            ),
+            # A placeholder until the key is put: the API then serves private videos without playback.
+            generate_secret_string=secretsmanager.SecretStringGenerator(
+                exclude_punctuation=True, include_space=False, password_length=32
+            ),
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        acknowledge(
+            self.playback_signing_secret,
+            "AwsSolutions-SMG4",
+            "An RSA key paired with the CloudFront public key in the stack: rotating it means a new pair "
+            "(python -m infra.playback_keys) and a deploy, which Secrets Manager rotation cannot do.",
+        )
         self.logs_bucket = s3.Bucket(
             self,
             "AccessLogs",
@@ -130,6 +186,19 @@ class MediaStorage(Construct):
                 function=mime, event_type=cloudfront.FunctionEventType.VIEWER_RESPONSE
             )
         ]
+        unsign = cloudfront.Function(
+            self,
+            "SignedPathToOrigin",
+            code=cloudfront.FunctionCode.from_inline(_UNSIGN_PATH_FUNCTION),
+            runtime=cloudfront.FunctionRuntime.JS_2_0,
+            comment="Signed playback path to the objects' keys",
+        )
+        signed_associations = [
+            *mime_association,
+            cloudfront.FunctionAssociation(
+                function=unsign, event_type=cloudfront.FunctionEventType.VIEWER_REQUEST
+            ),
+        ]
         # Playlists change while a video is still transcoding (progressive publish): cache briefly.
         playlist_cache = cloudfront.CachePolicy(
             self,
@@ -153,6 +222,28 @@ class MediaStorage(Construct):
                 function_associations=mime_association,
             ),
             additional_behaviors={
+                # First: the signed path's playlists and segments (CloudFront takes the first match).
+                f"{SIGNED_PLAYBACK_PREFIX.strip('/')}/*.m3u8": cloudfront.BehaviorOptions(
+                    origin=origin,
+                    viewer_protocol_policy=cloudfront.ViewerProtocolPolicy.HTTPS_ONLY,
+                    allowed_methods=cloudfront.AllowedMethods.ALLOW_GET_HEAD_OPTIONS,
+                    cached_methods=cloudfront.CachedMethods.CACHE_GET_HEAD_OPTIONS,
+                    cache_policy=playlist_cache,
+                    response_headers_policy=cors_headers,
+                    function_associations=signed_associations,
+                    trusted_key_groups=[self.playback_key_group],
+                ),
+                f"{SIGNED_PLAYBACK_PREFIX.strip('/')}/*": cloudfront.BehaviorOptions(
+                    origin=origin,
+                    viewer_protocol_policy=cloudfront.ViewerProtocolPolicy.HTTPS_ONLY,
+                    allowed_methods=cloudfront.AllowedMethods.ALLOW_GET_HEAD_OPTIONS,
+                    cached_methods=cloudfront.CachedMethods.CACHE_GET_HEAD_OPTIONS,
+                    # The signature is checked on every request, cached or not; it is not in the key.
+                    cache_policy=cloudfront.CachePolicy.CACHING_OPTIMIZED,
+                    response_headers_policy=cors_headers,
+                    function_associations=signed_associations,
+                    trusted_key_groups=[self.playback_key_group],
+                ),
                 "*.m3u8": cloudfront.BehaviorOptions(
                     origin=origin,
                     viewer_protocol_policy=cloudfront.ViewerProtocolPolicy.HTTPS_ONLY,
@@ -161,7 +252,7 @@ class MediaStorage(Construct):
                     cache_policy=playlist_cache,
                     response_headers_policy=cors_headers,
                     function_associations=mime_association,
-                )
+                ),
             },
             enable_logging=True,
             log_bucket=self.logs_bucket,
@@ -197,6 +288,9 @@ class MediaStorage(Construct):
             " (CloudFrontReadsOutputsOnly).",
         )
         self.playback_base_url = f"https://{self.distribution.distribution_domain_name}{PLAYBACK_PATH}"
+        self.signed_playback_base_url = (
+            f"https://{self.distribution.distribution_domain_name}{SIGNED_PLAYBACK_PREFIX}{PLAYBACK_PATH}"
+        )
         acknowledge(
             self.distribution,
             "AwsSolutions-CFR1",

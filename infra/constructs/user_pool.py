@@ -6,7 +6,7 @@ from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_cognito as cognito
 from constructs import Construct
 
-from infra.constants import OPERATORS_GROUP
+from infra.constants import MODERATORS_GROUP, OPERATORS_GROUP
 from infra.nag import acknowledge
 
 
@@ -59,6 +59,12 @@ class UserPool(Construct):
             "Operators",
             group_name=OPERATORS_GROUP,
             description="Manage live relay streams (the /streams API)",
+        )
+        # Moderators unpublish and delete any video, each action audited (the /moderation API).
+        self.moderators = self.pool.add_group(
+            "Moderators",
+            group_name=MODERATORS_GROUP,
+            description="Unpublish and delete any video, audited (the /moderation API)",
         )
         acknowledge(
             self.pool,

@@ -18,6 +18,9 @@ class StorageStack(Stack):
             "Media",
             bucket_name=media_bucket_name(config.stage),
             cors_origins=config.cors_allowed_origins,
+            playback_public_key=config.playback_public_key,
         )
         CfnOutput(self, "MediaBucketName", value=self.media.bucket.bucket_name)
         CfnOutput(self, "PlaybackBaseUrl", value=self.media.playback_base_url)
+        # Where `python -m infra.playback_keys` says to put the private key.
+        CfnOutput(self, "PlaybackSigningKeyArn", value=self.media.playback_signing_secret.secret_arn)

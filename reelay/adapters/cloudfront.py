@@ -1,4 +1,8 @@
-"""Drop CloudFront's cached copies of deleted media (segments are cached ``immutable`` for a year)."""
+"""Drop CloudFront's cached copies of deleted media (segments are cached ``immutable`` for a year).
+
+boto3 is imported when the first invalidation is sent, not with this module: the API builds its
+VideoService (and this invalidator) on the first GET /videos, which must not pay for boto3.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,6 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
-from reelay.adapters.aws import client as aws_client
-from reelay.adapters.aws import error_code
 from reelay.errors import InvalidInput
 from reelay.settings import Settings
 
@@ -25,16 +27,26 @@ class CloudFrontInvalidator:
         if not distribution_id or not distribution_id.strip():
             raise InvalidInput("a CloudFront distribution id is required")
         self.distribution_id = distribution_id.strip()
-        self._client = client or aws_client("cloudfront", settings)
+        self._client = client
+        self._settings = settings
+
+    def _cloudfront(self) -> Any:
+        if self._client is None:
+            from reelay.adapters.aws import client as aws_client
+
+            self._client = aws_client("cloudfront", self._settings)
+        return self._client
 
     def invalidate(self, paths: list[str]) -> None:
+        from reelay.adapters.aws import error_code
+
         items = [p if p.startswith("/") else f"/{p}" for p in paths if p]
         if not items:
             return
         for start in range(0, len(items), MAX_PATHS):
             batch = items[start : start + MAX_PATHS]
             try:
-                resp = self._client.create_invalidation(
+                resp = self._cloudfront().create_invalidation(
                     DistributionId=self.distribution_id,
                     InvalidationBatch={
                         "Paths": {"Quantity": len(batch), "Items": batch},

@@ -33,6 +33,9 @@ from reelay.api.models import (
     LoginIn,
     MessageOut,
     MetadataIn,
+    ModerationIn,
+    ModerationOut,
+    ModerationPageOut,
     MultipartUploadOut,
     OwnerVideoOut,
     OwnerVideoPageOut,
@@ -56,11 +59,11 @@ from reelay.api.models import (
     VideoPageOut,
 )
 from reelay.api.routes import ROUTES, Route, allowed_methods
-from reelay.errors import Forbidden, ReelayError, Unauthorized
+from reelay.errors import Forbidden, InvalidInput, NotFound, ReelayError, Unauthorized
 from reelay.models import Stream, Video
 from reelay.observability import MetricUnit, logger, metrics
 from reelay.ports import Page, Tokens
-from reelay.videos import MultipartUpload, VideoService
+from reelay.videos import MultipartUpload, VideoService, Viewer
 from reelay.wiring import get_services
 
 SECURITY_SCHEME = "CognitoBearer"
@@ -226,6 +229,25 @@ def operator() -> Caller:
     return who
 
 
+def is_moderator(who: Caller) -> bool:
+    return get_services().settings.moderators_group in who.groups
+
+
+def viewer(who: Caller) -> Viewer:
+    return Viewer(user_id=who.user_id, email=who.email, moderator=is_moderator(who))
+
+
+def moderator() -> Viewer:
+    """The verified caller, who must be in the moderators group (the /moderation routes)."""
+    who = caller()
+    if not is_moderator(who):
+        group = get_services().settings.moderators_group
+        raise Forbidden(
+            f"only moderators may do this: ask an administrator to add you to the {group!r} group"
+        )
+    return viewer(who)
+
+
 # --- routes -------------------------------------------------------------------------------------
 def route(method: str, path: str, *, status: int = HTTPStatus.OK) -> Callable[[_F], _F]:
     """Register a handler for a route of the shared table; its auth flag sets the OpenAPI security."""
@@ -264,6 +286,8 @@ def _error_responses(spec: Route) -> dict[int, Any]:
         codes |= {401: "Not signed in", 403: "Not the owner"}
     if "{videoId}" in spec.path or spec.path == "/videos/metadata":
         codes[404] = "Unknown video"
+    if spec.path.startswith("/moderation"):
+        codes[403] = "Not a moderator"
     if spec.path.startswith("/streams"):
         codes[403] = "Not an operator"
         codes[503] = "The keys that seal source secrets are not available"
@@ -364,8 +388,20 @@ def list_videos(limit: Limit = 20, cursor: Cursor = None) -> VideoPageOut:
 
 @route("GET", "/videos/{videoId}")
 def get_video(videoId: VideoId) -> VideoOut:
+    # Anonymous: a private, unpublished or not yet ready video answers 404 (its owner uses
+    # GET /me/videos/{videoId}, behind the authorizer, for the signed view).
     videos = get_services().videos
-    return _public(videos, videos.get(videoId))
+    return _public(videos, videos.view(videoId, None))
+
+
+@route("GET", "/me/videos/{videoId}")
+def get_my_video(videoId: VideoId) -> OwnerVideoOut:
+    who = viewer(caller())
+    videos = get_services().videos
+    video = videos.view(videoId, who)
+    if video.owner_id != who.user_id and not who.moderator:
+        raise NotFound(f"video {videoId} not found")  # someone else's: /videos/{videoId} is the way
+    return _owned(videos, video)
 
 
 @route("POST", "/videos/upload", status=HTTPStatus.CREATED)
@@ -380,6 +416,7 @@ def create_upload(body: UploadIn) -> UploadOut:
         body.content_type,
         body.size_bytes,
         body.file_name,
+        visibility=body.visibility,
     )
     settings = videos.settings
     out = UploadOut(
@@ -428,7 +465,16 @@ def set_metadata(body: MetadataIn) -> OwnerVideoOut:
 def patch_video(videoId: VideoId, body: PatchVideoIn) -> OwnerVideoOut:
     who = caller()
     videos = get_services().videos
-    return _owned(videos, videos.update_metadata(who.user_id, videoId, body.display_name, body.description))
+    if body.visibility is None and body.display_name is None and body.description is None:
+        raise InvalidInput("give displayName, description, visibility or several of them")
+    if body.visibility is None:
+        return _owned(
+            videos, videos.update_metadata(who.user_id, videoId, body.display_name, body.description)
+        )
+    video = videos.set_visibility(who.user_id, videoId, body.visibility)
+    if body.display_name is not None or body.description is not None:
+        video = videos.update_metadata(who.user_id, videoId, body.display_name, body.description)
+    return _owned(videos, video)
 
 
 @route("DELETE", "/videos/{videoId}", status=HTTPStatus.NO_CONTENT)
@@ -437,6 +483,32 @@ def delete_video(videoId: VideoId) -> Response[str]:
     get_services().videos.delete(who.user_id, videoId)
     metrics.add_metric(name="VideoDeleted", unit=MetricUnit.Count, value=1)
     return Response(status_code=HTTPStatus.NO_CONTENT, body="")
+
+
+@route("POST", "/moderation/videos/{videoId}/delete", status=HTTPStatus.NO_CONTENT)
+def moderator_delete_video(videoId: VideoId, body: ModerationIn) -> Response[str]:
+    get_services().videos.moderate_delete(moderator(), videoId, body.reason)
+    metrics.add_metric(name="VideoDeleted", unit=MetricUnit.Count, value=1)
+    return Response(status_code=HTTPStatus.NO_CONTENT, body="")
+
+
+@route("POST", "/moderation/videos/{videoId}/unpublish")
+def unpublish_video(videoId: VideoId, body: ModerationIn) -> OwnerVideoOut:
+    videos = get_services().videos
+    return _owned(videos, videos.unpublish(moderator(), videoId, body.reason))
+
+
+@route("POST", "/moderation/videos/{videoId}/republish")
+def republish_video(videoId: VideoId, body: ModerationIn) -> OwnerVideoOut:
+    videos = get_services().videos
+    return _owned(videos, videos.unpublish(moderator(), videoId, body.reason, unpublished=False))
+
+
+@route("GET", "/moderation/audit")
+def moderation_audit(limit: Limit = 20, cursor: Cursor = None) -> ModerationPageOut:
+    moderator()
+    page = get_services().videos.moderation_log(limit, cursor)
+    return ModerationPageOut(items=[ModerationOut.of(r) for r in page.items], next_cursor=page.next_cursor)
 
 
 @route("GET", "/me/videos")

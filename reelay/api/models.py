@@ -24,6 +24,8 @@ from pydantic.alias_generators import to_camel
 
 from reelay.models import (
     DesiredState,
+    ModerationAction,
+    ModerationRecord,
     SourceProtocol,
     Stream,
     StreamState,
@@ -31,6 +33,7 @@ from reelay.models import (
     VideoMode,
     VideoSource,
     VideoStatus,
+    VideoVisibility,
 )
 
 # Names are shown in lists and titles: no control characters at all (NUL, escape sequences, line
@@ -134,6 +137,13 @@ class UploadIn(_Request):
     content_type: Annotated[str, StringConstraints(min_length=1, max_length=255)]
     size_bytes: StrictInt = Field(description="Exact size of the file in bytes")
     file_name: Annotated[str, StringConstraints(max_length=1024), _PLAIN_TEXT] | None = None
+    visibility: VideoVisibility = Field(
+        default=VideoVisibility.PUBLIC,
+        description=(
+            "public (the default): listed and playable by anyone; unlisted: playable by whoever has "
+            "the link, not listed; private: you only (its media is served with a signed link)"
+        ),
+    )
 
 
 class PartIn(_Request):
@@ -155,6 +165,21 @@ class MetadataIn(_Request):
 class PatchVideoIn(_Request):
     display_name: DisplayName | None = None
     description: Description | None = None
+    visibility: VideoVisibility | None = Field(
+        default=None, description="public: listed; unlisted: playable with the link; private: you only"
+    )
+
+
+ModerationReason = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=1000),
+    _no_control(_CONTROL_BUT_LAYOUT, " other than line breaks and tabs"),
+    Field(description="Why: kept in the moderation audit log"),
+]
+
+
+class ModerationIn(_Request):
+    reason: ModerationReason
 
 
 class RenditionOut(_Wire):
@@ -177,10 +202,19 @@ class VideoOut(_Wire):
     duration_seconds: float | None = None
     renditions: list[RenditionOut]
     source: VideoSource
+    visibility: VideoVisibility
+    unpublished: bool = Field(description="A moderator unpublished it: only its owner can see it")
     upload_time: UtcDateTime
     created_at: UtcDateTime
     updated_at: UtcDateTime
-    playback_url: str | None = None
+    playback_url: str | None = Field(
+        default=None,
+        description=(
+            "The master playlist. A private video's URL carries a signed query that authorizes every "
+            "playlist and segment under the same directory until it expires: send the same query "
+            "with each of those requests"
+        ),
+    )
     thumbnail_url: str | None = None
 
     @classmethod
@@ -202,6 +236,8 @@ class VideoOut(_Wire):
                 for r in video.renditions
             ],
             source=video.source,
+            visibility=video.visibility,
+            unpublished=video.unpublished,
             upload_time=video.upload_time,
             created_at=video.created_at,
             updated_at=video.updated_at,
@@ -228,6 +264,35 @@ class VideoPageOut(_Wire):
 
 class OwnerVideoPageOut(_Wire):
     items: list[OwnerVideoOut]
+    next_cursor: str | None = None
+
+
+class ModerationOut(_Wire):
+    audit_id: int
+    moderator_id: str
+    moderator_email: str
+    action: ModerationAction
+    video_id: str
+    owner_id: str
+    reason: str
+    created_at: UtcDateTime
+
+    @classmethod
+    def of(cls, record: ModerationRecord) -> ModerationOut:
+        return cls(
+            audit_id=record.audit_id or 0,
+            moderator_id=record.moderator_id,
+            moderator_email=record.moderator_email,
+            action=record.action,
+            video_id=record.video_id,
+            owner_id=record.owner_id,
+            reason=record.reason,
+            created_at=record.created_at,
+        )
+
+
+class ModerationPageOut(_Wire):
+    items: list[ModerationOut]
     next_cursor: str | None = None
 
 

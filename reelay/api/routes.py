@@ -1,7 +1,8 @@
 """The one route table. The CDK API stack and the local gateway both build from it.
 
-The /streams routes are for operators, members of the Cognito group ``operators``: the resolver
-checks the ``cognito:groups`` claim and answers 403 to everyone else.
+The /streams routes are for operators, members of the Cognito group ``operators``, and the
+/moderation routes for moderators (group ``moderators``): the resolver checks the ``cognito:groups``
+claim and answers 403 to everyone else.
 
 ``auth=True`` routes sit behind the Cognito authorizer in API Gateway and behind JWT validation
 (against the user pool's JWKS) in the local gateway. Both deliver the verified claims to the
@@ -36,6 +37,26 @@ ROUTES: tuple[Route, ...] = (
     Route("PATCH", "/videos/{videoId}", True, "Rename or describe a video (owner only)"),
     Route("DELETE", "/videos/{videoId}", True, "Delete a video and its media (owner only)"),
     Route("GET", "/me/videos", True, "The caller's own videos, any status"),
+    Route(
+        "GET",
+        "/me/videos/{videoId}",
+        True,
+        "One of the caller's videos, any status or visibility, with signed playback (moderators: any video)",
+    ),
+    Route(
+        "POST",
+        "/moderation/videos/{videoId}/unpublish",
+        True,
+        "Unpublish any video: only its owner sees it until republished (moderators)",
+    ),
+    Route("POST", "/moderation/videos/{videoId}/republish", True, "Lift an unpublish (moderators)"),
+    Route(
+        "POST",
+        "/moderation/videos/{videoId}/delete",
+        True,
+        "Delete any video and its media, with a reason for the audit log (moderators)",
+    ),
+    Route("GET", "/moderation/audit", True, "The moderation audit log, newest first (moderators)"),
     Route("POST", "/streams", True, "Register a camera feed to relay to Kinesis Video Streams (operators)"),
     Route("GET", "/streams", True, "The caller's streams, newest first, paginated (operators)"),
     Route("GET", "/streams/{streamId}", True, "One stream: desired and actual state, health, relay task"),

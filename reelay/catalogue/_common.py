@@ -13,7 +13,17 @@ from enum import Enum
 from typing import TypeVar
 
 from reelay.errors import InvalidInput
-from reelay.models import OutboxEvent, SourceProtocol, Stream, StreamHealth, StreamState, Video, VideoMode
+from reelay.models import (
+    ModerationRecord,
+    OutboxEvent,
+    SourceProtocol,
+    Stream,
+    StreamHealth,
+    StreamState,
+    Video,
+    VideoMode,
+    VideoVisibility,
+)
 
 E = TypeVar("E", bound=Enum)
 
@@ -113,6 +123,34 @@ WORKER_ID_MAX = 128
 def is_video_id(video_id: object) -> bool:
     """Printable ASCII, 1-64 chars: what the videoId column (ascii_bin) can hold."""
     return isinstance(video_id, str) and len(video_id) <= VIDEO_ID_MAX and bool(_ID_CHARS.match(video_id))
+
+
+MODERATION_REASON_MAX = 1000
+
+
+def check_moderation(record: ModerationRecord) -> ModerationRecord:
+    _check_text("moderatorId", record.moderator_id, OWNER_ID_MAX)
+    _check_text("moderatorEmail", record.moderator_email, EMAIL_MAX)
+    if not is_video_id(record.video_id):
+        raise InvalidInput(f"videoId must be 1 to {VIDEO_ID_MAX} printable ASCII characters")
+    if len(record.reason) > MODERATION_REASON_MAX:
+        raise InvalidInput(f"reason must be at most {MODERATION_REASON_MAX} characters")
+    return record
+
+
+def check_visibility(value: object) -> VideoVisibility:
+    return _enum(VideoVisibility, value, "visibility")
+
+
+def encode_audit_cursor(audit_id: int) -> str:
+    return f"a{audit_id}"
+
+
+def decode_audit_cursor(cursor: str) -> int:
+    """The audit id a cursor of ``list_moderation`` stands for; InvalidInput for anything else."""
+    if not isinstance(cursor, str) or not re.fullmatch(r"a[0-9]{1,18}", cursor):
+        raise InvalidInput("cursor is not one this API issued")
+    return int(cursor[1:])
 
 
 def check_video(video: Video) -> None:

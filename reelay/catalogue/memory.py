@@ -17,15 +17,19 @@ from reelay.catalogue._common import (
     check_health,
     check_lease_seconds,
     check_limit,
+    check_moderation,
     check_size,
     check_stream,
     check_task_id,
     check_token,
     check_video,
+    check_visibility,
     check_worker_id,
     clamp_progress,
     clip_reason,
+    decode_audit_cursor,
     decode_cursor,
+    encode_audit_cursor,
     encode_cursor,
     event_row,
     stream_changes,
@@ -35,6 +39,7 @@ from reelay.catalogue.recordings_memory import MemoryRecordings
 from reelay.errors import Conflict, NotFound
 from reelay.models import (
     DesiredState,
+    ModerationRecord,
     OutboxEvent,
     Rendition,
     SourceProtocol,
@@ -44,10 +49,11 @@ from reelay.models import (
     Video,
     VideoMode,
     VideoStatus,
+    VideoVisibility,
     stream_subject,
     utcnow,
 )
-from reelay.ports import Page, StreamPage
+from reelay.ports import ModerationPage, Page, StreamPage
 
 
 @dataclass
@@ -80,6 +86,8 @@ class MemoryCatalogue(MemoryRecordings):
         self._rows: dict[str, _Row] = {}
         self._events: dict[int, _Event] = {}
         self._streams: dict[str, Stream] = {}
+        self._audit: list[ModerationRecord] = []
+        self._audit_ids = itertools.count(1)
         self._event_ids = itertools.count(1)
         self._lock = threading.RLock()
         self._clock = clock
@@ -106,7 +114,7 @@ class MemoryCatalogue(MemoryRecordings):
             return self._row(video_id).video.model_copy(deep=True)
 
     def list_ready(self, *, limit: int, cursor: str | None = None) -> Page:
-        return self._page(lambda v: v.status == VideoStatus.READY, limit, cursor)
+        return self._page(lambda v: v.listed, limit, cursor)
 
     def list_by_owner(self, owner_id: str, *, limit: int, cursor: str | None = None) -> Page:
         return self._page(lambda v: v.owner_id == owner_id, limit, cursor)
@@ -129,6 +137,39 @@ class MemoryCatalogue(MemoryRecordings):
         with self._lock:
             self._row(video_id)
             del self._rows[video_id]
+
+    # --- visibility and moderation ------------------------------------------------------------
+    def set_visibility(self, video_id: str, visibility: VideoVisibility) -> Video:
+        visibility = check_visibility(visibility)
+        with self._lock:
+            row = self._row(video_id)
+            self._touch(row, visibility=visibility)
+            return row.video.model_copy(deep=True)
+
+    def moderate(self, record: ModerationRecord, *, unpublished: bool | None = None) -> ModerationRecord:
+        check_moderation(record)
+        with self._lock:
+            row = self._row(record.video_id)
+            if unpublished is not None:
+                self._touch(row, unpublished=unpublished)
+            stored = record.model_copy(
+                update={"audit_id": next(self._audit_ids), "created_at": to_db_time(self._clock())}
+            )
+            self._audit.append(stored)
+            return stored.model_copy()
+
+    def list_moderation(self, *, limit: int, cursor: str | None = None) -> ModerationPage:
+        check_limit(limit)
+        before = decode_audit_cursor(cursor) if cursor is not None else None
+        with self._lock:
+            records = sorted(self._audit, key=lambda r: r.audit_id or 0, reverse=True)
+        if before is not None:
+            records = [r for r in records if (r.audit_id or 0) < before]
+        items = [r.model_copy() for r in records[: limit + 1]]
+        if len(items) > limit:
+            items = items[:limit]
+            return ModerationPage(items, encode_audit_cursor(items[-1].audit_id or 0))
+        return ModerationPage(items, None)
 
     # --- the transcode lifecycle --------------------------------------------------------------
     def mark_uploaded(self, video_id: str, *, size_bytes: int, content_type: str | None) -> bool:

@@ -21,15 +21,19 @@ from reelay.catalogue._common import (
     check_health,
     check_lease_seconds,
     check_limit,
+    check_moderation,
     check_size,
     check_stream,
     check_task_id,
     check_token,
     check_video,
+    check_visibility,
     check_worker_id,
     clamp_progress,
     clip_reason,
+    decode_audit_cursor,
     decode_cursor,
+    encode_audit_cursor,
     encode_cursor,
     event_row,
     is_subject,
@@ -42,6 +46,8 @@ from reelay.catalogue.recordings_mysql import MySQLRecordings
 from reelay.errors import Conflict, InvalidInput, NotFound
 from reelay.models import (
     DesiredState,
+    ModerationAction,
+    ModerationRecord,
     OutboxEvent,
     Rendition,
     SourceProtocol,
@@ -52,16 +58,18 @@ from reelay.models import (
     VideoMode,
     VideoSource,
     VideoStatus,
+    VideoVisibility,
     stream_subject,
 )
-from reelay.ports import Page, StreamPage
+from reelay.ports import ModerationPage, Page, StreamPage
 
 T = TypeVar("T")
 logger = logging.getLogger(__name__)
 
 _COLUMNS = (
     "videoId, videoKey, displayName, description, ownerId, email, status, failureReason, progress, "
-    "playable, isTranscoded, durationSeconds, renditions, source, contentType, sizeBytes, attempts, "
+    "playable, isTranscoded, durationSeconds, renditions, source, visibility, unpublished, contentType, "
+    "sizeBytes, attempts, "
     "uploadTime, createdAt, updatedAt"
 )
 _SELECT = f"SELECT {_COLUMNS} FROM videos"
@@ -104,7 +112,7 @@ class MySQLCatalogue(MySQLRecordings):
         return video
 
     def list_ready(self, *, limit: int, cursor: str | None = None) -> Page:
-        return self._page("status = 'ready'", (), limit, cursor)
+        return self._page("status = 'ready' AND visibility = 'public' AND unpublished = 0", (), limit, cursor)
 
     def list_by_owner(self, owner_id: str, *, limit: int, cursor: str | None = None) -> Page:
         return self._page("ownerId = %s", (owner_id,), limit, cursor)
@@ -141,6 +149,72 @@ class MySQLCatalogue(MySQLRecordings):
             raise NotFound(f"video {video_id} not found")
 
     # --- the transcode lifecycle --------------------------------------------------------------
+    # --- visibility and moderation ------------------------------------------------------------
+    def set_visibility(self, video_id: str, visibility: VideoVisibility) -> Video:
+        value = check_visibility(visibility).value
+        sql = f"UPDATE videos SET visibility = %s, updatedAt = {_NOW} WHERE videoId = %s"
+
+        def work(conn: Connection) -> Video | None:
+            # Matched rows, not changed rows, count (the provider sets CLIENT.FOUND_ROWS): same value is fine.
+            _execute(conn, sql, (value, video_id))
+            return _fetch(conn, video_id)
+
+        video = self._run(work) if is_video_id(video_id) else None
+        if video is None:
+            raise NotFound(f"video {video_id} not found")
+        return video
+
+    def moderate(self, record: ModerationRecord, *, unpublished: bool | None = None) -> ModerationRecord:
+        check_moderation(record)
+
+        def work(conn: Connection) -> ModerationRecord | None:
+            with conn.cursor() as cur:
+                if cur.execute("SELECT 1 FROM videos WHERE videoId = %s FOR UPDATE", (record.video_id,)) == 0:
+                    return None
+                if unpublished is not None:
+                    cur.execute(
+                        f"UPDATE videos SET unpublished = %s, updatedAt = {_NOW} WHERE videoId = %s",
+                        (unpublished, record.video_id),
+                    )
+                cur.execute(
+                    "INSERT INTO moderation_audit (moderatorId, moderatorEmail, action, videoId, ownerId,"
+                    f" reason, createdAt) VALUES (%s, %s, %s, %s, %s, %s, {_NOW})",
+                    (
+                        record.moderator_id,
+                        record.moderator_email,
+                        record.action.value,
+                        record.video_id,
+                        record.owner_id,
+                        record.reason,
+                    ),
+                )
+                audit_id = cur.lastrowid
+                cur.execute(f"{_AUDIT_SELECT} WHERE auditId = %s", (audit_id,))
+                return _to_record(cur.fetchone())
+
+        stored = self._run(work) if is_video_id(record.video_id) else None
+        if stored is None:
+            raise NotFound(f"video {record.video_id} not found")
+        return stored
+
+    def list_moderation(self, *, limit: int, cursor: str | None = None) -> ModerationPage:
+        check_limit(limit)
+        where, args = "1 = 1", ()  # type: tuple[str, tuple[int, ...]]
+        if cursor is not None:
+            where, args = "auditId < %s", (decode_audit_cursor(cursor),)
+        sql = f"{_AUDIT_SELECT} WHERE {where} ORDER BY auditId DESC LIMIT %s"
+
+        def work(conn: Connection) -> list[ModerationRecord]:
+            with conn.cursor() as cur:
+                cur.execute(sql, (*args, limit + 1))
+                return [_to_record(row) for row in cur.fetchall()]
+
+        items = self._run(work)
+        if len(items) > limit:
+            items = items[:limit]
+            return ModerationPage(items, encode_audit_cursor(items[-1].audit_id or 0))
+        return ModerationPage(items, None)
+
     def mark_uploaded(self, video_id: str, *, size_bytes: int, content_type: str | None) -> bool:
         check_size(size_bytes)
         check_content_type(content_type)
@@ -742,6 +816,8 @@ def _to_row(video: Video) -> dict[str, Any]:
         "durationSeconds": video.duration_seconds,
         "renditions": _renditions_json(video.renditions),
         "source": video.source.value,
+        "visibility": video.visibility.value,
+        "unpublished": video.unpublished,
         "contentType": video.content_type,
         "sizeBytes": video.size_bytes,
         "attempts": video.attempts,
@@ -767,12 +843,33 @@ def _to_video(row: dict[str, Any]) -> Video:
         duration_seconds=row["durationSeconds"],
         renditions=[Rendition.model_validate(r) for r in json.loads(row["renditions"] or "[]")],
         source=VideoSource(row["source"]),
+        visibility=VideoVisibility(row["visibility"]),
+        unpublished=bool(row["unpublished"]),
         content_type=row["contentType"],
         size_bytes=row["sizeBytes"],
         attempts=row["attempts"],
         upload_time=_naive(row["uploadTime"]),
         created_at=_naive(row["createdAt"]),
         updated_at=_naive(row["updatedAt"]),
+    )
+
+
+_AUDIT_SELECT = (
+    "SELECT auditId, moderatorId, moderatorEmail, action, videoId, ownerId, reason, createdAt"
+    " FROM moderation_audit"
+)
+
+
+def _to_record(row: dict[str, Any]) -> ModerationRecord:
+    return ModerationRecord(
+        audit_id=row["auditId"],
+        moderator_id=row["moderatorId"],
+        moderator_email=row["moderatorEmail"],
+        action=ModerationAction(row["action"]),
+        video_id=row["videoId"],
+        owner_id=row["ownerId"],
+        reason=row["reason"],
+        created_at=_naive(row["createdAt"]),
     )
 
 

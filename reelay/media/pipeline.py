@@ -535,7 +535,7 @@ def transcode(
         )  # fmt: skip
     except PipelineFailed as exc:
         if job.is_decode_error(exc.source):
-            raise MediaError(f"the file could not be decoded: {exc}") from None
+            raise MediaError("the file could not be decoded; it may be corrupt", detail=str(exc)) from None
         raise
     finally:
         runner.pipeline = None  # type: ignore[assignment]

@@ -108,16 +108,16 @@ def _rotation(tags: Gst.TagList | None) -> int:
 
 
 def _reason_for(err: GLib.Error) -> str:
-    """Turn a GStreamer error into a sentence for the uploader."""
+    """Turn a GStreamer error into a sentence for the uploader (GStreamer's own text goes to the logs)."""
     if err.matches(Gst.StreamError.quark(), Gst.StreamError.WRONG_TYPE) or err.matches(
         Gst.StreamError.quark(), Gst.StreamError.TYPE_NOT_FOUND
     ):
-        return f"not a recognised video file ({err.message})"
+        return "not a recognised video file"
     if err.matches(Gst.StreamError.quark(), Gst.StreamError.CODEC_NOT_FOUND):
-        return f"the file uses a codec Reelay cannot decode ({err.message})"
+        return "the file uses a codec Reelay cannot decode"
     if err.domain == GLib.quark_to_string(Gst.ResourceError.quark()):
-        return f"the file could not be read ({err.message})"
-    return f"the file is truncated or corrupt ({err.message})"
+        return "the file could not be read"
+    return "the file is truncated or corrupt"
 
 
 def _container_caps(path: Path) -> Gst.Caps | None:
@@ -212,7 +212,12 @@ class _Prober:
                 # EOS before preroll: a stream too short to preroll is still described.
                 runner.preroll(timeout_seconds, still_hopeful=lambda: not self._demuxer_gave_up())
             except PipelineFailed as exc:
-                raise MediaError(_reason_for(exc.error) if exc.error else str(exc)) from None
+                raise MediaError(
+                    _reason_for(exc.error)
+                    if exc.error
+                    else "the file could not be analysed; it may be corrupt",
+                    detail=exc.error.message if exc.error else str(exc),
+                ) from None
             except TimeoutError:
                 if self._demuxer_gave_up():
                     raise MediaError("the file is truncated or corrupt (no playable streams found)") from None

@@ -1,11 +1,14 @@
 """The authorization matrix (tests/unit/test_authorization_matrix.py), a subset, through the local gateway.
 
 Real Cognito ID tokens (moto) checked by the gateway's JWT authorizer, the operators group set
-with ``make-operator``: the same rows must hold as against the resolver in-process.
+with ``make-operator`` and the moderators group with ``make-moderator``: the same rows must hold as
+against the resolver in-process.
 """
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -21,6 +24,8 @@ pytestmark = [pytest.mark.mysql, pytest.mark.media]
 SUBSET = (
     ("GET", "/videos/{videoId}"),
     ("GET", "/me/videos"),
+    ("GET", "/me/videos/{videoId}"),
+    ("GET", "/moderation/audit"),
     ("POST", "/videos/metadata"),
     ("PATCH", "/videos/{videoId}"),
     ("GET", "/streams"),
@@ -28,7 +33,7 @@ SUBSET = (
     ("PATCH", "/streams/{streamId}"),
     ("DELETE", "/videos/{videoId}"),
 )
-ORDER = ("anonymous", "other", "operator", "owner")
+ORDER = ("anonymous", "other", "operator", "moderator", "owner")
 
 
 def test_the_gateway_answers_each_caller_as_the_matrix_says(platform: PlatformProcess, clip: Path) -> None:
@@ -37,6 +42,14 @@ def test_the_gateway_answers_each_caller_as_the_matrix_says(platform: PlatformPr
     tokens: dict[str, str | None] = {"anonymous": None, "owner": api.sign_up(new_email())}
     tokens["other"] = api.sign_up(new_email())
     _, tokens["operator"] = operator_token(platform, api)
+    moderator = new_email()
+    api.sign_up(moderator)
+    done = subprocess.run(
+        [sys.executable, "-m", "local", "make-moderator", moderator, "--state-dir", str(platform.state_dir)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    tokens["moderator"] = api.login(moderator)
     video_id = upload(api, str(tokens["owner"]), clip)
     wait_until_ready(api, video_id)
     r = api.call(

@@ -13,11 +13,16 @@ from tests.e2e.conftest import Api, PlatformProcess, new_email
 pytestmark = [pytest.mark.mysql, pytest.mark.media]
 
 
-def wait_until_ready(api: Api, video_id: str, timeout: float = 120) -> dict:
+def wait_until_ready(api: Api, video_id: str, timeout: float = 120, *, token: str | None = None) -> dict:
+    """The video once ready. With the owner's token it follows the owner's view (any status, a failure
+    seen at once); without one, the public view, where a video not ready yet answers 404."""
     deadline = time.monotonic() + timeout
     body: dict = {}
     while time.monotonic() < deadline:
-        r = api.call("GET", f"/videos/{video_id}")
+        r = api.call("GET", f"/me/videos/{video_id}" if token else f"/videos/{video_id}", token=token)
+        if r.status_code == 404 and token is None:
+            time.sleep(1)
+            continue
         assert r.status_code == 200, r.text
         body = r.json()
         assert body["status"] != "failed", (body["failureReason"], api.platform.output()[-6000:])
@@ -55,7 +60,7 @@ def test_upload_watch_list_and_delete(platform: PlatformProcess, clip: Path) -> 
     assert r.json()["displayName"] == "Beach day"
 
     # Then the worker transcodes it and the video becomes ready with a playback URL
-    video = wait_until_ready(api, video_id)
+    video = wait_until_ready(api, video_id, token=token)
     assert video["displayName"] == "Beach day"
     assert video["durationSeconds"] == pytest.approx(2.5, abs=0.6)
     master_url = video["playbackUrl"]
@@ -166,7 +171,7 @@ def test_multipart_upload_through_the_gateway(platform: PlatformProcess, large_c
     )
     assert 400 <= r.status_code < 500, r.text
     assert set(r.json()) == {"error", "message"}
-    assert api.call("GET", f"/videos/{video_id}").json()["status"] == "awaiting_upload"
+    assert api.call("GET", f"/me/videos/{video_id}", token=token).json()["status"] == "awaiting_upload"
     # When the upload is completed with the right ETags
     r = requests.post(
         complete_url,
@@ -177,7 +182,7 @@ def test_multipart_upload_through_the_gateway(platform: PlatformProcess, large_c
     assert r.status_code == 200, r.text
     # Then the answer already shows what the object-created event did: queued for transcoding
     assert r.json()["status"] in ("queued", "processing", "ready"), r.json()
-    status = api.call("GET", f"/videos/{video_id}").json()["status"]
+    status = api.call("GET", f"/me/videos/{video_id}", token=token).json()["status"]
     assert status in ("queued", "processing", "ready"), status
 
 
@@ -192,7 +197,7 @@ def test_a_put_of_another_size_than_declared_is_refused(platform: PlatformProces
         r = requests.put(put["url"], data=b"x" * size, headers=put["headers"], timeout=30)
         assert r.status_code == 400, r.text
         assert set(r.json()) == {"error", "message"} and "1000 bytes" in r.json()["message"]
-    assert api.call("GET", f"/videos/{video_id}").json()["status"] == "awaiting_upload"
+    assert api.call("GET", f"/me/videos/{video_id}", token=token).json()["status"] == "awaiting_upload"
     # And a URL edited to allow another size is refused outright
     r = requests.put(
         put["url"].replace("length=1000", "length=999"), data=b"x" * 999, headers=put["headers"], timeout=30
@@ -211,7 +216,7 @@ def test_a_file_that_is_not_a_video_fails_with_a_reason(platform: PlatformProces
     deadline = time.monotonic() + 60
     video: dict = {}
     while time.monotonic() < deadline:
-        video = api.call("GET", f"/videos/{video_id}").json()
+        video = api.call("GET", f"/me/videos/{video_id}", token=token).json()
         if video["status"] == "failed":
             break
         time.sleep(1)

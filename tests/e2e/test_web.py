@@ -21,6 +21,7 @@ from playwright.sync_api import Browser, BrowserContext, Page, Playwright, expec
 
 from tests.e2e.conftest import MULTIPART_THRESHOLD, PASSWORD, ROOT, Api, PlatformProcess, new_email
 from tests.e2e.test_browser_playback import CHROMIUM
+from tests.e2e.test_upload_to_playback import wait_until_ready
 
 SCREENSHOTS = ROOT / ".state" / "screenshots"
 PART_BYTES = 5 * 1024**2  # S3's smallest part, which the API never goes below
@@ -175,6 +176,14 @@ def sign_up_in_browser(page: Page, web: PlatformProcess, email: str) -> None:
     expect(page.get_by_text(email)).to_be_visible()
 
 
+def log_in_in_browser(page: Page, web: PlatformProcess, email: str) -> None:
+    page.goto(f"{web.url}/login")
+    page.get_by_label("Email", exact=True).fill(email)
+    page.get_by_label("Password", exact=True).fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("heading", name="My videos")).to_be_visible()
+
+
 def choose_file(page: Page, clip: Path, title: str) -> None:
     page.get_by_role("link", name="Upload", exact=True).click()
     page.get_by_label("Choose a file", exact=True).set_input_files(str(clip))
@@ -316,6 +325,7 @@ def test_a_second_user_sees_and_edits_nothing_of_the_first(
     )
     assert put.status_code == 200
     video_id = body["videoId"]
+    wait_until_ready(api, video_id, token=owner)  # until then it is the owner's alone (404 to others)
 
     # When a second user signs up in their own browser and opens "my videos"
     sign_up_in_browser(page, web, new_email())
@@ -339,7 +349,7 @@ def test_a_second_user_sees_and_edits_nothing_of_the_first(
         video_id,
     )
     assert answers == [403, 403]
-    assert api.call("GET", f"/videos/{video_id}").json()["displayName"] == "Owner only"
+    assert api.call("GET", f"/me/videos/{video_id}", token=owner).json()["displayName"] == "Owner only"
 
 
 def test_a_failing_list_call_is_retried_and_a_hard_failure_is_explained(
@@ -399,12 +409,13 @@ def test_a_failed_video_shows_its_reason_and_the_page_stops_polling(
     assert requests.put(body["upload"]["url"], data=junk, headers=body["upload"]["headers"], timeout=30).ok
     video_id = body["videoId"]
 
-    # When its page is open while the transcode gives up
+    # When its owner has its page open while the transcode gives up (to anyone else it is a 404)
+    log_in_in_browser(page, web, email)
     page.goto(f"{web.url}/watch/{video_id}")
     # Then the page says it failed, and why
     alert = page.get_by_role("alert").filter(has_text="Processing failed")
     expect(alert).to_be_visible(timeout=60_000)
-    reason = api.call("GET", f"/videos/{video_id}").json()["failureReason"]
+    reason = api.call("GET", f"/me/videos/{video_id}", token=token).json()["failureReason"]
     assert reason and len(reason) > 10
     expect(alert).to_contain_text(reason)
     # And it stops asking for news
@@ -414,10 +425,7 @@ def test_a_failed_video_shows_its_reason_and_the_page_stops_polling(
     assert len(faults.requests("GET", path)) == before
 
     # And "my videos" shows the same reason, with no "watch now"
-    page.goto(f"{web.url}/login")
-    page.get_by_label("Email", exact=True).fill(email)
-    page.get_by_label("Password", exact=True).fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
+    page.get_by_role("link", name="My videos").click()
     item = my_item(page, "Not a video")
     expect(item.locator(".badge")).to_have_text("failed")
     expect(item.get_by_role("note")).to_contain_text(reason)

@@ -225,8 +225,13 @@ def test_the_platform_connects_as_the_app_user_never_the_master(synthesized, sta
         "lambdas.outbox_sweep.handler.lambda_handler",
     }
     assert task_envs and all(app_secret in json.dumps(v) for v in task_envs)
-    # (the API also reads its own StreamSecretKeys secret, which seals camera passwords: not a database one)
-    database_secrets = {secret for secret in readable if "StreamSecretKeys" not in secret}
+    # (the API also reads its own StreamSecretKeys secret, which seals camera passwords, and the
+    # PlaybackSigningKey, which signs private playback: not database ones)
+    database_secrets = {
+        secret
+        for secret in readable
+        if "StreamSecretKeys" not in secret and "PlaybackSigningKey" not in secret
+    }
     assert database_secrets and all(app_secret in secret for secret in database_secrets), readable
 
 

@@ -8,7 +8,7 @@ import subprocess
 import pytest
 from aws_cdk.assertions import Match
 
-from infra.constants import HLS_CONTENT_TYPES, OPERATORS_GROUP
+from infra.constants import HLS_CONTENT_TYPES, MODERATORS_GROUP, OPERATORS_GROUP
 from reelay.settings import Settings
 from tests.infra.conftest import props
 
@@ -115,8 +115,9 @@ def test_distribution_is_https_only_logged_with_cors_and_hls_mime_types(synthesi
         assert behavior["ViewerProtocolPolicy"] == "https-only"
         assert "ResponseHeadersPolicyId" in behavior
         assert behavior["FunctionAssociations"][0]["EventType"] == "viewer-response"
-    # And playlists are cached briefly (they grow while a video is still transcoding)
-    assert [b["PathPattern"] for b in config["CacheBehaviors"]] == ["*.m3u8"]
+    # And playlists are cached briefly (they grow while a video is still transcoding), on the signed
+    # path of private videos (matched first) as on the public one
+    assert [b["PathPattern"] for b in config["CacheBehaviors"]] == ["private/*.m3u8", "private/*", "*.m3u8"]
     # And access is logged
     assert config["Logging"]["Prefix"] == "cloudfront/playback/"
     template.has_resource_properties(
@@ -131,8 +132,7 @@ def test_distribution_is_https_only_logged_with_cors_and_hls_mime_types(synthesi
             )
         },
     )
-    (function,) = template.find_resources("AWS::CloudFront::Function").values()
-    code = props(function)["FunctionCode"]
+    code = _mime_function(template)
     for extension, mime in HLS_CONTENT_TYPES.items():
         assert f"'{extension}': '{mime}'" in code
 
@@ -183,11 +183,24 @@ def test_app_client_has_password_auth_refresh_tokens_and_no_secret(synthesized, 
 def test_the_pool_has_the_operators_group_the_streams_api_checks(synthesized, stacks):
     # Given the auth stack
     template = synthesized.template(stacks.auth)
-    # Then it has one group, "operators", in the users' pool: the group the API reads from cognito:groups
-    (group,) = template.find_resources("AWS::Cognito::UserPoolGroup").values()
+    # Then it has the groups the API reads from cognito:groups, in the users' pool: operators (streams)
+    # and moderators (unpublish and delete any video)
+    groups = {
+        props(g)["GroupName"]: g for g in template.find_resources("AWS::Cognito::UserPoolGroup").values()
+    }
     (pool_id,) = template.find_resources("AWS::Cognito::UserPool")
-    assert props(group)["GroupName"] == OPERATORS_GROUP == Settings().operators_group
-    assert props(group)["UserPoolId"] == {"Ref": pool_id}
+    assert set(groups) == {OPERATORS_GROUP, MODERATORS_GROUP}
+    assert Settings().operators_group == OPERATORS_GROUP and Settings().moderators_group == MODERATORS_GROUP
+    assert all(props(g)["UserPoolId"] == {"Ref": pool_id} for g in groups.values())
+
+
+def _mime_function(template) -> str:
+    (code,) = [
+        props(f)["FunctionCode"]
+        for f in template.find_resources("AWS::CloudFront::Function").values()
+        if "content-type" in props(f)["FunctionCode"]
+    ]
+    return code
 
 
 def _run_cloudfront_function(code: str, uri: str, status: int, headers: dict) -> dict:
@@ -213,8 +226,7 @@ def _run_cloudfront_function(code: str, uri: str, status: int, headers: dict) ->
 def test_mime_function_sets_hls_types_by_extension(synthesized, stacks, uri, status, expected):
     # Given the CloudFront function in the template, run by Node as CloudFront would
     template = synthesized.template(stacks.storage)
-    (function,) = template.find_resources("AWS::CloudFront::Function").values()
-    code = props(function)["FunctionCode"]
+    code = _mime_function(template)
     s3_type = "application/xml" if status >= 400 else "binary/octet-stream"
     # When a response for uri passes through it
     response = _run_cloudfront_function(code, uri, status, {"content-type": {"value": s3_type}})

@@ -47,6 +47,7 @@ class FakeVideo:
     script: list[tuple[str, int, str | None]] = field(default_factory=list)  # (status, progress, reason)
     failure_reason: str | None = None
     progress: int = 0
+    visibility: str = "public"
 
     def wire(self) -> dict[str, Any]:
         return {
@@ -62,6 +63,7 @@ class FakeVideo:
             if self.status == "ready"
             else [],
             "uploadTime": "2026-12-01T10:00:00.000Z",
+            "visibility": self.visibility,
             "playbackUrl": f"http://media/{self.video_id}/master.m3u8" if self.status == "ready" else None,
         }
 
@@ -129,6 +131,7 @@ class FakeApi:
             ("POST", r"/auth/refresh", self.refresh),
             ("GET", r"/videos", self.list_videos),
             ("GET", r"/me/videos", self.my_videos),
+            ("GET", r"/me/videos/(?P<vid>\w+)", self.my_video),
             ("POST", r"/videos/upload", self.create_upload),
             ("POST", r"/videos/(?P<vid>\w+)/upload/complete", self.complete),
             ("GET", r"/videos/(?P<vid>\w+)", self.get_video),
@@ -219,8 +222,20 @@ class FakeApi:
         )
 
     def get_video(self, _r: Request, _b: dict[str, Any], vid: str) -> Response:
+        # As the real API: a video that is not ready is its owner's alone (GET /me/videos/{id}).
         video = self.videos.get(vid)
-        if video is None:
+        if video is not None:
+            self._advance(video)
+        if video is None or video.status != "ready" or video.visibility == "private":
+            return error(404, "not_found", f"video {vid} not found")
+        return reply(200, video.wire())
+
+    def my_video(self, request: Request, _b: dict[str, Any], vid: str) -> Response:
+        who = self.caller(request)
+        if who is None:
+            return error(401, "unauthorized", "sign in first")
+        video = self.videos.get(vid)
+        if video is None or video.owner != who:
             return error(404, "not_found", f"video {vid} not found")
         self._advance(video)
         return reply(200, video.wire())
@@ -314,6 +329,7 @@ class FakeApi:
             return video
         video.name = body.get("displayName", video.name)
         video.description = body.get("description", video.description)
+        video.visibility = body.get("visibility", video.visibility)
         return reply(200, video.wire())
 
     def delete_video(self, request: Request, _b: dict[str, Any], vid: str) -> Response:

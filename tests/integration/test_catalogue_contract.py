@@ -83,6 +83,7 @@ def world(request: pytest.FixtureRequest) -> Iterator[World]:
     conn = _root(url)
     with conn.cursor() as cur:
         cur.execute("DELETE FROM videos")
+        cur.execute("DELETE FROM moderation_audit")
         cur.execute("DELETE FROM event_outbox")
         cur.execute("DELETE FROM streams")
     providers = [ConnectionProvider.from_url(url), ConnectionProvider.from_url(url)]
@@ -848,7 +849,7 @@ def test_migrations_apply_once_in_order(fresh_url: str) -> None:
     second = migrate(provider)
     provider.close()
     # Then the first run applies every migration in order and the second applies nothing
-    assert first == ["0001", "0002", "0003", "0004", "0005", "0006"]
+    assert first == ["0001", "0002", "0003", "0004", "0005", "0006", "0009"]
     assert second == []
     with _root(fresh_url).cursor() as cur:
         cur.execute("SELECT version, name, appliedAt FROM schema_migrations ORDER BY version")
@@ -860,6 +861,7 @@ def test_migrations_apply_once_in_order(fresh_url: str) -> None:
         ("0004", "outbox_subjects"),
         ("0005", "stream_relay"),
         ("0006", "recording_sessions"),
+        ("0009", "visibility_moderation"),
     ]
     assert all(isinstance(at, datetime) for _, _, at in rows)
 
@@ -888,7 +890,7 @@ def test_concurrent_migrations_do_not_race(fresh_url: str) -> None:
         t.join(60)
     # Then neither fails, and between them every migration was applied exactly once
     assert errors == []
-    assert sorted(v for r in results for v in r) == ["0001", "0002", "0003", "0004", "0005", "0006"]
+    assert sorted(v for r in results for v in r) == ["0001", "0002", "0003", "0004", "0005", "0006", "0009"]
 
 
 @pytest.mark.mysql
@@ -920,7 +922,20 @@ def test_schema_keeps_the_seed_columns_and_adds_the_product_tables(migrated_url:
         "leaseExpiresAt",
         "createdAt",
         "updatedAt",
+        # 0009: who may watch, and the moderators' unpublish flag
+        "visibility",
+        "unpublished",
     } <= columns["videos"]
+    assert columns["moderation_audit"] == {
+        "auditId",
+        "moderatorId",
+        "moderatorEmail",
+        "action",
+        "videoId",
+        "ownerId",
+        "reason",
+        "createdAt",
+    }
     assert columns["streams"] == {
         "streamId",
         "ownerId",
@@ -998,6 +1013,14 @@ def test_the_database_refuses_rows_the_domain_cannot_read(migrated_url: str) -> 
         for status, renditions in (("bogus", "[]"), ("ready", "not json")):
             with pytest.raises(pymysql.err.MySQLError):
                 cur.execute(insert, (uuid.uuid4().hex, status, renditions))
+        # nor a visibility the domain does not know (0009)
+        with pytest.raises(pymysql.err.MySQLError):
+            cur.execute(
+                "INSERT INTO videos (videoId, videoKey, displayName, description, ownerId, email,"
+                " renditions, visibility, uploadTime, createdAt, updatedAt) VALUES (%s, 'k', 'n', '', 'o',"
+                " 'e', '[]', 'secret', UTC_TIMESTAMP(3), UTC_TIMESTAMP(3), UTC_TIMESTAMP(3))",
+                (uuid.uuid4().hex,),
+            )
     conn.close()
 
 
@@ -1043,11 +1066,11 @@ def test_migrate_handler_create_update_delete(handler_db: str) -> None:
     created = lambda_handler(_event("Create"), FakeContext())
     assert created == {
         "PhysicalResourceId": PHYSICAL_ID,
-        "Data": {"applied": "0001,0002,0003,0004,0005,0006", "schemaVersion": "0006"},
+        "Data": {"applied": "0001,0002,0003,0004,0005,0006,0009", "schemaVersion": "0009"},
     }
     # When the stack is updated, Then nothing is pending and the physical id stays the same
     updated = lambda_handler(_event("Update", PhysicalResourceId=PHYSICAL_ID), FakeContext())
-    assert updated == {"PhysicalResourceId": PHYSICAL_ID, "Data": {"applied": "", "schemaVersion": "0006"}}
+    assert updated == {"PhysicalResourceId": PHYSICAL_ID, "Data": {"applied": "", "schemaVersion": "0009"}}
     # When the stack is deleted, Then the data stays
     conn = _root(handler_db)
     with conn.cursor() as cur:
@@ -1058,7 +1081,7 @@ def test_migrate_handler_create_update_delete(handler_db: str) -> None:
         cur.execute("SELECT COUNT(*) FROM videos")
         assert cur.fetchone() == (0,)
         cur.execute("SELECT COUNT(*) FROM schema_migrations")
-        assert cur.fetchone() == (7,)
+        assert cur.fetchone() == (8,)  # seven migrations and the marker
     conn.close()
 
 

@@ -334,6 +334,12 @@ def test_videos_list_show_rename_describe_delete(cli: Cli, api: FakeApi, tmp_pat
     assert [v["videoId"] for v in cli.json("videos", "list", "--mine")["items"]] == [vid]
     assert cli.json("videos", "rename", vid, "New name")["displayName"] == "New name"
     assert cli.json("videos", "describe", vid, "Two\nlines")["description"] == "Two\nlines"
+    # A private video is its owner's alone: `show` reads the owner's view when logged in
+    assert cli.json("videos", "visibility", vid, "private")["visibility"] == "private"
+    assert api.videos[vid].visibility == "private"
+    assert cli.json("videos", "show", vid)["visibility"] == "private"
+    assert cli("videos", "visibility", vid, "secret")[0] != 0  # not a choice: refused before any call
+    assert cli.json("videos", "visibility", vid, "public")["visibility"] == "public"
     code, out, _ = cli("videos", "show", vid)
     assert "name:        New name" in out and "status:      ready" in out
     assert cli.json("videos", "delete", vid) == {"videoId": vid, "deleted": True}

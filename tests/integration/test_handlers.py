@@ -147,8 +147,10 @@ def test_sign_up_upload_queue_and_delete(services: Services, settings: Settings,
     messages = sqs.receive_message(QueueUrl=aws["queue_url"], MaxNumberOfMessages=10, WaitTimeSeconds=1)
     jobs = [json.loads(m["Body"]) for m in messages.get("Messages", [])]
     assert len(jobs) == 1 and jobs[0]["videoId"] == video_id and jobs[0]["sourceKey"] == key
-    status, video = call(api_event("GET", f"/videos/{video_id}"))
-    assert status == 200 and video["status"] == VideoStatus.QUEUED and "email" not in video
+    status, video = call(api_event("GET", f"/me/videos/{video_id}", claims=claims))
+    assert status == 200 and video["status"] == VideoStatus.QUEUED and video["email"] == claims["email"]
+    # (until it is ready it is its owner's alone: the public view does not show it)
+    assert call(api_event("GET", f"/videos/{video_id}"))[0] == 404
     assert services.catalogue.get(video_id).size_bytes == len(data)
 
     # Given the transcoder published outputs for it

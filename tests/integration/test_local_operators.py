@@ -76,3 +76,29 @@ def test_make_operator_says_what_is_wrong(
     assert "no user nobody@example.com" in capsys.readouterr().out
     assert main(["make-operator", "x@example.com", "--state-dir", str(tmp_path / "nowhere")]) == 1
     assert "start the platform first" in capsys.readouterr().out
+
+
+def test_make_moderator_puts_the_moderators_group_in_the_next_id_token(
+    platform: tuple[AwsResources, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    aws, state = platform
+    authorizer = JwtAuthorizer(aws.jwks_url, aws.issuer, aws.user_pool_client_id)
+    sign_up(aws, "mo@example.com")
+    sign_up(aws, "ola@example.com")
+    # When the command runs for Mo (twice: idempotent), and make-operator for Ola
+    for _ in range(2):
+        assert main(["make-moderator", "mo@example.com", "--state-dir", str(state)]) == 0
+    assert "'moderators' group" in capsys.readouterr().out
+    assert main(["make-operator", "ola@example.com", "--state-dir", str(state)]) == 0
+    # Then Mo's next ID token has the moderators group only, and Ola's the operators group only
+    claims = authorizer.claims(f"Bearer {id_token(aws, 'mo@example.com')}")
+    assert claims["cognito:groups"] == ["moderators"]
+    assert claimed_groups(json.dumps(claims["cognito:groups"])) == {"moderators"}
+    assert authorizer.claims(f"Bearer {id_token(aws, 'ola@example.com')}")["cognito:groups"] == ["operators"]
+    # And the group says what it is for
+    idp = boto3.client("cognito-idp", endpoint_url=aws.endpoint_url, region_name=aws.region)
+    group = idp.get_group(GroupName="moderators", UserPoolId=aws.user_pool_id)["Group"]
+    assert "delete any video" in group["Description"]
+    # And a missing user is said plainly
+    assert main(["make-moderator", "nobody@example.com", "--state-dir", str(state)]) == 1
+    assert "make-moderator: no user nobody@example.com" in capsys.readouterr().out

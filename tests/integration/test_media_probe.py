@@ -67,6 +67,14 @@ def test_text_file_renamed_mp4_is_a_media_error(tmp_path: Path):
         probe(make_text_file_named_mp4(tmp_path / "list.mp4"))
 
 
+def test_the_reason_is_a_sentence_and_gstreamers_own_text_is_kept_apart(tmp_path: Path):
+    # The reason becomes the video's failureReason (shown to people); GStreamer's text goes to the logs
+    with pytest.raises(MediaError) as caught:
+        probe(make_text_file_named_mp4(tmp_path / "list.mp4"))
+    assert caught.value.message == "not a recognised video file"
+    assert caught.value.detail and caught.value.detail not in caught.value.message
+
+
 def test_random_bytes_are_a_media_error(tmp_path: Path):
     junk = tmp_path / "junk.mov"
     junk.write_bytes(bytes(range(256)) * 64)

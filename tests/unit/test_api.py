@@ -39,6 +39,7 @@ def settings() -> Settings:
         multipart_threshold_bytes=10 * MiB,
         multipart_part_bytes=5 * MiB,
         stream_secret_keys="test-stream-secret-key-0123456789abcdef",
+        file_store_signing_key="test-playback-signing-key-0123456789",
     )
 
 
@@ -419,9 +420,12 @@ def test_get_video_public_view_with_playback_urls(services: Services) -> None:
         {"name": "360p", "width": 640, "height": 360, "bandwidth": 800000, "codecs": "avc1.4d401e"}
     ]
     assert "email" not in body
-    # And the pending one has no playback yet
+    # And the pending one is not there for anyone but its owner, who sees it without playback yet
     status, body, _ = call(api_event("GET", f"/videos/{pending['videoId']}"))
+    assert_error(status, body, 404, "not_found", pending["videoId"])
+    status, body, _ = call(api_event("GET", f"/me/videos/{pending['videoId']}", claims=ALICE))
     assert status == 200 and body["playbackUrl"] is None and body["thumbnailUrl"] is None
+    assert body["status"] == "awaiting_upload" and body["visibility"] == "public"
 
 
 def test_get_unknown_video_is_404(services: Services) -> None:
@@ -618,8 +622,12 @@ def test_openapi_document_lists_every_route_schema_and_security(services: Servic
         "contentType",
         "sizeBytes",
         "fileName",
+        "visibility",
     }
     assert schemas["UploadIn"]["additionalProperties"] is False
+    # And the visibility says its default, public, and what each value means
+    visibility = schemas["UploadIn"]["properties"]["visibility"]
+    assert visibility["default"] == "public" and "unlisted" in visibility["description"]
     assert schemas["RegisterIn"]["properties"]["email"]["format"] == "email"
     assert {"CompleteUploadIn", "MetadataIn", "PatchVideoIn", "LoginIn", "RefreshIn"} <= set(schemas)
 
@@ -632,8 +640,8 @@ def test_playable_video_has_playback_before_it_is_ready(services: Services) -> N
     cat.mark_uploaded(video_id, size_bytes=1000, content_type="video/mp4")
     cat.claim(video_id, "w1", 60)
     cat.heartbeat(video_id, "w1", lease_seconds=60, progress=30, playable=True)
-    # When fetched, Then the master playlist is offered but no poster yet
-    _, body, _ = call(api_event("GET", f"/videos/{video_id}"))
+    # When its owner fetches it, Then the master playlist is offered but no poster yet
+    _, body, _ = call(api_event("GET", f"/me/videos/{video_id}", claims=ALICE))
     assert body["status"] == VideoStatus.PROCESSING and body["progress"] == 30
     assert body["playbackUrl"].endswith(f"/{video_id}/master.m3u8") and body["thumbnailUrl"] is None
 

@@ -35,6 +35,7 @@ from werkzeug.test import Client
 from werkzeug.wrappers import Request, Response
 
 from lambdas.api.handler import lambda_handler
+from reelay.models import VideoVisibility
 from reelay.wiring import Services
 from tests.fakes import FakeIdentity, FakeLambdaContext, api_event
 from tests.unit.test_api import MiB, make_ready, services, settings  # noqa: F401  (fixtures)
@@ -66,6 +67,7 @@ class Gateway:
     def __init__(self) -> None:
         self.identity: FakeIdentity | None = None
         self.operators: set[str] = set()  # subs in the Cognito group "operators"
+        self.moderators: set[str] = set()  # subs in the Cognito group "moderators"
 
     def claims(self, authorization: str | None) -> dict[str, str] | None:
         # FakeIdentity's ID tokens are "id.<sub>"; any other token is one the authorizer turns away.
@@ -77,6 +79,8 @@ class Gateway:
                 claims = {"sub": sub, "email": email}
                 if sub in self.operators:  # API Gateway hands the group list over as a string
                     claims["cognito:groups"] = "operators"
+                if sub in self.moderators:
+                    claims["cognito:groups"] = "moderators"
                 return claims
         return None
 
@@ -147,7 +151,11 @@ class World:
         mine = make_ready(svc, owner=owner)
         theirs = make_ready(svc, owner={"sub": "user-other", "email": "other@example.com"})
         pending, _ = svc.videos.create_upload(sub, email, "big", "", "video/mp4", 12 * MiB, None)
-        self.video_ids = [mine.video_id, theirs.video_id, pending.video_id]
+        hidden = make_ready(svc, owner=owner, name="hidden")
+        svc.videos.set_visibility(sub, hidden.video_id, VideoVisibility.PRIVATE)
+        self.video_ids = [mine.video_id, theirs.video_id, pending.video_id, hidden.video_id]
+        self.moderator_token, moderator, _ = self._sign_up(identity)
+        GATEWAY.moderators.add(moderator)
         self.operator_token, operator, _ = self._sign_up(identity)
         GATEWAY.operators.add(operator)
         streams = svc.streams
@@ -187,6 +195,7 @@ def world(services: Services) -> Iterator[Callable[[], World]]:  # noqa: F811  (
     yield lambda: World(services)
     GATEWAY.identity = None
     GATEWAY.operators.clear()
+    GATEWAY.moderators.clear()
 
 
 def assert_answer_shape(operation: APIOperation, response: schemathesis.Response) -> None:
@@ -212,18 +221,32 @@ def test_the_fuzzer_sees_every_route_of_the_table() -> None:
     streams = [r for r in ROUTES if r.path.startswith("/streams")]
     assert len(streams) == 7
     assert sum(1 for c in CALLERS if c.values[2] == "operator") == 2 * len(streams)
+    # And the moderators' routes, and any video's view and delete, with a moderator's token
+    moderated = [r for r in ROUTES if r.path.startswith("/moderation")]
+    assert len(moderated) == 4
+    assert sum(1 for c in CALLERS if c.values[2] == "moderator") == 2 * (len(moderated) + 1)
 
 
 def _operators_only(operation: APIOperation) -> bool:
     return operation.path.startswith("/streams")
 
 
+def _moderators_only(operation: APIOperation) -> bool:
+    return operation.path.startswith("/moderation")
+
+
+def _moderated(operation: APIOperation) -> bool:
+    """Where a moderator's token changes the answer: the /moderation routes and any video's view or delete."""
+    return _moderators_only(operation) or operation.label == "GET /me/videos/{videoId}"
+
+
 # Who calls: nobody, a signed-in user, and (for the operators' routes) an operator.
 CALLERS = [
     pytest.param(operation, mode, caller, id=f"{operation.label}-{mode.value}-{caller}")
     for operation, mode in ((p.values[0], p.values[1]) for p in SCHEMA_CASES)
-    for caller in ("no-token", "token", "operator")
-    if caller != "operator" or _operators_only(operation)
+    for caller in ("no-token", "token", "operator", "moderator")
+    if (caller != "operator" or _operators_only(operation))
+    and (caller != "moderator" or _moderated(operation))
 ]
 
 
@@ -242,7 +265,12 @@ def test_generated_requests_get_no_5xx_and_answers_in_their_declared_shapes(
     here.aim(data, case.path_parameters or {}, case.body)
     # The caller is set here, not generated: no Authorization header, or a live ID token.
     case.headers = {k: v for k, v in (case.headers or {}).items() if k.lower() != "authorization"}
-    token = {"no-token": None, "token": here.token, "operator": here.operator_token}[caller]
+    token = {
+        "no-token": None,
+        "token": here.token,
+        "operator": here.operator_token,
+        "moderator": here.moderator_token,
+    }[caller]
     if token is not None:
         case.headers["Authorization"] = f"Bearer {token}"
     response = case.call()
@@ -252,6 +280,8 @@ def test_generated_requests_get_no_5xx_and_answers_in_their_declared_shapes(
     if _operators_only(operation) and caller == "token":
         # 403, or 400/404 for a request no route or schema takes: never served
         assert response.status_code in (400, 403, 404), f"{operation.label} let a non-operator through"
+    if _moderators_only(operation) and caller in ("token", "operator"):
+        assert response.status_code in (400, 403, 404), f"{operation.label} let a non-moderator through"
     # Schemathesis' other response checks: status codes and content types as documented, schemas,
     # schema-breaking data rejected. Two do not apply here. ignored_auth assumes the generated
     # Authorization header was sent; this test replaces it with a real token or none.

@@ -70,6 +70,43 @@ def test_the_api_handler_imports_no_media_relay_pipeline_aws_client_or_xray_when
     assert loaded(modules, MEDIA + AT_FIRST_USE + TRACING_OFF_ONLY + OPENAPI_MODELS) == []
 
 
+VIDEOS_PROBE = """\
+import json, sys
+import lambdas.api.handler
+from reelay.catalogue.memory import MemoryCatalogue
+from reelay.settings import Settings
+from reelay.wiring import Services
+settings = Settings(
+    cdn_distribution_id="E2QWRUHAPOMQZL",
+    playback_key_pair_id="K2JCJMDEHXQW5F",
+    playback_signing_secret_arn="arn:aws:secretsmanager:us-east-1:123456789012:secret:key-AbCdEf",
+)
+services = Services(settings, catalogue=MemoryCatalogue())
+assert type(services.cdn).__name__ == "CloudFrontInvalidator"
+assert type(services.playback_signer).__name__ == "CloudFrontPlaybackSigner"
+services.videos.list_ready(20)
+print(json.dumps(sorted(sys.modules)))
+"""
+
+
+def test_the_first_get_videos_builds_the_cdn_invalidator_and_signer_without_boto3() -> None:
+    # Given the AWS wiring (a CloudFront distribution and the playback signing key)
+    out = subprocess.run(
+        [sys.executable, "-c", VIDEOS_PROBE],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "POWERTOOLS_TRACE_DISABLED": "true"},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    modules = set(json.loads(out.stdout.strip().splitlines()[-1]))
+    # When the VideoService a GET /videos needs is built and used, Then boto3 has not been imported:
+    # the invalidator makes its client on its first invalidation, the signer reads its key on first use
+    assert "reelay.adapters.cloudfront" in modules and "reelay.adapters.cloudfront_signing" in modules
+    assert loaded(modules, AT_FIRST_USE[:2]) == []
+
+
 def test_outside_lambda_tracing_is_off_even_without_the_switch() -> None:
     # Given no POWERTOOLS_TRACE_DISABLED and no LAMBDA_TASK_ROOT (a developer's shell, the worker)
     modules = modules_after_import()

@@ -6,8 +6,8 @@ Callers:
 - ``other``: Bob, a plain user who owns nothing here;
 - ``operator``: Olga, in the ``operators`` group, who owns the target stream;
 - ``other operator``: Oscar, an operator who does not own it (another operator's stream is 404);
-- ``moderator``: Mo, in a ``moderators`` group. The role does not exist yet, so a moderator is a
-  plain user: their row equals ``other`` (asserted below). The role, when it lands, changes this.
+- ``moderator``: Mo, in the ``moderators`` group: may see, unpublish and delete any video (with a
+  reason, audited) and read the moderation audit log; elsewhere a plain user (``other``).
 
 Each cell runs in a fresh world (fakes behind the real resolver), so a DELETE in one cell cannot
 change another. A route added to ROUTES without a row here fails ``test_every_route_has_a_row``.
@@ -20,6 +20,7 @@ import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
@@ -95,15 +96,17 @@ def build_world(svc: Services) -> World:
 Request = Callable[[World], tuple[str, Any]]  # the concrete path and body of a route's request
 
 
-def statuses(anonymous: int, owner: int, other: int, operator: int, other_operator: int) -> dict[str, int]:
-    """A row; the moderator's cell is the plain user's (``other``) until the role exists."""
+def statuses(
+    anonymous: int, owner: int, other: int, operator: int, other_operator: int, moderator: int | None = None
+) -> dict[str, int]:
+    """A row; the moderator's cell is the plain user's (``other``) unless given."""
     return {
         "anonymous": anonymous,
         "owner": owner,
         "other": other,
         "operator": operator,
         "other operator": other_operator,
-        "moderator": other,
+        "moderator": other if moderator is None else moderator,
     }
 
 
@@ -112,6 +115,7 @@ PUBLIC = statuses(200, 200, 200, 200, 200)
 OWNER_ONLY = statuses(401, 200, 403, 403, 403)
 ANY_USER = statuses(401, 200, 200, 200, 200)
 OPERATORS = statuses(401, 403, 403, 200, 200)
+MODERATORS = statuses(401, 403, 403, 403, 403, moderator=200)
 STREAM_OWNER = statuses(401, 403, 403, 200, 404)
 UPLOAD = {"displayName": "clip", "contentType": "video/mp4", "sizeBytes": 1000}
 
@@ -153,6 +157,23 @@ MATRIX: dict[tuple[str, str], tuple[Request, dict[str, int]]] = {
         statuses(401, 204, 403, 403, 403),
     ),
     ("GET", "/me/videos"): (lambda w: ("/me/videos", None), ANY_USER),
+    ("GET", "/me/videos/{videoId}"): (
+        lambda w: (f"/me/videos/{w.video_id}", None),
+        statuses(401, 200, 404, 404, 404, moderator=200),
+    ),
+    ("POST", "/moderation/videos/{videoId}/unpublish"): (
+        lambda w: (f"/moderation/videos/{w.video_id}/unpublish", {"reason": "spam"}),
+        MODERATORS,
+    ),
+    ("POST", "/moderation/videos/{videoId}/republish"): (
+        lambda w: (f"/moderation/videos/{w.video_id}/republish", {"reason": "appeal granted"}),
+        MODERATORS,
+    ),
+    ("POST", "/moderation/videos/{videoId}/delete"): (
+        lambda w: (f"/moderation/videos/{w.video_id}/delete", {"reason": "illegal content"}),
+        statuses(401, 403, 403, 403, 403, moderator=204),
+    ),
+    ("GET", "/moderation/audit"): (lambda w: ("/moderation/audit", None), MODERATORS),
     ("POST", "/streams"): (
         lambda w: ("/streams", {"name": "Door", "sourceUrl": "rtsp://10.0.0.6/y"}),
         statuses(401, 403, 403, 201, 201),
@@ -187,12 +208,17 @@ def test_every_route_has_a_row_and_every_row_a_route() -> None:
         assert set(row) == set(CALLERS), route
 
 
-def test_a_moderator_is_a_plain_user_until_the_role_exists() -> None:
-    # The moderators role is not in the platform yet: no setting names its group...
-    assert not any("moderator" in name for name in Settings.model_fields)
-    # ...so every row treats a moderator exactly as another plain user.
-    for route, (_, row) in MATRIX.items():
-        assert row["moderator"] == row["other"], route
+def test_a_moderator_differs_from_a_plain_user_only_on_videos_and_moderation() -> None:
+    # The group is a setting, like the operators'
+    assert Settings().moderators_group == "moderators"
+    differs = {route for route, (_, row) in MATRIX.items() if row["moderator"] != row["other"]}
+    assert differs == {
+        ("GET", "/me/videos/{videoId}"),
+        ("POST", "/moderation/videos/{videoId}/delete"),
+        ("POST", "/moderation/videos/{videoId}/unpublish"),
+        ("POST", "/moderation/videos/{videoId}/republish"),
+        ("GET", "/moderation/audit"),
+    }
 
 
 @pytest.mark.parametrize(("route", "who"), CELLS, ids=[f"{m} {p} as {who}" for (m, p), who in CELLS])
@@ -204,7 +230,9 @@ def test_the_resolver_answers_each_caller_as_the_matrix_says(
     world = build_world(services)
     request, row = MATRIX[route]
     path, body = request(world)
-    status, out, _ = call(api_event(route[0], path, body=body, claims=CALLERS[who]))
+    url = urlsplit(path)
+    query = dict(parse_qsl(url.query)) or None
+    status, out, _ = call(api_event(route[0], url.path, body=body, claims=CALLERS[who], query=query))
     assert status == row[who], out
     if status >= 400:
         assert set(out) == {"error", "message"}

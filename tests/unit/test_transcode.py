@@ -166,12 +166,17 @@ class FakeEncoder:
         return Result(self.segments * self.seconds_per_segment, renditions, poster)
 
 
+GST_DETAIL = "qtdemux0: no 'moov' atom within the first 10 MB"
+
+
 def fake_probe(path: Path) -> Info:
     data = Path(path).read_bytes()
     if not data:
         raise MediaError("the file is empty")
     if data.startswith(b"text"):
         raise MediaError("the file is not a video")
+    if data.startswith(b"gst"):
+        raise MediaError("not a recognised video file", detail=GST_DETAIL)
     return Info()
 
 
@@ -415,7 +420,9 @@ def test_transient_error_retries_then_gives_up_on_the_last_attempt(catalogue, st
     assert last is Outcome.FAILED
     video = catalogue.get(VIDEO_ID)
     assert video.status == VideoStatus.FAILED
-    assert video.failure_reason == "gave up after 3 attempts: disk hiccup"
+    # (a sentence for the uploader: the exception's own text stays in the logs)
+    assert video.failure_reason == "processing failed after 3 attempts; please try uploading again later"
+    assert "disk hiccup" not in video.failure_reason
     assert [e for e, _ in events.published] == ["video.failed"]
     assert [k for k in store.objects if k.startswith(OUT)] == []
 
@@ -628,6 +635,20 @@ def test_a_failed_job_counts_as_failed(catalogue, store, events, settings, capsy
     assert "TranscodeJobsSucceeded" not in docs[0]
 
 
+def test_the_technical_detail_of_a_media_error_goes_to_the_log_not_to_the_reason(
+    catalogue, store, events, settings, caplog
+):
+    # Given an upload GStreamer refuses with its own technical message
+    store.put_bytes(SOURCE_KEY, b"gst: not a video")
+    # When the job runs
+    assert run(make_service(catalogue, store, events, settings, FakeEncoder())) is Outcome.FAILED
+    # Then the owner (and whoever else sees the video) reads a sentence, and the log has the detail
+    assert catalogue.get(VIDEO_ID).failure_reason == "not a recognised video file"
+    logged = [r for r in caplog.records if hasattr(r, "detail")]
+    assert [r.detail for r in logged] == [GST_DETAIL]  # type: ignore[attr-defined]
+    assert logged[0].videoId == VIDEO_ID  # type: ignore[attr-defined]
+
+
 def test_a_job_naming_another_source_uses_the_catalogues_upload(catalogue, store, events, settings):
     # Given a job whose sourceKey points at someone else's object
     store.put_bytes("uploads/someone-else.mp4", b"text, not a video")
@@ -653,9 +674,8 @@ def test_an_upload_key_the_store_refuses_fails_permanently(catalogue, store, eve
 
     # Then it fails at once with a reason, instead of retrying something that can never work
     assert outcome is Outcome.FAILED
-    assert catalogue.get(VIDEO_ID).failure_reason == (
-        f"the upload cannot be read: object key '{SOURCE_KEY}' is not allowed"
-    )
+    # and the reason names no store key (the key, a technical detail, goes to the logs only)
+    assert catalogue.get(VIDEO_ID).failure_reason == "the uploaded file cannot be read"
 
 
 class LeaseLapsingCatalogue(MemoryCatalogue):

@@ -2,7 +2,7 @@
 // turned into sentences, the ID token attached and refreshed, and a 401 sent to the login page.
 import { config } from "./config";
 import { session } from "./session";
-import type { NewStream, Page, Stream, Tokens, UploadAnswer, Video } from "./types";
+import type { NewStream, Page, Stream, Tokens, UploadAnswer, Video, Visibility } from "./types";
 
 export class ApiError extends Error {
   constructor(
@@ -133,17 +133,26 @@ export const api = {
   listVideos: (cursor: string | null, limit = 12) =>
     request<Page<Video>>("GET", `/videos?limit=${limit}${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ""}`),
   getVideo: (id: string) => request<Video>("GET", `/videos/${encodeURIComponent(id)}`),
+  // The owner's view: any status or visibility, a private video's playback URL signed.
+  getMyVideo: (id: string) => request<Video>("GET", `/me/videos/${encodeURIComponent(id)}`, { auth: true }),
   myVideos: (cursor: string | null, limit = 50) =>
     request<Page<Video>>(
       "GET",
       `/me/videos?limit=${limit}${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ""}`,
       { auth: true },
     ),
-  createUpload: (body: { displayName: string; description: string; contentType: string; sizeBytes: number; fileName: string }) =>
+  createUpload: (body: {
+    displayName: string;
+    description: string;
+    contentType: string;
+    sizeBytes: number;
+    fileName: string;
+    visibility: Visibility;
+  }) =>
     request<UploadAnswer>("POST", "/videos/upload", { body, auth: true }),
   completeUpload: (completePath: string, uploadId: string, parts: { partNumber: number; etag: string }[]) =>
     request<Video>("POST", `/${completePath.replace(/^\/+/, "")}`, { body: { uploadId, parts }, auth: true }),
-  updateVideo: (id: string, changes: { displayName?: string; description?: string }) =>
+  updateVideo: (id: string, changes: { displayName?: string; description?: string; visibility?: Visibility }) =>
     request<Video>("PATCH", `/videos/${encodeURIComponent(id)}`, { body: changes, auth: true }),
   deleteVideo: (id: string) => request<void>("DELETE", `/videos/${encodeURIComponent(id)}`, { auth: true }),
 

@@ -1,5 +1,6 @@
 // The API's wire shapes (reelay/api/models.py), the parts the front end reads.
 export type VideoStatus = "awaiting_upload" | "queued" | "processing" | "ready" | "failed";
+export type Visibility = "public" | "unlisted" | "private";
 
 export interface Rendition {
   name: string;
@@ -25,6 +26,8 @@ export interface Video {
   updatedAt: string;
   playbackUrl: string | null;
   thumbnailUrl: string | null;
+  visibility: Visibility;
+  unpublished: boolean;
   email?: string;
 }
 

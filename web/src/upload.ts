@@ -2,7 +2,7 @@
 // presigned parts sent in parallel. Each part retries with backoff; when a part still fails the
 // upload pauses as "interrupted", keeps the parts already stored, and resume() sends only the rest.
 import { ApiError, api, backoff, describeError, sleep } from "./api";
-import type { UploadAnswer } from "./types";
+import type { UploadAnswer, Visibility } from "./types";
 
 export type Phase = "starting" | "uploading" | "interrupted" | "completing" | "done" | "cancelled" | "failed";
 
@@ -77,7 +77,7 @@ export class Upload {
 
   constructor(
     readonly file: File,
-    readonly meta: { displayName: string; description: string },
+    readonly meta: { displayName: string; description: string; visibility: Visibility },
     private readonly onChange: (state: UploadState) => void,
   ) {
     this.state = {
@@ -106,6 +106,7 @@ export class Upload {
         contentType: this.file.type || "video/mp4",
         sizeBytes: this.file.size,
         fileName: this.file.name,
+        visibility: this.meta.visibility,
       });
     } catch (e) {
       this.update({ phase: "failed", message: describeError(e) });

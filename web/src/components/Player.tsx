@@ -1,6 +1,22 @@
 import { useEffect, useRef, useState } from "react";
 import type { Video } from "../types";
 
+/**
+ * A private video's playback URL carries a signed query that covers every file under the master's
+ * directory (reelay/playback.py). Playlists name their segments with relative URIs, which lose the
+ * query, so the same query goes on every request hls.js makes under that directory.
+ */
+export function signedLoader(playbackUrl: string): ((xhr: XMLHttpRequest, url: string) => void) | undefined {
+  const master = new URL(playbackUrl, window.location.href);
+  if (!master.search) return undefined; // public and unlisted videos: plain, cacheable URLs
+  const directory = master.href.slice(0, master.href.length - master.search.length).replace(/[^/]*$/, "");
+  return (xhr, url) => {
+    const target = new URL(url, master);
+    if (!target.href.startsWith(directory) || target.search) return;
+    xhr.open("GET", target.href + master.search, true);
+  };
+}
+
 /** hls.js where Media Source Extensions exist, the browser's own HLS (Safari, iOS) otherwise. */
 export function Player({ video }: { video: Video }) {
   const ref = useRef<HTMLVideoElement>(null);
@@ -22,7 +38,7 @@ export function Player({ video }: { video: Video }) {
       .then(({ default: Hls }) => {
         if (destroyed) return;
         if (Hls.isSupported()) {
-          const hls = new Hls({ enableWorker: true });
+          const hls = new Hls({ enableWorker: true, xhrSetup: signedLoader(url) });
           hls.on(Hls.Events.ERROR, (_e, data) => {
             if (!data.fatal) return;
             if (data.type === Hls.ErrorTypes.NETWORK_ERROR) hls.startLoad();

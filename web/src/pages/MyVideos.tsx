@@ -4,9 +4,10 @@ import { api, describeError } from "../api";
 import { Alert } from "../components/Alert";
 import { Field } from "../components/Field";
 import { Poster, StatusBadge } from "../components/VideoCard";
+import { VisibilitySelect } from "../components/VisibilitySelect";
 import { formatDate, formatDuration } from "../format";
 import { useInterval, useLoad, useTitle } from "../hooks";
-import type { Video } from "../types";
+import type { Video, Visibility } from "../types";
 
 export function MyVideosPage() {
   useTitle("My videos");
@@ -72,6 +73,18 @@ function MyVideo({ video, onChanged }: { video: Video; onChanged: () => void }) 
       setBusy(false);
     }
   };
+  const changeVisibility = async (visibility: Visibility) => {
+    setBusy(true);
+    setError(null);
+    try {
+      await api.updateVideo(video.videoId, { visibility });
+      onChanged();
+    } catch (err) {
+      setError(describeError(err));
+    } finally {
+      setBusy(false);
+    }
+  };
   const remove = async () => {
     setBusy(true);
     setError(null);
@@ -105,6 +118,17 @@ function MyVideo({ video, onChanged }: { video: Video; onChanged: () => void }) 
           </p>
         )}
         {video.description && !editing && <p className="description small">{video.description}</p>}
+        <VisibilitySelect
+          label={`Who can watch ${video.displayName}`}
+          value={video.visibility}
+          onChange={changeVisibility}
+          disabled={busy}
+        />
+        {video.unpublished && (
+          <p className="failure" role="note">
+            <strong>Unpublished by a moderator:</strong> only you can watch it until a moderator republishes it.
+          </p>
+        )}
         {error && <Alert message={error} />}
         {editing ? (
           <form className="form compact" onSubmit={save}>

@@ -2,8 +2,10 @@ import { useEffect, useRef, useState, type DragEvent, type FormEvent } from "rea
 import { Link } from "react-router";
 import { Alert } from "../components/Alert";
 import { Field } from "../components/Field";
+import { VisibilitySelect } from "../components/VisibilitySelect";
 import { formatBytes, formatEta } from "../format";
 import { useTitle } from "../hooks";
+import type { Visibility } from "../types";
 import { Upload, type UploadState } from "../upload";
 
 function titleFrom(fileName: string): string {
@@ -15,6 +17,7 @@ export function UploadPage() {
   const [file, setFile] = useState<File | null>(null);
   const [name, setName] = useState("");
   const [description, setDescription] = useState("");
+  const [visibility, setVisibility] = useState<Visibility>("public");
   const [dragging, setDragging] = useState(false);
   const [state, setState] = useState<UploadState | null>(null);
   const upload = useRef<Upload | null>(null);
@@ -43,7 +46,7 @@ export function UploadPage() {
   const start = (e: FormEvent) => {
     e.preventDefault();
     if (!file) return;
-    const u = new Upload(file, { displayName: name.trim() || titleFrom(file.name), description }, setState);
+    const u = new Upload(file, { displayName: name.trim() || titleFrom(file.name), description, visibility }, setState);
     upload.current = u;
     setState(u.state);
     void u.start();
@@ -99,6 +102,7 @@ export function UploadPage() {
             value={description}
             onChange={(e) => setDescription(e.target.value)}
           />
+          <VisibilitySelect value={visibility} onChange={setVisibility} />
           <button type="submit" className="btn wide" disabled={!file}>
             Upload
           </button>

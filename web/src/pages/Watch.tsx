@@ -1,15 +1,28 @@
 import { Link, useParams } from "react-router";
-import { api } from "../api";
+import { ApiError, api } from "../api";
 import { Alert, Notice } from "../components/Alert";
 import { Player } from "../components/Player";
 import { StatusBadge } from "../components/VideoCard";
 import { formatDate, formatDuration } from "../format";
 import { useInterval, useLoad, useTitle } from "../hooks";
+import { session } from "../session";
+import type { Video } from "../types";
 import { NotFoundPage } from "./NotFound";
+
+/** The public view; a video only its owner may see (private, unpublished or not ready yet) answers
+ * 404 there, so a signed-in viewer asks for the owner's view, which signs a private video's playback. */
+async function loadVideo(videoId: string): Promise<Video> {
+  try {
+    return await api.getVideo(videoId);
+  } catch (e) {
+    if (!(e instanceof ApiError) || e.status !== 404 || !session.get()) throw e;
+    return api.getMyVideo(videoId);
+  }
+}
 
 export function WatchPage() {
   const { videoId = "" } = useParams();
-  const video = useLoad(() => api.getVideo(videoId), [videoId]);
+  const video = useLoad(() => loadVideo(videoId), [videoId]);
   const v = video.data;
   useTitle(v?.displayName ?? "Video");
   // Poll while the video is on its way; stop once it is ready or failed.
