@@ -447,8 +447,10 @@ def my_videos(limit: Limit = 20, cursor: Cursor = None) -> OwnerVideoPageOut:
     return OwnerVideoPageOut(items=[_owned(videos, v) for v in page.items], next_cursor=page.next_cursor)
 
 
-def _stream(stream: Stream) -> StreamOut:
-    return StreamOut.of(stream, secret_names=get_services().streams.secret_names(stream))
+def _stream(stream: Stream, *, show_webhook_secret: bool = False) -> StreamOut:
+    streams = get_services().streams
+    secret = streams.webhook_secret(stream) if show_webhook_secret else None
+    return StreamOut.of(stream, secret_names=streams.secret_names(stream), webhook_secret=secret)
 
 
 @route("POST", "/streams", status=HTTPStatus.CREATED)
@@ -462,9 +464,10 @@ def create_stream(body: StreamIn) -> StreamOut:
         body.video,
         record=body.record,
         relay=body.relay,
+        recording=body.recording(),
     )
     metrics.add_metric(name="StreamCreated", unit=MetricUnit.Count, value=1)
-    return _stream(stream)
+    return _stream(stream, show_webhook_secret=bool(body.record_webhook_url))
 
 
 @route("GET", "/streams")
@@ -490,8 +493,9 @@ def patch_stream(streamId: StreamId, body: PatchStreamIn) -> StreamOut:
         kvs_stream_name=body.kvs_stream_name,
         video=body.video,
         record=body.record,
+        recording=body.recording(),
     )
-    return _stream(stream)
+    return _stream(stream, show_webhook_secret=bool(body.record_webhook_url))
 
 
 @route("DELETE", "/streams/{streamId}", status=HTTPStatus.NO_CONTENT)
