@@ -24,6 +24,8 @@ from pydantic.alias_generators import to_camel
 
 from reelay.models import (
     DesiredState,
+    RecordingSession,
+    RecordingState,
     SourceProtocol,
     Stream,
     StreamState,
@@ -473,3 +475,115 @@ class StreamPageOut(_Wire):
 class ErrorOut(_Wire):
     error: str
     message: str
+
+
+# --- recording sessions (operators only; docs/recordings-api.md) ---------------------------------
+SessionId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+ExportId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+Seconds = Annotated[float, Field(strict=True, ge=0, le=10_000_000, allow_inf_nan=False)]
+
+
+class SessionRenditionOut(_Wire):
+    name: str
+    width: int
+    height: int
+    bandwidth: int
+    codecs: str
+
+
+class SessionOut(_Wire):
+    session_id: str
+    stream_id: str
+    state: RecordingState
+    started_at: UtcDateTime
+    ended_at: UtcDateTime | None = None
+    end_reason: str | None = None
+    duration_seconds: float | None = Field(
+        default=None, description="Media so far while recording; the finalized duration once ready"
+    )
+    store: str | None = Field(default=None, description="The store recorded to, redacted")
+    store_source: str = Field(description="default, stream (its recordObjectStore) or webhook")
+    store_fallback_reason: str | None = Field(
+        default=None, description="Why an earlier store was passed over"
+    )
+    writer_count: int
+    discontinuities: int
+    renditions: list[SessionRenditionOut]
+    video_id: str | None = Field(default=None, description="The recording's video, once ready")
+    failure_reason: str | None = None
+    workflow_state: str | None = None
+    live_playlist_url: str | None = Field(
+        default=None, description="While recording: the EVENT playlist, playable without a bearer token"
+    )
+    live_playlist_expires_at: UtcDateTime | None = None
+    created_at: UtcDateTime
+    updated_at: UtcDateTime
+
+    @classmethod
+    def of(
+        cls,
+        s: RecordingSession,
+        *,
+        duration_seconds: float | None,
+        live_playlist_url: str | None = None,
+        live_playlist_expires_at: datetime | None = None,
+    ) -> SessionOut:
+        return cls(
+            session_id=s.session_id,
+            stream_id=s.stream_id,
+            state=s.state,
+            started_at=s.started_at,
+            ended_at=s.ended_at,
+            end_reason=s.end_reason,
+            duration_seconds=duration_seconds,
+            store=s.store_url,
+            store_source=s.store_source,
+            store_fallback_reason=s.store_fallback,
+            writer_count=len(s.writers),
+            discontinuities=s.discontinuities,
+            renditions=[
+                SessionRenditionOut(
+                    name=r.name, width=r.width, height=r.height, bandwidth=r.bandwidth, codecs=r.codecs
+                )
+                for r in s.renditions
+            ],
+            video_id=s.video_id,
+            failure_reason=s.failure_reason,
+            workflow_state=s.workflow_state,
+            live_playlist_url=live_playlist_url,
+            live_playlist_expires_at=live_playlist_expires_at,
+            created_at=s.created_at,
+            updated_at=s.updated_at,
+        )
+
+
+class SessionPageOut(_Wire):
+    items: list[SessionOut]
+    next_cursor: str | None = None
+
+
+class FinalizeOut(_Wire):
+    session_id: str
+    state: str
+    started: bool = Field(description="True when this call started a workflow")
+    mode: str | None = Field(default=None, description="finalize, or fixup for a writer that died")
+    video_id: str | None = None
+
+
+class ExportIn(_Request):
+    start: Seconds = Field(description="Seconds from the recording's start")
+    end: Seconds = Field(description="Seconds from the recording's start; after start, within the duration")
+
+
+class ExportOut(_Wire):
+    export_id: str
+    session_id: str
+    state: Literal["running", "ready", "failed"]
+    start: float
+    end: float
+    created_at: str
+    updated_at: str
+    duration_seconds: float | None = Field(default=None, description="The MP4's (whole segments)")
+    size_bytes: int | None = None
+    download_url: str | None = Field(default=None, description="The MP4, once ready")
+    failure_reason: str | None = None
