@@ -159,7 +159,7 @@ class World:
         other = streams.create("operator-other", "other", "https://cdn.example/x.m3u8")
         self.stream_ids = [idle.stream_id, live.stream_id, other.stream_id]
         # Recording sessions of the idle stream: one finalized (with an export), one recording now.
-        exports, _ = recording_helpers.install(svc)
+        recording_helpers.install(svc)
         ready_id, _ = recording_helpers.ready_session(svc, idle.stream_id)
         self.session_ids = [ready_id, recording_helpers.live_session(svc, idle.stream_id, segments=1)]
         self.export_ids = [svc.recordings.create_export(operator, idle.stream_id, ready_id, 0, 2)["exportId"]]
