@@ -53,7 +53,7 @@ def stream(cat: MemoryCatalogue, **fields: Any) -> Stream:
 
 
 def test_the_default_store_is_the_media_store(world: Any) -> None:
-    cat, media, opened, resolve = world
+    _, media, opened, resolve = world
     assert resolve("default", "any-session") is media and opened.urls == []
 
 
@@ -173,8 +173,11 @@ def test_a_restarted_writer_continues_the_session_in_its_store() -> None:
     session, continued = writer.start()
     assert continued and session.session_id == first.session_id and reopened == [first.session_id]
     assert writer.store is theirs and writer.store_ref == f"webhook:{s.stream_id}"
+
     # past the window, the next session asks again
-    later = SessionWriter(FakeStore(), cat, s.stream_id, "w3", [SOURCE], pick_store=lambda sid, at: PickedStore(
-        FakeStore(), "file:///x", "default"))  # fmt: skip
+    def pick_default(session_id: str, started_at: Any) -> PickedStore:
+        return PickedStore(FakeStore(), "file:///x", "default")
+
+    later = SessionWriter(FakeStore(), cat, s.stream_id, "w3", [SOURCE], pick_store=pick_default)
     new, continued = later.start(now=utcnow() + timedelta(minutes=5))
     assert not continued and new.session_id != first.session_id
