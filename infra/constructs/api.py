@@ -178,7 +178,21 @@ class RestApi(Construct):
         refs.acknowledge_prefix_grant(
             fn, OUTPUT_PREFIX, "Deletes a deleted video's renditions under outputs/<videoId>/ (any key)."
         )
-        fn.add_to_role_policy(refs.list_media(UPLOAD_PREFIX, OUTPUT_PREFIX))
+        fn.add_to_role_policy(refs.list_media(UPLOAD_PREFIX, OUTPUT_PREFIX, "recordings/_manifests/"))
+        # The recordings routes: a live playlist reads a session's chunk manifests; an export's state.
+        fn.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["s3:GetObject"],
+                resources=[
+                    refs.objects_arn("recordings/_manifests/"),
+                    refs.objects_arn("recording-exports/"),
+                ],
+            )
+        )
+        for prefix in ("recordings/_manifests/", "recording-exports/"):
+            refs.acknowledge_prefix_grant(
+                fn, prefix, "Reads a recording session's manifests and export states (keys per session)."
+            )
         refs.db_secret.grant_read(fn)
         self.stream_secret.grant_read(fn)
         if refs.cdn_distribution_id:
