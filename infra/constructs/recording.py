@@ -186,7 +186,7 @@ class Recording(Construct):
             )
         )
         function.add_to_role_policy(refs.list_media(RECORDING_PREFIX, OUTPUT_PREFIX, EXPORT_STATE_PREFIX))
-        for prefix in (OUTPUT_PREFIX, EXPORT_STATE_PREFIX):
+        for prefix in (RECORDING_PREFIX, OUTPUT_PREFIX, EXPORT_STATE_PREFIX):
             refs.acknowledge_prefix_grant(
                 function, prefix, "Retention deletes an expired recording's keys, which are per session."
             )
