@@ -25,7 +25,12 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from infra.bundling import REPO_ROOT
-from infra.constants import DOCKER_EXCLUDES, OUTPUT_PREFIX, TRANSCODER_DOCKERFILE
+from infra.constants import (
+    DOCKER_EXCLUDES,
+    OUTPUT_PREFIX,
+    TRANSCODER_DOCKERFILE,
+    recording_state_machine_name,
+)
 from infra.constructs.function import ReelayFunction
 from infra.environment import PlatformRefs
 from infra.nag import acknowledge
@@ -294,6 +299,7 @@ class Recording(Construct):
         machine = sfn.StateMachine(
             self,
             "Workflow",
+            state_machine_name=recording_state_machine_name(self.refs.config.stage),
             comment=f"Reelay {workflow.name}: finalize and fixup of sessions (reelay.recording.workflow)",
             definition_body=sfn.DefinitionBody.from_chainable(following),
             logs=sfn.LogOptions(destination=log_group, level=sfn.LogLevel.ALL, include_execution_data=False),

@@ -124,3 +124,27 @@ def test_the_recording_functions_open_sealed_stores_and_the_sweep_applies_retent
     resources = json.dumps([s["Resource"] for s in deletes])
     for prefix in ("/recordings/*", "/outputs/*", "/recording-exports/*"):
         assert prefix in resources
+
+
+def test_the_api_may_start_the_recording_workflow_by_its_name(synthesized, stacks):
+    # Given the recording state machine and the API function
+    machine = props(next(iter(synthesized.template(stacks.recording).find_resources(
+        "AWS::StepFunctions::StateMachine").values())))  # fmt: skip
+    api = synthesized.template(stacks.api)
+    (fn,) = [
+        props(f)
+        for f in api.find_resources("AWS::Lambda::Function").values()
+        if props(f).get("Handler") == "lambdas.api.handler.lambda_handler"
+    ]
+    # Then the API names it (finalize by hand) and may start it, and nothing else
+    arn = json.dumps(fn["Environment"]["Variables"]["REELAY_RECORDING_STATE_MACHINE_ARN"])
+    assert (
+        machine["StateMachineName"] == "reelay-dev-recording" and ":stateMachine:reelay-dev-recording" in arn
+    )
+    starts = [
+        s
+        for policy in api.find_resources("AWS::IAM::Policy").values()
+        for s in props(policy)["PolicyDocument"]["Statement"]
+        if s.get("Action") == "states:StartExecution"
+    ]
+    assert len(starts) == 1 and ":stateMachine:reelay-dev-recording" in json.dumps(starts[0]["Resource"])
