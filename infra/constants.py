@@ -177,3 +177,8 @@ MODERATORS_GROUP = "moderators"
 # requests signed with a key of the playback key group; a CloudFront Function drops the prefix
 # before the origin (the objects stay under outputs/).
 SIGNED_PLAYBACK_PREFIX = "/private"
+
+
+def recording_state_machine_name(stage: str) -> str:
+    """The recording workflow's state machine, named so the API (an earlier stack) can start it."""
+    return f"reelay-{stage}-recording"

@@ -126,11 +126,14 @@ def remux(files: list[Path], out: Path) -> None:
     ]
     if has_audio:
         parts.append("concat name=ca ! queue ! mux.audio_0")
+    # h264timestamper: a camera whose parameter sets arrive as PES packets of their own leaves the
+    # parsed access units without a PTS, which mp4mux refuses ("Buffer has no PTS"); and a live
+    # source's RTP clock jitters, so a DTS can land a few microseconds past its PTS.
+    stamp = " ! h264timestamper" if Gst.ElementFactory.find("h264timestamper") else ""
     for n, path in enumerate(files):
-        # h264timestamper: a live source's RTP clock jitters, and a DTS a few microseconds past its
-        # PTS (an encoder rounding to its time base) makes mp4mux fail ("Buffer has no PTS").
-        video = "queue ! h264parse ! h264timestamper ! cv."
-        parts.append(f"filesrc location={_q(path)} ! tsdemux name=d{n} d{n}. ! {video}")
+        parts.append(
+            f"filesrc location={_q(path)} ! tsdemux name=d{n} d{n}. ! queue ! h264parse{stamp} ! cv."
+        )
         if has_audio:
             parts.append(f"d{n}. ! queue ! aacparse ! ca.")
     pipeline = Gst.parse_launch(" ".join(parts))

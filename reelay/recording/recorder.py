@@ -282,8 +282,9 @@ class Recorder:
                 sessions_started=self._started,
                 discontinuities=self._continued,
                 frames_dropped=self._frames_dropped,
-                store=self.store,
-                store_fallback=self.store_fallback,
+                # The writer's, once it chose one for a session (a store webhook answers per session).
+                store=getattr(self.writer, "store_url", None) or self.store,
+                store_fallback=getattr(self.writer, "store_fallback", None) or self.store_fallback,
             )
 
     # --- the worker -----------------------------------------------------------------------------

@@ -849,7 +849,7 @@ def test_migrations_apply_once_in_order(fresh_url: str) -> None:
     second = migrate(provider)
     provider.close()
     # Then the first run applies every migration in order and the second applies nothing
-    assert first == ["0001", "0002", "0003", "0004", "0005", "0006", "0009"]
+    assert first == ["0001", "0002", "0003", "0004", "0005", "0006", "0007", "0009"]
     assert second == []
     with _root(fresh_url).cursor() as cur:
         cur.execute("SELECT version, name, appliedAt FROM schema_migrations ORDER BY version")
@@ -862,6 +862,7 @@ def test_migrations_apply_once_in_order(fresh_url: str) -> None:
         ("0005", "stream_relay"),
         ("0006", "recording_sessions"),
         ("0009", "visibility_moderation"),
+        ("0007", "recording_api"),
     ]
     assert all(isinstance(at, datetime) for _, _, at in rows)
 
@@ -890,7 +891,7 @@ def test_concurrent_migrations_do_not_race(fresh_url: str) -> None:
         t.join(60)
     # Then neither fails, and between them every migration was applied exactly once
     assert errors == []
-    assert sorted(v for r in results for v in r) == ["0001", "0002", "0003", "0004", "0005", "0006", "0009"]
+    assert sorted(v for r in results for v in r) == ["0001", "0002", "0003", "0004", "0005", "0006", "0007", "0009"]
 
 
 @pytest.mark.mysql
@@ -972,6 +973,10 @@ def test_schema_keeps_the_seed_columns_and_adds_the_product_tables(migrated_url:
         "deletedAt",
         # 0006: how long a stream's recordings are kept
         "retentionDays",
+        # 0007: the stream's own store sealed, its reconnect window and encoded renditions
+        "recordStoreSecret",
+        "reconnectWindowSeconds",
+        "recordRenditions",
     }
     assert columns["recording_sessions"] == {
         "sessionId",
@@ -996,6 +1001,10 @@ def test_schema_keeps_the_seed_columns_and_adds_the_product_tables(migrated_url:
         "durationSeconds",
         "workflowState",
         "executionId",
+        # 0007: the session's store sealed, where it came from, why an earlier one fell back
+        "storeSecret",
+        "storeSource",
+        "storeFallback",
     }
 
 
@@ -1066,7 +1075,7 @@ def test_migrate_handler_create_update_delete(handler_db: str) -> None:
     created = lambda_handler(_event("Create"), FakeContext())
     assert created == {
         "PhysicalResourceId": PHYSICAL_ID,
-        "Data": {"applied": "0001,0002,0003,0004,0005,0006,0009", "schemaVersion": "0009"},
+        "Data": {"applied": "0001,0002,0003,0004,0005,0006,0007,0009", "schemaVersion": "0009"},
     }
     # When the stack is updated, Then nothing is pending and the physical id stays the same
     updated = lambda_handler(_event("Update", PhysicalResourceId=PHYSICAL_ID), FakeContext())
@@ -1081,7 +1090,7 @@ def test_migrate_handler_create_update_delete(handler_db: str) -> None:
         cur.execute("SELECT COUNT(*) FROM videos")
         assert cur.fetchone() == (0,)
         cur.execute("SELECT COUNT(*) FROM schema_migrations")
-        assert cur.fetchone() == (8,)  # seven migrations and the marker
+        assert cur.fetchone() == (9,)  # eight migrations and the marker
     conn.close()
 
 
