@@ -891,7 +891,16 @@ def test_concurrent_migrations_do_not_race(fresh_url: str) -> None:
         t.join(60)
     # Then neither fails, and between them every migration was applied exactly once
     assert errors == []
-    assert sorted(v for r in results for v in r) == ["0001", "0002", "0003", "0004", "0005", "0006", "0007", "0009"]
+    assert sorted(v for r in results for v in r) == [
+        "0001",
+        "0002",
+        "0003",
+        "0004",
+        "0005",
+        "0006",
+        "0007",
+        "0009",
+    ]
 
 
 @pytest.mark.mysql
