@@ -290,10 +290,9 @@ class Supervisor:
         cause = self._describe(drop)
         if drop.debug:
             log.info("drop detail from %s: %s", drop.element, drop.debug)
-        runner, self._runner, self._relay = self._runner, None, None
+        runner, relay, self._runner, self._relay = self._runner, self._relay, None, None
         self._running_since = None
-        if runner is not None:
-            runner.stop(drain=False)
+        self._teardown(runner, relay, drain=False)
         self._schedule_rebuild(cause)
 
     def _schedule_rebuild(self, cause: str) -> None:
@@ -360,10 +359,17 @@ class Supervisor:
             return
         self._stopping = True
         self._set(state=STOPPING)
-        runner, self._runner, self._relay = self._runner, None, None
-        if runner is not None:
-            runner.stop(drain=True, eos_seconds=self.policy.stop_seconds)
+        runner, relay, self._runner, self._relay = self._runner, self._relay, None, None
+        self._teardown(runner, relay, drain=True)
         self._loop.quit()
+
+    def _teardown(self, runner: PipelineRunner | None, relay: RelayPipeline | None, *, drain: bool) -> None:
+        """Stop the pipeline, then undo its handlers: dropping the last reference then frees it, kvssink
+        and its SDK client included (see RelayPipeline.release)."""
+        if runner is not None:
+            runner.stop(drain=drain, eos_seconds=self.policy.stop_seconds)
+        if relay is not None:
+            relay.release()
 
     def _set(self, **changes: object) -> None:
         with self._lock:
