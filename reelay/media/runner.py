@@ -75,6 +75,7 @@ class FlowMeter:
         self._lock = threading.Lock()
         self.started = clock()
         self.last_buffer: float | None = None
+        self.first_buffer: float | None = None
         self.buffers = 0
         self.bytes = 0
         self._probe: tuple[Gst.Pad, int] | None = None
@@ -101,6 +102,8 @@ class FlowMeter:
             self.buffers += 1
             self.bytes += size
             self.last_buffer = self._clock()
+            if self.first_buffer is None:
+                self.first_buffer = self.last_buffer
         return Gst.PadProbeReturn.OK
 
     def last_activity(self) -> float:
