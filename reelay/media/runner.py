@@ -75,11 +75,21 @@ class FlowMeter:
         self._lock = threading.Lock()
         self.started = clock()
         self.last_buffer: float | None = None
+        self.first_buffer: float | None = None
         self.buffers = 0
         self.bytes = 0
+        self._probe: tuple[Gst.Pad, int] | None = None
 
     def attach(self, pad: Gst.Pad) -> None:
-        pad.add_probe(Gst.PadProbeType.BUFFER | Gst.PadProbeType.BUFFER_LIST, self._on_buffer)
+        self.detach()
+        probe = pad.add_probe(Gst.PadProbeType.BUFFER | Gst.PadProbeType.BUFFER_LIST, self._on_buffer)
+        self._probe = (pad, probe)
+
+    def detach(self) -> None:
+        """Remove the probe (it holds this meter; the pad holds the probe)."""
+        probe, self._probe = self._probe, None
+        if probe is not None:
+            probe[0].remove_probe(probe[1])
 
     def _on_buffer(self, _pad: Gst.Pad, info: Gst.PadProbeInfo) -> Gst.PadProbeReturn:
         buffer = info.get_buffer()
@@ -92,6 +102,8 @@ class FlowMeter:
             self.buffers += 1
             self.bytes += size
             self.last_buffer = self._clock()
+            if self.first_buffer is None:
+                self.first_buffer = self.last_buffer
         return Gst.PadProbeReturn.OK
 
     def last_activity(self) -> float:
@@ -136,7 +148,8 @@ class PipelineRunner:
         self._eos_seen = False
         self._closed = False
         # live mode
-        self._watching = False
+        self._watch_lock = threading.Lock()
+        self._watch: int | None = None  # the bus's "message" handler id while watched
         self._tick_source: GLib.Source | None = None
         self._context: GLib.MainContext | None = None
         self._on_drop: Callable[[Drop], None] | None = None
@@ -228,10 +241,16 @@ class PipelineRunner:
         self._on_drop = on_drop
         ctx = context or GLib.MainContext.default()
         self._context = ctx
-        # A sync handler runs on whichever thread posts; it hands each message to the loop. (A bus
-        # watch would attach to the thread-default context, which another thread's loop owns.)
-        self.pipeline.get_bus().set_sync_handler(self._on_sync_message)
-        self._watching = True
+        # A bus watch on the loop's context. add_signal_watch attaches to the calling thread's default
+        # context, so it is added on the loop's thread; messages posted before then wait on the bus.
+        # (Not a Python sync handler: with PyGObject 3.42 every message handed to one leaks, and each
+        # message holds its source element, so every pipeline leaked whole.)
+        if ctx.is_owner():
+            self._add_watch()
+        else:
+            watch = GLib.idle_source_new()
+            watch.set_callback(lambda *_: self._add_watch())
+            watch.attach(ctx)
         started = time.monotonic()
 
         def tick() -> bool:
@@ -269,11 +288,20 @@ class PipelineRunner:
             source.set_callback(report)
             source.attach(self._context)
 
-    def _on_sync_message(self, _bus: Gst.Bus, msg: Gst.Message) -> Gst.BusSyncReply:
-        source = GLib.idle_source_new()
-        source.set_callback(lambda *_: self._on_bus(msg))
-        source.attach(self._context)
-        return Gst.BusSyncReply.DROP
+    def _add_watch(self) -> bool:
+        """On the loop's thread: watch the bus there, unless the runner stopped meanwhile."""
+        assert self._context is not None
+        with self._watch_lock:
+            if self._closed or self._watch is not None:
+                return False
+            bus = self.pipeline.get_bus()
+            self._context.push_thread_default()
+            try:
+                bus.add_signal_watch()
+            finally:
+                self._context.pop_thread_default()
+            self._watch = bus.connect("message", lambda _bus, msg: self._on_bus(msg))
+        return False  # one-shot idle source
 
     def _on_bus(self, msg: Gst.Message) -> bool:
         if self._closed:
@@ -309,13 +337,15 @@ class PipelineRunner:
 
         Safe to call twice and from the loop thread itself: the bus is read directly here.
         """
-        if self._closed:
-            return not self.abandoned
-        self._closed = True
         bus = self.pipeline.get_bus()
-        if self._watching:
-            bus.set_sync_handler(None)  # from here on, messages queue on the bus for _drain to read
-            self._watching = False
+        with self._watch_lock:
+            if self._closed:
+                return not self.abandoned
+            self._closed = True
+            watch, self._watch = self._watch, None
+        if watch is not None:
+            bus.disconnect(watch)  # the handler holds this runner, and through it the pipeline
+            bus.remove_signal_watch()  # from here on, messages queue on the bus for _drain to read
         if self._tick_source is not None:
             self._tick_source.destroy()
             self._tick_source = None

@@ -29,6 +29,11 @@ recorder's own thread (``reelay.recording.recorder``). Closed segments are seen 
 (``handle_message``) rather than on the bus: the bus is read by the runner's drain at stop, which
 would swallow the last segment's message.
 
+Every signal handler and probe the pipeline adds is undone by ``release()``, which the supervisor calls
+once a pipeline is torn down. The handlers refer back to this object, and through it to the pipeline:
+a reference cycle through C that Python's collector cannot see, so without ``release()`` every rebuilt
+pipeline (kvssink, its SDK client and its buffers included) would stay in memory for good.
+
 RTP depayloaders give H.264 a PTS but no DTS, and kvssink then invents DTS values far from the PTS
 and sends nothing: h264timestamper computes the DTS from the stream itself.
 The sink is whatever ``make_sink`` builds: kvssink in production, a recorder or a fakesink in tests.
@@ -146,6 +151,7 @@ class RelayPipeline:
         self.meter = FlowMeter()
         self.on_problem = on_problem  # a permanent configuration problem, found once caps are known
         self.pipeline = Gst.Pipeline.new("relay")
+        self._handlers: list[tuple[Gst.Element, int]] = []  # (element, handler id), undone by release()
         self.video_linked = False
         self.codec: str | None = None
 
@@ -182,8 +188,24 @@ class RelayPipeline:
 
         self.parse = _make("parsebin", "parse")
         self.pipeline.add(self.parse)
-        self.parse.connect("pad-added", self._on_parsed_pad)
-        self._add_source()
+        self._connect(self.parse, "pad-added", self._on_parsed_pad)
+        try:
+            self._add_source()
+        except Exception:
+            self.release()  # a half-built pipeline must not stay alive through its handlers either
+            raise
+
+    def _connect(self, element: Gst.Element, signal: str, handler: Callable[..., object]) -> None:
+        self._handlers.append((element, element.connect(signal, handler)))
+
+    def release(self) -> None:
+        """Undo every handler and probe this object added, so that the pipeline (sink included) is freed
+        once the caller drops it. Call it after the pipeline is stopped; safe to call twice."""
+        handlers, self._handlers = self._handlers, []
+        for element, handler_id in handlers:
+            if element.handler_is_connected(handler_id):
+                element.disconnect(handler_id)
+        self.meter.detach()
 
     # --- sources ------------------------------------------------------------------------------
     def _add_source(self) -> None:
@@ -193,7 +215,7 @@ class RelayPipeline:
             # TCP interleaved: one connection, no UDP ports to open, and a broken link shows as EOF.
             src = _make("rtspsrc", "source", location=self.source.url, protocols=4, latency=200,
                         tcp_timeout=timeout_us, do_retransmission=False)  # fmt: skip
-            src.connect("pad-added", lambda _s, pad: self._link_to(pad, self.parse))
+            self._connect(src, "pad-added", lambda _s, pad: self._link_to(pad, self.parse))
             self.pipeline.add(src)
         elif protocol == "srt":
             # No auto-reconnect: srtsrc then warns forever and never errors; the supervisor reconnects.
@@ -213,7 +235,7 @@ class RelayPipeline:
             self.pipeline.add(src)
             self.pipeline.add(demux)
             src.link(demux)
-            demux.connect("pad-added", lambda _d, pad: self._link_to(pad, self.parse))
+            self._connect(demux, "pad-added", lambda _d, pad: self._link_to(pad, self.parse))
 
     def _link_to(self, pad: Gst.Pad, element: Gst.Element) -> None:
         sink = element.get_static_pad("sink")
@@ -272,7 +294,7 @@ class RelayPipeline:
         for element in chain:
             if previous is not None:
                 if previous.get_factory().get_name() == "decodebin":
-                    previous.connect("pad-added", _link_dynamic(element))
+                    self._connect(previous, "pad-added", _link_dynamic(element))
                 else:
                     previous.link(element)
             previous = element

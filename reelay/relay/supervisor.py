@@ -26,6 +26,7 @@ from reelay.media._gst import GLib, Gst, ensure_init
 from reelay.media.runner import DROP_EOS, DROP_ERROR, DROP_STALL, DROP_START, Drop, PipelineRunner
 from reelay.relay.kvssink import Ack
 from reelay.relay.pipelines import RecordingSpec, RelayPipeline, SourceSpec
+from reelay.relay.probe import probe_for
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,10 @@ class RelayPolicy:
     long_outage_seconds: float = 60.0
     jitter: float = 0.2  # +-20 %
     stable_seconds: float = 20.0  # running this long resets the backoff
+    # While waiting out a backoff, check this often whether an RTSP or HLS source answers again, and
+    # rebuild at once when it comes back (reelay.relay.probe). 0: off. Slower once the outage is long.
+    probe_seconds: float = 0.2
+    probe_seconds_long: float = 2.0
     ack_timeout: float = 6.0  # media flowing, no ack from KVS for this long: KVS is unreachable
     stop_seconds: float = 10.0  # EOS drain on stop
     tick_seconds: float = 0.1
@@ -118,6 +123,8 @@ class Supervisor:
         self._relay: RelayPipeline | None = None
         self._runner: PipelineRunner | None = None
         self._generation = 0
+        self._wait = 0  # counts backoff waits; a wait ends once (timer or probe), see _wait_over
+        self._attempt_started = 0.0  # monotonic start of the last build
         self._attempt = 0
         self._stopping = False
         self._outage_started_mono: float | None = None
@@ -190,6 +197,7 @@ class Supervisor:
             return
         self._generation += 1
         generation = self._generation
+        self._attempt_started = time.monotonic()
         self._permanent_problem = None
         if self.check_source is not None:
             try:
@@ -267,6 +275,14 @@ class Supervisor:
 
         if flowing and playing and self._running_since is None:
             self._running_since = now
+            first = self._relay.meter.first_buffer or now
+            # When media first reached the sink's queue: what the source and the pipeline take to recover,
+            # before kvssink's part (a fragment starts at a keyframe and is acknowledged once complete).
+            log.info(
+                "relay media flowing: first buffer %.2f s after the pipeline was built",
+                first - self._relay.meter.started,
+                extra={"firstBufferAt": round(self._wall() - (now - first), 3)},
+            )
             if not self.expects_acks:
                 self._recovered()
         if self._running_since is not None and now - self._running_since > self.policy.stable_seconds:
@@ -290,20 +306,62 @@ class Supervisor:
         cause = self._describe(drop)
         if drop.debug:
             log.info("drop detail from %s: %s", drop.element, drop.debug)
-        runner, self._runner, self._relay = self._runner, None, None
+        runner, relay, self._runner, self._relay = self._runner, self._relay, None, None
         self._running_since = None
-        if runner is not None:
-            runner.stop(drain=False)
+        self._teardown(runner, relay, drain=False)
         self._schedule_rebuild(cause)
 
     def _schedule_rebuild(self, cause: str) -> None:
         log.warning("relay dropped: %s", cause)
         self._open_outage(cause)
-        delay = self._backoff()
+        # The backoff spaces the starts of attempts: an attempt that already lasted longer (a feed that
+        # ran, then stalled; an SRT caller that waited for its listener) is followed at once.
+        delay = max(0.0, self._backoff() - (time.monotonic() - self._attempt_started))
         self._attempt += 1
         with self._lock:
             self._health = replace(self._health, reconnects=self._health.reconnects + 1)
-        self._call_later(delay, self._build)
+        self._wait += 1
+        wait = self._wait
+        self._call_later(delay, lambda: self._wait_over(wait))
+        probe = probe_for(self.source.protocol)
+        if probe is not None and self.policy.probe_seconds > 0:
+            threading.Thread(
+                target=self._probe_during_wait, args=(wait, probe), name="relay-probe", daemon=True
+            ).start()
+
+    def _wait_over(self, wait: int, *, early: bool = False) -> None:
+        """Build the next pipeline, once per wait: at the backoff's end or when the probe saw the source
+        come back, whichever is first."""
+        if wait != self._wait or self._stopping:
+            return
+        self._wait += 1
+        if early:
+            log.info("the source answers again: rebuilding before the backoff ends")
+        self._build()
+
+    def _probe_during_wait(self, wait: int, probe: Callable[[str, float], bool]) -> None:
+        """On its own thread while ``wait`` lasts: rebuild early once the source goes from not answering
+        to answering. A source that answers the probe all along (but fails in the pipeline) never
+        shows that change, so it only ever gets the plain backoff: no tight rebuild loop."""
+        seen_down = False
+        while wait == self._wait and not self._stopping:
+            started = time.monotonic()
+            young = self._outage_started_mono is None or (
+                started - self._outage_started_mono < self.policy.long_outage_seconds
+            )
+            interval = self.policy.probe_seconds if young else self.policy.probe_seconds_long
+            try:
+                if self.check_source is not None:
+                    self.check_source(self.source.url)  # never knock on a host the relay may not use
+                up = probe(self.source.url, max(0.5, interval))
+            except Exception:
+                up = False
+            if not up:
+                seen_down = True
+            elif seen_down:
+                self._call_soon(lambda: self._wait_over(wait, early=True))
+                return
+            time.sleep(max(0.0, interval - (time.monotonic() - started)))
 
     def _backoff(self) -> float:
         p = self.policy
@@ -360,10 +418,17 @@ class Supervisor:
             return
         self._stopping = True
         self._set(state=STOPPING)
-        runner, self._runner, self._relay = self._runner, None, None
-        if runner is not None:
-            runner.stop(drain=True, eos_seconds=self.policy.stop_seconds)
+        runner, relay, self._runner, self._relay = self._runner, self._relay, None, None
+        self._teardown(runner, relay, drain=True)
         self._loop.quit()
+
+    def _teardown(self, runner: PipelineRunner | None, relay: RelayPipeline | None, *, drain: bool) -> None:
+        """Stop the pipeline, then undo its handlers: dropping the last reference then frees it, kvssink
+        and its SDK client included (see RelayPipeline.release)."""
+        if runner is not None:
+            runner.stop(drain=drain, eos_seconds=self.policy.stop_seconds)
+        if relay is not None:
+            relay.release()
 
     def _set(self, **changes: object) -> None:
         with self._lock:

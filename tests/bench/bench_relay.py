@@ -16,8 +16,9 @@ MariaDB) with the production relay settings.
    "relay dropped" log line; seed: gst-launch exiting, or a lower bound when it never does.
 3. Cost per feed: CPU seconds per minute of a 1080p30 H.264 camera (keyframe every 2 s), from
    /proc/<pid>/stat of each side's process over the same window length, one side at a time.
-4. Memory: RSS of a supervisor process (real kvssink) after 10 and after 100 pipeline rebuilds, each
-   forced by cutting the TCP proxy in front of its camera once media flows.
+4. Memory: RSS of a supervisor process (real kvssink, malloc arenas capped as the relay task caps them)
+   after 10 and after 100 pipeline rebuilds, each forced by cutting the TCP proxy in front of its camera
+   once media flows.
 
 Counts are environment variables (``REELAY_BENCH_RELAY_*``, see ``Config``). Everything listens on
 loopback; every child is stopped in ``finally`` blocks.
@@ -46,6 +47,7 @@ from tests.bench.registry import ROOT, BenchContext, Row
 BENCH = "relay"
 RESTART_SECONDS = 5.0  # systemd's RestartSec=5 in the seed's unit
 DROP_LINE = "relay dropped"
+FLOWING_LINE = "relay media flowing"
 _STATIC_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN")
 
 
@@ -65,7 +67,7 @@ class Config:
     about 5 minutes on 2 busy cores."""
 
     parts: tuple[str, ...] = ("recovery", "stall", "cost", "memory")
-    kinds: tuple[str, ...] = ("rtsp", "srt")  # camera kinds for recovery (add "hls" if time allows)
+    kinds: tuple[str, ...] = ("rtsp", "srt", "hls")  # camera kinds for recovery
     outages: int = 3  # per outage kind and camera kind
     outage_seconds: float = 3.0
     recovery_wait: float = 25.0  # past this, a recovery is reported as a lower bound
@@ -441,8 +443,9 @@ def timing_rows(
 # --- 1. recovery --------------------------------------------------------------------------------------------
 def _recover(
     rig: Rig, streams: dict[str, str], inject: Callable[[], None], heal: Callable[[], None], cfg: Config
-) -> dict[str, Sample]:
-    """One outage hitting every side at once: seconds from heal to each side's first fragment."""
+) -> tuple[dict[str, Sample], float]:
+    """One outage hitting every side at once: seconds from heal to each side's first fragment, and the
+    moment of the heal (epoch seconds)."""
     for kvs_stream in streams.values():
         rig.flowing(kvs_stream, timeout=40)
     inject()
@@ -458,7 +461,21 @@ def _recover(
         time.sleep(0.05)
     for who in streams:
         found.setdefault(who, Sample(cfg.recovery_wait, bound=True))
-    return found
+    return found, back
+
+
+def first_buffer_after(log_text: str, after: float) -> float | None:
+    """The relay task's first "media flowing" moment (its firstBufferAt field) at or after ``after``."""
+    for line in log_text.splitlines():
+        if FLOWING_LINE not in line:
+            continue
+        try:
+            at = float(json.loads(line)["firstBufferAt"])
+        except (ValueError, KeyError, TypeError):
+            continue
+        if at >= after:
+            return at
+    return None
 
 
 def measure_recovery(rig: Rig, cfg: Config) -> list[Row]:
@@ -471,7 +488,9 @@ def measure_recovery(rig: Rig, cfg: Config) -> list[Row]:
             "srt": lambda: SrtCamera(),
             "hls": lambda: HlsCamera(rig.work / "hls"),
         }[kind]()
+        keyint_seconds = camera.picture.keyframe_seconds
         samples: dict[tuple[str, str], list[Sample]] = {}
+        first_buffers: list[Sample] = []  # Reelay: camera back -> first buffer at kvssink's queue
         exits: dict[str, int] = {}  # gst-launch exits (so restarts) per outage kind
         seed: SeedLoop | None = None
         reelay_id = None
@@ -489,8 +508,15 @@ def measure_recovery(rig: Rig, cfg: Config) -> list[Row]:
                     for outage, (inject, heal) in outages.items():
                         print(f"   recovery {kind} {outage} #{i + 1}", file=sys.stderr, flush=True)
                         before = len(seed.exits)
-                        for who, s in _recover(rig, sides, inject, heal, cfg).items():
+                        found, back = _recover(rig, sides, inject, heal, cfg)
+                        for who, s in found.items():
                             samples.setdefault((outage, who), []).append(s)
+                        if outage == "camera killed":  # KVS down rebuilds nothing: media never stops
+                            time.sleep(0.5)  # the task logs at its next tick
+                            at = first_buffer_after(rig.reelay_log(reelay_id), back)
+                            first_buffers.append(
+                                Sample(at - back) if at is not None else Sample(cfg.recovery_wait, True)
+                            )
                         exits[outage] = exits.get(outage, 0) + len(seed.exits) - before
             finally:
                 if seed is not None:
@@ -505,6 +531,14 @@ def measure_recovery(rig: Rig, cfg: Config) -> list[Row]:
                     what, ours, peer, target="target < 2 s", better="Reelay recovers sooner",
                     peer_note=f"; gst-launch exited {exits.get(outage, 0)} times",
                 )  # fmt: skip
+        if first_buffers:
+            m = median(first_buffers)
+            each = ", ".join(shown(x, "") for x in first_buffers)
+            rows.append(Row(
+                BENCH, "reelay", f"{kind} camera killed: back -> first buffer relayed", m.value, "s",
+                f"median of {len(first_buffers)} [{each}]; the first fragment is acknowledged one"
+                f" keyframe interval ({keyint_seconds} s here) after its first keyframe",
+            ))  # fmt: skip
     return rows
 
 
@@ -658,19 +692,24 @@ def _rebuilds(rig: Rig, cfg: Config, sink: str) -> tuple[dict[int, float], float
         finally:
             _stop_process(proc, signal.SIGTERM, timeout=20)
             log.close()
-    if 10 not in rss or max(rss) <= 10:
+    if max(rss, default=0) <= 20:
         raise RuntimeError(f"too few rebuilds measured: {sorted(rss)}; see {rig.log_dir}")
     return rss, time.monotonic() - started
 
 
+def _first_from(rss: dict[int, float], n: int) -> int:
+    """The first pipeline measured from the n-th on (a cut may cost more than one build)."""
+    return min(k for k in rss if k >= n)
+
+
 def measure_memory(rig: Rig, cfg: Config) -> list[Row]:
     rss, elapsed = _rebuilds(rig, cfg, "kvssink")
-    first, last = 10, max(rss)
+    first, last = _first_from(rss, 10), max(rss)
     growth = (rss[last] - rss[first]) / (last - first)
     # The same supervisor and source with a fakesink: how much of the growth is kvssink's.
     bare, _ = _rebuilds(rig, cfg, "fakesink")
-    bare_last = max(bare)
-    bare_growth = (bare[bare_last] - bare[first]) / (bare_last - first)
+    bare_first, bare_last = _first_from(bare, 10), max(bare)
+    bare_growth = (bare[bare_last] - bare[bare_first]) / (bare_last - bare_first)
     return [
         Row(BENCH, "reelay supervisor", f"RSS after {first} rebuilds", rss[first], "MB",
             "real kvssink per pipeline"),
@@ -681,7 +720,7 @@ def measure_memory(rig: Rig, cfg: Config) -> list[Row]:
         Row(BENCH, "reelay supervisor", "RSS growth per rebuild", growth * 1024, "kB",
             recycle_verdict(growth)),
         Row(BENCH, "same, fakesink for kvssink", "RSS growth per rebuild", bare_growth * 1024, "kB",
-            f"{bare[first]:.1f} -> {bare[bare_last]:.1f} MB, rebuilds {first}-{bare_last}; "
+            f"{bare[bare_first]:.1f} -> {bare[bare_last]:.1f} MB, rebuilds {bare_first}-{bare_last}; "
             f"kvssink's share ~{(growth - bare_growth) * 1024:.0f} kB per rebuild"),
     ]  # fmt: skip
 
@@ -696,6 +735,7 @@ def _memory_child(argv: list[str]) -> int:
     from reelay.relay.pipelines import SourceSpec
     from reelay.relay.supervisor import RelayPolicy, Supervisor
     from reelay.relay.task import kvssink_factory
+    from transcoder.relay import limit_malloc_arenas
 
     p = argparse.ArgumentParser()
     p.add_argument("--url", required=True)
@@ -704,6 +744,7 @@ def _memory_child(argv: list[str]) -> int:
     p.add_argument("--rebuilds", type=int, default=100)
     p.add_argument("--sink", choices=["kvssink", "fakesink"], default="kvssink")
     args = p.parse_args(argv)
+    limit_malloc_arenas()  # as the relay task does
     CredentialFile(args.credential_path, botocore_provider()).write_now()
     # Short backoff, no jitter: the point is many rebuilds, not a gentle reconnect.
     policy = RelayPolicy(backoff_initial=0.05, backoff_cap=0.1, jitter=0.0, start_seconds=10)

@@ -150,3 +150,16 @@ def test_leaving_the_context_with_an_error_tears_down_without_draining(loop: Loo
         raise RuntimeError("the supervisor gave up")
     assert time.monotonic() - started < 3
     assert pipeline.get_state(0)[1] == Gst.State.NULL
+
+
+def test_a_stopped_live_pipeline_is_referenced_by_nobody_but_its_owner(loop: Loop) -> None:
+    # Given a live feed that posted plenty of bus messages (state changes, stream start, EOS)
+    pipeline = Gst.parse_launch("videotestsrc is-live=true num-buffers=5 ! fakesink name=sink")
+    runner, _drops, dropped = start(pipeline, loop, stall_seconds=30)
+    assert dropped.wait(5)
+    time.sleep(0.3)  # let the loop handle what is queued
+    # When it is stopped
+    assert runner.stop() is True
+    # Then no message, watch or handler keeps it alive: dropping our reference frees it, its
+    # elements (a kvssink and its SDK client, in the relay) included
+    assert pipeline.__grefcount__ == 1
