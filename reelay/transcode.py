@@ -11,6 +11,7 @@ master that points at missing segments.
 
 from __future__ import annotations
 
+import math
 import shutil
 import tempfile
 import threading
@@ -72,6 +73,61 @@ class OutputInvalid(MediaError):
     """The encode finished but its output cannot be published as a whole video."""
 
 
+class OverLimit(MediaError):
+    """The source is over a probe limit (duration, resolution, frame rate): the reason names it."""
+
+
+class WorkDiskFull(MediaError):
+    """The work disk has no room for this job. Permanent: a redelivery would find the same disk."""
+
+
+def transcode_deadline_seconds(settings: Settings, duration_seconds: float | None) -> float:
+    """Wall-clock seconds one transcode may take: max(floor, factor x duration). A source that does
+    not state its duration is given the longest one allowed."""
+    duration = duration_seconds if duration_seconds and duration_seconds > 0 else None
+    basis = duration if duration is not None else settings.max_source_duration_seconds
+    return max(settings.transcode_deadline_floor_seconds, settings.transcode_deadline_factor * basis)
+
+
+def check_probe_limits(info: Any, settings: Settings) -> None:
+    """Raise OverLimit naming the first limit the probed source is over."""
+    duration = getattr(info, "duration_seconds", None)
+    if duration is not None and duration > settings.max_source_duration_seconds:
+        raise OverLimit(
+            f"the video lasts {_clock_text(duration)}, over the limit of "
+            f"{_clock_text(settings.max_source_duration_seconds)}"
+        )
+    width, height = int(getattr(info, "width", 0) or 0), int(getattr(info, "height", 0) or 0)
+    if max(width, height) > settings.max_source_dimension:
+        raise OverLimit(
+            f"the video's resolution {width}x{height} is over the limit of "
+            f"{settings.max_source_dimension} pixels on its longer side"
+        )
+    fps = getattr(info, "fps", None)
+    if fps is not None and fps > settings.max_source_fps:
+        raise OverLimit(
+            f"the video's frame rate of {fps:g} fps is over the limit of {settings.max_source_fps:g} fps"
+        )
+
+
+def work_disk_need(settings: Settings, source_bytes: int) -> int:
+    """Bytes of work disk a job on a source of this size needs free before it starts."""
+    return int(source_bytes * settings.work_disk_factor) + settings.work_disk_reserve_bytes
+
+
+def _clock_text(seconds: float) -> str:
+    whole = math.ceil(seconds)
+    return f"{whole // 3600}:{whole // 60 % 60:02d}:{whole % 60:02d}"
+
+
+def _size_text(n: float) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 @dataclass
 class _Segment:
     name: str  # file name, e.g. seg_00000.ts
@@ -86,6 +142,9 @@ class _JobState:
     playable: bool = False
     lease_lost: bool = False
     first_segment_at: float | None = None
+    deadline_at: float | None = None  # time.monotonic() past which the keeper stops the job
+    deadline_seconds: float = 0.0
+    deadline_passed: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -280,6 +339,7 @@ class TranscodeService:
         log("info", "job claimed", workerId=self.worker_id)
         started = time.monotonic()
         state = _JobState()
+        self._set_deadline(state, started, None)
         stop = threading.Event()
         keeper = self._keeper(job, state, cancel, stop, on_alive, log).start()
         tmp: Path | None = None
@@ -334,6 +394,8 @@ class TranscodeService:
         self._check(stop)
         info = self._probe(source)
         log("info", "probed source", durationSeconds=getattr(info, "duration_seconds", None))
+        check_probe_limits(info, self.settings)
+        self._set_deadline(state, started, getattr(info, "duration_seconds", None))
         names = [n.strip() for n in self.settings.ladder.split(",") if n.strip()]
         ladder = self._choose_ladder(info, names, self._ladder_overrides)
         if not ladder:
@@ -444,8 +506,10 @@ class TranscodeService:
         if job.source_key != key:
             log("warning", "job names another source than the catalogue: using the catalogue's")
         try:
-            if self.store.head(key) is None:
+            head = self.store.head(key)
+            if head is None:
                 raise MediaError("the uploaded file is missing")
+            self._check_work_disk(tmp, head.size, log)
             dest = tmp / f"source{Path(key).suffix[:10]}"
             self._download(key, dest, stop)
         except NotFound:  # deleted between head and download
@@ -474,6 +538,22 @@ class TranscodeService:
                 raise _Stopped()  # the thread writes into the work dir, which is removed after us
         if failure:
             raise failure[0]
+
+    def _check_work_disk(self, work: Path, source_bytes: int, log: Callable[..., None]) -> None:
+        need = work_disk_need(self.settings, source_bytes)
+        free = shutil.disk_usage(work).free
+        if free < need:
+            log("error", "work disk too full for this job", needBytes=need, freeBytes=free)
+            raise WorkDiskFull(
+                f"there is not enough work space to process this video: it needs about "
+                f"{_size_text(need)} and {_size_text(free)} is free"
+            )
+
+    def _set_deadline(self, state: _JobState, started: float, duration_seconds: float | None) -> None:
+        seconds = transcode_deadline_seconds(self.settings, duration_seconds)
+        with state.lock:
+            state.deadline_seconds = seconds
+            state.deadline_at = started + seconds
 
     @staticmethod
     def _check(stop: threading.Event) -> None:
@@ -585,6 +665,11 @@ class TranscodeService:
         receive_count: int,
         log: Callable[..., None],
     ) -> Outcome:
+        if state.deadline_passed and not state.lease_lost:
+            metrics.add_metric(name="TranscodeDeadlinesPassed", unit=MetricUnit.Count, value=1)
+            reason = f"processing took longer than its limit of {_clock_text(state.deadline_seconds)}"
+            log("error", "transcode deadline passed: pipeline stopped", error=_describe(exc))
+            return self._fail(job, video, reason, log)
         if state.lease_lost:
             if self._deleted(job):
                 log("warning", "the video was deleted while it was transcoded")
@@ -689,6 +774,11 @@ class TranscodeService:
         def poll() -> None:
             if cancel.is_set():
                 stop.set()
+            with state.lock:
+                due = state.deadline_at
+            if due is not None and not stop.is_set() and time.monotonic() > due:
+                state.deadline_passed = True
+                stop.set()  # the encoder stops its pipeline cleanly, as on a cancel
 
         return LeaseKeeper(
             renew,
@@ -749,4 +839,15 @@ def mark_dead_job(
     return True
 
 
-__all__ = ["Outcome", "OutputInvalid", "TranscodeService", "mark_dead_job", "metrics"]
+__all__ = [
+    "Outcome",
+    "OutputInvalid",
+    "OverLimit",
+    "TranscodeService",
+    "WorkDiskFull",
+    "check_probe_limits",
+    "mark_dead_job",
+    "metrics",
+    "transcode_deadline_seconds",
+    "work_disk_need",
+]
