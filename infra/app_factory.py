@@ -115,6 +115,7 @@ def build_app(app: cdk.App, config: ReelayConfig | None = None, *, nag: bool = T
             queue.upload_trigger.handler.function,
             worker.dead_jobs.function,
             worker.outbox_sweep.function,
+            worker.stuck_sweep.function,
             relay.relay.reconciler.function,
         ],
         queue=queue.transcode.queue,

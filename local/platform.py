@@ -529,6 +529,23 @@ def _outbox_sweep(platform: Platform) -> Callable[[threading.Event], None]:
     )
 
 
+def _stuck_sweep(platform: Platform) -> Callable[[threading.Event], None]:
+    # The stuck-video sweep's EventBridge schedule (reelay.stuck): re-enqueues videos left queued or
+    # processing past their deadline, or fails them once their attempts are spent.
+    from lambdas.stuck_sweep.handler import lambda_handler as stuck_sweep
+
+    assert platform.settings is not None
+    return Schedule(
+        name="reelay-stuck-sweep",
+        every_seconds=STUCK_SWEEP_EVERY_SECONDS,
+        region=platform.settings.aws_region,
+        handler=lambda event, context: platform._invoke(stuck_sweep, event, context),
+    )
+
+
+STUCK_SWEEP_EVERY_SECONDS = 60.0
+
+
 def _relay_tasks(platform: Platform) -> Callable[[threading.Event], None]:
     # ECS RunTask plus the reconciler: a child process per started stream, replaced if it dies.
     return platform.relays  # type: ignore[no-any-return]
@@ -555,6 +572,7 @@ BACKGROUND_WORKERS: tuple[WorkerSpec, ...] = (
     WorkerSpec("transcode-worker", _transcode_worker),
     WorkerSpec("dead-jobs", _dead_jobs),
     WorkerSpec("outbox-sweep", _outbox_sweep),
+    WorkerSpec("stuck-sweep", _stuck_sweep),
     WorkerSpec("relay-tasks", _relay_tasks),
     WorkerSpec("recording-sweep", _recording_sweep),
 )

@@ -92,7 +92,7 @@ class Settings(BaseSettings):
     # (the longest allowed duration when the source does not say). Past it the pipeline is stopped and
     # the video fails with a reason, instead of holding a worker for hours.
     transcode_deadline_floor_seconds: float = Field(default=900.0, gt=0)
-    transcode_deadline_factor: float = Field(default=4.0, ge=0)
+    transcode_deadline_factor: float = Field(default=2.5, ge=0)  # keeps it under SQS's 12 h
     # Work disk: a job starts only when the work dir's disk has room for the source, its renditions
     # and the muxers' temporaries: factor x the source's size, plus a reserve. Else it fails (no retry).
     work_disk_factor: float = Field(default=3.0, ge=1)

@@ -287,6 +287,7 @@ def test_every_function_gets_the_reelay_settings_tracing_and_the_vpc(synthesized
         "migrate",
         "dead_jobs",
         "outbox_sweep",
+        "stuck_sweep",
         "relay_reconciler",
         "recording_steps",
         "recording_sweep",

@@ -7,7 +7,7 @@ in-memory catalogue whose clock the test moves, then runs the sweep and checks t
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -133,9 +133,10 @@ def test_a_dropped_duplicate_whose_original_worker_later_died_is_re_enqueued(tmp
     # Given a queued video; worker A takes the job (and holds the lease) ...
     p = Platform(tmp_path)
     key = p.upload()
-    assert UploadEventService(p.catalogue, p.store, p.queue, p.events, p.settings).handle_object_created(
-        key, 35
-    ) is UploadOutcome.QUEUED
+    assert (
+        UploadEventService(p.catalogue, p.store, p.queue, p.events, p.settings).handle_object_created(key, 35)
+        is UploadOutcome.QUEUED
+    )
     (original,) = p.queue.receive()
     assert p.catalogue.claim(VIDEO_ID, "worker-a", p.settings.lease_seconds) is not None
 
@@ -274,3 +275,90 @@ def test_the_deadline_of_a_queued_and_a_processing_video(tmp_path):
     assert stuck_deadline(queued, p.settings) == at + timedelta(seconds=900)
     assert stuck_deadline(processing, p.settings) == at + timedelta(seconds=60 + 60)
     assert STUCK_SWEEP_WORKER == "stuck-sweep"
+
+
+# --- the scheduled Lambda and its row in the local platform ------------------------------------------
+def _stale_queued_video(minutes_ago: int):
+    from reelay.wiring import Services, set_services
+    from tests.fakes import ManualClock
+
+    then = ManualClock(datetime.now(UTC).replace(tzinfo=None) - timedelta(minutes=minutes_ago))
+    catalogue = MemoryCatalogue(clock=then)
+    catalogue.create(
+        Video(
+            video_id=VIDEO_ID, video_key=f"uploads/{VIDEO_ID}", display_name="x", owner_id="u1",
+            email="u1@example.com", created_at=then(), updated_at=then(),
+        )
+    )  # fmt: skip
+    assert catalogue.mark_uploaded(VIDEO_ID, size_bytes=10, content_type="video/mp4")
+    queue = FakeQueue()
+    services = Services(
+        Settings(stuck_queued_seconds=1800), catalogue=catalogue, queue=queue, store=FakeStore(),
+        events=FakeEvents(),
+    )  # fmt: skip
+    set_services(services)
+    return catalogue, queue
+
+
+def test_the_scheduled_handler_re_enqueues_and_reports_the_stuck_count(capsys):
+    import json
+
+    from lambdas.stuck_sweep import handler as stuck_sweep
+    from reelay.observability import metrics
+    from reelay.wiring import set_services
+    from tests.fakes import FakeLambdaContext
+
+    # Given a video queued 31 minutes ago whose job never reached the queue
+    metrics.clear_metrics()
+    catalogue, queue = _stale_queued_video(31)
+    try:
+        # When the schedule invokes the handler
+        result = stuck_sweep.lambda_handler({"detail-type": "Scheduled Event"}, FakeLambdaContext())
+    finally:
+        set_services(None)
+
+    # Then the job is sent again, and the counts go out as EMF metrics for the stuck-videos alarm
+    assert result["stuck"] == 1 and result["requeued"] == [VIDEO_ID]
+    assert [j.video_id for j in queue.sent] == [VIDEO_ID]
+    assert catalogue.get(VIDEO_ID).status == VideoStatus.QUEUED
+    (doc,) = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    assert (
+        doc[stuck_sweep.METRIC_STUCK],
+        doc[stuck_sweep.METRIC_REQUEUED],
+        doc[stuck_sweep.METRIC_FAILED],
+    ) == (
+        [1.0],
+        [1.0],
+        [0.0],
+    )
+
+
+def test_the_local_platform_runs_the_sweep_on_a_schedule():
+    import time
+    from types import SimpleNamespace
+
+    from local.platform import BACKGROUND_WORKERS, STUCK_SWEEP_EVERY_SECONDS
+    from reelay.wiring import set_services
+
+    # Given the platform's stuck-sweep row, over a video whose job was lost half an hour ago
+    assert STUCK_SWEEP_EVERY_SECONDS <= 60
+    (spec,) = [w for w in BACKGROUND_WORKERS if w.name == "stuck-sweep"]
+    _, queue = _stale_queued_video(31)
+    platform = SimpleNamespace(
+        settings=Settings(), _invoke=lambda handler, event, context: handler(event, context)
+    )
+    stop = threading.Event()
+    thread = threading.Thread(target=spec.build(platform), args=(stop,))  # type: ignore[arg-type]
+    try:
+        # When it starts
+        thread.start()
+        deadline = time.monotonic() + 20
+        while not queue.sent and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        thread.join(10)
+        set_services(None)
+
+    # Then its first run already re-enqueued the video
+    assert [j.video_id for j in queue.sent] == [VIDEO_ID]

@@ -15,6 +15,7 @@ from reelay.transcode import (
     transcode_deadline_seconds,
     work_disk_need,
 )
+from tests.fakes import FakeEvents
 from tests.unit.test_transcode import (
     OUT,
     VIDEO_ID,
@@ -25,7 +26,6 @@ from tests.unit.test_transcode import (
     new_store,
     run,
 )
-from tests.fakes import FakeEvents
 
 
 def limited(tmp_path: Path, **limits: object) -> Settings:
@@ -162,3 +162,11 @@ def test_the_work_disk_need_counts_the_source_size():
     settings = Settings(work_disk_factor=3, work_disk_reserve_bytes=1000)
     assert work_disk_need(settings, 0) == 1000
     assert work_disk_need(settings, 10_000) == 31_000
+
+
+def test_the_default_deadline_of_the_longest_source_ends_before_sqs_would_redeliver_its_job():
+    # SQS keeps a message hidden for 12 hours at most; a job that outlives that gets a duplicate.
+    settings = Settings()
+    longest = transcode_deadline_seconds(settings, settings.max_source_duration_seconds)
+    assert longest < 12 * 3600
+    assert transcode_deadline_seconds(settings, None) == longest
