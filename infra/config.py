@@ -93,6 +93,10 @@ class ReelayConfig(BaseModel):
 
     api_throttle_rate: float = Field(default=50, gt=0)
     api_throttle_burst: int = Field(default=100, ge=1)
+    # Tighter method throttles on the unauthenticated /auth/* routes (sign-up, login, codes: each a
+    # Cognito call, some an email). Per stage, for all clients together; WAF's rate rules are per IP.
+    api_auth_throttle_rate: float = Field(default=5, gt=0)
+    api_auth_throttle_burst: int = Field(default=10, ge=1)
     cors_allowed_origins: tuple[str, ...] = ("*",)
 
     @field_validator("vpc_cidr")
@@ -133,6 +137,11 @@ class ReelayConfig(BaseModel):
     def _consistent(self) -> ReelayConfig:
         if self.transcoder_min_tasks > self.transcoder_max_tasks:
             raise ValueError("transcoder_min_tasks must not exceed transcoder_max_tasks")
+        if (
+            self.api_auth_throttle_rate > self.api_throttle_rate
+            or self.api_auth_throttle_burst > self.api_throttle_burst
+        ):
+            raise ValueError("api_auth_throttle_rate/burst must not exceed api_throttle_rate/burst")
         if self.transcode_queue_visibility_seconds <= self.worker_lease_seconds:
             raise ValueError("transcode_queue_visibility_seconds must exceed worker_lease_seconds")
         return self

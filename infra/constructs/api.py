@@ -16,7 +16,7 @@ from infra.constants import API_HANDLER, GATEWAY_ERROR_CODES, OUTPUT_PREFIX, UPL
 from infra.constructs.function import ReelayFunction
 from infra.environment import PlatformRefs
 from infra.nag import acknowledge
-from reelay.api.routes import ROUTES, Route
+from reelay.api.routes import ROUTES, Route, auth_routes
 
 _PATH_PARAM = re.compile(r"\{([A-Za-z0-9_]+)\}")
 
@@ -91,6 +91,13 @@ class RestApi(Construct):
                 metrics_enabled=True,
                 throttling_rate_limit=config.api_throttle_rate,
                 throttling_burst_limit=config.api_throttle_burst,
+                method_options={
+                    f"{route.path}/{route.method}": apigw.MethodDeploymentOptions(
+                        throttling_rate_limit=config.api_auth_throttle_rate,
+                        throttling_burst_limit=config.api_auth_throttle_burst,
+                    )
+                    for route in auth_routes(tuple(routes))
+                },
                 access_log_destination=apigw.LogGroupLogDestination(access_logs),
                 access_log_format=apigw.AccessLogFormat.json_with_standard_fields(
                     caller=False,
