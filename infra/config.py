@@ -99,6 +99,14 @@ class ReelayConfig(BaseModel):
     api_auth_throttle_burst: int = Field(default=10, ge=1)
     cors_allowed_origins: tuple[str, ...] = ("*",)
 
+    # WAF web ACLs with rate-based rules per client IP (requests per 5 minutes): a regional one on the
+    # API (all routes, and tighter on /auth/*), and one in us-east-1 on the CloudFront distributions.
+    waf_enabled: bool = True
+    waf_api_rate_limit: int = Field(default=1000, ge=10, le=2_000_000_000)
+    waf_auth_rate_limit: int = Field(default=100, ge=10, le=2_000_000_000)
+    # A viewer fetches a segment per rendition every couple of seconds, and many share one NAT address.
+    waf_cdn_rate_limit: int = Field(default=6000, ge=10, le=2_000_000_000)
+
     @field_validator("vpc_cidr")
     @classmethod
     def _cidr(cls, value: str) -> str:

@@ -18,6 +18,7 @@ RELAY_STACK = "ReelayRelay"
 MONITORING_STACK = "ReelayMonitoring"
 WEB_STACK = "ReelayWeb"
 RECORDING_STACK = "ReelayRecording"
+EDGE_STACK = "ReelayEdge"  # us-east-1 only: the CloudFront web ACL
 
 # The media bucket has a predictable name, so IAM grants on its prefixes need no cross-stack ARN.
 MEDIA_BUCKET_NAME = "reelay-{stage}-media-{account}-{region}"

@@ -10,10 +10,13 @@ from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_secretsmanager as secretsmanager
+from aws_cdk import aws_wafv2 as wafv2
 from constructs import Construct
 
+from infra.config import ReelayConfig
 from infra.constants import API_HANDLER, GATEWAY_ERROR_CODES, OUTPUT_PREFIX, UPLOAD_PREFIX
 from infra.constructs.function import ReelayFunction
+from infra.constructs.waf import AUTH_PATH, rate_rule, web_acl
 from infra.environment import PlatformRefs
 from infra.nag import acknowledge
 from reelay.api.routes import ROUTES, Route, auth_routes
@@ -132,7 +135,8 @@ class RestApi(Construct):
         for route in routes:
             self.methods[(route.method, route.path)] = self._add_route(route, integration)
         self._gateway_responses(config.cors_allowed_origins)
-        self._acknowledge()
+        self.web_acl = self._waf(config) if config.waf_enabled else None
+        self._acknowledge(waf=self.web_acl is not None)
 
     def _add_route(self, route: Route, integration: apigw.LambdaIntegration) -> apigw.Method:
         resource = self.api.root.resource_for_path(route.path)
@@ -204,7 +208,28 @@ class RestApi(Construct):
                 )
             )
 
-    def _acknowledge(self) -> None:
+    def _waf(self, config: ReelayConfig) -> wafv2.CfnWebACL:
+        """A regional web ACL on the stage: per client IP, a limit on every route and a tighter one on
+        the unauthenticated /auth/* routes (the method throttles there are per stage, for everyone)."""
+        acl = web_acl(
+            self,
+            "WebAcl",
+            name=f"reelay-{config.stage}-api",
+            waf_scope="REGIONAL",
+            rules=[
+                rate_rule("AuthRatePerIp", 0, config.waf_auth_rate_limit, path_contains=AUTH_PATH),
+                rate_rule("ApiRatePerIp", 1, config.waf_api_rate_limit),
+            ],
+        )
+        wafv2.CfnWebACLAssociation(
+            self,
+            "WebAclAssociation",
+            resource_arn=self.api.deployment_stage.stage_arn,
+            web_acl_arn=acl.attr_arn,
+        )
+        return acl
+
+    def _acknowledge(self, *, waf: bool) -> None:
         public = sorted({f"{r.method} {r.path}" for r in ROUTES if not r.auth})
         acknowledge(
             self.api,
@@ -217,11 +242,12 @@ class RestApi(Construct):
             "AwsSolutions-COG4",
             "Public routes (sign-up, login, public catalogue, CORS preflight) take no Cognito token.",
         )
-        acknowledge(
-            self.api,
-            "AwsSolutions-APIG3",
-            "WAF is optional for this API; throttling per stage bounds abuse. Add a WebACL per deployment.",
-        )
+        if not waf:
+            acknowledge(
+                self.api,
+                "AwsSolutions-APIG3",
+                "WAF turned off by config (waf_enabled false); the stage and /auth/* throttles still apply.",
+            )
         acknowledge(
             self.api,
             "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"

@@ -41,9 +41,16 @@ def _js_object(mapping: dict[str, str]) -> str:
 
 class MediaStorage(Construct):
     def __init__(
-        self, scope: Construct, construct_id: str, *, bucket_name: str, cors_origins: Sequence[str]
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        bucket_name: str,
+        cors_origins: Sequence[str],
+        web_acl_arn: str | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
+        self._web_acl_arn = web_acl_arn
         self.logs_bucket = s3.Bucket(
             self,
             "AccessLogs",
@@ -167,6 +174,7 @@ class MediaStorage(Construct):
             log_bucket=self.logs_bucket,
             log_file_prefix="cloudfront/playback/",
             price_class=cloudfront.PriceClass.PRICE_CLASS_100,
+            web_acl_id=self._web_acl_arn,  # the edge stack's rate-based rules (config waf_enabled)
         )
         self.bucket.add_to_resource_policy(
             iam.PolicyStatement(
@@ -202,11 +210,12 @@ class MediaStorage(Construct):
             "AwsSolutions-CFR1",
             "Videos are for a worldwide audience; no country is restricted.",
         )
-        acknowledge(
-            self.distribution,
-            "AwsSolutions-CFR2",
-            "Playback serves static HLS objects only, read-only; WAF is an optional add-on per deployment.",
-        )
+        if self._web_acl_arn is None:
+            acknowledge(
+                self.distribution,
+                "AwsSolutions-CFR2",
+                "WAF turned off by config (waf_enabled false): playback serves static HLS objects only.",
+            )
         acknowledge(
             self.distribution,
             "AwsSolutions-CFR4",
