@@ -72,6 +72,11 @@ class ReelayConfig(BaseModel):
     reserve_concurrency: bool = True
 
     alarm_email: EmailStr | None = None
+    # Cognito's own sender allows 50 emails a day (sign-up codes): set a sender verified in SES to send
+    # through SES instead. ses_region is the SES identity's region (default: the deployment's region).
+    ses_from_email: EmailStr | None = None
+    ses_from_name: str = Field(default="Reelay", min_length=1, max_length=64)
+    ses_region: str | None = Field(default=None, pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
     log_retention_days: int = 30
 
     transcoder_min_tasks: int = Field(default=0, ge=0)
@@ -145,6 +150,8 @@ class ReelayConfig(BaseModel):
     def _consistent(self) -> ReelayConfig:
         if self.transcoder_min_tasks > self.transcoder_max_tasks:
             raise ValueError("transcoder_min_tasks must not exceed transcoder_max_tasks")
+        if self.ses_from_email is not None and self.ses_region is None and self.region is None:
+            raise ValueError("ses_region (or region) is needed to send Cognito email through SES")
         if (
             self.api_auth_throttle_rate > self.api_throttle_rate
             or self.api_auth_throttle_burst > self.api_throttle_burst
