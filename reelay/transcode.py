@@ -192,8 +192,10 @@ class _ProgressivePublisher:
         segment_seconds: int,
         state: _JobState,
         log: Callable[..., None],
+        segment_dir: str = "",
     ) -> None:
         self._store = store
+        self._segment_dir = segment_dir
         self._prefix = prefix
         self._renditions = list(renditions)
         self._segment_seconds = segment_seconds
@@ -229,17 +231,18 @@ class _ProgressivePublisher:
 
     def _publish(self, rendition: str, path: Path, duration: float) -> None:
         segments = self.published.setdefault(rendition, [])
-        if any(s.name == path.name for s in segments):
+        name = f"{self._segment_dir}{path.name}"
+        if any(s.name == name for s in segments):
             return
         self._store.put_file(
-            f"{self._prefix}{rendition}/{path.name}",
+            f"{self._prefix}{rendition}/{name}",
             path,
             content_type=SEGMENT_TYPE,
             cache_control=SEGMENT_CACHE_CONTROL,
         )
         if not duration > 0:  # the muxer could not time it; the nominal length is close enough live
             duration = float(self._segment_seconds)
-        segments.append(_Segment(path.name, duration))
+        segments.append(_Segment(name, duration))
         self._store.put_bytes(
             f"{self._prefix}{rendition}/{LIVE_PLAYLIST}",
             render_live_playlist(segments, target=self._segment_seconds).encode(),
@@ -257,6 +260,11 @@ class _ProgressivePublisher:
                 self._state.playable = True
                 self._state.first_segment_at = time.monotonic()
             self._log("info", "first segment of every rendition published: playable")
+
+
+def attempt_segment_dir(attempt: int) -> str:
+    """The folder, beside its playlists, where one attempt's segments go: ``a2/`` for the second."""
+    return f"a{max(1, attempt)}/"
 
 
 def _default_probe() -> Callable[..., Any]:
@@ -404,6 +412,9 @@ class TranscodeService:
         out_dir = tmp / "out"
         out_dir.mkdir()
         prefix = output_prefix(self.settings, video.video_id)
+        # Segments are cached as immutable: each attempt writes its own keys, so a CDN never serves an
+        # earlier attempt's bytes under a name the playlists of this one use.
+        segment_dir = attempt_segment_dir(video.attempts)
         publisher = _ProgressivePublisher(
             self.store,
             prefix,
@@ -411,6 +422,7 @@ class TranscodeService:
             segment_seconds=self.settings.segment_seconds,
             state=state,
             log=log,
+            segment_dir=segment_dir,
         )
 
         def on_progress(fraction: float) -> None:
@@ -436,7 +448,10 @@ class TranscodeService:
         if state.lease_lost:
             raise _Stopped()
         renditions = list(result.renditions)
-        final = self._validate(out_dir, renditions, float(result.duration_seconds))
+        final = {
+            name: [_Segment(f"{segment_dir}{seg.name}", seg.duration) for seg in segments]
+            for name, segments in self._validate(out_dir, renditions, float(result.duration_seconds)).items()
+        }
         self._publish_final(prefix, out_dir, renditions, final, publisher, result.poster, log)
         ready_event = OutboxEvent(
             event_type="video.ready",
@@ -612,11 +627,11 @@ class TranscodeService:
             rendition_dir = (out_dir / r.playlist).parent
             rel_dir = str(Path(r.playlist).parent)
             already = {s.name for s in publisher.published.get(r.name, [])}
-            for s in final[r.name]:
+            for s in final[r.name]:  # names carry the attempt's folder; the local files do not
                 if s.name not in already:
                     self.store.put_file(
                         f"{prefix}{rel_dir}/{s.name}",
-                        rendition_dir / s.name,
+                        rendition_dir / Path(s.name).name,
                         content_type=SEGMENT_TYPE,
                         cache_control=SEGMENT_CACHE_CONTROL,
                     )
