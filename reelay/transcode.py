@@ -33,7 +33,7 @@ from reelay.lease import LeaseKeeper
 from reelay.media import hls
 from reelay.models import OutboxEvent, Rendition, TranscodeJob, Video, VideoStatus
 from reelay.observability import METRICS_NAMESPACE
-from reelay.ports import EventPublisher, ObjectStore, VideoCatalogue
+from reelay.ports import CdnInvalidator, EventPublisher, ObjectStore, VideoCatalogue
 from reelay.settings import Settings
 from reelay.videos import output_prefix, upload_key
 
@@ -307,8 +307,10 @@ class TranscodeService:
         choose_ladder_fn: Callable[..., Any] | None = None,
         planned_fn: Callable[..., Any] | None = None,
         heartbeat_seconds: float | None = None,
+        cdn: CdnInvalidator | None = None,
     ) -> None:
         self.catalogue = catalogue
+        self.cdn = cdn  # a failed video's progressive segments may be cached: dropped from the CDN too
         self.store = store
         self.relay = OutboxSweep(catalogue, events, metrics=metrics)
         self.settings = settings
@@ -723,11 +725,18 @@ class TranscodeService:
             return Outcome.ALREADY_DONE
         log("warning", "job failed", reason=reason)
         metrics.add_metric(name="TranscodeJobsFailed", unit=MetricUnit.Count, value=1)
-        # Never leave half a video behind: drop whatever was published progressively.
+        # Never leave half a video behind: drop whatever was published progressively, at the origin and
+        # in the CDN (its segments were playable, and are cached as immutable).
+        prefix = output_prefix(self.settings, job.video_id)
         try:
-            self.store.delete_prefix(output_prefix(self.settings, job.video_id))
+            self.store.delete_prefix(prefix)
         except Exception as exc:  # the failure itself matters more than the clean-up
             log("warning", "could not remove partial output", error=_describe(exc))
+        if self.cdn is not None:
+            try:
+                self.cdn.invalidate([f"/{prefix}*"])
+            except Exception as exc:  # the origin is clean; a stale edge copy expires with its cache
+                log("warning", "could not invalidate the failed video in the CDN", error=_describe(exc))
         # video.failed is in the outbox with the status; a failed publish is the sweep's to retry.
         self.relay.flush_quietly(video_id=job.video_id)
         return Outcome.FAILED

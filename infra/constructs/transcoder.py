@@ -133,6 +133,12 @@ class Transcoder(Construct):
             command=list(TRANSCODER_COMMAND),
             environment={
                 **refs.environment(),
+                # A failed video's playable segments are dropped from the playback CDN too.
+                **(
+                    {"REELAY_CDN_DISTRIBUTION_ID": refs.cdn_distribution_id}
+                    if refs.cdn_distribution_id
+                    else {}
+                ),
                 "POWERTOOLS_SERVICE_NAME": TRANSCODER_SERVICE_DIMENSION,
                 "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
             },
@@ -204,6 +210,20 @@ class Transcoder(Construct):
             )
         )
         grant_metrics(role)
+        if refs.cdn_distribution_id:
+            role.add_to_principal_policy(
+                iam.PolicyStatement(
+                    actions=["cloudfront:CreateInvalidation"],
+                    resources=[
+                        Stack.of(self).format_arn(
+                            service="cloudfront",
+                            region="",
+                            resource="distribution",
+                            resource_name=refs.cdn_distribution_id,
+                        )
+                    ],
+                )
+            )
         refs.acknowledge_prefix_grant(
             role,
             UPLOAD_PREFIX,

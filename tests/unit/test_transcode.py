@@ -925,3 +925,35 @@ def test_segment_keys_are_never_reused_across_attempts(catalogue, store, events,
     for name in ("360p", "240p"):
         vod = hls.parse_media_playlist(store.get_bytes(f"{OUT}{name}/index.m3u8").decode())
         assert {f"{OUT}{name}/{uri}" for uri, _ in vod.segments} <= written_second
+
+
+class BrokenCdn:
+    def invalidate(self, paths: list[str]) -> None:
+        raise ConnectionError("CloudFront unreachable")
+
+
+@pytest.mark.parametrize("cdn_kind", ["working", "broken"])
+def test_a_failed_video_is_dropped_from_the_cdn_too(catalogue, store, events, settings, cdn_kind):
+    from tests.fakes import FakeCdn
+
+    # Given a job that published playable segments, then failed for good
+    cdn = FakeCdn() if cdn_kind == "working" else BrokenCdn()
+    service = make_service(
+        catalogue,
+        store,
+        events,
+        settings,
+        FakeEncoder(fail_with=MediaError("corrupt frame"), fail_after_segments=2),
+    )
+    service.cdn = cdn  # type: ignore[assignment]
+
+    # When it runs
+    outcome = run(service)
+
+    # Then the video failed, its output is gone at the origin and, with a CDN that answers, at the edge;
+    # a CDN that fails does not change the outcome
+    assert outcome is Outcome.FAILED
+    assert catalogue.get(VIDEO_ID).failure_reason == "corrupt frame"
+    assert [k for k in store.objects if k.startswith(OUT)] == []
+    if isinstance(cdn, FakeCdn):
+        assert cdn.invalidated == [[f"/{OUT}*"]]
