@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
@@ -192,21 +192,10 @@ class RestApi(Construct):
         fn.add_to_role_policy(refs.list_media(UPLOAD_PREFIX, OUTPUT_PREFIX))
         refs.db_secret.grant_read(fn)
         self.stream_secret.grant_read(fn)
-        if refs.cdn_distribution_id:
+        invalidate = refs.invalidate_playback(self)
+        if invalidate is not None:
             # A deleted video's segments are cached for a year: the API drops them from the CDN.
-            fn.add_to_role_policy(
-                iam.PolicyStatement(
-                    actions=["cloudfront:CreateInvalidation"],
-                    resources=[
-                        Stack.of(self).format_arn(
-                            service="cloudfront",
-                            region="",
-                            resource="distribution",
-                            resource_name=refs.cdn_distribution_id,
-                        )
-                    ],
-                )
-            )
+            fn.add_to_role_policy(invalidate)
 
     def _waf(self, config: ReelayConfig) -> wafv2.CfnWebACL:
         """A regional web ACL on the stage: per client IP, a limit on every route and a tighter one on

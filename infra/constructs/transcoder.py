@@ -210,20 +210,9 @@ class Transcoder(Construct):
             )
         )
         grant_metrics(role)
-        if refs.cdn_distribution_id:
-            role.add_to_principal_policy(
-                iam.PolicyStatement(
-                    actions=["cloudfront:CreateInvalidation"],
-                    resources=[
-                        Stack.of(self).format_arn(
-                            service="cloudfront",
-                            region="",
-                            resource="distribution",
-                            resource_name=refs.cdn_distribution_id,
-                        )
-                    ],
-                )
-            )
+        invalidate = refs.invalidate_playback(self)
+        if invalidate is not None:  # a failed video's playable segments are dropped from the CDN
+            role.add_to_principal_policy(invalidate)
         refs.acknowledge_prefix_grant(
             role,
             UPLOAD_PREFIX,
