@@ -11,6 +11,7 @@ from infra.constants import (
     API_STACK,
     AUTH_STACK,
     DATA_STACK,
+    EDGE_STACK,
     MONITORING_STACK,
     NETWORK_STACK,
     QUEUE_STACK,
@@ -21,11 +22,13 @@ from infra.constants import (
     TRANSCODER_STACK,
     WEB_STACK,
 )
+from infra.constructs.waf import EDGE_REGION
 from infra.environment import PlatformRefs
 from infra.nag import acknowledge_cdk_helpers, enable_nag
 from infra.stacks.api_stack import ApiStack
 from infra.stacks.auth_stack import AuthStack
 from infra.stacks.data_stack import DataStack
+from infra.stacks.edge_stack import EdgeStack
 from infra.stacks.monitoring_stack import MonitoringStack
 from infra.stacks.network_stack import NetworkStack
 from infra.stacks.queue_stack import QueueStack
@@ -49,9 +52,10 @@ class ReelayStacks:
     relay: RelayStack
     web: WebStack
     recording: RecordingStack
+    edge: EdgeStack | None = None  # the CloudFront WAF in us-east-1, when config.waf_enabled
 
     def all(self) -> list[cdk.Stack]:
-        return [getattr(self, field.name) for field in fields(self)]
+        return [stack for field in fields(self) if (stack := getattr(self, field.name)) is not None]
 
 
 def build_app(app: cdk.App, config: ReelayConfig | None = None, *, nag: bool = True) -> ReelayStacks:
@@ -71,6 +75,12 @@ def build_app(app: cdk.App, config: ReelayConfig | None = None, *, nag: bool = T
         env=env,
     )
     storage = StorageStack(app, name(STORAGE_STACK), config=config, env=env)
+    edge = None
+    if config.waf_enabled:
+        # WAF takes a CloudFront web ACL only in us-east-1, whatever region the rest deploys to.
+        edge_env = cdk.Environment(account=config.account, region=EDGE_REGION)
+        edge = EdgeStack(app, name(EDGE_STACK), config=config, env=edge_env)
+        storage.add_stack_dependency(edge, "reads the CloudFront web ACL's ARN from its SSM parameter")
     auth = AuthStack(app, name(AUTH_STACK), config=config, env=env)
     database = data.database
 
@@ -125,6 +135,7 @@ def build_app(app: cdk.App, config: ReelayConfig | None = None, *, nag: bool = T
             queue.upload_trigger.handler.function,
             worker.dead_jobs.function,
             worker.outbox_sweep.function,
+            worker.stuck_sweep.function,
             relay.relay.reconciler.function,
         ],
         queue=queue.transcode.queue,
@@ -143,10 +154,13 @@ def build_app(app: cdk.App, config: ReelayConfig | None = None, *, nag: bool = T
         media_domain=storage.media.distribution.distribution_domain_name,
         user_pool_id=auth.users.pool.user_pool_id,
         user_pool_client_id=auth.users.client.user_pool_client_id,
+        waf_enabled=config.waf_enabled,
         env=env,
     )
+    if edge is not None:
+        web.add_stack_dependency(edge, "reads the CloudFront web ACL's ARN from its SSM parameter")
     stacks = ReelayStacks(
-        network, data, storage, auth, queue, api, transcoder, monitoring, relay, web, recording
+        network, data, storage, auth, queue, api, transcoder, monitoring, relay, web, recording, edge
     )
     for key, value in {**TAGS, "stage": config.stage}.items():
         cdk.Tags.of(app).add(key, value)

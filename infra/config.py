@@ -72,6 +72,11 @@ class ReelayConfig(BaseModel):
     reserve_concurrency: bool = True
 
     alarm_email: EmailStr | None = None
+    # Cognito's own sender allows 50 emails a day (sign-up codes): set a sender verified in SES to send
+    # through SES instead. ses_region is the SES identity's region (default: the deployment's region).
+    ses_from_email: EmailStr | None = None
+    ses_from_name: str = Field(default="Reelay", min_length=1, max_length=64)
+    ses_region: str | None = Field(default=None, pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
     log_retention_days: int = 30
 
     transcoder_min_tasks: int = Field(default=0, ge=0)
@@ -98,7 +103,19 @@ class ReelayConfig(BaseModel):
 
     api_throttle_rate: float = Field(default=50, gt=0)
     api_throttle_burst: int = Field(default=100, ge=1)
+    # Tighter method throttles on the unauthenticated /auth/* routes (sign-up, login, codes: each a
+    # Cognito call, some an email). Per stage, for all clients together; WAF's rate rules are per IP.
+    api_auth_throttle_rate: float = Field(default=5, gt=0)
+    api_auth_throttle_burst: int = Field(default=10, ge=1)
     cors_allowed_origins: tuple[str, ...] = ("*",)
+
+    # WAF web ACLs with rate-based rules per client IP (requests per 5 minutes): a regional one on the
+    # API (all routes, and tighter on /auth/*), and one in us-east-1 on the CloudFront distributions.
+    waf_enabled: bool = True
+    waf_api_rate_limit: int = Field(default=1000, ge=10, le=2_000_000_000)
+    waf_auth_rate_limit: int = Field(default=100, ge=10, le=2_000_000_000)
+    # A viewer fetches a segment per rendition every couple of seconds, and many share one NAT address.
+    waf_cdn_rate_limit: int = Field(default=6000, ge=10, le=2_000_000_000)
 
     @field_validator("vpc_cidr")
     @classmethod
@@ -138,6 +155,13 @@ class ReelayConfig(BaseModel):
     def _consistent(self) -> ReelayConfig:
         if self.transcoder_min_tasks > self.transcoder_max_tasks:
             raise ValueError("transcoder_min_tasks must not exceed transcoder_max_tasks")
+        if self.ses_from_email is not None and self.ses_region is None and self.region is None:
+            raise ValueError("ses_region (or region) is needed to send Cognito email through SES")
+        if (
+            self.api_auth_throttle_rate > self.api_throttle_rate
+            or self.api_auth_throttle_burst > self.api_throttle_burst
+        ):
+            raise ValueError("api_auth_throttle_rate/burst must not exceed api_throttle_rate/burst")
         if self.transcode_queue_visibility_seconds <= self.worker_lease_seconds:
             raise ValueError("transcode_queue_visibility_seconds must exceed worker_lease_seconds")
         return self

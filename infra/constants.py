@@ -18,6 +18,7 @@ RELAY_STACK = "ReelayRelay"
 MONITORING_STACK = "ReelayMonitoring"
 WEB_STACK = "ReelayWeb"
 RECORDING_STACK = "ReelayRecording"
+EDGE_STACK = "ReelayEdge"  # us-east-1 only: the CloudFront web ACL
 
 # The media bucket has a predictable name, so IAM grants on its prefixes need no cross-stack ARN.
 MEDIA_BUCKET_NAME = "reelay-{stage}-media-{account}-{region}"
@@ -47,6 +48,7 @@ UPLOAD_EVENTS_HANDLER = "lambdas.upload_events.handler.lambda_handler"
 MIGRATE_HANDLER = "lambdas.migrate.handler.lambda_handler"
 DEAD_JOBS_HANDLER = "lambdas.dead_jobs.handler.lambda_handler"
 OUTBOX_SWEEP_HANDLER = "lambdas.outbox_sweep.handler.lambda_handler"
+STUCK_SWEEP_HANDLER = "lambdas.stuck_sweep.handler.lambda_handler"
 RELAY_RECONCILER_HANDLER = "lambdas.relay_reconciler.handler.lambda_handler"
 
 # Lambda packaging: what goes into the one shared code asset, and the wheels' target.
@@ -143,6 +145,13 @@ METRIC_OUTBOX_OLDEST_AGE = "OutboxOldestAgeSeconds"
 OUTBOX_SWEEP_SERVICE = "outbox-sweep"  # ReelayFunction service: POWERTOOLS_SERVICE_NAME reelay-outbox-sweep
 OUTBOX_SWEEP_RATE_MINUTES = 1
 OUTBOX_AGE_ALARM_SECONDS = 600  # an event unpublished for 10 minutes: the sweep is not getting it out
+
+# The stuck-video sweep (reelay.stuck, lambdas/stuck_sweep): videos past their deadline in queued or
+# processing, counted each run under its own service dimension; the alarm fires on any that recur.
+METRIC_STUCK_VIDEOS = "StuckVideos"
+METRIC_STUCK_VIDEOS_FAILED = "StuckVideosFailed"
+STUCK_SWEEP_SERVICE = "stuck-sweep"  # POWERTOOLS_SERVICE_NAME reelay-stuck-sweep
+STUCK_SWEEP_RATE_MINUTES = 5
 
 # Events on the events topic.
 EVENT_VIDEO_READY = "video.ready"

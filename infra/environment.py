@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aws_cdk import Aws
+from aws_cdk import Aws, Stack
 from aws_cdk import aws_cognito as cognito
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
@@ -62,6 +62,15 @@ class PlatformRefs:
 
     def acknowledge_prefix_grant(self, scope: IConstruct, prefix: str, reason: str) -> None:
         acknowledge(scope, media_objects_finding(self.config.stage, prefix), reason)
+
+    def invalidate_playback(self, scope: IConstruct) -> iam.PolicyStatement | None:
+        """CreateInvalidation on the playback distribution only (None when there is none)."""
+        if not self.cdn_distribution_id:
+            return None
+        arn = Stack.of(scope).format_arn(
+            service="cloudfront", region="", resource="distribution", resource_name=self.cdn_distribution_id
+        )
+        return iam.PolicyStatement(actions=["cloudfront:CreateInvalidation"], resources=[arn])
 
     def list_media(self, *prefixes: str) -> iam.PolicyStatement:
         """ListBucket on the media bucket, for keys under prefixes only."""

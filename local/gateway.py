@@ -25,8 +25,9 @@ from werkzeug.wrappers import Request, Response
 
 from local.auth import InvalidToken, JwtAuthorizer
 from local.gateway_faults import CONTROL_PATH, Faults
+from local.throttle import ClientBuckets
 from local.web import WATCH, WebApp
-from reelay.api.routes import ROUTES, Route
+from reelay.api.routes import LOCAL_AUTH_THROTTLE, ROUTES, Route, Throttle, is_throttled_auth_route
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +131,7 @@ class Gateway:
         routes: Iterable[Route] = ROUTES,
         web: WebApp | None = None,
         faults: Faults | None = None,
+        auth_throttle: Throttle | None = LOCAL_AUTH_THROTTLE,
     ) -> None:
         self._routes = compile_routes(routes)
         self._api_handler = api_handler
@@ -139,6 +141,9 @@ class Gateway:
         self._max_body = max_body_bytes
         self._web = web
         self.faults = faults  # None unless the tests turned the hook on
+        # Per client IP on the unauthenticated /auth/* routes (API Gateway's method throttles and WAF's
+        # rate rules in AWS); None turns it off.
+        self.auth_buckets = ClientBuckets(auth_throttle) if auth_throttle is not None else None
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         request = Request(environ)
@@ -216,6 +221,12 @@ class Gateway:
                 refused.headers["Allow"] = ", ".join([*sorted(set(allowed)), "OPTIONS"])
                 return refused
             return error(404, "not_found", f"No route for {request.method} {path}.")
+        if self.auth_buckets is not None and is_throttled_auth_route(route.route):
+            wait = self.auth_buckets.take(request.remote_addr or "unknown")
+            if wait:
+                refused = error(429, "throttled", f"Too many requests to {path}; retry in {wait} s.")
+                refused.headers["Retry-After"] = str(wait)
+                return refused
         authorizer: dict[str, Any] = {}
         if route.route.auth:
             try:

@@ -7,7 +7,8 @@ AWS: ``aws cognito-idp admin-add-user-to-group --group-name operators``). Locall
 in moto, so this command reads moto's address and the pool from ``.state/endpoints.json`` (written by
 ``make up``), creates the group if it is missing, and adds the user. The group reaches the API in the
 ID token's ``cognito:groups`` claim, so the user logs in again afterwards to get a token that has it.
-Users live in moto and are gone after a restart: sign up again, then run this again.
+The group is recorded with the user (local/users.py) at their next login and restored with them
+after a restart.
 """
 
 from __future__ import annotations

@@ -19,12 +19,14 @@ from werkzeug.serving import BaseWSGIServer, make_server
 
 from local.auth import JwtAuthorizer
 from local.aws import AwsResources, MotoServer, SqsRecords, provision
+from local.aws import client as aws_client
 from local.config import REMOTE_WARNING, LocalSettings, is_loopback, remote_refusal
 from local.database import PrivateMariaDB
 from local.gateway import Gateway, LambdaContext, RedactSecrets
 from local.gateway_faults import Faults
 from local.identity import LocalConfirmationIdentity
 from local.media import Access, MediaEndpoint
+from local.users import DurableUsers
 from local.web import WebApp, web_config
 from local.workers import Background, SqsEventSource, deliver_with_retries
 from reelay.errors import NotFound
@@ -37,8 +39,9 @@ log = logging.getLogger("local")
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 PERSISTENCE = """\
-What persists across restarts (in the state directory): the catalogue (MariaDB) and the media.
-What does not: users and tokens (moto's Cognito; sign up again after a restart), queue contents
+What persists across restarts (in the state directory): the catalogue (MariaDB), the media, and
+confirmed users (users.json: email, user id, a password hash; restored at their next login).
+What does not: tokens (log in again after a restart), queue contents
 (in-flight videos are re-enqueued from the catalogue at start, and uploads that landed without
 their event get it again) and SNS events."""
 
@@ -252,8 +255,16 @@ class Platform:
         store = open_store(
             self.settings.media_store_url, settings=self.settings, on_created=self._object_created
         )
+        assert self.aws is not None
+        # Users outlive moto: recorded in the state dir, restored with their sub at their next login.
+        users = DurableUsers(
+            cloud.identity,
+            self.state_dir / "users.json",
+            idp=aws_client("cognito-idp", self.aws.endpoint_url, self.aws.region),
+            user_pool_id=self.aws.user_pool_id,
+        )
         identity = LocalConfirmationIdentity(
-            cloud.identity, self.state_dir / "confirmation-codes.json", announce=self.announce
+            users, self.state_dir / "confirmation-codes.json", announce=self.announce
         )
         self.relays = self._relay_launcher(cloud)
         services = Services(self.settings, store=store, identity=identity, launcher=self.relays)
@@ -539,6 +550,23 @@ def _outbox_sweep(platform: Platform) -> Callable[[threading.Event], None]:
     )
 
 
+def _stuck_sweep(platform: Platform) -> Callable[[threading.Event], None]:
+    # The stuck-video sweep's EventBridge schedule (reelay.stuck): re-enqueues videos left queued or
+    # processing past their deadline, or fails them once their attempts are spent.
+    from lambdas.stuck_sweep.handler import lambda_handler as stuck_sweep
+
+    assert platform.settings is not None
+    return Schedule(
+        name="reelay-stuck-sweep",
+        every_seconds=STUCK_SWEEP_EVERY_SECONDS,
+        region=platform.settings.aws_region,
+        handler=lambda event, context: platform._invoke(stuck_sweep, event, context),
+    )
+
+
+STUCK_SWEEP_EVERY_SECONDS = 60.0
+
+
 def _relay_tasks(platform: Platform) -> Callable[[threading.Event], None]:
     # ECS RunTask plus the reconciler: a child process per started stream, replaced if it dies.
     return platform.relays  # type: ignore[no-any-return]
@@ -567,6 +595,7 @@ BACKGROUND_WORKERS: tuple[WorkerSpec, ...] = (
     WorkerSpec("transcode-worker", _transcode_worker),
     WorkerSpec("dead-jobs", _dead_jobs),
     WorkerSpec("outbox-sweep", _outbox_sweep),
+    WorkerSpec("stuck-sweep", _stuck_sweep),
     WorkerSpec("relay-tasks", _relay_tasks),
     WorkerSpec("recording-sweep", _recording_sweep),
 )

@@ -91,6 +91,23 @@ class Settings(BaseSettings):
     max_attempts: int = 3  # also the DLQ maxReceiveCount
     lease_seconds: int = 120
     work_dir: str = "/tmp/reelay-work"
+    # Probe limits (README "Limits"): a source over any of them fails with a reason naming the limit.
+    max_source_duration_seconds: float = Field(default=4 * 3600, gt=0)
+    max_source_dimension: int = Field(default=4096, gt=0)  # pixels on the longer side, as displayed
+    max_source_fps: float = Field(default=120.0, gt=0)
+    # Wall-clock deadline of one transcode, from its claim: max(floor, factor x the source's duration)
+    # (the longest allowed duration when the source does not say). Past it the pipeline is stopped and
+    # the video fails with a reason, instead of holding a worker for hours.
+    transcode_deadline_floor_seconds: float = Field(default=900.0, gt=0)
+    transcode_deadline_factor: float = Field(default=2.5, ge=0)  # keeps it under SQS's 12 h
+    # Work disk: a job starts only when the work dir's disk has room for the source, its renditions
+    # and the muxers' temporaries: factor x the source's size, plus a reserve. Else it fails (no retry).
+    work_disk_factor: float = Field(default=3.0, ge=1)
+    work_disk_reserve_bytes: int = Field(default=256 * 1024**2, ge=0)
+    # The stuck-video sweep (reelay.stuck): a queued video untouched this long, or a processing one
+    # this long past its lease, is re-enqueued (or failed once max_attempts are spent).
+    stuck_queued_seconds: int = Field(default=1800, gt=0)
+    stuck_grace_seconds: int = Field(default=120, ge=0)
 
     # Live relay (streams).
     # Who may manage streams: members of this Cognito group (claim cognito:groups of the ID token).

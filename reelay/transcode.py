@@ -11,6 +11,7 @@ master that points at missing segments.
 
 from __future__ import annotations
 
+import math
 import shutil
 import tempfile
 import threading
@@ -32,7 +33,7 @@ from reelay.lease import LeaseKeeper
 from reelay.media import hls
 from reelay.models import OutboxEvent, Rendition, TranscodeJob, Video, VideoStatus
 from reelay.observability import METRICS_NAMESPACE
-from reelay.ports import EventPublisher, ObjectStore, VideoCatalogue
+from reelay.ports import CdnInvalidator, EventPublisher, ObjectStore, VideoCatalogue
 from reelay.settings import Settings
 from reelay.videos import output_prefix, upload_key
 
@@ -72,6 +73,61 @@ class OutputInvalid(MediaError):
     """The encode finished but its output cannot be published as a whole video."""
 
 
+class OverLimit(MediaError):
+    """The source is over a probe limit (duration, resolution, frame rate): the reason names it."""
+
+
+class WorkDiskFull(MediaError):
+    """The work disk has no room for this job. Permanent: a redelivery would find the same disk."""
+
+
+def transcode_deadline_seconds(settings: Settings, duration_seconds: float | None) -> float:
+    """Wall-clock seconds one transcode may take: max(floor, factor x duration). A source that does
+    not state its duration is given the longest one allowed."""
+    duration = duration_seconds if duration_seconds and duration_seconds > 0 else None
+    basis = duration if duration is not None else settings.max_source_duration_seconds
+    return max(settings.transcode_deadline_floor_seconds, settings.transcode_deadline_factor * basis)
+
+
+def check_probe_limits(info: Any, settings: Settings) -> None:
+    """Raise OverLimit naming the first limit the probed source is over."""
+    duration = getattr(info, "duration_seconds", None)
+    if duration is not None and duration > settings.max_source_duration_seconds:
+        raise OverLimit(
+            f"the video lasts {_clock_text(duration)}, over the limit of "
+            f"{_clock_text(settings.max_source_duration_seconds)}"
+        )
+    width, height = int(getattr(info, "width", 0) or 0), int(getattr(info, "height", 0) or 0)
+    if max(width, height) > settings.max_source_dimension:
+        raise OverLimit(
+            f"the video's resolution {width}x{height} is over the limit of "
+            f"{settings.max_source_dimension} pixels on its longer side"
+        )
+    fps = getattr(info, "fps", None)
+    if fps is not None and fps > settings.max_source_fps:
+        raise OverLimit(
+            f"the video's frame rate of {fps:g} fps is over the limit of {settings.max_source_fps:g} fps"
+        )
+
+
+def work_disk_need(settings: Settings, source_bytes: int) -> int:
+    """Bytes of work disk a job on a source of this size needs free before it starts."""
+    return int(source_bytes * settings.work_disk_factor) + settings.work_disk_reserve_bytes
+
+
+def _clock_text(seconds: float) -> str:
+    whole = math.ceil(seconds)
+    return f"{whole // 3600}:{whole // 60 % 60:02d}:{whole % 60:02d}"
+
+
+def _size_text(n: float) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 @dataclass
 class _Segment:
     name: str  # file name, e.g. seg_00000.ts
@@ -91,6 +147,9 @@ class _JobState:
     playable: bool = False
     lease_lost: bool = False
     first_segment_at: float | None = None
+    deadline_at: float | None = None  # time.monotonic() past which the keeper stops the job
+    deadline_seconds: float = 0.0
+    deadline_passed: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -183,8 +242,10 @@ class _ProgressivePublisher:
         segment_seconds: int,
         state: _JobState,
         log: Callable[..., None],
+        segment_dir: str = "",
     ) -> None:
         self._store = store
+        self._segment_dir = segment_dir
         self._prefix = prefix
         self._renditions = list(renditions)
         self._segment_seconds = segment_seconds
@@ -220,17 +281,18 @@ class _ProgressivePublisher:
 
     def _publish(self, rendition: str, path: Path, duration: float) -> None:
         segments = self.published.setdefault(rendition, [])
-        if any(s.name == path.name for s in segments):
+        name = f"{self._segment_dir}{path.name}"
+        if any(s.name == name for s in segments):
             return
         self._store.put_file(
-            f"{self._prefix}{rendition}/{path.name}",
+            f"{self._prefix}{rendition}/{name}",
             path,
             content_type=SEGMENT_TYPE,
             cache_control=SEGMENT_CACHE_CONTROL,
         )
         if not duration > 0:  # the muxer could not time it; the nominal length is close enough live
             duration = float(self._segment_seconds)
-        segments.append(_Segment(path.name, duration))
+        segments.append(_Segment(name, duration))
         self._store.put_bytes(
             f"{self._prefix}{rendition}/{LIVE_PLAYLIST}",
             render_live_playlist(segments, target=self._segment_seconds).encode(),
@@ -248,6 +310,11 @@ class _ProgressivePublisher:
                 self._state.playable = True
                 self._state.first_segment_at = time.monotonic()
             self._log("info", "first segment of every rendition published: playable")
+
+
+def attempt_segment_dir(attempt: int) -> str:
+    """The folder, beside its playlists, where one attempt's segments go: ``a2/`` for the second."""
+    return f"a{max(1, attempt)}/"
 
 
 def _default_probe() -> Callable[..., Any]:
@@ -290,8 +357,10 @@ class TranscodeService:
         choose_ladder_fn: Callable[..., Any] | None = None,
         planned_fn: Callable[..., Any] | None = None,
         heartbeat_seconds: float | None = None,
+        cdn: CdnInvalidator | None = None,
     ) -> None:
         self.catalogue = catalogue
+        self.cdn = cdn  # a failed video's progressive segments may be cached: dropped from the CDN too
         self.store = store
         self.relay = OutboxSweep(catalogue, events, metrics=metrics)
         self.settings = settings
@@ -330,6 +399,7 @@ class TranscodeService:
         log("info", "job claimed", workerId=self.worker_id)
         started = time.monotonic()
         state = _JobState()
+        self._set_deadline(state, started, None)
         stop = threading.Event()
         keeper = self._keeper(job, state, cancel, stop, on_alive, log).start()
         tmp: Path | None = None
@@ -384,6 +454,8 @@ class TranscodeService:
         self._check(stop)
         info = self._probe(source)
         log("info", "probed source", durationSeconds=getattr(info, "duration_seconds", None))
+        check_probe_limits(info, self.settings)
+        self._set_deadline(state, started, getattr(info, "duration_seconds", None))
         names = [n.strip() for n in self.settings.ladder.split(",") if n.strip()]
         ladder = self._choose_ladder(info, names, self._ladder_overrides)
         if not ladder:
@@ -392,6 +464,9 @@ class TranscodeService:
         out_dir = tmp / "out"
         out_dir.mkdir()
         prefix = output_prefix(self.settings, video.video_id)
+        # Segments are cached as immutable: each attempt writes its own keys, so a CDN never serves an
+        # earlier attempt's bytes under a name the playlists of this one use.
+        segment_dir = attempt_segment_dir(video.attempts)
         publisher = _ProgressivePublisher(
             self.store,
             prefix,
@@ -399,6 +474,7 @@ class TranscodeService:
             segment_seconds=self.settings.segment_seconds,
             state=state,
             log=log,
+            segment_dir=segment_dir,
         )
 
         def on_progress(fraction: float) -> None:
@@ -424,7 +500,10 @@ class TranscodeService:
         if state.lease_lost:
             raise _Stopped()
         renditions = list(result.renditions)
-        final = self._validate(out_dir, renditions, float(result.duration_seconds))
+        final = {
+            name: [_Segment(f"{segment_dir}{seg.name}", seg.duration) for seg in segments]
+            for name, segments in self._validate(out_dir, renditions, float(result.duration_seconds)).items()
+        }
         self._publish_final(prefix, out_dir, renditions, final, publisher, result.poster, log)
         ready_event = OutboxEvent(
             event_type="video.ready",
@@ -494,8 +573,10 @@ class TranscodeService:
         if job.source_key != key:
             log("warning", "job names another source than the catalogue: using the catalogue's")
         try:
-            if self.store.head(key) is None:
+            head = self.store.head(key)
+            if head is None:
                 raise MediaError("the uploaded file is missing")
+            self._check_work_disk(tmp, head.size, log)
             dest = tmp / f"source{Path(key).suffix[:10]}"
             self._download(key, dest, stop)
         except NotFound:  # deleted between head and download
@@ -525,6 +606,22 @@ class TranscodeService:
         if failure:
             raise failure[0]
 
+    def _check_work_disk(self, work: Path, source_bytes: int, log: Callable[..., None]) -> None:
+        need = work_disk_need(self.settings, source_bytes)
+        free = shutil.disk_usage(work).free
+        if free < need:
+            log("error", "work disk too full for this job", needBytes=need, freeBytes=free)
+            raise WorkDiskFull(
+                f"there is not enough work space to process this video: it needs about "
+                f"{_size_text(need)} and {_size_text(free)} is free"
+            )
+
+    def _set_deadline(self, state: _JobState, started: float, duration_seconds: float | None) -> None:
+        seconds = transcode_deadline_seconds(self.settings, duration_seconds)
+        with state.lock:
+            state.deadline_seconds = seconds
+            state.deadline_at = started + seconds
+
     @staticmethod
     def _check(stop: threading.Event) -> None:
         if stop.is_set():
@@ -549,11 +646,11 @@ class TranscodeService:
             rendition_dir = (out_dir / r.playlist).parent
             rel_dir = str(Path(r.playlist).parent)
             already = {s.name for s in publisher.published.get(r.name, [])}
-            for s in final[r.name]:
+            for s in final[r.name]:  # names carry the attempt's folder; the local files do not
                 if s.name not in already:
                     self.store.put_file(
                         f"{prefix}{rel_dir}/{s.name}",
-                        rendition_dir / s.name,
+                        rendition_dir / Path(s.name).name,
                         content_type=SEGMENT_TYPE,
                         cache_control=SEGMENT_CACHE_CONTROL,
                     )
@@ -602,6 +699,11 @@ class TranscodeService:
         receive_count: int,
         log: Callable[..., None],
     ) -> Outcome:
+        if state.deadline_passed and not state.lease_lost:
+            metrics.add_metric(name="TranscodeDeadlinesPassed", unit=MetricUnit.Count, value=1)
+            reason = f"processing took longer than its limit of {_clock_text(state.deadline_seconds)}"
+            log("error", "transcode deadline passed: pipeline stopped", error=_describe(exc))
+            return self._fail(job, video, reason, log)
         if state.lease_lost:
             if self._deleted(job):
                 log("warning", "the video was deleted while it was transcoded")
@@ -644,11 +746,18 @@ class TranscodeService:
             return Outcome.ALREADY_DONE
         log("warning", "job failed", reason=reason)
         metrics.add_metric(name="TranscodeJobsFailed", unit=MetricUnit.Count, value=1)
-        # Never leave half a video behind: drop whatever was published progressively.
+        # Never leave half a video behind: drop whatever was published progressively, at the origin and
+        # in the CDN (its segments were playable, and are cached as immutable).
+        prefix = output_prefix(self.settings, job.video_id)
         try:
-            self.store.delete_prefix(output_prefix(self.settings, job.video_id))
+            self.store.delete_prefix(prefix)
         except Exception as exc:  # the failure itself matters more than the clean-up
             log("warning", "could not remove partial output", error=_describe(exc))
+        if self.cdn is not None:
+            try:
+                self.cdn.invalidate([f"/{prefix}*"])
+            except Exception as exc:  # the origin is clean; a stale edge copy expires with its cache
+                log("warning", "could not invalidate the failed video in the CDN", error=_describe(exc))
         # video.failed is in the outbox with the status; a failed publish is the sweep's to retry.
         self.relay.flush_quietly(video_id=job.video_id)
         return Outcome.FAILED
@@ -710,6 +819,11 @@ class TranscodeService:
         def poll() -> None:
             if cancel.is_set():
                 stop.set()
+            with state.lock:
+                due = state.deadline_at
+            if due is not None and not stop.is_set() and time.monotonic() > due:
+                state.deadline_passed = True
+                stop.set()  # the encoder stops its pipeline cleanly, as on a cancel
 
         return LeaseKeeper(
             renew,
@@ -770,4 +884,16 @@ def mark_dead_job(
     return True
 
 
-__all__ = ["Outcome", "OutputInvalid", "TranscodeService", "mark_dead_job", "metrics", "validate_hls"]
+__all__ = [
+    "Outcome",
+    "OutputInvalid",
+    "OverLimit",
+    "TranscodeService",
+    "WorkDiskFull",
+    "check_probe_limits",
+    "mark_dead_job",
+    "metrics",
+    "transcode_deadline_seconds",
+    "validate_hls",
+    "work_disk_need",
+]

@@ -51,7 +51,12 @@ class Worker:
         self.queue = services.queue
         self.worker_id = worker_id or default_worker_id()
         self.service = service or TranscodeService(
-            services.catalogue, services.store, services.events, settings, worker_id=self.worker_id
+            services.catalogue,
+            services.store,
+            services.events,
+            settings,
+            worker_id=self.worker_id,
+            cdn=services.cdn,
         )
         self.wait_seconds = wait_seconds
         # The message stays hidden a little longer than the catalogue lease: if this process dies,

@@ -10,8 +10,10 @@ from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_secretsmanager as secretsmanager
+from aws_cdk import aws_wafv2 as wafv2
 from constructs import Construct
 
+from infra.config import ReelayConfig
 from infra.constants import (
     API_HANDLER,
     GATEWAY_ERROR_CODES,
@@ -20,9 +22,10 @@ from infra.constants import (
     recording_state_machine_name,
 )
 from infra.constructs.function import ReelayFunction
+from infra.constructs.waf import AUTH_PATH, rate_rule, web_acl
 from infra.environment import PlatformRefs
 from infra.nag import acknowledge
-from reelay.api.routes import ROUTES, Route
+from reelay.api.routes import ROUTES, Route, auth_routes
 
 _PATH_PARAM = re.compile(r"\{([A-Za-z0-9_]+)\}")
 
@@ -97,6 +100,13 @@ class RestApi(Construct):
                 metrics_enabled=True,
                 throttling_rate_limit=config.api_throttle_rate,
                 throttling_burst_limit=config.api_throttle_burst,
+                method_options={
+                    f"{route.path}/{route.method}": apigw.MethodDeploymentOptions(
+                        throttling_rate_limit=config.api_auth_throttle_rate,
+                        throttling_burst_limit=config.api_auth_throttle_burst,
+                    )
+                    for route in auth_routes(tuple(routes))
+                },
                 access_log_destination=apigw.LogGroupLogDestination(access_logs),
                 access_log_format=apigw.AccessLogFormat.json_with_standard_fields(
                     caller=False,
@@ -131,7 +141,8 @@ class RestApi(Construct):
         for route in routes:
             self.methods[(route.method, route.path)] = self._add_route(route, integration)
         self._gateway_responses(config.cors_allowed_origins)
-        self._acknowledge()
+        self.web_acl = self._waf(config) if config.waf_enabled else None
+        self._acknowledge(waf=self.web_acl is not None)
 
     def _add_route(self, route: Route, integration: apigw.LambdaIntegration) -> apigw.Method:
         resource = self.api.root.resource_for_path(route.path)
@@ -227,23 +238,33 @@ class RestApi(Construct):
         workflow = self._recording_workflow_arn(self, refs)
         fn.add_environment("REELAY_RECORDING_STATE_MACHINE_ARN", workflow)
         fn.add_to_role_policy(iam.PolicyStatement(actions=["states:StartExecution"], resources=[workflow]))
-        if refs.cdn_distribution_id:
+        invalidate = refs.invalidate_playback(self)
+        if invalidate is not None:
             # A deleted video's segments are cached for a year: the API drops them from the CDN.
-            fn.add_to_role_policy(
-                iam.PolicyStatement(
-                    actions=["cloudfront:CreateInvalidation"],
-                    resources=[
-                        Stack.of(self).format_arn(
-                            service="cloudfront",
-                            region="",
-                            resource="distribution",
-                            resource_name=refs.cdn_distribution_id,
-                        )
-                    ],
-                )
-            )
+            fn.add_to_role_policy(invalidate)
 
-    def _acknowledge(self) -> None:
+    def _waf(self, config: ReelayConfig) -> wafv2.CfnWebACL:
+        """A regional web ACL on the stage: per client IP, a limit on every route and a tighter one on
+        the unauthenticated /auth/* routes (the method throttles there are per stage, for everyone)."""
+        acl = web_acl(
+            self,
+            "WebAcl",
+            name=f"reelay-{config.stage}-api",
+            waf_scope="REGIONAL",
+            rules=[
+                rate_rule("AuthRatePerIp", 0, config.waf_auth_rate_limit, path_contains=AUTH_PATH),
+                rate_rule("ApiRatePerIp", 1, config.waf_api_rate_limit),
+            ],
+        )
+        wafv2.CfnWebACLAssociation(
+            self,
+            "WebAclAssociation",
+            resource_arn=self.api.deployment_stage.stage_arn,
+            web_acl_arn=acl.attr_arn,
+        )
+        return acl
+
+    def _acknowledge(self, *, waf: bool) -> None:
         public = sorted({f"{r.method} {r.path}" for r in ROUTES if not r.auth})
         acknowledge(
             self.api,
@@ -256,11 +277,12 @@ class RestApi(Construct):
             "AwsSolutions-COG4",
             "Public routes (sign-up, login, public catalogue, CORS preflight) take no Cognito token.",
         )
-        acknowledge(
-            self.api,
-            "AwsSolutions-APIG3",
-            "WAF is optional for this API; throttling per stage bounds abuse. Add a WebACL per deployment.",
-        )
+        if not waf:
+            acknowledge(
+                self.api,
+                "AwsSolutions-APIG3",
+                "WAF turned off by config (waf_enabled false); the stage and /auth/* throttles still apply.",
+            )
         acknowledge(
             self.api,
             "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"

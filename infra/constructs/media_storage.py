@@ -70,8 +70,10 @@ class MediaStorage(Construct):
         bucket_name: str,
         cors_origins: Sequence[str],
         playback_public_key: str,
+        web_acl_arn: str | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
+        self._web_acl_arn = web_acl_arn
         # Private playback: CloudFront verifies with the public key, the API signs with the private one.
         self.playback_public_key = cloudfront.PublicKey(
             self,
@@ -269,6 +271,7 @@ class MediaStorage(Construct):
             log_bucket=self.logs_bucket,
             log_file_prefix="cloudfront/playback/",
             price_class=cloudfront.PriceClass.PRICE_CLASS_100,
+            web_acl_id=self._web_acl_arn,  # the edge stack's rate-based rules (config waf_enabled)
         )
         self.bucket.add_to_resource_policy(
             iam.PolicyStatement(
@@ -307,11 +310,12 @@ class MediaStorage(Construct):
             "AwsSolutions-CFR1",
             "Videos are for a worldwide audience; no country is restricted.",
         )
-        acknowledge(
-            self.distribution,
-            "AwsSolutions-CFR2",
-            "Playback serves static HLS objects only, read-only; WAF is an optional add-on per deployment.",
-        )
+        if self._web_acl_arn is None:
+            acknowledge(
+                self.distribution,
+                "AwsSolutions-CFR2",
+                "WAF turned off by config (waf_enabled false): playback serves static HLS objects only.",
+            )
         acknowledge(
             self.distribution,
             "AwsSolutions-CFR4",

@@ -11,6 +11,7 @@ from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as event_sources
 from aws_cdk import aws_sns as sns
 from constructs import Construct
@@ -19,12 +20,17 @@ from infra.constants import (
     DEAD_JOBS_HANDLER,
     METRIC_JOBS_FAILED,
     METRIC_OUTBOX_OLDEST_AGE,
+    METRIC_STUCK_VIDEOS,
+    METRIC_STUCK_VIDEOS_FAILED,
     METRICS_NAMESPACE,
     OUTBOX_AGE_ALARM_SECONDS,
     OUTBOX_SWEEP_HANDLER,
     OUTBOX_SWEEP_RATE_MINUTES,
     OUTBOX_SWEEP_SERVICE,
     OUTPUT_PREFIX,
+    STUCK_SWEEP_HANDLER,
+    STUCK_SWEEP_RATE_MINUTES,
+    STUCK_SWEEP_SERVICE,
     TRANSCODER_COMMAND,
     TRANSCODER_CPU,
     TRANSCODER_MEMORY_MIB,
@@ -66,6 +72,11 @@ def outbox_metric(name: str, statistic: str) -> cloudwatch.Metric:
     return worker_metric(name, statistic, service=powertools_service(OUTBOX_SWEEP_SERVICE))
 
 
+def stuck_metric(name: str, statistic: str) -> cloudwatch.Metric:
+    """One of the metrics the stuck-video sweep emits (dimension service=reelay-stuck-sweep)."""
+    return worker_metric(name, statistic, service=powertools_service(STUCK_SWEEP_SERVICE))
+
+
 def backlog_expression(jobs_per_task: int) -> str:
     """The scaled metric: queued jobs plus J per job in flight.
 
@@ -87,6 +98,17 @@ def backlog_steps(max_tasks: int, jobs_per_task: int) -> list[appscaling.Scaling
         upper = tasks * jobs_per_task + 0.5 if tasks < max_tasks else None
         steps.append(appscaling.ScalingInterval(lower=lower, upper=upper, change=tasks))
     return steps
+
+
+def _grant_output_cleanup(refs: PlatformRefs, fn: lambda_.IFunction, whose: str) -> None:
+    """List and delete under outputs/ only: a function that fails a video removes its partial output."""
+    fn.add_to_role_policy(
+        iam.PolicyStatement(actions=["s3:DeleteObject"], resources=[refs.objects_arn(OUTPUT_PREFIX)])
+    )
+    fn.add_to_role_policy(refs.list_media(OUTPUT_PREFIX))
+    refs.acknowledge_prefix_grant(
+        fn.role or fn, OUTPUT_PREFIX, f"Removes the partial HLS output under outputs/<videoId>/ {whose}."
+    )
 
 
 class Transcoder(Construct):
@@ -111,6 +133,12 @@ class Transcoder(Construct):
             command=list(TRANSCODER_COMMAND),
             environment={
                 **refs.environment(),
+                # A failed video's playable segments are dropped from the playback CDN too.
+                **(
+                    {"REELAY_CDN_DISTRIBUTION_ID": refs.cdn_distribution_id}
+                    if refs.cdn_distribution_id
+                    else {}
+                ),
                 "POWERTOOLS_SERVICE_NAME": TRANSCODER_SERVICE_DIMENSION,
                 "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
             },
@@ -146,6 +174,7 @@ class Transcoder(Construct):
         self._alarms(refs, alarm_topic)
         self._dead_jobs(refs)
         self._outbox_sweep(refs, alarm_topic)
+        self._stuck_sweep(refs, alarm_topic)
         acknowledge_media_task(self.task)
 
     def _grant(self, refs: PlatformRefs) -> None:
@@ -181,6 +210,9 @@ class Transcoder(Construct):
             )
         )
         grant_metrics(role)
+        invalidate = refs.invalidate_playback(self)
+        if invalidate is not None:  # a failed video's playable segments are dropped from the CDN
+            role.add_to_principal_policy(invalidate)
         refs.acknowledge_prefix_grant(
             role,
             UPLOAD_PREFIX,
@@ -270,6 +302,18 @@ class Transcoder(Construct):
         for alarm in (self.dlq_alarm, self.dlq_stuck_alarm, self.failures_alarm, self.age_alarm):
             alarm.add_alarm_action(action)
 
+    def _schedule(self, fn: lambda_.IFunction, rule_id: str, description: str, minutes: int) -> events.Rule:
+        """An EventBridge rule invoking a sweep every ``minutes``. The next scheduled sweep is the real
+        retry: an older invocation is not worth running late."""
+        fn.configure_async_invoke(retry_attempts=1, max_event_age=Duration.minutes(2))
+        return events.Rule(
+            self,
+            rule_id,
+            description=description,
+            schedule=events.Schedule.rate(Duration.minutes(minutes)),
+            targets=[targets.LambdaFunction(fn, retry_attempts=2, max_event_age=Duration.minutes(2))],
+        )
+
     def _alarm(
         self,
         alarm_id: str,
@@ -339,15 +383,7 @@ class Transcoder(Construct):
             event_sources.SqsEventSource(refs.dead_letters, batch_size=10, report_batch_item_failures=True)
         )
         # A dead job's partial output is removed once its video is failed: list and delete outputs/ only.
-        fn.add_to_role_policy(
-            iam.PolicyStatement(actions=["s3:DeleteObject"], resources=[refs.objects_arn(OUTPUT_PREFIX)])
-        )
-        fn.add_to_role_policy(refs.list_media(OUTPUT_PREFIX))
-        refs.acknowledge_prefix_grant(
-            fn.role or fn,
-            OUTPUT_PREFIX,
-            "Removes the partial HLS output under outputs/<videoId>/ of a video it failed.",
-        )
+        _grant_output_cleanup(refs, fn, "of a video it failed")
 
     def _outbox_sweep(self, refs: PlatformRefs, alarm_topic: sns.ITopic) -> None:
         """The outbox sweep: every minute, publish the video events the fast path left behind."""
@@ -359,15 +395,11 @@ class Transcoder(Construct):
             description="Publishes video events left in the catalogue's outbox and reports its backlog",
             reserved=1,  # one sweep at a time (claims are leased anyway)
         )
-        fn = self.outbox_sweep.function
-        # The next scheduled sweep is the real retry: an older invocation is not worth running late.
-        fn.configure_async_invoke(retry_attempts=1, max_event_age=Duration.minutes(2))
-        self.outbox_sweep_schedule = events.Rule(
-            self,
+        self.outbox_sweep_schedule = self._schedule(
+            self.outbox_sweep.function,
             "OutboxSweepSchedule",
-            description="Sweeps the event outbox: publishes video events a crash or an SNS outage delayed",
-            schedule=events.Schedule.rate(Duration.minutes(OUTBOX_SWEEP_RATE_MINUTES)),
-            targets=[targets.LambdaFunction(fn, retry_attempts=2, max_event_age=Duration.minutes(2))],
+            "Sweeps the event outbox: publishes video events a crash or an SNS outage delayed",
+            OUTBOX_SWEEP_RATE_MINUTES,
         )
         # Missing data breaches: the sweep reports the age every minute, so silence means it is broken
         # (failing before it reports, or not invoked), and then nothing left behind gets published.
@@ -381,3 +413,41 @@ class Transcoder(Construct):
             missing_data=cloudwatch.TreatMissingData.BREACHING,
         )
         self.outbox_age_alarm.add_alarm_action(cw_actions.SnsAction(alarm_topic))
+
+    def _stuck_sweep(self, refs: PlatformRefs, alarm_topic: sns.ITopic) -> None:
+        """The stuck-video sweep: every few minutes, re-enqueue (or fail) videos stuck past their deadline."""
+        self.stuck_sweep = self._catalogue_function(
+            refs,
+            "StuckSweep",
+            handler=STUCK_SWEEP_HANDLER,
+            service=STUCK_SWEEP_SERVICE,
+            description="Re-enqueues videos stuck in queued or processing, or fails them out of attempts",
+            reserved=1,  # one sweep at a time (it claims each video's lease anyway)
+        )
+        fn = self.stuck_sweep.function
+        refs.transcode_queue.grant_send_messages(fn)
+        _grant_output_cleanup(refs, fn, "of a stuck video it failed")
+        self.stuck_sweep_schedule = self._schedule(
+            fn,
+            "StuckSweepSchedule",
+            "Sweeps videos stuck in queued or processing past their deadline",
+            STUCK_SWEEP_RATE_MINUTES,
+        )
+        # A stuck video is re-enqueued at once; one still stuck at the next two sweeps, or one failed
+        # because its attempts ran out, is worth a look. Silence means the sweep itself is broken.
+        self.stuck_alarm = self._alarm(
+            "StuckVideosAlarm",
+            "Videos stay stuck in queued or processing past their deadline across sweeps, "
+            "or the stuck-video sweep has stopped reporting",
+            stuck_metric(METRIC_STUCK_VIDEOS, "Minimum"),
+            evaluation_periods=3,
+            missing_data=cloudwatch.TreatMissingData.BREACHING,
+        )
+        self.stuck_failed_alarm = self._alarm(
+            "StuckVideosFailedAlarm",
+            "The stuck-video sweep failed videos whose attempts were spent",
+            stuck_metric(METRIC_STUCK_VIDEOS_FAILED, "Sum"),
+        )
+        action = cw_actions.SnsAction(alarm_topic)
+        for alarm in (self.stuck_alarm, self.stuck_failed_alarm):
+            alarm.add_alarm_action(action)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from aws_cdk import Duration
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda_destinations as destinations
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_notifications as s3n
+from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
@@ -17,7 +20,14 @@ from infra.nag import acknowledge
 
 
 class UploadTrigger(Construct):
-    def __init__(self, scope: Construct, construct_id: str, *, refs: PlatformRefs) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        refs: PlatformRefs,
+        alarm_topic: sns.ITopic | None = None,
+    ) -> None:
         super().__init__(scope, construct_id)
         config = refs.config
         self.handler = ReelayFunction(
@@ -50,6 +60,22 @@ class UploadTrigger(Construct):
         fn.configure_async_invoke(
             on_failure=destinations.SqsDestination(self.failed_events), retry_attempts=2
         )
+        # An upload event that failed every retry is an upload nobody will transcode until someone
+        # looks (the stuck-video sweep re-sends queued ones; a rejected or unrecorded one waits here).
+        self.failed_events_alarm = cloudwatch.Alarm(
+            self,
+            "FailedEventsAlarm",
+            alarm_description="Upload events failed after Lambda's retries and wait in the failure queue",
+            metric=self.failed_events.metric_approximate_number_of_messages_visible(
+                statistic="Maximum", period=Duration.minutes(5)
+            ),
+            threshold=0,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            evaluation_periods=1,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        if alarm_topic is not None:
+            self.failed_events_alarm.add_alarm_action(cw_actions.SnsAction(alarm_topic))
         fn.add_to_role_policy(
             iam.PolicyStatement(actions=["s3:GetObject"], resources=[refs.objects_arn(UPLOAD_PREFIX)])
         )

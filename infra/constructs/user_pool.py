@@ -11,7 +11,9 @@ from infra.nag import acknowledge
 
 
 class UserPool(Construct):
-    def __init__(self, scope: Construct, construct_id: str, *, stage: str) -> None:
+    def __init__(
+        self, scope: Construct, construct_id: str, *, stage: str, email: cognito.UserPoolEmail | None = None
+    ) -> None:
         super().__init__(scope, construct_id)
         self.pool = cognito.UserPool(
             self,
@@ -41,6 +43,8 @@ class UserPool(Construct):
             mfa=cognito.Mfa.OPTIONAL,
             mfa_second_factor=cognito.MfaSecondFactor(sms=False, otp=True),
             removal_policy=RemovalPolicy.RETAIN,
+            # None: Cognito's default sender, 50 emails a day (ses_email below lifts that).
+            email=email,
         )
         self.client = self.pool.add_client(
             "ApiClient",
@@ -81,3 +85,12 @@ class UserPool(Construct):
             "AwsSolutions-COG8",
             "The Essentials plan covers email sign-up and password login; Plus is a per-deployment upgrade.",
         )
+
+
+def ses_email(from_email: str | None, *, from_name: str, region: str | None) -> cognito.UserPoolEmail | None:
+    """Cognito email through SES from a verified sender, or None for Cognito's default (50 a day)."""
+    if from_email is None:
+        return None
+    return cognito.UserPoolEmail.with_ses(
+        from_email=from_email, from_name=from_name, ses_region=region, ses_verified_domain=None
+    )

@@ -63,8 +63,10 @@ class WebSite(Construct):
         dist: Path,
         config: dict[str, str],
         allowed: WebOrigins,
+        web_acl_arn: str | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
+        self._web_acl_arn = web_acl_arn
         dist = check_build(dist)
         self.logs_bucket = s3.Bucket(
             self,
@@ -162,15 +164,17 @@ class WebSite(Construct):
             log_bucket=self.logs_bucket,
             log_file_prefix="cloudfront/web/",
             price_class=cloudfront.PriceClass.PRICE_CLASS_100,
+            web_acl_id=self._web_acl_arn,  # the edge stack's rate-based rules (config waf_enabled)
         )
         acknowledge(
             distribution, "AwsSolutions-CFR1", "The web front end is for a worldwide audience; no geo limits."
         )
-        acknowledge(
-            distribution,
-            "AwsSolutions-CFR2",
-            "Static, read-only files of the front end; WAF is an optional add-on per deployment.",
-        )
+        if self._web_acl_arn is None:
+            acknowledge(
+                distribution,
+                "AwsSolutions-CFR2",
+                "WAF turned off by config (waf_enabled false): static, read-only files of the front end.",
+            )
         acknowledge(
             distribution,
             "AwsSolutions-CFR4",

@@ -36,6 +36,6 @@ class QueueStack(Stack):
         if config.alarm_email:
             self.alarms.topic.add_subscription(subscriptions.EmailSubscription(config.alarm_email))
         self.refs = refs(self.transcode.queue, self.transcode.dead_letters, self.events.topic)
-        self.upload_trigger = UploadTrigger(self, "Uploads", refs=self.refs)
+        self.upload_trigger = UploadTrigger(self, "Uploads", refs=self.refs, alarm_topic=self.alarms.topic)
         CfnOutput(self, "TranscodeQueueUrl", value=self.transcode.queue.queue_url)
         CfnOutput(self, "EventsTopicArn", value=self.events.topic.topic_arn)

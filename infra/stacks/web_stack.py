@@ -7,6 +7,7 @@ from constructs import Construct
 
 from infra.bundling import REPO_ROOT
 from infra.constants import BUCKET_DEPLOYMENT_SINGLETON, WEB_DIST
+from infra.constructs.waf import EdgeWebAclArn, acknowledge_sdk_helper
 from infra.constructs.web import WebOrigins, WebSite
 from infra.environment import media_bucket_name
 from infra.nag import LAMBDA_MANAGED_POLICIES, acknowledge
@@ -26,12 +27,15 @@ class WebStack(Stack):
         media_domain: str,
         user_pool_id: str,
         user_pool_client_id: str,
+        waf_enabled: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(
             scope, construct_id, description="Reelay: the web front end (S3 + CloudFront)", **kwargs
         )
         uploads = media_bucket_name(stage)
+        # The CloudFront web ACL lives in us-east-1 (the edge stack): its ARN is read from there.
+        self.edge_acl = EdgeWebAclArn(self, "EdgeWebAcl", stage=stage) if waf_enabled else None
         self.site = WebSite(
             self,
             "Site",
@@ -51,7 +55,9 @@ class WebStack(Stack):
                     f"https://{uploads}.s3.{Aws.REGION}.amazonaws.com",
                 ),
             ),
+            web_acl_arn=self.edge_acl.arn if self.edge_acl else None,
         )
+        acknowledge_sdk_helper(self)
         self._acknowledge_deployment_function()
         CfnOutput(self, "WebUrl", value=self.site.url)
         CfnOutput(self, "WebBucketName", value=self.site.bucket.bucket_name)

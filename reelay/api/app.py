@@ -342,6 +342,9 @@ def _error_responses(spec: Route) -> dict[int, Any]:
         codes[415] = "Body not sent as JSON"
     # API Gateway (10 MB) and the local gateway refuse an oversized body on any method, before the API.
     codes[413] = "Request body too large"
+    # API Gateway's throttles and WAF's rate rules answer any route (the /auth/* ones soonest), as does
+    # the local gateway's per-client bucket on /auth/*.
+    codes[429] = "Too many requests: retry after Retry-After seconds"
     content = {"application/json": {"model": ErrorOut}}
     return {code: {"description": text, "content": content} for code, text in sorted(codes.items())}
 

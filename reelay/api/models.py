@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     EmailStr,
     Field,
@@ -19,6 +20,7 @@ from pydantic import (
     StrictBool,
     StrictInt,
     StringConstraints,
+    WithJsonSchema,
 )
 from pydantic.alias_generators import to_camel
 
@@ -54,15 +56,49 @@ def _no_control(pattern: re.Pattern[str], allowed: str) -> AfterValidator:
 
 
 _PLAIN_TEXT = _no_control(_ANY_CONTROL, "")
+# The schema says what the checks do: some character other than whitespace, and no control character.
+_NO_CONTROL = r"\u0000-\u001f\u007f-\u009f"
+NAME_PATTERN = rf"^[^{_NO_CONTROL}]*[^\s{_NO_CONTROL}][^{_NO_CONTROL}]*$"
 DisplayName = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), _PLAIN_TEXT
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
+    _PLAIN_TEXT,
+    WithJsonSchema({"type": "string", "minLength": 1, "maxLength": 200, "pattern": NAME_PATTERN}),
 ]
 Description = Annotated[
     str,
     StringConstraints(max_length=5000),
     _no_control(_CONTROL_BUT_LAYOUT, " other than line breaks and tabs"),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "maxLength": 5000,
+            "pattern": r"^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]*$",
+        }
+    ),
 ]
 Password = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+# The user pool's password policy (infra/constructs/user_pool.py, local/aws.py PASSWORD_POLICY), stated
+# in the document; Cognito enforces it (400 weak_password, with the rule that failed).
+_SYMBOLS = r"\^$*.\[\]{}()?\"!@#%&/\\,><':;|_~`=+\- "
+PASSWORD_POLICY_PATTERN = (
+    # Cognito also refuses whitespace at either end.
+    rf"^(?=.*[a-z])(?=.*[A-Z])(?=.*[0-9])(?=.*[{_SYMBOLS}])\S[^\n\r\u2028\u2029]{{10,254}}\S$"
+)
+NewPassword = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=256),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "minLength": 12,
+            "maxLength": 256,
+            "pattern": PASSWORD_POLICY_PATTERN,
+            "description": "At least 12 characters, with a lowercase and an uppercase letter (A-Z), a digit "
+            "and a symbol",
+        }
+    ),
+]
 # The catalogue stores naive UTC; the wire says so explicitly (RFC 3339 with Z).
 UtcDateTime = Annotated[
     datetime,
@@ -77,6 +113,16 @@ UtcDateTime = Annotated[
         when_used="json",
     ),
 ]
+
+
+def _whole_number(value: object) -> object:
+    """JSON Schema counts 1.0 as an integer, so the API does too; true, "1" and 1.5 stay refused."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+WholeNumber = Annotated[StrictInt, BeforeValidator(_whole_number)]
 VideoId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
 
 
@@ -94,7 +140,7 @@ class _Request(BaseModel):
 # --- auth ------------------------------------------------------------------------------------
 class RegisterIn(_Request):
     email: EmailStr
-    password: Password
+    password: NewPassword
 
 
 class ConfirmIn(_Request):
@@ -137,7 +183,7 @@ class UploadIn(_Request):
     display_name: DisplayName
     description: Description = ""
     content_type: Annotated[str, StringConstraints(min_length=1, max_length=255)]
-    size_bytes: StrictInt = Field(description="Exact size of the file in bytes")
+    size_bytes: WholeNumber = Field(description="Exact size of the file in bytes")
     file_name: Annotated[str, StringConstraints(max_length=1024), _PLAIN_TEXT] | None = None
     visibility: VideoVisibility = Field(
         default=VideoVisibility.PUBLIC,
@@ -149,7 +195,7 @@ class UploadIn(_Request):
 
 
 class PartIn(_Request):
-    part_number: StrictInt = Field(ge=1, le=10_000)
+    part_number: WholeNumber = Field(ge=1, le=10_000)
     etag: Annotated[str, StringConstraints(min_length=1, max_length=256)]
 
 
@@ -158,13 +204,26 @@ class CompleteUploadIn(_Request):
     parts: list[PartIn] = Field(min_length=1, max_length=10_000)
 
 
+# At least one field to change, as a string (null means "leave it"): 400 otherwise, and the schema says so.
+_SOME_METADATA: dict[str, Any] = {
+    "anyOf": [
+        {"required": [name], "properties": {name: {"type": "string"}}}
+        for name in ("displayName", "description")
+    ]
+}
+
+
 class MetadataIn(_Request):
+    model_config = ConfigDict(json_schema_extra=_SOME_METADATA)
+
     video_id: VideoId
     display_name: DisplayName | None = None
     description: Description | None = None
 
 
 class PatchVideoIn(_Request):
+    model_config = ConfigDict(json_schema_extra=_SOME_METADATA)
+
     display_name: DisplayName | None = None
     description: Description | None = None
     visibility: VideoVisibility | None = Field(

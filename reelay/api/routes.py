@@ -118,3 +118,33 @@ def allowed_methods(path: str, routes: tuple[Route, ...] = ROUTES) -> list[str]:
 
 def _template(path: str) -> re.Pattern[str]:
     return re.compile(re.sub(r"\\\{\w+\\\}", "[^/]+", re.escape(path)))
+
+
+# --- throttles -------------------------------------------------------------------------------------
+# The unauthenticated /auth/* routes (sign-up, login, codes) are the cheapest to abuse: each costs a
+# Cognito call and may send an email. They get tighter throttles than the rest: per stage in API Gateway
+# (infra: api_auth_throttle_*; WAF's rate rules are the per-client part there), and per client IP in the
+# local gateway.
+AUTH_ROUTE_PREFIX = "/auth/"
+
+
+@dataclass(frozen=True)
+class Throttle:
+    """A token bucket: ``rate_per_second`` tokens refill it, up to ``burst`` at once."""
+
+    rate_per_second: float
+    burst: int
+
+
+# The local gateway's bucket per client IP on /auth/*: generous for a person (and the e2e suite, whose
+# clients all share 127.0.0.1), tight for a script hammering sign-up.
+LOCAL_AUTH_THROTTLE = Throttle(rate_per_second=2.0, burst=60)
+
+
+def is_throttled_auth_route(route: Route) -> bool:
+    return not route.auth and route.path.startswith(AUTH_ROUTE_PREFIX)
+
+
+def auth_routes(routes: tuple[Route, ...] = ROUTES) -> list[Route]:
+    """The routes the tighter auth throttle covers."""
+    return [r for r in routes if is_throttled_auth_route(r)]

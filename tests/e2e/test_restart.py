@@ -1,4 +1,4 @@
-"""The catalogue and media survive a restart; work that was in flight is picked up again."""
+"""The catalogue, media and users survive a restart; work that was in flight is picked up again."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import re
 import time
 from pathlib import Path
 
+import jwt
 import pytest
 import requests
 
@@ -49,6 +50,7 @@ def test_restart_keeps_catalogue_and_media_and_finishes_in_flight_work(tmp_path:
         api = Api(first)
         email = new_email()
         token = api.sign_up(email)
+        owner = jwt.decode(token, options={"verify_signature": False})["sub"]
         video_id = upload(api, token, clip, name="Survivor")
         assert api.call("GET", f"/me/videos/{video_id}", token=token).json()["status"] == "queued"
     finally:
@@ -69,11 +71,19 @@ def test_restart_keeps_catalogue_and_media_and_finishes_in_flight_work(tmp_path:
         assert video["displayName"] == "Survivor"
         master = requests.get(video["playbackUrl"], timeout=10)
         assert master.status_code == 200 and "#EXT-X-STREAM-INF" in master.text
-        # And users are gone with moto (they must sign up again), as the platform says
-        assert "sign up again after a restart" in second.output()
-        r = api.call("POST", "/auth/login", json={"email": email, "password": PASSWORD})
+        # And the user outlived moto: the same login owns the same video, under the same user id
+        assert "confirmed users (users.json" in second.output()
+        again = api.login(email, PASSWORD)
+        assert jwt.decode(again, options={"verify_signature": False})["sub"] == owner
+        mine = api.call("GET", "/me/videos", token=again).json()["items"]
+        assert [v["videoId"] for v in mine] == [video_id]
+        renamed = api.call("PATCH", f"/videos/{video_id}", token=again, json={"displayName": "Survivor"})
+        assert renamed.status_code == 200, renamed.text
+        # And the email stays taken, and a wrong password is still refused
+        r = api.call("POST", "/auth/register", json={"email": email, "password": PASSWORD})
+        assert r.status_code == 409 and r.json()["error"] == "email_taken", r.text
+        r = api.call("POST", "/auth/login", json={"email": email, "password": PASSWORD + "x"})
         assert r.status_code == 401, r.text
-        assert api.sign_up(email)
     finally:
         assert second.stop() == 0, second.output()[-4000:]
     # And the private MariaDB was shut down with the platform
@@ -86,7 +96,9 @@ def test_restart_keeps_catalogue_and_media_and_finishes_in_flight_work(tmp_path:
         api = Api(third)
         # Then the ready video is still ready, listed, and its HLS is served from the kept media
         assert "in-flight video(s)" not in third.output()
-        video = api.call("GET", f"/videos/{video_id}").json()
+        got = api.call("GET", f"/videos/{video_id}")
+        assert got.status_code == 200, (got.status_code, got.text)
+        video = got.json()
         assert video["status"] == "ready", video
         assert video_id in [v["videoId"] for v in api.call("GET", "/videos").json()["items"]]
         master = requests.get(video["playbackUrl"], timeout=10)

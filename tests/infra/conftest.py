@@ -66,3 +66,18 @@ def resources(template: Template, type_: str) -> dict[str, dict[str, Any]]:
 
 def props(resource: dict[str, Any]) -> dict[str, Any]:
     return resource.get("Properties", {})
+
+
+def function_by_handler(template: Template, handler: str) -> tuple[str, dict[str, Any]]:
+    """The one Lambda function in a template that runs ``handler``: (logical id, properties)."""
+    (found,) = [
+        (logical_id, props(fn))
+        for logical_id, fn in template.find_resources("AWS::Lambda::Function").items()
+        if props(fn).get("Handler") == handler
+    ]
+    return found
+
+
+def statement_actions(statement: dict[str, Any]) -> list[str]:
+    actions = statement["Action"]
+    return [actions] if isinstance(actions, str) else actions

@@ -144,8 +144,7 @@ def test_stage_throttles_traces_and_writes_access_logs(api_template, config):
     (stage,) = api_template.find_resources("AWS::ApiGateway::Stage").values()
     p = props(stage)
     # Then all methods are throttled at the configured rate and burst
-    (settings,) = p["MethodSettings"]
-    assert (settings["HttpMethod"], settings["ResourcePath"]) == ("*", "/*")
+    (settings,) = [s for s in p["MethodSettings"] if (s["HttpMethod"], s["ResourcePath"]) == ("*", "/*")]
     assert settings["ThrottlingRateLimit"] == config.api_throttle_rate
     assert settings["ThrottlingBurstLimit"] == config.api_throttle_burst
     assert settings["DataTraceEnabled"] is False
@@ -242,3 +241,23 @@ def test_api_function_reads_the_key_that_seals_camera_secrets_and_nothing_else(a
     ]
     (statement,) = statements  # CDK merges it with the catalogue secret's read: the same actions
     assert set(_actions(statement)) == {"secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"}
+
+
+def test_the_unauthenticated_auth_routes_have_tighter_method_throttles(api_template, config):
+    # Given the API stage's method settings, by (method, path)
+    (stage,) = api_template.find_resources("AWS::ApiGateway::Stage").values()
+    by_method = {
+        (s["HttpMethod"], s["ResourcePath"][1:].replace("~1", "/")): s
+        for s in props(stage)["MethodSettings"]
+        if s["ResourcePath"] != "/*"
+    }
+    # Then each /auth/* route of the route table has its own throttle, tighter than the stage's
+    assert set(by_method) == {
+        (r.method, r.path) for r in ROUTES if r.path.startswith("/auth/") and not r.auth
+    }
+    assert len(by_method) >= 5
+    for settings in by_method.values():
+        assert settings["ThrottlingRateLimit"] == config.api_auth_throttle_rate
+        assert settings["ThrottlingBurstLimit"] == config.api_auth_throttle_burst
+    assert config.api_auth_throttle_rate < config.api_throttle_rate
+    assert config.api_auth_throttle_burst < config.api_throttle_burst

@@ -52,6 +52,8 @@ def test_account_and_region_give_an_explicit_environment():
         ({"db_backup_retention_days": 1}, "db_backup_retention_days"),
         ({"nat_gateways": 0}, "nat_gateways"),
         ({"max_receive_count": 0}, "max_receive_count"),
+        ({"api_auth_throttle_rate": 500}, "api_auth_throttle_rate"),  # looser than the stage's
+        ({"api_auth_throttle_burst": 0}, "api_auth_throttle_burst"),
         ({"vcp_cidr": "10.0.0.0/16"}, "vcp_cidr"),  # a typo is an error, not silently ignored
     ],
 )

@@ -216,13 +216,14 @@ def test_the_platform_connects_as_the_app_user_never_the_master(synthesized, sta
         readable |= _secrets_readable(
             props(p)["PolicyDocument"] for p in template.find_resources("AWS::IAM::Policy").values()
         )
-    # And the API, upload-event, dead-job and outbox-sweep Lambdas and the worker get the app secret
-    # and may read it
+    # And the API, upload-event, dead-job, outbox-sweep and stuck-sweep Lambdas and the worker get the
+    # app secret and may read it
     assert handlers == {
         "lambdas.api.handler.lambda_handler",
         "lambdas.upload_events.handler.lambda_handler",
         "lambdas.dead_jobs.handler.lambda_handler",
         "lambdas.outbox_sweep.handler.lambda_handler",
+        "lambdas.stuck_sweep.handler.lambda_handler",
     }
     assert task_envs and all(app_secret in json.dumps(v) for v in task_envs)
     # (the API also reads its own StreamSecretKeys secret, which seals camera passwords, and the

@@ -9,7 +9,7 @@ import pytest
 
 from infra.constants import LAMBDA_SOURCE_DIRS, OUTBOX_SWEEP_HANDLER
 from lambdas.outbox_sweep import handler as outbox_sweep
-from tests.infra.conftest import props
+from tests.infra.conftest import function_by_handler, props, statement_actions
 
 
 @pytest.fixture(scope="module")
@@ -19,21 +19,11 @@ def template(synthesized, stacks):
 
 @pytest.fixture(scope="module")
 def function(template):
-    (found,) = [
-        (logical_id, props(fn))
-        for logical_id, fn in template.find_resources("AWS::Lambda::Function").items()
-        if props(fn).get("Handler") == OUTBOX_SWEEP_HANDLER
-    ]
-    return found
+    return function_by_handler(template, OUTBOX_SWEEP_HANDLER)
 
 
 def _ref_id(stack, construct) -> str:
     return stack.get_logical_id(construct.node.default_child)
-
-
-def _actions(statement) -> list[str]:
-    actions = statement["Action"]
-    return [actions] if isinstance(actions, str) else actions
 
 
 def test_sweep_function_runs_the_handler_alone_in_the_vpc(function, stacks):
@@ -61,7 +51,11 @@ def test_sweep_function_runs_the_handler_alone_in_the_vpc(function, stacks):
 def test_a_schedule_invokes_the_sweep_every_minute(template, function):
     # Given the transcoder stack's EventBridge rules
     function_id, _ = function
-    (rule_id, rule), *others = template.find_resources("AWS::Events::Rule").items()
+    (rule_id, rule), *others = [
+        (rule_id, rule)
+        for rule_id, rule in template.find_resources("AWS::Events::Rule").items()
+        if props(rule)["Targets"][0]["Arn"] == {"Fn::GetAtt": [function_id, "Arn"]}
+    ]
     assert others == []
     p = props(rule)
     # Then one rule fires every minute, enabled, at the sweep function only
@@ -76,6 +70,7 @@ def test_a_schedule_invokes_the_sweep_every_minute(template, function):
         props(perm)
         for perm in template.find_resources("AWS::Lambda::Permission").values()
         if props(perm)["Principal"] == "events.amazonaws.com"
+        and props(perm)["FunctionName"] == {"Fn::GetAtt": [function_id, "Arn"]}
     ]
     assert permissions == [
         {
@@ -104,7 +99,7 @@ def test_sweep_may_publish_to_the_events_topic_and_read_the_app_secret_only(temp
         if {"Ref": role_id} in props(policy)["Roles"]
         for s in props(policy)["PolicyDocument"]["Statement"]
     ]
-    by_action = {a: s for s in statements for a in _actions(s)}
+    by_action = {a: s for s in statements for a in statement_actions(s)}
     # Then it may publish to the events topic (and use that topic's key), read the app DB secret,
     # and send traces: nothing else
     assert set(by_action) == {
@@ -122,7 +117,7 @@ def test_sweep_may_publish_to_the_events_topic_and_read_the_app_secret_only(temp
     assert app_secret in json.dumps(by_action["secretsmanager:GetSecretValue"]["Resource"])
     # And "*" only for X-Ray, which has no resource ARNs
     assert all(s["Effect"] == "Allow" for s in statements)
-    wildcard = {a for s in statements if s["Resource"] == "*" for a in _actions(s)}
+    wildcard = {a for s in statements if s["Resource"] == "*" for a in statement_actions(s)}
     assert wildcard == {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
     # And its managed policies are the Lambda basic and VPC execution roles
     role = template.to_json()["Resources"][role_id]

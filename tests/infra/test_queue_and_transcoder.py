@@ -170,6 +170,16 @@ def test_worker_task_role_is_least_privilege(worker_template):
     assert "DeadLetters" not in by_action["sqs:SendMessage"]
     # And the topic is published to, the DB secret read
     assert {"sns:Publish", "secretsmanager:GetSecretValue"} <= set(by_action)
+    # And a failed video is invalidated on the playback distribution, and on that one only
+    assert ":distribution/" in by_action["cloudfront:CreateInvalidation"]
+    assert "Playback" in by_action["cloudfront:CreateInvalidation"]
+
+
+def test_the_worker_knows_the_playback_distribution(worker_template):
+    (task,) = worker_template.find_resources("AWS::ECS::TaskDefinition").values()
+    (container,) = props(task)["ContainerDefinitions"]
+    env = {e["Name"]: e["Value"] for e in container["Environment"]}
+    assert "Playback" in json.dumps(env["REELAY_CDN_DISTRIBUTION_ID"])
 
 
 def test_scaling_follows_backlog_per_task_down_to_zero(worker_template, config):
@@ -287,6 +297,7 @@ def test_every_function_gets_the_reelay_settings_tracing_and_the_vpc(synthesized
         "migrate",
         "dead_jobs",
         "outbox_sweep",
+        "stuck_sweep",
         "relay_reconciler",
         "recording_steps",
         "recording_sweep",

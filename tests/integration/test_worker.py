@@ -274,9 +274,9 @@ def start_worker_process(env: Env, log: Path) -> subprocess.Popen:
 
 
 def first_segments_published(env: Env, video_id: str) -> bool:
-    return (
-        env.output(video_id, "360p/seg_00000.ts").exists()
-        and env.output(video_id, "240p/seg_00000.ts").exists()
+    # Each attempt writes its segments in a folder of its own (a1/, a2/...): any attempt's will do.
+    return any(env.output(video_id, "360p").glob("a*/seg_00000.ts")) and any(
+        env.output(video_id, "240p").glob("a*/seg_00000.ts")
     )
 
 

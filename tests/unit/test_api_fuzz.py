@@ -276,7 +276,8 @@ def test_generated_requests_get_no_5xx_and_answers_in_their_declared_shapes(
 ) -> None:
     here = world()
     case = data.draw(operation.as_strategy(generation_mode=mode), label="case")
-    here.aim(data, case.path_parameters or {}, case.body)
+    # A negative case's body may break the schema in its videoId: aiming it at a real video would mend it.
+    here.aim(data, case.path_parameters or {}, case.body if mode is GenerationMode.POSITIVE else None)
     # The caller is set here, not generated: no Authorization header, or a live ID token.
     case.headers = {k: v for k, v in (case.headers or {}).items() if k.lower() != "authorization"}
     token = {

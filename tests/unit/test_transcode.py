@@ -294,7 +294,7 @@ def test_happy_path_publishes_every_key_once_and_emits_one_ready(catalogue, stor
     # And segments, VOD playlists, poster and master are in the store
     for name in ("360p", "240p"):
         for i in range(3):
-            assert store.cache[f"{OUT}{name}/seg_{i:05d}.ts"] == SEGMENT_CACHE_CONTROL
+            assert store.cache[f"{OUT}{name}/a1/seg_{i:05d}.ts"] == SEGMENT_CACHE_CONTROL
         vod = store.get_bytes(f"{OUT}{name}/index.m3u8").decode()
         assert "#EXT-X-PLAYLIST-TYPE:VOD" in vod and vod.rstrip().endswith("#EXT-X-ENDLIST")
         assert vod.count("#EXTINF:2.000,") == 3
@@ -482,14 +482,14 @@ def test_progressive_publish_order(catalogue, store, events, settings):
     assert seen["playable"] is True
     assert seen["progress"] == 25  # one of four segments, reported by the heartbeat
     assert "#EXT-X-PLAYLIST-TYPE:EVENT" in seen["event"] and "#EXT-X-ENDLIST" not in seen["event"]
-    assert "seg_00000.ts" in seen["event"]
+    assert "a1/seg_00000.ts" in seen["event"]
     assert [v.uri for v in hls.parse_master_playlist(seen["master"])] == ["360p/live.m3u8", "240p/live.m3u8"]
     assert seen["vod_yet"] is False
     # And the live master came only after every rendition's first segment, with a short cache
     keys = [k for k, _ in seen["writes"]]
     live_master = keys.index(f"{OUT}master.m3u8")
-    assert keys.index(f"{OUT}360p/seg_00000.ts") < live_master
-    assert keys.index(f"{OUT}240p/seg_00000.ts") < live_master
+    assert keys.index(f"{OUT}360p/a1/seg_00000.ts") < live_master
+    assert keys.index(f"{OUT}240p/a1/seg_00000.ts") < live_master
     assert dict(seen["writes"])[f"{OUT}master.m3u8"] == LIVE_PLAYLIST_CACHE_CONTROL
     # And at the end: every segment, then the live playlists ended, then the VOD playlists, then the
     # final master (pointing at the VOD playlists) last
@@ -502,7 +502,7 @@ def test_progressive_publish_order(catalogue, store, events, settings):
         vod_at = keys.index(f"{OUT}{name}/index.m3u8")
         live_end = len(keys) - 1 - keys[::-1].index(f"{OUT}{name}/live.m3u8")
         assert keys.count(f"{OUT}{name}/index.m3u8") == 1  # written once, as VOD
-        assert all(i < live_end for i, k in enumerate(keys) if k.startswith(f"{OUT}{name}/seg_"))
+        assert all(i < live_end for i, k in enumerate(keys) if k.startswith(f"{OUT}{name}/a1/seg_"))
         assert live_end < vod_at < last_master
 
 
@@ -520,7 +520,7 @@ def test_a_playlist_uri_never_changes_type(catalogue, store, events, settings):
         assert [v.ended for v in versions] == [False] * (len(versions) - 1) + [True]
         for before, after in itertools.pairwise(versions):
             assert after.segments[: len(before.segments)] == before.segments
-        assert [u for u, _ in versions[-1].segments] == [f"seg_{i:05d}.ts" for i in range(4)]
+        assert [u for u, _ in versions[-1].segments] == [f"a1/seg_{i:05d}.ts" for i in range(4)]
         # And the VOD playlist is a different URI, written once as VOD
         (vod,) = store.versions[f"{OUT}{name}/index.m3u8"]
         parsed = hls.parse_media_playlist(vod.decode())
@@ -729,7 +729,7 @@ def test_a_lost_ready_event_never_undoes_a_ready_video(catalogue, store, setting
     assert outcome is Outcome.DONE and outcome.deletes_message
     # And the video stays ready with all its media, and nothing announced it failed
     assert catalogue.get(VIDEO_ID).status == VideoStatus.READY
-    assert store.get_bytes(f"{OUT}master.m3u8") and store.get_bytes(f"{OUT}360p/seg_00000.ts")
+    assert store.get_bytes(f"{OUT}master.m3u8") and store.get_bytes(f"{OUT}360p/a1/seg_00000.ts")
     assert events.published == []
     # And the unpublished event is counted, not a failed job
     (doc,) = emf_docs(capsys)
@@ -968,3 +968,56 @@ def test_validation_refuses_segments_a_player_would_not_find(tmp_path: Path, uri
     out, renditions = _published(tmp_path, uri)
     with pytest.raises(OutputInvalid, match="missing segment"):
         validate_hls(out, renditions, 4.0, 2)
+
+
+def test_segment_keys_are_never_reused_across_attempts(catalogue, store, events, settings):
+    # Given a first attempt that published segments and then failed for a transient reason
+    first = FakeEncoder(fail_with=OSError("disk hiccup"), fail_after_segments=2)
+    assert run(make_service(catalogue, store, events, settings, first), receive_count=1) is Outcome.RETRY
+    written_first = {k for k, _ in store.writes if k.endswith(".ts")}
+    assert written_first and all("/a1/" in k for k in written_first)
+
+    # When the second attempt publishes the video
+    store.writes.clear()
+    again = make_service(catalogue, store, events, settings, FakeEncoder(), worker_id="w2")
+    assert run(again, receive_count=2) is Outcome.DONE
+
+    # Then it wrote only new segment keys (immutable in a CDN: an old one would keep the old bytes),
+    # and its playlists name only its own segments
+    written_second = {k for k, _ in store.writes if k.endswith(".ts")}
+    assert written_second and not written_second & written_first
+    for name in ("360p", "240p"):
+        vod = hls.parse_media_playlist(store.get_bytes(f"{OUT}{name}/index.m3u8").decode())
+        assert {f"{OUT}{name}/{uri}" for uri, _ in vod.segments} <= written_second
+
+
+class BrokenCdn:
+    def invalidate(self, paths: list[str]) -> None:
+        raise ConnectionError("CloudFront unreachable")
+
+
+@pytest.mark.parametrize("cdn_kind", ["working", "broken"])
+def test_a_failed_video_is_dropped_from_the_cdn_too(catalogue, store, events, settings, cdn_kind):
+    from tests.fakes import FakeCdn
+
+    # Given a job that published playable segments, then failed for good
+    cdn = FakeCdn() if cdn_kind == "working" else BrokenCdn()
+    service = make_service(
+        catalogue,
+        store,
+        events,
+        settings,
+        FakeEncoder(fail_with=MediaError("corrupt frame"), fail_after_segments=2),
+    )
+    service.cdn = cdn  # type: ignore[assignment]
+
+    # When it runs
+    outcome = run(service)
+
+    # Then the video failed, its output is gone at the origin and, with a CDN that answers, at the edge;
+    # a CDN that fails does not change the outcome
+    assert outcome is Outcome.FAILED
+    assert catalogue.get(VIDEO_ID).failure_reason == "corrupt frame"
+    assert [k for k in store.objects if k.startswith(OUT)] == []
+    if isinstance(cdn, FakeCdn):
+        assert cdn.invalidated == [[f"/{OUT}*"]]

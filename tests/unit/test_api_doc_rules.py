@@ -1,0 +1,174 @@
+"""The OpenAPI document states the rules the API enforces: the password policy, "at least one field" on
+PATCH /videos/{videoId} and POST /videos/metadata, no blank names and no control characters; and the API
+accepts integers written as 1.0, which JSON Schema counts as integers."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+import hypothesis
+import jsonschema
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from schemathesis import GenerationMode
+
+from reelay.api.app import openapi_document
+from tests.fakes import api_event
+from tests.unit.test_api import ALICE, MiB, call, make_ready, services, settings, upload  # noqa: F401
+from tests.unit.test_api_fuzz import FUZZ_SETTINGS, OPERATIONS, World, assert_answer_shape, world  # noqa: F401
+
+SCHEMAS = openapi_document()["components"]["schemas"]
+
+
+def valid(schema: dict[str, Any], value: Any) -> bool:
+    return jsonschema.Draft202012Validator(schema).is_valid(value)
+
+
+@pytest.mark.parametrize(
+    ("password", "ok"),
+    [
+        ("Correct-Horse-9", True),
+        ("Aa1!aaaaaaaa", True),
+        ("Aa1!aaaaaaa", False),  # 11 characters
+        ("correct-horse-9", False),  # no uppercase
+        ("CORRECT-HORSE-9", False),  # no lowercase
+        ("Correct-Horse-X", False),  # no digit
+        ("CorrectHorse99", False),  # no symbol
+        (" Correct-Horse-9", False),  # Cognito refuses whitespace at either end
+        ("Correct-Horse-9 ", False),
+    ],
+)
+def test_the_document_states_the_password_policy_on_sign_up(password, ok):
+    schema = SCHEMAS["RegisterIn"]["properties"]["password"]
+    assert schema["minLength"] == 12
+    assert valid(schema, password) is ok
+    # Logging in takes any password (the policy may have changed since sign-up)
+    assert valid(SCHEMAS["LoginIn"]["properties"]["password"], "short")
+
+
+def test_the_policy_in_the_document_is_the_user_pools():
+    from local.aws import PASSWORD_POLICY
+
+    assert PASSWORD_POLICY["MinimumLength"] == SCHEMAS["RegisterIn"]["properties"]["password"]["minLength"]
+    assert all(
+        PASSWORD_POLICY[k]
+        for k in ("RequireUppercase", "RequireLowercase", "RequireNumbers", "RequireSymbols")
+    )
+
+
+@pytest.mark.parametrize("model", ["PatchVideoIn", "MetadataIn"])
+@pytest.mark.parametrize(
+    ("fields", "ok"),
+    [
+        ({}, False),
+        ({"displayName": None}, False),
+        ({"displayName": None, "description": None}, False),
+        ({"description": ""}, True),
+        ({"displayName": "New"}, True),
+    ],
+)
+def test_the_document_says_at_least_one_field_to_change(model, fields, ok):
+    body = fields | ({"videoId": "vid1"} if model == "MetadataIn" else {})
+    assert valid(SCHEMAS[model], body) is ok
+
+
+@pytest.mark.parametrize(
+    ("name", "ok"),
+    [
+        ("Holiday", True),
+        (" Holiday ", True),
+        ("", False),
+        ("   ", False),
+        ("\t", False),
+        ("a\x07b", False),
+        ("a\nb", False),
+        ("caf\u00e9 \u2603", True),
+        ("a\x85b", False),
+    ],
+)
+@pytest.mark.usefixtures("services")
+def test_the_document_refuses_blank_names_and_control_characters(name, ok):
+    schema = SCHEMAS["UploadIn"]["properties"]["displayName"]
+    assert valid(schema, name) is ok
+    # And the API agrees on each
+    status, body = upload(displayName=name)
+    assert (status < 300) is ok, (status, body)
+
+
+@pytest.mark.parametrize(
+    ("text", "ok"), [("line one\nline two\ttab", True), ("bell\x07", False), ("\x1b[31m", False)]
+)
+@pytest.mark.usefixtures("services")
+def test_the_document_keeps_layout_but_no_other_control_characters_in_descriptions(text, ok):
+    assert valid(SCHEMAS["UploadIn"]["properties"]["description"], text) is ok
+    status, body = upload(description=text)
+    assert (status < 300) is ok, (status, body)
+
+
+@pytest.mark.usefixtures("services")
+def test_integers_written_as_1_0_are_integers():
+    # JSON Schema counts 1048576.0 as an integer; so does the API
+    status, body = upload(sizeBytes=1048576.0)
+    assert status == 201, body
+    # while a boolean, a string and a fraction stay refused
+    for bad in (True, "1048576", 1048576.5):
+        status, body = upload(sizeBytes=bad)
+        assert status == 400 and body["error"] == "invalid_input", (bad, body)
+
+
+@pytest.mark.usefixtures("services")
+def test_a_part_number_written_as_1_0_is_accepted():
+    status, created = upload(sizeBytes=23 * MiB)
+    assert status == 201, created
+    video_id = created["videoId"]
+    upload_id = created["multipart"]["uploadId"]
+    body = {"uploadId": upload_id, "parts": [{"partNumber": 1.0, "etag": "abc"}]}
+    status, out, _ = call(api_event("POST", f"/videos/{video_id}/upload/complete", body=body, claims=ALICE))
+    # past validation: whatever the store says of the parts, it is not the schema's 400 on partNumber
+    assert not (status == 400 and "partNumber" in str(out)), out
+
+
+# Positive acceptance on the operations whose rules the document now states: every request the document
+# allows, on the caller's own video, is accepted (200), as schemathesis' positive_data_acceptance wants.
+METADATA_OPERATIONS = [
+    pytest.param(op, id=op.label)
+    for op in OPERATIONS
+    if op.label in ("PATCH /videos/{videoId}", "POST /videos/metadata")
+]
+
+
+def test_both_metadata_operations_are_checked():
+    assert len(METADATA_OPERATIONS) == 2
+
+
+@pytest.mark.parametrize("operation", METADATA_OPERATIONS)
+@hypothesis.settings(FUZZ_SETTINGS, max_examples=40)
+@given(data=st.data())
+def test_every_request_the_document_allows_is_accepted(
+    world: Callable[[], World],  # noqa: F811  (the imported fixture)
+    operation,
+    data,
+) -> None:
+    here = world()
+    case = data.draw(operation.as_strategy(generation_mode=GenerationMode.POSITIVE), label="case")
+    mine = here.video_ids[0]  # the caller's own ready video
+    if case.path_parameters and "videoId" in case.path_parameters:
+        case.path_parameters["videoId"] = mine
+    if isinstance(case.body, dict) and "videoId" in case.body:
+        case.body["videoId"] = mine
+    case.headers = {"Authorization": f"Bearer {here.token}"}
+    response = case.call()
+    assert_answer_shape(operation, response)
+    assert response.status_code == 200, (case.body, response.text)
+
+
+def test_the_patterns_are_python_regexes_too():
+    # pydantic never compiles these (the checks are its own); the document's readers may be Python too
+    for schema in (
+        SCHEMAS["UploadIn"]["properties"]["displayName"],
+        SCHEMAS["RegisterIn"]["properties"]["password"],
+    ):
+        re.compile(schema["pattern"])
