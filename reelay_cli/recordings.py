@@ -34,7 +34,7 @@ def _path(stream_id: str, session_id: str | None = None, *rest: str) -> str:
 def _seconds(value: Any) -> str:
     if not isinstance(value, int | float) or isinstance(value, bool):
         return ""
-    total = int(round(value))
+    total = round(value)
     h, m, s = total // 3600, total % 3600 // 60, total % 60
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
@@ -63,7 +63,10 @@ def show_session(out: Output, s: dict[str, Any]) -> None:
             ("discontinuities", s.get("discontinuities") or None),
             ("live playlist", s.get("livePlaylistUrl")),
             ("video", s.get("videoId")),
-            ("playback", s.get("playbackUrl") or video.get("playbackUrl")),
+            ("playback", video.get("playbackUrl")),
+            ("store", s.get("store")),
+            ("store source", s.get("storeSource")),
+            ("store fallback", s.get("storeFallbackReason")),
         ]
     )
 
@@ -148,8 +151,16 @@ def list_sessions(app: App, stream_id: str, limit: int, cursor: str | None) -> N
 @pass_app
 def show(app: App, stream_id: str, session_id: str) -> None:
     """One session: state, times, duration, the live playlist while recording, the video once ready."""
-    session = call(app, "GET", _path(stream_id, session_id))
+    session = with_video(app, call(app, "GET", _path(stream_id, session_id)))
     app.output.result(session, lambda: show_session(app.output, session))
+
+
+def with_video(app: App, session: dict[str, Any]) -> dict[str, Any]:
+    """The session, with the video it became (``GET /videos/{videoId}``: playback URL, poster)."""
+    if session.get("state") == "ready" and session.get("videoId"):
+        video = app.client.call("GET", f"/videos/{quote(str(session['videoId']), safe='')}", auth=True)
+        return {**session, "video": video}
+    return session
 
 
 def _follow(app: App, what: str, fetch: Any, timeout: float | None) -> dict[str, Any]:
@@ -195,11 +206,14 @@ def finalize(app: App, stream_id: str, session_id: str, wait: bool, timeout: flo
     """Turn an ended (or failed) session into a video now, without waiting for the sweep."""
     path = _path(stream_id, session_id)
     # Finalizing a session that is already finalizing is a no-op on the server: safe to retry.
-    answer = call(app, "POST", f"{path}/finalize", idempotent=True, ok=(200, 202))
-    session = answer if isinstance(answer, dict) and answer.get("sessionId") else call(app, "GET", path)
+    answer = call(app, "POST", f"{path}/finalize", idempotent=True, ok=(200, 202)) or {}
     what = f"session {session_id}"
-    if wait:
-        session = _follow(app, what, lambda: call(app, "GET", path), timeout)
+    if answer.get("started"):
+        app.output.notice(f"{what}: {answer.get('mode') or 'finalize'} started")
+    elif answer.get("state") == "finalizing":
+        app.output.notice(f"{what}: already finalizing")
+    fetch = lambda: call(app, "GET", path)  # noqa: E731
+    session = with_video(app, _follow(app, what, fetch, timeout) if wait else fetch())
     app.output.result(session, lambda: show_session(app.output, session))
     _fail_if_failed(app.output, what, session)
 
@@ -249,18 +263,17 @@ def export(
 
 
 def download(app: App, url: str, target: Path) -> int:
-    """GET the URL into ``target`` (via a temporary file beside it) with a bar of bytes, speed and
-    time left. The export's URL is presigned; an API-relative one goes with the bearer token."""
+    """GET the URL into ``target`` (via a ``.part`` file beside it) with a bar of bytes, speed and time
+    left. The URL is on the playback path (CloudFront, the gateway's /media/): no token goes with it."""
     if not url:
         raise CliError("the export is ready but gave no download URL", ExitCode.FAILED, error="no_download")
     client = app.client
-    headers = {}
-    if not urlparse(url).scheme or url.startswith(client.base):
+    if not urlparse(url).scheme:
         url = client.url(url)
-        headers["Authorization"] = f"Bearer {client.tokens().id_token}"
-    response = client.send("GET", url, stream=True, headers=headers, idempotent=True, timeout=60)
+    response = client.send("GET", url, stream=True, timeout=60)
     if response.status_code != 200:
-        raise error_from(response)
+        failure = error_from(response)
+        raise CliError(f"cannot download {target.name}: {failure.message}", failure.code, error=failure.error)
     total = int(response.headers.get("Content-Length") or 0)
     bar = BarProgress(app.output.err, target.name) if app.output.show_progress else None
     partial = target.with_name(target.name + ".part")
