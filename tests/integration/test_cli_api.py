@@ -606,12 +606,13 @@ def test_a_download_that_keeps_failing_is_exit_5_and_leaves_no_file(
     sid = cli.json("streams", "create", "Yard", "rtsp://cam/yard")["streamId"]
     ready = api.add_session(sid, state="ready", duration=10.0)
     api.fail_next("GET", r"/downloads/", 502, 502, 502)  # the client tries 1 + 2 times
-    target = tmp_path / "x.mp4"
+    (tmp_path / "out").mkdir()
+    target = tmp_path / "out" / "x.mp4"
 
     code, _, err = cli("recordings", "export", sid, ready, "--start", "0", "--end", "5", "-o", str(target))
 
     assert code == 5 and "cannot download x.mp4: injected 502" in err
-    assert list(tmp_path.iterdir()) == []
+    assert list((tmp_path / "out").iterdir()) == []
 
 
 def test_streams_create_and_update_send_the_recording_settings(operator_cli: Cli, api: FakeApi) -> None:
