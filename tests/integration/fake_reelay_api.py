@@ -406,9 +406,11 @@ class FakeApi:
             "record": bool(body.get("record", False)),
             **self._record_settings(body, {}),
         }
-        if body.get("recordWebhookUrl"):
-            stream["recordWebhookSecret"] = "whsec_" + hashlib.sha256(sid.encode()).hexdigest()
         self.streams[sid] = stream
+        if body.get("recordWebhookUrl"):  # the secret is in this answer only
+            return reply(
+                201, stream | {"recordWebhookSecret": "whsec_" + hashlib.sha256(sid.encode()).hexdigest()}
+            )
         return reply(201, stream)
 
     @staticmethod
@@ -443,7 +445,6 @@ class FakeApi:
             return error(400, "invalid_input", "retentionDays must be 1 to 3650 or null")
         if stream["desiredState"] == "running" and set(body) & {"recordObjectStore", "recordRenditions"}:
             return error(409, "conflict", "the recording settings change only while the stream is stopped")
-        stream.pop("recordWebhookSecret", None)
         stream.update({k: body[k] for k in ("name", "video", "record") if k in body})
         stream.update(self._record_settings(body, stream))
         answer = dict(stream)
