@@ -1,8 +1,11 @@
 import { useEffect, useRef, useState } from "react";
 import type { Video } from "../types";
 
+/** What the player needs: a video, or anything HLS with an id and a name (a live recording). */
+export type Playable = Pick<Video, "videoId" | "displayName" | "playbackUrl" | "thumbnailUrl">;
+
 /** hls.js where Media Source Extensions exist, the browser's own HLS (Safari, iOS) otherwise. */
-export function Player({ video }: { video: Video }) {
+export function Player({ video }: { video: Playable }) {
   const ref = useRef<HTMLVideoElement>(null);
   const [error, setError] = useState<string | null>(null);
   // The page polls a video that is still processing: its URL may move from the live master to
