@@ -160,6 +160,13 @@ class Stream(BaseModel):
     kvs_stream_name: str | None  # None: the stream only records (it must then record)
     video_mode: VideoMode = VideoMode.AUTO
     record_enabled: bool = False  # the relay task also records the feed (reelay.recording.recorder)
+    # Recording settings (reelay.relay.streams checks them; the API shows them, the store redacted).
+    record_object_store_url: str | None = None  # the stream's own store, REDACTED (for answers)
+    record_store_secret: str | None = None  # the same store's full URL, sealed like source secrets
+    webhook_url: str | None = None  # the store webhook (reelay.recording.stores)
+    retention_days: int | None = None  # recordings older than this are removed (None: kept)
+    reconnect_window_seconds: int | None = None  # None: the platform's default
+    record_renditions: list[str] = Field(default_factory=list)  # encoded ladder rungs besides "source"
     desired_state: DesiredState = DesiredState.STOPPED
     state: StreamState = StreamState.STOPPED
     state_since: datetime = Field(default_factory=utcnow)
@@ -217,6 +224,7 @@ class RecordingState(StrEnum):
     FINALIZING = "finalizing"
     READY = "ready"
     FAILED = "failed"
+    EXPIRED = "expired"  # removed by its stream's retentionDays: media deleted, the row kept
 
 
 def recording_subject(session_id: str) -> str:
@@ -239,6 +247,9 @@ class RecordingSession(BaseModel):
     writers: list[str] = Field(default_factory=list)
     store_url: str | None = None
     store_ref: str = "default"
+    store_secret: str | None = None  # the store's full URL, sealed (a webhook's answer); never shown
+    store_source: str = "default"  # "default" | "stream" | "webhook"
+    store_fallback: str | None = None  # why an earlier choice was passed over (no secret in it)
     reconnect_window_seconds: int = 60
     started_at: datetime = Field(default_factory=utcnow)
     ended_at: datetime | None = None

@@ -5,7 +5,7 @@ Services receive their ports by constructor; tests pass in-memory fakes.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -180,6 +180,11 @@ class StreamCatalogue(Protocol):
         secret (None clears it) when, and only when, ``source_url`` is given."""
         ...
 
+    def update_stream_recording(self, stream_id: str, changes: Mapping[str, object]) -> Stream:
+        """Change a stream's recording settings (``reelay.catalogue._stream_recording``): exactly the
+        keys given, None clearing one. InvalidInput for a value out of range."""
+        ...
+
     def delete_stream(self, stream_id: str) -> None:
         """Forget a stream. One whose relay task still holds a live lease is marked deleted (desired
         stopped) instead: ``streams_to_reconcile`` lists it and ``release_stream_lease`` removes it."""
@@ -242,6 +247,12 @@ class RelayLauncher(Protocol):
 
 
 # --- recording sessions -----------------------------------------------------------------------
+@dataclass(frozen=True)
+class SessionPage:
+    items: list[RecordingSession]
+    next_cursor: str | None
+
+
 class RecordingCatalogue(Protocol):
     """Recording sessions (``reelay.catalogue._recordings`` has the rules). Raises ``NotFound`` for
     unknown sessions. Each transition records its outbox event (subject ``recording:<sessionId>``)
@@ -258,6 +269,9 @@ class RecordingCatalogue(Protocol):
         store_ref: str = "default",
         renditions: Sequence[Rendition] = (),
         session_id: str | None = None,
+        store_secret: str | None = None,
+        store_source: str = "default",
+        store_fallback: str | None = None,
         now: datetime | None = None,
     ) -> tuple[RecordingSession, bool]:
         """Start a session, or continue the stream's recording one when its media stopped no longer
@@ -285,6 +299,20 @@ class RecordingCatalogue(Protocol):
 
     def list_recording_sessions(self, stream_id: str, *, limit: int = 100) -> list[RecordingSession]:
         """A stream's sessions, newest first."""
+        ...
+
+    def list_recording_sessions_page(
+        self, stream_id: str, *, limit: int, cursor: str | None = None
+    ) -> SessionPage:
+        """A stream's sessions, newest first (startedAt DESC, sessionId DESC), keyset cursor."""
+        ...
+
+    def recording_sessions_past_retention(self, now: datetime | None = None) -> list[RecordingSession]:
+        """Ended, ready or failed sessions of streams with retentionDays, that ended longer ago."""
+        ...
+
+    def expire_recording_session(self, session_id: str, *, now: datetime | None = None) -> bool:
+        """ended / ready / failed -> expired; emits recording.expired. False otherwise."""
         ...
 
     def stale_recording_sessions(self, now: datetime | None = None) -> list[RecordingSession]:

@@ -21,6 +21,8 @@ if TYPE_CHECKING:  # the services are imported where built: each Lambda loads on
         RelayLauncher,
         VideoCatalogue,
     )
+    from reelay.recording.service import ExportLauncher, RecordingService
+    from reelay.recording.sweep import WorkflowStarter
     from reelay.relay.reconciler import RelayLauncher as RelayTaskLauncher
     from reelay.relay.secrets import SourceSecrets
     from reelay.relay.streams import StreamService
@@ -37,6 +39,8 @@ _PORTS = (
     "launcher",
     "source_secrets",
     "relay_launcher",
+    "recording_starter",
+    "export_launcher",
 )
 
 
@@ -149,6 +153,42 @@ class Services:
         from reelay.adapters.ecs import EcsRelayLauncher
 
         return EcsRelayLauncher.from_settings(self.settings)
+
+    @cached_property
+    def recording_starter(self) -> WorkflowStarter:
+        """Step Functions when the state machine is configured (AWS); else the local runner, in the
+        background (the local platform)."""
+        arn = self.settings.recording_state_machine_arn
+        if arn:
+            from reelay.adapters.stepfunctions import StepFunctionsStarter
+
+            return StepFunctionsStarter(arn, settings=self.settings)
+        from reelay.recording.sweep import BackgroundStarter, step_context
+
+        return BackgroundStarter(step_context(self))
+
+    @cached_property
+    def export_launcher(self) -> ExportLauncher | None:
+        """A child process locally; None (exports answer 503) where the workflow runs on Step
+        Functions, until the API may run the export task on ECS."""
+        if self.settings.recording_state_machine_arn:
+            return None
+        from reelay.recording.service import ChildExportLauncher
+
+        return ChildExportLauncher()
+
+    @cached_property
+    def recordings(self) -> RecordingService:
+        from reelay.recording.service import RecordingService
+
+        return RecordingService(
+            self.catalogue,
+            self.streams,
+            self.store,
+            self.settings,
+            starter=lambda: self.recording_starter,
+            exports=self.export_launcher,
+        )
 
 
 _services: Services | None = None

@@ -29,6 +29,10 @@ from reelay.api.models import (
     CompleteUploadIn,
     ConfirmIn,
     ErrorOut,
+    ExportId,
+    ExportIn,
+    ExportOut,
+    FinalizeOut,
     LimitsOut,
     LoginIn,
     MessageOut,
@@ -43,6 +47,9 @@ from reelay.api.models import (
     RegisterIn,
     RegisterOut,
     ResendCodeIn,
+    SessionId,
+    SessionOut,
+    SessionPageOut,
     SingleUploadOut,
     StreamId,
     StreamIn,
@@ -271,6 +278,20 @@ def _error_responses(spec: Route) -> dict[int, Any]:
             codes[404] = "Unknown stream (or another operator's)"
         if (spec.method, spec.path) in (("POST", "/streams"), ("PATCH", "/streams/{streamId}")):
             codes[409] = "KVS stream name taken, or the stream is running"
+        if "{sessionId}" in spec.path:
+            codes[404] = "Unknown stream or session (or another operator's)"
+        if "{exportId}" in spec.path:
+            codes[404] = "Unknown stream, session or export"
+        if spec.path.endswith("/finalize"):
+            codes[409] = "Still recording with a live writer, or expired"
+        if spec.path.endswith("/exports") and spec.method == "POST":
+            codes[409] = "The recording is not finalized (ready) yet"
+            codes[503] = "MP4 exports are not configured for this deployment"
+        if spec.path.endswith("/live.m3u8"):
+            codes.pop(401, None)
+            codes[403] = "Missing, bad or expired token"
+            codes[404] = "Unknown session, or no segment stored yet"
+            codes[409] = "The session records to a store the playback path does not serve"
     if spec.path.startswith("/auth/"):
         codes |= {401: "Wrong credentials or token", 403: "Not confirmed", 404: "Unknown user", 409: "Taken"}
     if spec.path.endswith("/upload/complete"):
@@ -447,8 +468,10 @@ def my_videos(limit: Limit = 20, cursor: Cursor = None) -> OwnerVideoPageOut:
     return OwnerVideoPageOut(items=[_owned(videos, v) for v in page.items], next_cursor=page.next_cursor)
 
 
-def _stream(stream: Stream) -> StreamOut:
-    return StreamOut.of(stream, secret_names=get_services().streams.secret_names(stream))
+def _stream(stream: Stream, *, show_webhook_secret: bool = False) -> StreamOut:
+    streams = get_services().streams
+    secret = streams.webhook_secret(stream) if show_webhook_secret else None
+    return StreamOut.of(stream, secret_names=streams.secret_names(stream), webhook_secret=secret)
 
 
 @route("POST", "/streams", status=HTTPStatus.CREATED)
@@ -462,9 +485,10 @@ def create_stream(body: StreamIn) -> StreamOut:
         body.video,
         record=body.record,
         relay=body.relay,
+        recording=body.recording(),
     )
     metrics.add_metric(name="StreamCreated", unit=MetricUnit.Count, value=1)
-    return _stream(stream)
+    return _stream(stream, show_webhook_secret=bool(body.record_webhook_url))
 
 
 @route("GET", "/streams")
@@ -490,8 +514,9 @@ def patch_stream(streamId: StreamId, body: PatchStreamIn) -> StreamOut:
         kvs_stream_name=body.kvs_stream_name,
         video=body.video,
         record=body.record,
+        recording=body.recording(),
     )
-    return _stream(stream)
+    return _stream(stream, show_webhook_secret=bool(body.record_webhook_url))
 
 
 @route("DELETE", "/streams/{streamId}", status=HTTPStatus.NO_CONTENT)
@@ -509,6 +534,93 @@ def start_stream(streamId: StreamId) -> StreamOut:
 @route("POST", "/streams/{streamId}/stop", status=HTTPStatus.ACCEPTED)
 def stop_stream(streamId: StreamId) -> StreamOut:
     return _stream(get_services().streams.stop(operator().user_id, streamId))
+
+
+def _api_base() -> str:
+    """Where this API is reached from outside, for URLs it hands out (the live playlist's): API
+    Gateway's domain and stage, or the local gateway's Host."""
+    event = app.current_event
+    context = event.request_context
+    domain = getattr(context, "domain_name", None)
+    headers = event.headers or {}
+    if domain and event.raw_event.get("requestContext", {}).get("apiId") != "local":
+        return f"https://{domain}/{context.stage}"
+    host = headers.get("host") or headers.get("Host") or "localhost:8080"
+    proto = headers.get("x-forwarded-proto") or headers.get("X-Forwarded-Proto") or "http"
+    return f"{proto}://{host}"
+
+
+def _session(session: Any, *, live: bool = False) -> SessionOut:
+    view = get_services().recordings.view(session, api_base=_api_base() if live else None)
+    return SessionOut.of(
+        session,
+        duration_seconds=view.duration_seconds,
+        live_playlist_url=view.live_playlist_url,
+        live_playlist_expires_at=view.live_expires_at,
+    )
+
+
+@route("GET", "/streams/{streamId}/sessions")
+def list_sessions(streamId: StreamId, limit: Limit = 20, cursor: Cursor = None) -> SessionPageOut:
+    page = get_services().recordings.list(operator().user_id, streamId, limit, cursor)
+    return SessionPageOut(items=[_session(s) for s in page.items], next_cursor=page.next_cursor)
+
+
+@route("GET", "/streams/{streamId}/sessions/{sessionId}")
+def get_session(streamId: StreamId, sessionId: SessionId) -> SessionOut:
+    return _session(get_services().recordings.get(operator().user_id, streamId, sessionId), live=True)
+
+
+@route("POST", "/streams/{streamId}/sessions/{sessionId}/finalize", status=HTTPStatus.ACCEPTED)
+def finalize_session(streamId: StreamId, sessionId: SessionId) -> Response[FinalizeOut]:
+    out = get_services().recordings.finalize(operator().user_id, streamId, sessionId)
+    body = FinalizeOut(
+        session_id=sessionId,
+        state=out["state"],
+        started=out["started"],
+        mode=out.get("mode"),
+        video_id=out.get("videoId"),
+    )
+    if out["started"]:
+        metrics.add_metric(name="RecordingFinalizeStarted", unit=MetricUnit.Count, value=1)
+    status = HTTPStatus.OK if out["state"] == "ready" else HTTPStatus.ACCEPTED
+    return Response(
+        status_code=status,
+        content_type=content_types.APPLICATION_JSON,
+        body=body.model_dump(mode="json", by_alias=True),
+    )
+
+
+@route("POST", "/streams/{streamId}/sessions/{sessionId}/exports", status=HTTPStatus.ACCEPTED)
+def create_export(streamId: StreamId, sessionId: SessionId, body: ExportIn) -> ExportOut:
+    record = get_services().recordings.create_export(
+        operator().user_id, streamId, sessionId, body.start, body.end
+    )
+    metrics.add_metric(name="RecordingExportStarted", unit=MetricUnit.Count, value=1)
+    return ExportOut.model_validate(record)
+
+
+@route("GET", "/streams/{streamId}/sessions/{sessionId}/exports/{exportId}")
+def get_export(streamId: StreamId, sessionId: SessionId, exportId: ExportId) -> ExportOut:
+    return ExportOut.model_validate(
+        get_services().recordings.get_export(operator().user_id, streamId, sessionId, exportId)
+    )
+
+
+LiveToken = Annotated[
+    str | None, Query(min_length=1, max_length=200, description="The token of the session's livePlaylistUrl")
+]
+
+
+@route("GET", "/streams/{streamId}/sessions/{sessionId}/live.m3u8")
+def live_playlist(streamId: StreamId, sessionId: SessionId, token: LiveToken = None) -> Response[str]:
+    body = get_services().recordings.live(streamId, sessionId, token)
+    return Response(
+        status_code=HTTPStatus.OK,
+        content_type="application/vnd.apple.mpegurl",
+        body=body,
+        headers={"Cache-Control": "no-cache"},
+    )
 
 
 @route("GET", "/openapi.json")

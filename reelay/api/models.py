@@ -24,6 +24,8 @@ from pydantic.alias_generators import to_camel
 
 from reelay.models import (
     DesiredState,
+    RecordingSession,
+    RecordingState,
     SourceProtocol,
     Stream,
     StreamState,
@@ -294,9 +296,64 @@ KvsStreamName = Annotated[
     Field(description="The Kinesis Video Streams stream; must start with the deployment's prefix (reelay-)"),
 ]
 StreamId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+StoreUrl = Annotated[
+    str,
+    StringConstraints(max_length=2048),
+    Field(
+        description=(
+            "s3://KEY:SECRET@region/bucket[/prefix], s3://region/bucket, "
+            "s3+http(s)://KEY:SECRET@host:port/bucket[/prefix] or file:///abs/path (local platform only); "
+            'the secret is stored encrypted and never returned. "" or null clears it'
+        ),
+        examples=["s3://AKIAEXAMPLE:secret@eu-west-1/my-bucket/cams"],
+    ),
+]
+WebhookUrl = Annotated[
+    str,
+    StringConstraints(max_length=2048),
+    Field(
+        description='http(s) URL POSTed, signed, when a session starts; "" or null clears it',
+        examples=["https://hooks.example.com/reelay"],
+    ),
+]
+RetentionDays = Annotated[StrictInt, Field(ge=1, le=3650, description="Keep recordings this many days")]
+ReconnectWindow = Annotated[
+    StrictInt,
+    Field(ge=0, le=1800, description="Seconds a source may be down and continue the same session"),
+]
+RenditionName = Annotated[str, StringConstraints(min_length=1, max_length=16)]
+RecordRenditions = Annotated[
+    list[RenditionName],
+    Field(
+        max_length=5,
+        description="Encoded renditions to record besides source: 1080p, 720p, 480p, 360p, 240p",
+        examples=[["720p", "360p"]],
+    ),
+]
 
 
-class StreamIn(_Request):
+class _RecordingSettingsIn(_Request):
+    """The recording settings of a stream (docs/recordings-api.md); given fields only are applied."""
+
+    record_object_store: StoreUrl | None = None
+    record_webhook_url: WebhookUrl | None = None
+    retention_days: RetentionDays | None = None
+    reconnect_window_seconds: ReconnectWindow | None = None
+    record_renditions: RecordRenditions | None = None
+
+    def recording(self) -> dict[str, object]:
+        """The recording settings the request names (null included: it clears)."""
+        names = (
+            "record_object_store",
+            "record_webhook_url",
+            "retention_days",
+            "reconnect_window_seconds",
+            "record_renditions",
+        )
+        return {n: getattr(self, n) for n in names if n in self.model_fields_set}
+
+
+class StreamIn(_RecordingSettingsIn):
     name: StreamName
     source_url: SourceUrl
     kvs_stream_name: KvsStreamName | None = None
@@ -314,7 +371,7 @@ class StreamIn(_Request):
     )
 
 
-class PatchStreamIn(_Request):
+class PatchStreamIn(_RecordingSettingsIn):
     name: StreamName | None = None
     source_url: SourceUrl | None = None
     kvs_stream_name: KvsStreamName | None = None
@@ -342,6 +399,15 @@ class StreamOut(_Wire):
     kvs_stream_name: str | None = Field(description="The KVS stream; null when the stream only records")
     video: VideoMode
     record: bool = Field(description="Whether the relay task also records the feed")
+    record_object_store: str | None = Field(default=None, description="The stream's own store, redacted")
+    record_webhook_url: str | None = None
+    record_webhook_secret: str | None = Field(
+        default=None,
+        description="Only in the answer that set recordWebhookUrl: the HMAC key of X-Reelay-Signature",
+    )
+    retention_days: int | None = None
+    reconnect_window_seconds: int | None = Field(default=None, description="null: the platform default")
+    record_renditions: list[str] = Field(default_factory=list)
     desired_state: DesiredState
     state: StreamState
     state_since: UtcDateTime
@@ -360,7 +426,7 @@ class StreamOut(_Wire):
     updated_at: UtcDateTime
 
     @classmethod
-    def of(cls, stream: Stream, *, secret_names: list[str]) -> StreamOut:
+    def of(cls, stream: Stream, *, secret_names: list[str], webhook_secret: str | None = None) -> StreamOut:
         task = None
         if stream.lease_owner is not None:
             task = RelayTaskOut(
@@ -378,6 +444,12 @@ class StreamOut(_Wire):
             kvs_stream_name=stream.kvs_stream_name,
             video=stream.video_mode,
             record=stream.record_enabled,
+            record_object_store=stream.record_object_store_url,
+            record_webhook_url=stream.webhook_url,
+            record_webhook_secret=webhook_secret,
+            retention_days=stream.retention_days,
+            reconnect_window_seconds=stream.reconnect_window_seconds,
+            record_renditions=list(stream.record_renditions),
             desired_state=stream.desired_state,
             state=stream.state,
             state_since=stream.state_since,
@@ -403,3 +475,115 @@ class StreamPageOut(_Wire):
 class ErrorOut(_Wire):
     error: str
     message: str
+
+
+# --- recording sessions (operators only; docs/recordings-api.md) ---------------------------------
+SessionId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+ExportId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+Seconds = Annotated[float, Field(strict=True, ge=0, le=10_000_000, allow_inf_nan=False)]
+
+
+class SessionRenditionOut(_Wire):
+    name: str
+    width: int
+    height: int
+    bandwidth: int
+    codecs: str
+
+
+class SessionOut(_Wire):
+    session_id: str
+    stream_id: str
+    state: RecordingState
+    started_at: UtcDateTime
+    ended_at: UtcDateTime | None = None
+    end_reason: str | None = None
+    duration_seconds: float | None = Field(
+        default=None, description="Media so far while recording; the finalized duration once ready"
+    )
+    store: str | None = Field(default=None, description="The store recorded to, redacted")
+    store_source: str = Field(description="default, stream (its recordObjectStore) or webhook")
+    store_fallback_reason: str | None = Field(
+        default=None, description="Why an earlier store was passed over"
+    )
+    writer_count: int
+    discontinuities: int
+    renditions: list[SessionRenditionOut]
+    video_id: str | None = Field(default=None, description="The recording's video, once ready")
+    failure_reason: str | None = None
+    workflow_state: str | None = None
+    live_playlist_url: str | None = Field(
+        default=None, description="While recording: the EVENT playlist, playable without a bearer token"
+    )
+    live_playlist_expires_at: UtcDateTime | None = None
+    created_at: UtcDateTime
+    updated_at: UtcDateTime
+
+    @classmethod
+    def of(
+        cls,
+        s: RecordingSession,
+        *,
+        duration_seconds: float | None,
+        live_playlist_url: str | None = None,
+        live_playlist_expires_at: datetime | None = None,
+    ) -> SessionOut:
+        return cls(
+            session_id=s.session_id,
+            stream_id=s.stream_id,
+            state=s.state,
+            started_at=s.started_at,
+            ended_at=s.ended_at,
+            end_reason=s.end_reason,
+            duration_seconds=duration_seconds,
+            store=s.store_url,
+            store_source=s.store_source,
+            store_fallback_reason=s.store_fallback,
+            writer_count=len(s.writers),
+            discontinuities=s.discontinuities,
+            renditions=[
+                SessionRenditionOut(
+                    name=r.name, width=r.width, height=r.height, bandwidth=r.bandwidth, codecs=r.codecs
+                )
+                for r in s.renditions
+            ],
+            video_id=s.video_id,
+            failure_reason=s.failure_reason,
+            workflow_state=s.workflow_state,
+            live_playlist_url=live_playlist_url,
+            live_playlist_expires_at=live_playlist_expires_at,
+            created_at=s.created_at,
+            updated_at=s.updated_at,
+        )
+
+
+class SessionPageOut(_Wire):
+    items: list[SessionOut]
+    next_cursor: str | None = None
+
+
+class FinalizeOut(_Wire):
+    session_id: str
+    state: str
+    started: bool = Field(description="True when this call started a workflow")
+    mode: str | None = Field(default=None, description="finalize, or fixup for a writer that died")
+    video_id: str | None = None
+
+
+class ExportIn(_Request):
+    start: Seconds = Field(description="Seconds from the recording's start")
+    end: Seconds = Field(description="Seconds from the recording's start; after start, within the duration")
+
+
+class ExportOut(_Wire):
+    export_id: str
+    session_id: str
+    state: Literal["running", "ready", "failed"]
+    start: float
+    end: float
+    created_at: str
+    updated_at: str
+    duration_seconds: float | None = Field(default=None, description="The MP4's (whole segments)")
+    size_bytes: int | None = None
+    download_url: str | None = Field(default=None, description="The MP4, once ready")
+    failure_reason: str | None = None

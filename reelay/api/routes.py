@@ -48,6 +48,39 @@ ROUTES: tuple[Route, ...] = (
     Route("DELETE", "/streams/{streamId}", True, "Stop a stream and delete it (operators)"),
     Route("POST", "/streams/{streamId}/start", True, "Start relaying: sets the desired state (idempotent)"),
     Route("POST", "/streams/{streamId}/stop", True, "Stop relaying: sets the desired state (idempotent)"),
+    Route(
+        "GET", "/streams/{streamId}/sessions", True, "A stream's recording sessions, newest first (operators)"
+    ),
+    Route(
+        "GET",
+        "/streams/{streamId}/sessions/{sessionId}",
+        True,
+        "One recording session: state, duration, store, video once ready, live playlist while recording",
+    ),
+    Route(
+        "POST",
+        "/streams/{streamId}/sessions/{sessionId}/finalize",
+        True,
+        "Finalize a recording session now (idempotent; fixup for a writer that died)",
+    ),
+    Route(
+        "POST",
+        "/streams/{streamId}/sessions/{sessionId}/exports",
+        True,
+        "Export a time range of a finished recording as MP4",
+    ),
+    Route(
+        "GET",
+        "/streams/{streamId}/sessions/{sessionId}/exports/{exportId}",
+        True,
+        "An MP4 export: its state, and its download URL once ready",
+    ),
+    Route(
+        "GET",
+        "/streams/{streamId}/sessions/{sessionId}/live.m3u8",
+        False,
+        "The live EVENT playlist of a session while it records (a signed token in the URL, no bearer)",
+    ),
     Route("GET", "/openapi.json", False, "This API's OpenAPI document"),
 )
 

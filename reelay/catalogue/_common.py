@@ -225,6 +225,9 @@ def check_stream(stream: Stream) -> None:
     elif not stream.record_enabled:
         raise InvalidInput("a stream relays to KVS, records, or both")
     check_health(_health_of(stream))
+    from reelay.catalogue._stream_recording import check_stream_recording
+
+    check_stream_recording(stream)
     if stream.lease_token < 0:
         raise InvalidInput("leaseToken must not be negative")
 

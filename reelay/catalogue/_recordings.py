@@ -24,6 +24,8 @@ STORE_URL_MAX = 2048
 STORE_REF_MAX = 256
 MAX_WRITERS = 64
 EXECUTION_ID_MAX = 256
+STORE_SOURCES = ("default", "stream", "webhook")
+STORE_SECRET_MAX = 16384
 RESTARTABLE = (RecordingState.RECORDING, RecordingState.ENDED, RecordingState.FAILED)
 
 
@@ -82,6 +84,9 @@ def start(
     store_url: str | None,
     store_ref: str,
     renditions: Sequence[Rendition],
+    store_secret: str | None = None,
+    store_source: str = "default",
+    store_fallback: str | None = None,
 ) -> tuple[Change, RecordingSession, bool]:
     """Start or continue the stream's session: (change, the session, continued?).
 
@@ -95,6 +100,10 @@ def start(
         raise InvalidInput("the store URL is too long")
     if not store_ref or len(store_ref) > STORE_REF_MAX:
         raise InvalidInput(f"the store reference must be 1 to {STORE_REF_MAX} characters")
+    if store_source not in STORE_SOURCES:
+        raise InvalidInput(f"the store source must be one of {', '.join(STORE_SOURCES)}")
+    if store_secret is not None and (not store_secret.isascii() or len(store_secret) > STORE_SECRET_MAX):
+        raise InvalidInput("the sealed store URL is too long")
     now = to_db_time(now)
     change = Change(changed=True)
     if latest is not None and latest.state == RecordingState.RECORDING:
@@ -130,6 +139,9 @@ def start(
         writers=[writer_id],
         store_url=store_url,
         store_ref=store_ref,
+        store_secret=store_secret,
+        store_source=store_source,
+        store_fallback=clip_reason(store_fallback) if store_fallback else None,
         reconnect_window_seconds=window,
         started_at=now,
         heartbeat_at=now,
@@ -242,6 +254,20 @@ def fail(s: RecordingSession, reason: str, now: datetime, execution_id: str | No
         }
     )
     return Change([failed], [recording_event("failed", failed, reason=failed.failure_reason)], True)
+
+
+EXPIRABLE = (RecordingState.ENDED, RecordingState.READY, RecordingState.FAILED)
+
+
+def expire(s: RecordingSession, now: datetime) -> Change:
+    """ended / ready / failed -> expired (its stream's retention removed its media). A session still
+    recording or being finalized is left alone: its next sweep expires it."""
+    if s.state not in EXPIRABLE:
+        return Change()
+    gone = s.model_copy(
+        update={"state": RecordingState.EXPIRED, "workflow_state": "expired", "updated_at": to_db_time(now)}
+    )
+    return Change([gone], [recording_event("expired", gone, videoId=s.video_id)], True)
 
 
 def is_stale(s: RecordingSession, now: datetime) -> bool:

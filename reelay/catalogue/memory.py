@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -31,6 +31,7 @@ from reelay.catalogue._common import (
     stream_changes,
     to_db_time,
 )
+from reelay.catalogue._stream_recording import recording_changes
 from reelay.catalogue.recordings_memory import MemoryRecordings
 from reelay.errors import Conflict, NotFound
 from reelay.models import (
@@ -366,6 +367,14 @@ class MemoryCatalogue(MemoryRecordings):
             ):
                 raise Conflict(f"kvsStreamName {taken} is used by another stream")
             return self._touch_stream(stream, **changes).model_copy()
+
+    def update_stream_recording(self, stream_id: str, changes: Mapping[str, object]) -> Stream:
+        checked = recording_changes(changes)
+        with self._lock:
+            stream = self._stream(stream_id)
+            if not checked:
+                return stream.model_copy()
+            return self._touch_stream(stream, **checked).model_copy()
 
     def delete_stream(self, stream_id: str) -> None:
         with self._lock:

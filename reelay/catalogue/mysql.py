@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, TypeVar
@@ -36,6 +36,13 @@ from reelay.catalogue._common import (
     is_video_id,
     stream_changes,
     to_db_time,
+)
+from reelay.catalogue._stream_recording import (
+    RECORDING_COLUMNS,
+    db_value,
+    recording_changes,
+    recording_fields,
+    recording_row,
 )
 from reelay.catalogue.connection import ConnectionProvider, error_code
 from reelay.catalogue.recordings_mysql import MySQLRecordings
@@ -392,6 +399,27 @@ class MySQLCatalogue(MySQLRecordings):
             raise NotFound(f"stream {stream_id} not found")
         return found
 
+    def update_stream_recording(self, stream_id: str, changes: Mapping[str, object]) -> Stream:
+        checked = recording_changes(changes)
+        if not checked:
+            return self.get_stream(stream_id)
+        columns = {RECORDING_COLUMNS[k]: db_value(k, v) for k, v in checked.items()}
+        sets = ", ".join(f"{c} = %s" for c in columns)
+        sql = f"UPDATE streams SET {sets}, updatedAt = {_NOW} WHERE streamId = %s AND deletedAt IS NULL"
+
+        def work(conn: Connection) -> int:
+            with conn.cursor() as cur:
+                return int(cur.execute(sql, (*columns.values(), stream_id)))
+
+        try:
+            if not self._run(work) and self._run(lambda conn: _fetch_stream(conn, stream_id)) is None:
+                raise NotFound(f"stream {stream_id} not found")
+        except (pymysql.err.DataError, pymysql.err.OperationalError, pymysql.err.IntegrityError) as exc:
+            if error_code(exc) in _BAD_VALUE:
+                raise InvalidInput(f"a value does not fit the catalogue: {exc.args[-1]}") from None
+            raise
+        return self.get_stream(stream_id)
+
     def delete_stream(self, stream_id: str) -> None:
         def work(conn: Connection) -> bool:
             if _execute(conn, f"{_STREAM_LIVE} AND NOT ({_NO_LIVE_LEASE}) FOR UPDATE", (stream_id,)):
@@ -555,7 +583,9 @@ class MySQLCatalogue(MySQLRecordings):
 
 _STREAM_COLUMNS = (
     "streamId, ownerId, name, sourceUrl, sourceProtocol, sourceSecret, kvsStreamName, videoMode,"
-    " recordEnabled, desiredState, state, stateSince, outageCause, outageSince, reconnects, inputBitrateBps,"
+    " recordEnabled, recordObjectStoreUrl, recordStoreSecret, webhookUrl, retentionDays,"
+    " reconnectWindowSeconds, recordRenditions, desiredState, state, stateSince, outageCause, outageSince,"
+    " reconnects, inputBitrateBps,"
     " lastFragmentNumber, lastFragmentTimecode, lastFragmentAckAt, credentialsExpireAt, leaseOwner,"
     " leaseExpiresAt, leaseToken, taskStartedAt, heartbeatAt, createdAt, updatedAt, deletedAt"
 )
@@ -571,6 +601,7 @@ _CAMEL = {
     "kvs_stream_name": "kvsStreamName",
     "video_mode": "videoMode",
     "record_enabled": "recordEnabled",
+    **RECORDING_COLUMNS,
 }
 
 
@@ -605,6 +636,7 @@ def _stream_row(stream: Stream) -> dict[str, Any]:
         "kvsStreamName": stream.kvs_stream_name,
         "videoMode": stream.video_mode.value,
         "recordEnabled": 1 if stream.record_enabled else 0,
+        **recording_row(stream),
         "desiredState": stream.desired_state.value,
         "state": stream.state.value,
         "stateSince": at(stream.state_since),
@@ -640,6 +672,7 @@ def _to_stream(row: dict[str, Any]) -> Stream:
         kvs_stream_name=row["kvsStreamName"],
         video_mode=VideoMode(row["videoMode"]),
         record_enabled=bool(row["recordEnabled"]),
+        **recording_fields(row),
         desired_state=DesiredState(row["desiredState"]),
         state=StreamState(row["state"]),
         state_since=at(row["stateSince"]) or _naive(row["createdAt"]),

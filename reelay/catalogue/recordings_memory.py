@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from reelay.catalogue import _recordings as rules
-from reelay.catalogue._common import check_limit, event_row
+from reelay.catalogue._common import check_limit, decode_cursor, encode_cursor, event_row, to_db_time
 from reelay.errors import Conflict, NotFound
 from reelay.models import RecordingSession, RecordingState, Rendition
+from reelay.ports import SessionPage
 
 
 class MemoryRecordings:
@@ -50,6 +51,9 @@ class MemoryRecordings:
         store_ref: str = "default",
         renditions: Sequence[Rendition] = (),
         session_id: str | None = None,
+        store_secret: str | None = None,
+        store_source: str = "default",
+        store_fallback: str | None = None,
         now: datetime | None = None,
     ) -> tuple[RecordingSession, bool]:
         with self._lock:
@@ -71,6 +75,9 @@ class MemoryRecordings:
                 store_url=store_url,
                 store_ref=store_ref,
                 renditions=renditions,
+                store_secret=store_secret,
+                store_source=store_source,
+                store_fallback=store_fallback,
             )
             self._apply(change)
             return session.model_copy(deep=True), continued
@@ -104,6 +111,45 @@ class MemoryRecordings:
             found = [s for s in self._sessions.values() if s.stream_id == stream_id]
             found.sort(key=lambda s: (s.started_at, s.session_id), reverse=True)
             return [s.model_copy(deep=True) for s in found[:limit]]
+
+    def list_recording_sessions_page(
+        self, stream_id: str, *, limit: int, cursor: str | None = None
+    ) -> SessionPage:
+        check_limit(limit)
+        after = decode_cursor(cursor) if cursor is not None else None
+        with self._lock:
+            found = [s for s in self._sessions.values() if s.stream_id == stream_id]
+        found.sort(key=lambda s: (s.started_at, s.session_id), reverse=True)
+        if after is not None:
+            found = [s for s in found if (s.started_at, s.session_id) < after]
+        items = [s.model_copy(deep=True) for s in found[: limit + 1]]
+        if len(items) > limit:
+            items = items[:limit]
+            return SessionPage(items, encode_cursor(items[-1].started_at, items[-1].session_id))
+        return SessionPage(items, None)
+
+    def recording_sessions_past_retention(self, now: datetime | None = None) -> list[RecordingSession]:
+        with self._lock:
+            at = to_db_time(now or self._clock())
+            days = {
+                s.stream_id: s.retention_days
+                for s in self.__dict__.get("_streams", {}).values()
+                if s.retention_days is not None
+            }
+            return sorted(
+                (
+                    s.model_copy(deep=True)
+                    for s in self._sessions.values()
+                    if s.state in rules.EXPIRABLE
+                    and s.stream_id in days
+                    and (s.ended_at or s.started_at) < at - timedelta(days=days[s.stream_id])
+                ),
+                key=lambda s: s.session_id,
+            )
+
+    def expire_recording_session(self, session_id: str, *, now: datetime | None = None) -> bool:
+        with self._lock:
+            return self._apply(rules.expire(self._session(session_id), now or self._clock()))
 
     def stale_recording_sessions(self, now: datetime | None = None) -> list[RecordingSession]:
         with self._lock:

@@ -15,9 +15,10 @@ from typing import Any, TypeVar
 from pymysql.connections import Connection
 
 from reelay.catalogue import _recordings as rules
-from reelay.catalogue._common import check_limit, event_row, to_db_time
+from reelay.catalogue._common import check_limit, decode_cursor, encode_cursor, event_row, to_db_time
 from reelay.errors import Conflict, NotFound
 from reelay.models import RecordingSession, RecordingState, Rendition
+from reelay.ports import SessionPage
 
 T = TypeVar("T")
 
@@ -28,6 +29,9 @@ _FIELDS = {
     "writers": "writers",
     "store_url": "storeUrl",
     "store_ref": "storeRef",
+    "store_secret": "storeSecret",
+    "store_source": "storeSource",
+    "store_fallback": "storeFallback",
     "reconnect_window_seconds": "reconnectWindowSeconds",
     "started_at": "startedAt",
     "ended_at": "endedAt",
@@ -68,6 +72,7 @@ def _session(row: dict[str, Any]) -> RecordingSession:
     data["writers"] = json.loads(data["writers"] or "[]")
     data["renditions"] = [Rendition(**r) for r in json.loads(data["renditions"] or "[]")]
     data["store_ref"] = data["store_ref"] or "default"
+    data["store_source"] = data["store_source"] or "default"
     if data["reconnect_window_seconds"] is None:
         data["reconnect_window_seconds"] = rules.DEFAULT_RECONNECT_WINDOW
     data["discontinuities"] = data["discontinuities"] or 0
@@ -137,6 +142,9 @@ class MySQLRecordings:
         store_ref: str = "default",
         renditions: Sequence[Rendition] = (),
         session_id: str | None = None,
+        store_secret: str | None = None,
+        store_source: str = "default",
+        store_fallback: str | None = None,
         now: datetime | None = None,
     ) -> tuple[RecordingSession, bool]:
         def work(conn: Connection) -> tuple[RecordingSession, bool]:
@@ -159,6 +167,9 @@ class MySQLRecordings:
                 store_url=store_url,
                 store_ref=store_ref,
                 renditions=renditions,
+                store_secret=store_secret,
+                store_source=store_source,
+                store_fallback=store_fallback,
             )
             self._apply(conn, change)
             return session, continued
@@ -197,6 +208,43 @@ class MySQLRecordings:
                 conn, "streamId = %s ORDER BY startedAt DESC, sessionId DESC LIMIT %s", (stream_id, limit)
             )
         )
+
+    def list_recording_sessions_page(
+        self, stream_id: str, *, limit: int, cursor: str | None = None
+    ) -> SessionPage:
+        check_limit(limit)
+        where = "streamId = %s"
+        args: list[Any] = [stream_id]
+        if cursor is not None:
+            started, session_id = decode_cursor(cursor)
+            where += " AND (startedAt < %s OR (startedAt = %s AND sessionId < %s))"
+            args += [started, started, session_id]
+        sql = f"{where} ORDER BY startedAt DESC, sessionId DESC LIMIT %s"
+        items = self._run(lambda conn: self._fetch(conn, sql, (*args, limit + 1)))
+        if len(items) > limit:
+            items = items[:limit]
+            return SessionPage(items, encode_cursor(items[-1].started_at, items[-1].session_id))
+        return SessionPage(items, None)
+
+    def recording_sessions_past_retention(self, now: datetime | None = None) -> list[RecordingSession]:
+        states = tuple(s.value for s in rules.EXPIRABLE)
+
+        def work(conn: Connection) -> list[RecordingSession]:
+            at = to_db_time(now) if now is not None else self._now(conn)
+            where = (
+                f"state IN ({', '.join(['%s'] * len(states))}) AND streamId IN"
+                " (SELECT streamId FROM streams WHERE retentionDays IS NOT NULL)"
+                " AND COALESCE(endedAt, startedAt) < DATE_SUB(%s, INTERVAL"
+                " (SELECT r.retentionDays FROM streams r"
+                " WHERE r.streamId = recording_sessions.streamId) DAY)"
+                " ORDER BY sessionId"
+            )
+            return self._fetch(conn, where, (*states, at))
+
+        return self._run(work)
+
+    def expire_recording_session(self, session_id: str, *, now: datetime | None = None) -> bool:
+        return self._locked(session_id, lambda s, at: rules.expire(s, at), now)
 
     def stale_recording_sessions(self, now: datetime | None = None) -> list[RecordingSession]:
         def work(conn: Connection) -> list[RecordingSession]:

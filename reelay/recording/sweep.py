@@ -42,6 +42,29 @@ class LocalStarter:
         return execution
 
 
+class BackgroundStarter:
+    """A ``LocalStarter`` whose run goes on in a daemon thread: for the API, which answers 202 at once
+    (the local platform's stand-in for StartExecution). A run racing the sweep's is safe: ``Begin``
+    lets one execution take the session, and the other ends without touching it."""
+
+    def __init__(self, ctx: StepContext) -> None:
+        self.ctx = ctx
+
+    def start(self, session_id: str, *, mode: str, mp4: bool, execution_name: str) -> str:
+        import threading
+
+        execution = f"local-{execution_name}-{uuid.uuid4().hex[:8]}"
+
+        def run() -> None:
+            try:
+                WorkflowRunner(self.ctx).start(session_id, mode=mode, mp4=mp4, execution_id=execution)
+            except Exception:
+                logger.exception("recording workflow crashed", extra={"sessionId": session_id})
+
+        threading.Thread(target=run, name=f"recording-{mode}", daemon=True).start()
+        return execution
+
+
 def sweep(
     catalogue: Any, starter: WorkflowStarter, *, mp4: bool = False, now: datetime | None = None
 ) -> dict:

@@ -10,6 +10,8 @@ every key decrypts: put a new key first to rotate, and drop the old one once not
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 from collections.abc import Mapping, Sequence
 
@@ -50,6 +52,18 @@ class SourceSecrets:
 
     def __init__(self, keys: Sequence[str]) -> None:
         self._fernet = MultiFernet([Fernet(derive_key(k)) for k in keys]) if keys else None
+        self._first = keys[0] if keys else None
+
+    def derive(self, purpose: str) -> str:
+        """A secret of its own for ``purpose`` (a stream's webhook signing secret, the live playlist
+        token key), HMAC-SHA256 of the purpose under the first key: stable while that key is first,
+        and never the key itself. Rotating the first key changes every derived secret."""
+        if self._first is None:
+            self._require()
+        assert self._first is not None
+        return hmac.new(
+            self._first.encode(), f"reelay derived v1:{purpose}".encode(), hashlib.sha256
+        ).hexdigest()
 
     def seal(self, secrets: Mapping[str, str]) -> str | None:
         """The ciphertext to store; None when there is nothing secret."""

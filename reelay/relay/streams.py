@@ -13,6 +13,8 @@ or stops the task on its next pass, so the call still succeeds (202) and the fai
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
+from urllib.parse import urlsplit
 
 from reelay.errors import Conflict, InvalidInput, NotFound
 from reelay.events import OutboxSweep
@@ -22,6 +24,16 @@ from reelay.ports import EventOutbox, EventPublisher, RelayLauncher, StreamCatal
 from reelay.relay.secrets import SourceSecrets
 from reelay.relay.sources import Source, compose_source, parse_source
 from reelay.settings import Settings
+
+# The recording settings an API call may give (``recording`` of create and update), by name.
+RECORDING_SETTINGS = (
+    "record_object_store",
+    "record_webhook_url",
+    "retention_days",
+    "reconnect_window_seconds",
+    "record_renditions",
+)
+WEBHOOK_SECRET_PREFIX = "whsec_"
 
 
 class StreamService:
@@ -71,6 +83,7 @@ class StreamService:
         video: VideoMode = VideoMode.AUTO,
         record: bool = False,
         relay: bool = True,
+        recording: Mapping[str, object] | None = None,
     ) -> Stream:
         """``relay``: to KVS (under ``kvs_stream_name`` or a name of its own); ``record``: to the
         stream's store. One of them at least."""
@@ -79,6 +92,7 @@ class StreamService:
         if not relay and kvs_stream_name is not None:
             raise InvalidInput("kvsStreamName is for a stream that relays to KVS")
         source = self._source(source_url)
+        settings = self._recording(recording or {})
         stream_id = uuid.uuid4().hex
         stream = Stream(
             stream_id=stream_id,
@@ -94,6 +108,7 @@ class StreamService:
             else None,
             video_mode=VideoMode(video),
             record_enabled=bool(record),
+            **settings,
         )
         created = self.catalogue.create_stream(stream)
         logger.info(
@@ -112,20 +127,33 @@ class StreamService:
         kvs_stream_name: str | None = None,
         video: VideoMode | None = None,
         record: bool | None = None,
+        recording: Mapping[str, object] | None = None,
     ) -> Stream:
-        if all(v is None for v in (name, source_url, kvs_stream_name, video, record)):
-            raise InvalidInput("give name, sourceUrl, kvsStreamName, video or record")
+        recording = dict(recording or {})
+        if all(v is None for v in (name, source_url, kvs_stream_name, video, record)) and not recording:
+            raise InvalidInput(
+                "give name, sourceUrl, kvsStreamName, video, record or a recording setting "
+                "(recordObjectStore, recordWebhookUrl, retentionDays, reconnectWindowSeconds, "
+                "recordRenditions)"
+            )
         stream = self.get(owner_id, stream_id)
         if record is False and stream.kvs_stream_name is None:
             raise InvalidInput("this stream only records: it cannot stop recording")
-        relaying = any(v is not None for v in (source_url, kvs_stream_name, video, record))
+        relaying = any(v is not None for v in (source_url, kvs_stream_name, video, record)) or any(
+            k != "retention_days" for k in recording
+        )
         if relaying and (stream.desired_state == DesiredState.RUNNING or stream.lease_live(utcnow())):
             # A running task keeps what it started with; changing it under the task would only mislead.
             raise Conflict(
                 f"stream {stream_id} is running: stop it before changing its source, KVS stream, video "
-                "or recording"
+                "or recording (retentionDays may change at any time)"
             )
         source = self._source(source_url) if source_url is not None else None
+        changes = self._recording(recording)
+        if changes:
+            self.catalogue.update_stream_recording(stream_id, changes)
+            if all(v is None for v in (name, source_url, kvs_stream_name, video, record)):
+                return self.catalogue.get_stream(stream_id)
         return self.catalogue.update_stream(
             stream_id,
             name=_name(name) if name is not None else None,
@@ -161,7 +189,63 @@ class StreamService:
         self.catalogue.delete_stream(stream_id)
         logger.info("stream deleted", extra={"streamId": stream_id})
 
+    def webhook_secret(self, stream: Stream) -> str | None:
+        """The stream's webhook signing secret (``whsec_…``), derived from the first stream secret key:
+        None when the stream has no webhook. See docs/recordings-api.md for how a receiver verifies."""
+        if not stream.webhook_url:
+            return None
+        return WEBHOOK_SECRET_PREFIX + self.secrets.derive(f"webhook:{stream.stream_id}")
+
+    def record_store_url(self, stream: Stream) -> str | None:
+        """The stream's own recording store, secret included, for the recorder and the workflow only."""
+        if stream.record_store_secret:
+            return self.secrets.open(stream.record_store_secret).get("url")
+        return stream.record_object_store_url
+
     # --- helpers -----------------------------------------------------------------------------
+    def _recording(self, given: Mapping[str, object]) -> dict[str, object]:
+        """API recording settings -> the stream's fields: the store sealed (only its redacted URL kept
+        in the clear), hosts checked like sources'. Ranges are the catalogue's checks."""
+        from reelay.recording.stores import check_store_url, check_webhook_url
+
+        unknown = set(given) - set(RECORDING_SETTINGS)
+        if unknown:
+            raise InvalidInput(f"not recording settings: {', '.join(sorted(unknown))}")
+        loopback = self.settings.allow_loopback_sources
+        out: dict[str, object] = {}
+        if "record_object_store" in given:
+            url = given["record_object_store"]
+            if url is None or (isinstance(url, str) and not url.strip()):
+                out["record_object_store_url"] = out["record_store_secret"] = None
+            elif isinstance(url, str):
+                location = check_store_url(url.strip(), allow_loopback=loopback)
+                redacted = location.redacted()
+                out["record_object_store_url"] = redacted
+                out["record_store_secret"] = (
+                    self.secrets.seal({"url": url.strip()}) if location.secret_key else None
+                )
+            else:
+                raise InvalidInput("recordObjectStore must be a store URL or null")
+        if "record_webhook_url" in given:
+            url = given["record_webhook_url"]
+            if url is None or (isinstance(url, str) and not url.strip()):
+                out["webhook_url"] = None
+            elif isinstance(url, str):
+                check_webhook_url(url.strip(), allow_loopback=loopback)
+                if urlsplit(url.strip()).username is not None:
+                    raise InvalidInput(
+                        "recordWebhookUrl must not carry credentials: verify the X-Reelay-Signature instead"
+                    )
+                out["webhook_url"] = url.strip()
+            else:
+                raise InvalidInput("recordWebhookUrl must be an http(s) URL or null")
+        for name in ("retention_days", "reconnect_window_seconds", "record_renditions"):
+            if name in given:
+                out[name] = given[name] if name != "record_renditions" else list(given[name] or [])  # type: ignore[call-overload]
+        from reelay.catalogue._stream_recording import recording_changes
+
+        return recording_changes(out)
+
     def _stop(self, stream_id: str) -> Stream:
         stream = self.catalogue.get_stream(stream_id)
         self.catalogue.set_desired_state(

@@ -294,6 +294,11 @@ def test_the_openapi_document_covers_the_streams_routes(services: Services) -> N
         "video",
         "record",
         "relay",
+        "recordObjectStore",
+        "recordWebhookUrl",
+        "retentionDays",
+        "reconnectWindowSeconds",
+        "recordRenditions",
     }
     assert "sourceSecret" not in schemas["StreamOut"]["properties"]
     shown = set(schemas["StreamOut"]["properties"])
