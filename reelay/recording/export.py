@@ -127,7 +127,11 @@ def remux(files: list[Path], out: Path) -> None:
     if has_audio:
         parts.append("concat name=ca ! queue ! mux.audio_0")
     for n, path in enumerate(files):
-        parts.append(f"filesrc location={_q(path)} ! tsdemux name=d{n} d{n}. ! queue ! h264parse ! cv.")
+        # h264timestamper: a live camera's segments can carry a frame whose PTS is a tick before its
+        # DTS, which tsdemux hands on without a PTS and mp4mux refuses ("Buffer has no PTS").
+        parts.append(
+            f"filesrc location={_q(path)} ! tsdemux name=d{n} d{n}. ! queue ! h264parse ! h264timestamper ! cv."
+        )
         if has_audio:
             parts.append(f"d{n}. ! queue ! aacparse ! ca.")
     pipeline = Gst.parse_launch(" ".join(parts))
