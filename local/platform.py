@@ -538,12 +538,14 @@ def _recording_sweep(platform: Platform) -> Callable[[threading.Event], None]:
     # The recording sweep's EventBridge schedule: ended sessions -> finalize, stale ones -> fixup, the
     # workflow run in-process by the local runner (the same definition as the state machine). Not
     # through platform._invoke: a workflow (an MP4 export) may run for minutes, the Lambda lock must not.
+    from reelay.recording.retention import expire_recordings
     from reelay.recording.sweep import LocalStarter, step_context, sweep
 
     def run(stop: threading.Event) -> None:
         starter = LocalStarter(step_context(platform.services))
         while not stop.is_set():
             sweep(platform.services.catalogue, starter, mp4=platform.services.settings.recording_mp4)
+            expire_recordings(platform.services)  # each stream's retentionDays
             stop.wait(RECORDING_SWEEP_EVERY_SECONDS)
 
     return run

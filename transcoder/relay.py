@@ -23,7 +23,7 @@ from reelay.models import Rendition, Stream, utcnow
 from reelay.observability import logger
 from reelay.recording.recorder import SOURCE_RENDITION, Recorder
 from reelay.recording.stores import resolve_store
-from reelay.recording.writer import SessionWriter
+from reelay.recording.writer import PickedStore, SessionWriter
 from reelay.relay.credentials import CredentialFile, botocore_provider
 from reelay.relay.sources import check_resolved_host
 from reelay.relay.supervisor import RelayPolicy
@@ -74,13 +74,25 @@ def store_ref(stream: Stream, source: str) -> str:
     return "default" if source == "default" else f"{source}:{stream.stream_id}"
 
 
-def recorder_factory(catalogue: object, settings: Settings, task_id: str, work: Path) -> Any:
-    """Recorders for one relay task: the store resolved once (webhook, the stream's own, the
-    default; a fallback logged and kept), the writer id being the task id."""
+def recorder_factory(
+    catalogue: object, settings: Settings, task_id: str, work: Path, streams: Any = None
+) -> Any:
+    """Recorders for one relay task, the writer id being the task id. The store: the stream's own
+    (``streams`` opens its sealed URL) or the default, chosen now; a stream with a store webhook has
+    it asked when each session starts, with that session's id (``SessionWriter.pick_store``). A
+    fallback is logged and kept on the session."""
     from reelay.storage import open_store
 
-    def make(stream: Stream) -> Recorder:
-        choice = resolve_store(stream, settings, session_id=f"task-{task_id}"[-64:], started_at=utcnow())
+    def picked(stream: Stream, session_id: str, started_at: Any, *, ask_webhook: bool) -> PickedStore:
+        own = streams.record_store_url(stream) if streams is not None else stream.record_object_store_url
+        view = stream.model_copy(
+            update={
+                "record_object_store_url": own,
+                "webhook_url": stream.webhook_url if ask_webhook else None,
+            }
+        )
+        key = streams.webhook_secret(stream) if streams is not None and ask_webhook else None
+        choice = resolve_store(view, settings, session_id=session_id, started_at=started_at, signing_key=key)
         if choice.fallback_reason:
             logger.warning(
                 "recording to a fallback store",
@@ -90,8 +102,27 @@ def recorder_factory(catalogue: object, settings: Settings, task_id: str, work: 
                     "reason": choice.fallback_reason,
                 },
             )
-        writer = SessionWriter(
+        sealed = (
+            streams.secrets.seal({"url": choice.url})
+            if streams is not None and choice.redacted != choice.url
+            else None
+        )
+        return PickedStore(
             open_store(choice.url, settings=settings),
+            choice.redacted,
+            store_ref(stream, choice.source),
+            sealed,
+            choice.source,
+            choice.fallback_reason,
+        )
+
+    def make(stream: Stream) -> Recorder:
+        first = picked(stream, f"task-{task_id}"[-64:], utcnow(), ask_webhook=False)
+        window = stream.reconnect_window_seconds
+        if window is None:
+            window = settings.recording_reconnect_window_seconds
+        writer = SessionWriter(
+            first.store,
             catalogue,
             stream.stream_id,
             writer_id(task_id, secrets.token_hex(3)),
@@ -102,19 +133,43 @@ def recorder_factory(catalogue: object, settings: Settings, task_id: str, work: 
             ],
             segment_ms=int(settings.recording_segment_seconds * 1000),
             chunk_size=settings.recording_chunk_size,
-            reconnect_window_seconds=settings.recording_reconnect_window_seconds,
-            store_url=choice.redacted,
-            store_ref=store_ref(stream, choice.source),
+            reconnect_window_seconds=settings.recording_reconnect_window_seconds
+            if window is None
+            else window,
+            pick_store=(
+                (lambda session_id, at: picked(stream, session_id, at, ask_webhook=True))
+                if stream.webhook_url
+                else None
+            ),
+            reopen_store=_reopen(catalogue, streams, settings) if streams is not None else None,
         )
+        writer._use(first)
         return Recorder(
             writer,
             work / "spool",
             max_spool_bytes=settings.recording_spool_max_bytes,
-            store=choice.redacted,
-            store_fallback=choice.fallback_reason,
+            store=first.url,
+            store_fallback=first.fallback,
         )
 
     return make
+
+
+def _reopen(catalogue: object, streams: Any, settings: Settings) -> Any:
+    """A continued session's store, from its row (the workflow's resolver, with the task's keys)."""
+    from reelay.recording.resolver import SessionStoreResolver
+    from reelay.storage import open_store
+
+    def reopen(session: Any) -> Any:
+        resolver = SessionStoreResolver(
+            catalogue,
+            streams.secrets,
+            open_store(settings.media_store_url, settings=settings),
+            lambda url: open_store(url, settings=settings),
+        )
+        return resolver(session.store_ref, session.session_id)
+
+    return reopen
 
 
 def writer_id(task_id: str, instance: str | None = None) -> str:
@@ -166,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
         credentials=CredentialFile(credential_path, botocore_provider()),
         check_source=lambda url: check_source_host(url, allow_loopback=settings.allow_loopback_sources),
         config=config_from(settings),
-        make_recorder=recorder_factory(services.catalogue, settings, task_id, work),
+        make_recorder=recorder_factory(services.catalogue, settings, task_id, work, services.streams),
     )
 
     def on_signal(signum: int, _frame: Any) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from reelay.observability import logger, metrics, tracer
+from reelay.recording.retention import expire_recordings
 from reelay.recording.sweep import LocalStarter, WorkflowStarter, step_context, sweep
 from reelay.wiring import get_services
 
@@ -31,4 +32,5 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     started = sweep(services.catalogue, starter(), mp4=services.settings.recording_mp4)
     if started["fixup"] or started["finalize"]:
         logger.info("recording workflows started", extra=started)
-    return started
+    # Each stream's retentionDays: media and video removed, the session marked expired.
+    return {**started, "expired": expire_recordings(services)}

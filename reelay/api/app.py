@@ -234,9 +234,21 @@ def operator() -> Caller:
 
 
 # --- routes -------------------------------------------------------------------------------------
-def route(method: str, path: str, *, status: int = HTTPStatus.OK) -> Callable[[_F], _F]:
-    """Register a handler for a route of the shared table; its auth flag sets the OpenAPI security."""
+def route(
+    method: str,
+    path: str,
+    *,
+    status: int = HTTPStatus.OK,
+    also: dict[int, tuple[str, type]] | None = None,
+    media: str | None = None,
+) -> Callable[[_F], _F]:
+    """Register a handler for a route of the shared table; its auth flag sets the OpenAPI security.
+    ``also``: other success answers the handler gives, {status: (description, model)}."""
     spec: Route = _ROUTE_TABLE[(method, path)]
+    others = {
+        code: {"description": text, "content": {"application/json": {"model": model}}}
+        for code, (text, model) in (also or {}).items()
+    }
 
     def register(func: _F) -> _F:
         return app.route(
@@ -245,7 +257,13 @@ def route(method: str, path: str, *, status: int = HTTPStatus.OK) -> Callable[[_
             summary=spec.summary,
             security=[{SECURITY_SCHEME: []}] if spec.auth else None,
             tags=[path.strip("/").split("/")[0]],
-            responses=_success_response(func, status) | _error_responses(spec),
+            responses=(
+                {status: {"description": "OK", "content": {media: {"schema": {"type": "string"}}}}}
+                if media
+                else _success_response(func, status)
+            )
+            | others
+            | _error_responses(spec),
             status_code=status,
         )(func)
 
@@ -571,7 +589,12 @@ def get_session(streamId: StreamId, sessionId: SessionId) -> SessionOut:
     return _session(get_services().recordings.get(operator().user_id, streamId, sessionId), live=True)
 
 
-@route("POST", "/streams/{streamId}/sessions/{sessionId}/finalize", status=HTTPStatus.ACCEPTED)
+@route(
+    "POST",
+    "/streams/{streamId}/sessions/{sessionId}/finalize",
+    status=HTTPStatus.ACCEPTED,
+    also={HTTPStatus.OK: ("Already finalized: its video id", FinalizeOut)},
+)
 def finalize_session(streamId: StreamId, sessionId: SessionId) -> Response[FinalizeOut]:
     out = get_services().recordings.finalize(operator().user_id, streamId, sessionId)
     body = FinalizeOut(
@@ -612,7 +635,7 @@ LiveToken = Annotated[
 ]
 
 
-@route("GET", "/streams/{streamId}/sessions/{sessionId}/live.m3u8")
+@route("GET", "/streams/{streamId}/sessions/{sessionId}/live.m3u8", media="application/vnd.apple.mpegurl")
 def live_playlist(streamId: StreamId, sessionId: SessionId, token: LiveToken = None) -> Response[str]:
     body = get_services().recordings.live(streamId, sessionId, token)
     return Response(

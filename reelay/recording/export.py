@@ -126,11 +126,12 @@ def remux(files: list[Path], out: Path) -> None:
     ]
     if has_audio:
         parts.append("concat name=ca ! queue ! mux.audio_0")
+    # h264timestamper: a camera whose parameter sets arrive as PES packets of their own leaves the
+    # parsed access units without a PTS, which mp4mux refuses ("Buffer has no PTS").
+    stamp = " ! h264timestamper" if Gst.ElementFactory.find("h264timestamper") else ""
     for n, path in enumerate(files):
-        # h264timestamper: a live camera's segments can carry a frame whose PTS is a tick before its
-        # DTS, which tsdemux hands on without a PTS and mp4mux refuses ("Buffer has no PTS").
         parts.append(
-            f"filesrc location={_q(path)} ! tsdemux name=d{n} d{n}. ! queue ! h264parse ! h264timestamper ! cv."
+            f"filesrc location={_q(path)} ! tsdemux name=d{n} d{n}. ! queue ! h264parse{stamp} ! cv."
         )
         if has_audio:
             parts.append(f"d{n}. ! queue ! aacparse ! ca.")

@@ -67,7 +67,8 @@ DEFAULT_STORE = "default"
 DEFAULT_CODECS = "avc1.640028,mp4a.40.2"
 
 State = dict[str, Any]
-StoreResolver = Callable[[str], ObjectStore]
+# (store_ref, session id) -> the store the session recorded to (``reelay.recording.resolver``)
+StoreResolver = Callable[[str, str], ObjectStore]
 
 
 class PermanentStepError(ReelayError):
@@ -95,12 +96,12 @@ class StepContext:
     flush_events: Callable[[str], None] | None = None  # publish a subject's outbox events now
     extras: dict[str, Any] = field(default_factory=dict)
 
-    def store_for(self, ref: str) -> ObjectStore:
+    def store_for(self, ref: str, session_id: str) -> ObjectStore:
         if ref == DEFAULT_STORE:
             return self.media_store
         if self.open_store is None:
             raise PermanentStepError(f"no resolver for the recording store {ref!r} is configured")
-        return self.open_store(ref)
+        return self.open_store(ref, session_id)
 
 
 def video_id_for(session_id: str) -> str:
@@ -237,7 +238,7 @@ def merge(state: State, ctx: StepContext) -> State:
     if not _live(state):
         return state
     _mark(ctx, state, "merge")
-    store = ctx.store_for(state["storeRef"])
+    store = ctx.store_for(state["storeRef"], state["sessionId"])
     listing = list_session(store, state["streamId"], state["sessionId"])
     if not any(len(c) for c in listing.columns.values()):
         raise PermanentStepError(f"session {state['sessionId']} has no segments in its store")
@@ -380,7 +381,7 @@ def cleanup(state: State, ctx: StepContext) -> State:
     if not _live(state):
         return state
     _mark(ctx, state, "cleanup")
-    store = ctx.store_for(state["storeRef"])
+    store = ctx.store_for(state["storeRef"], state["sessionId"])
     deleted = 0
     deleted += store.delete_prefix(layout.manifest_session_prefix(state["streamId"], state["sessionId"]))
     if state.get("duplicates"):

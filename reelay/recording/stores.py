@@ -187,15 +187,27 @@ def resolve_store(
     post: WebhookPost | None = None,
     resolve: Resolver | None = None,
     clock: Callable[[], float] = time.time,
+    signing_key: str | None = None,
 ) -> StoreChoice:
-    """The store for one recording session of ``stream``. Never raises (see the module text)."""
+    """The store for one recording session of ``stream``. Never raises (see the module text).
+
+    ``signing_key``: the stream's own webhook secret (``StreamService.webhook_secret``), which signs
+    the call instead of the deployment's ``webhook_signing_key``."""
     s = settings or get_settings()
     reasons: list[str] = []
     webhook = _attr(stream, "webhook_url")
     if webhook:
         try:
             url = _ask_webhook(
-                stream, webhook, s, session_id, started_at, post or RequestsPoster(), resolve, clock
+                stream,
+                webhook,
+                s,
+                session_id,
+                started_at,
+                post or RequestsPoster(),
+                resolve,
+                clock,
+                signing_key,
             )
         except _Fallback as e:
             reasons.append(f"store webhook {redact_url(webhook)}: {e}")
@@ -257,10 +269,12 @@ def _ask_webhook(
     post: WebhookPost,
     resolve: Resolver | None,
     clock: Callable[[], float],
+    signing_key: str | None = None,
 ) -> str | None:
     """The store URL the webhook names (None: it names none). Raises ``_Fallback``."""
-    if s.webhook_signing_key is None:
-        raise _Fallback("not called: no signing key is configured (REELAY_WEBHOOK_SIGNING_KEY)")
+    key: str | SecretStr | None = signing_key or s.webhook_signing_key
+    if key is None:
+        raise _Fallback("not called: no signing key (the stream secret keys, or REELAY_WEBHOOK_SIGNING_KEY)")
     host = _webhook_host(webhook, s)
     body = json.dumps(
         {
@@ -276,7 +290,7 @@ def _ask_webhook(
     headers = {
         "Content-Type": "application/json",
         "User-Agent": "Reelay-StoreWebhook/1",
-        SIGNATURE_HEADER: sign(s.webhook_signing_key, body, timestamp=int(clock())),
+        SIGNATURE_HEADER: sign(key, body, timestamp=int(clock())),
     }
     timeout = float(s.recording_webhook_timeout_seconds)
 

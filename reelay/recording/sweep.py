@@ -137,6 +137,7 @@ def trigger(
 def step_context(services: Any) -> StepContext:
     """The steps' context from the process's ``reelay.wiring.Services``."""
     from reelay.events import OutboxSweep
+    from reelay.recording.resolver import resolver_for
     from reelay.recording.steps import subprocess_exporter
 
     settings = services.settings
@@ -152,4 +153,5 @@ def step_context(services: Any) -> StepContext:
         segment_seconds=settings.segment_seconds,
         export=subprocess_exporter(),
         flush_events=flush,
+        open_store=resolver_for(services),
     )

@@ -15,13 +15,36 @@ and finalize keeps one copy.
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 from reelay.models import RecordingSession, Rendition, utcnow
 from reelay.ports import ObjectStore
 from reelay.recording import layout
 from reelay.recording.manifests import DEFAULT_CHUNK_SIZE, DEFAULT_RETRY, ManifestWriter, Retry, write_segment
+
+
+@dataclass(frozen=True)
+class PickedStore:
+    """The store a new session records to (``reelay.recording.stores.resolve_store``, opened), and what
+    its row keeps: the redacted URL, the reference, the full URL sealed (None when it has no secret),
+    where it came from and why an earlier choice fell back."""
+
+    store: ObjectStore
+    url: str
+    ref: str
+    secret: str | None = None
+    source: str = "default"
+    fallback: str | None = None
+
+
+# (the new session's id, its start) -> its store. Called before the session exists, so a store
+# webhook is told the real session id.
+PickStore = Callable[[str, datetime], PickedStore]
+# A session another writer started (this one continues it after a restart): the store it records to.
+ReopenStore = Callable[[RecordingSession], ObjectStore]
 
 
 def sequence_for(pdt_ms: int, started_at: datetime, segment_ms: int) -> int:
@@ -51,6 +74,8 @@ class SessionWriter:
         store_ref: str = "default",
         retry: Retry = DEFAULT_RETRY,
         sleep: Callable[[float], None] = time.sleep,
+        pick_store: PickStore | None = None,
+        reopen_store: ReopenStore | None = None,
     ) -> None:
         self.store = store
         self.catalogue = catalogue
@@ -62,6 +87,11 @@ class SessionWriter:
         self.window = reconnect_window_seconds
         self.store_url = store_url
         self.store_ref = store_ref
+        self.store_secret: str | None = None
+        self.store_source = "default"
+        self.store_fallback: str | None = None
+        self.pick_store = pick_store
+        self.reopen_store = reopen_store
         self.retry = retry
         self.sleep = sleep
         self.session: RecordingSession | None = None
@@ -70,7 +100,14 @@ class SessionWriter:
         self._last_seq: dict[str, int] = {}
 
     def start(self, now: datetime | None = None) -> tuple[RecordingSession, bool]:
-        """Media flows (again): the session to write to, and whether it continues an earlier one."""
+        """Media flows (again): the session to write to, and whether it continues an earlier one.
+
+        With ``pick_store``, a session about to start new gets its store chosen first, under the id it
+        will have (the webhook is told that id); one about to be continued keeps its store."""
+        proposed = None
+        if self.pick_store is not None and self._continuable(now) is None:
+            proposed = uuid.uuid4().hex
+            self._use(self.pick_store(proposed, now or utcnow()))
         session, continued = self.catalogue.start_recording_session(  # type: ignore[attr-defined]
             self.stream_id,
             self.writer_id,
@@ -78,8 +115,19 @@ class SessionWriter:
             store_url=self.store_url,
             store_ref=self.store_ref,
             renditions=self.renditions,
+            session_id=proposed,
+            store_secret=self.store_secret,
+            store_source=self.store_source,
+            store_fallback=self.store_fallback,
             now=now,
         )
+        mine = self.session is not None and self.session.session_id == session.session_id
+        if continued and not mine and self.reopen_store is not None:
+            # Another writer's session (this task restarted inside the window): write where it does.
+            self.store = self.reopen_store(session)
+            self.store_url, self.store_ref = session.store_url, session.store_ref
+            self.store_secret, self.store_source = session.store_secret, session.store_source
+            self.store_fallback = session.store_fallback
         if self.session is None or session.session_id != self.session.session_id:
             self._manifests = {}
             self._last_seq = {}
@@ -87,6 +135,26 @@ class SessionWriter:
         # After any (re)start the next segment of each rendition follows a break in the timestamps.
         self._discontinuity = {r.name for r in self.renditions} if continued or self._last_seq else set()
         return session, continued
+
+    def _use(self, picked: PickedStore) -> None:
+        self.store, self.store_url, self.store_ref = picked.store, picked.url, picked.ref
+        self.store_secret, self.store_source, self.store_fallback = (
+            picked.secret,
+            picked.source,
+            picked.fallback,
+        )
+
+    def _continuable(self, now: datetime | None) -> RecordingSession | None:
+        """The stream's session that a start now would continue (as the catalogue decides it)."""
+        from reelay.catalogue._recordings import last_media
+        from reelay.models import RecordingState
+
+        latest = self.catalogue.list_recording_sessions(self.stream_id, limit=1)  # type: ignore[attr-defined]
+        if not latest or latest[0].state != RecordingState.RECORDING:
+            return None
+        s = latest[0]
+        gap = ((now or utcnow()) - last_media(s)).total_seconds()
+        return s if s.reconnect_window_seconds > 0 and gap <= s.reconnect_window_seconds else None
 
     def segment(self, rendition: str, data: bytes, *, duration_ms: int, pdt_ms: int) -> layout.SegmentKey:
         """Write a closed segment once, then append it to its rendition's chunk manifest."""

@@ -36,6 +36,7 @@ from werkzeug.wrappers import Request, Response
 
 from lambdas.api.handler import lambda_handler
 from reelay.wiring import Services
+from tests import recording_api_helpers as recording_helpers
 from tests.fakes import FakeIdentity, FakeLambdaContext, api_event
 from tests.unit.test_api import MiB, make_ready, services, settings  # noqa: F401  (fixtures)
 
@@ -157,6 +158,11 @@ class World:
         catalogue.claim_stream_lease(live.stream_id, "task-live", 300)
         other = streams.create("operator-other", "other", "https://cdn.example/x.m3u8")
         self.stream_ids = [idle.stream_id, live.stream_id, other.stream_id]
+        # Recording sessions of the idle stream: one finalized (with an export), one recording now.
+        recording_helpers.install(svc)
+        ready_id, _ = recording_helpers.ready_session(svc, idle.stream_id)
+        self.session_ids = [ready_id, recording_helpers.live_session(svc, idle.stream_id, segments=1)]
+        self.export_ids = [svc.recordings.create_export(operator, idle.stream_id, ready_id, 0, 2)["exportId"]]
 
     @staticmethod
     def _sign_up(identity: FakeIdentity) -> tuple[str, str, str]:
@@ -171,6 +177,11 @@ class World:
             known = data.draw(st.sampled_from([None, *self.stream_ids]), label="known streamId")
             if known is not None:
                 path_parameters["streamId"] = known
+            for name, ids in (("sessionId", self.session_ids), ("exportId", self.export_ids)):
+                if name in path_parameters:
+                    known = data.draw(st.sampled_from([None, *ids]), label=f"known {name}")
+                    if known is not None:
+                        path_parameters[name] = known
             return
         known = data.draw(st.sampled_from([None, *self.video_ids]), label="known videoId")
         if known is None:
@@ -209,13 +220,16 @@ def test_the_fuzzer_sees_every_route_of_the_table() -> None:
     assert {op.label for op in OPERATIONS} == {f"{r.method} {r.path}" for r in ROUTES}
     assert len(SCHEMA_CASES) == 2 * len(ROUTES) - 1  # all but GET /openapi.json in both modes
     # And the operators' routes are fuzzed with an operator's token too, in both modes
-    streams = [r for r in ROUTES if r.path.startswith("/streams")]
-    assert len(streams) == 7
+    streams = [r for r in ROUTES if r.path.startswith("/streams") and r.auth]
+    assert (
+        len(streams) == 12
+    )  # the streams' 7 and the recording sessions' 5 (the live playlist has no bearer)
     assert sum(1 for c in CALLERS if c.values[2] == "operator") == 2 * len(streams)
 
 
 def _operators_only(operation: APIOperation) -> bool:
-    return operation.path.startswith("/streams")
+    # The live playlist is under /streams but takes a token in its URL instead of a bearer.
+    return operation.path.startswith("/streams") and not operation.path.endswith("/live.m3u8")
 
 
 # Who calls: nobody, a signed-in user, and (for the operators' routes) an operator.
@@ -294,6 +308,9 @@ def test_bodies_no_schema_describes_get_no_5xx(
     path_parameters = {"videoId": "unknown-video"} if "{videoId}" in operation.path else {}
     if "{streamId}" in operation.path:
         path_parameters = {"streamId": "unknown-stream"}
+        for name in ("sessionId", "exportId"):
+            if "{" + name + "}" in operation.path:
+                path_parameters[name] = f"unknown-{name}"
     here.aim(data, path_parameters, None)
     body = data.draw(RAW_BODIES, label="body")
     token = here.operator_token if _operators_only(operation) else here.token

@@ -12,9 +12,9 @@ import pytest
 from reelay.models import RecordingState
 from reelay.wiring import Services
 from tests.fakes import api_event
-from tests.recording_api_helpers import InstantExports, RecordedStarts, install, live_session, ready_session
+from tests.recording_api_helpers import InstantExports, install, live_session, ready_session
 from tests.unit.test_api import ALICE, assert_error, call, services, settings  # noqa: F401
-from tests.unit.test_api_streams import CAMERA, OPERATOR, OPERATOR_2, create, send
+from tests.unit.test_api_streams import CAMERA, OPERATOR_2, create, send
 
 pytestmark = [pytest.mark.filterwarnings("ignore:No application metrics:UserWarning")]
 

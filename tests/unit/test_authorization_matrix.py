@@ -17,16 +17,21 @@ tests/e2e/test_authorization_matrix_gateway.py runs a subset against the local g
 from __future__ import annotations
 
 import itertools
+import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qsl
 
 import pytest
 
+from lambdas.api.handler import lambda_handler
 from reelay.api.routes import ROUTES
 from reelay.settings import Settings
 from reelay.wiring import Services
-from tests.fakes import FakeIdentity, api_event
+from tests import recording_api_helpers as recording_helpers
+from tests.fakes import FakeIdentity, FakeLambdaContext, api_event
 from tests.unit.test_api import ALICE, BOB, MiB, call, make_ready, services, settings  # noqa: F401
 
 pytestmark = [
@@ -59,6 +64,11 @@ class World:
     stream_id: str
     refresh_token: str
     dave_code: str
+    # Olga's stream's recording sessions: one finalized (with an MP4 export), one recording now.
+    session_id: str = ""
+    live_session_id: str = ""
+    export_id: str = ""
+    live_token: str = ""
 
 
 def build_world(svc: Services) -> World:
@@ -82,7 +92,15 @@ def build_world(svc: Services) -> World:
     refresh = identity.login("carol@example.com", PASSWORD).refresh_token
     identity.register("dave@example.com", PASSWORD)
     assert refresh is not None
+    recording_helpers.install(svc)
+    session_id, _ = recording_helpers.ready_session(svc, stream["streamId"])
+    live_id = recording_helpers.live_session(svc, stream["streamId"], segments=1)
+    export = svc.recordings.create_export(OLGA["sub"], stream["streamId"], session_id, 0, 2)
     return World(
+        session_id=session_id,
+        live_session_id=live_id,
+        export_id=export["exportId"],
+        live_token=svc.recordings.live_token(live_id, int(time.time()) + 600),
         video_id=video.video_id,
         pending_id=pending["videoId"],
         upload_id=pending["multipart"]["uploadId"],
@@ -175,6 +193,34 @@ MATRIX: dict[tuple[str, str], tuple[Request, dict[str, int]]] = {
         lambda w: (f"/streams/{w.stream_id}/stop", None),
         statuses(401, 403, 403, 202, 404),
     ),
+    ("GET", "/streams/{streamId}/sessions"): (
+        lambda w: (f"/streams/{w.stream_id}/sessions", None),
+        STREAM_OWNER,
+    ),
+    ("GET", "/streams/{streamId}/sessions/{sessionId}"): (
+        lambda w: (f"/streams/{w.stream_id}/sessions/{w.live_session_id}", None),
+        STREAM_OWNER,
+    ),
+    ("POST", "/streams/{streamId}/sessions/{sessionId}/finalize"): (
+        lambda w: (f"/streams/{w.stream_id}/sessions/{w.session_id}/finalize", None),
+        STREAM_OWNER,  # 200: it is finalized already
+    ),
+    ("POST", "/streams/{streamId}/sessions/{sessionId}/exports"): (
+        lambda w: (f"/streams/{w.stream_id}/sessions/{w.session_id}/exports", {"start": 0, "end": 2}),
+        statuses(401, 403, 403, 202, 404),
+    ),
+    ("GET", "/streams/{streamId}/sessions/{sessionId}/exports/{exportId}"): (
+        lambda w: (f"/streams/{w.stream_id}/sessions/{w.session_id}/exports/{w.export_id}", None),
+        STREAM_OWNER,
+    ),
+    # No bearer: the token in the URL is the authorization, whoever presents it.
+    ("GET", "/streams/{streamId}/sessions/{sessionId}/live.m3u8"): (
+        lambda w: (
+            f"/streams/{w.stream_id}/sessions/{w.live_session_id}/live.m3u8?token={w.live_token}",
+            None,
+        ),
+        PUBLIC,
+    ),
     ("GET", "/openapi.json"): (lambda w: ("/openapi.json", None), PUBLIC),
 }
 
@@ -204,7 +250,15 @@ def test_the_resolver_answers_each_caller_as_the_matrix_says(
     world = build_world(services)
     request, row = MATRIX[route]
     path, body = request(world)
-    status, out, _ = call(api_event(route[0], path, body=body, claims=CALLERS[who]))
+    path, _, query = path.partition("?")
+    event = api_event(route[0], path, body=body, claims=CALLERS[who], query=dict(parse_qsl(query)) or None)
+    if path.endswith(".m3u8"):  # a playlist, not JSON
+        response = lambda_handler(event, FakeLambdaContext())
+        status, out = response["statusCode"], response.get("body")
+        if status >= 400:
+            out = json.loads(out)
+    else:
+        status, out, _ = call(event)
     assert status == row[who], out
     if status >= 400:
         assert set(out) == {"error", "message"}

@@ -187,7 +187,7 @@ def test_a_per_stream_store_is_opened_by_reference_and_copied_for_playback(world
     record(other, "cam1", sid, "w1", ("source",), range(0, 3))
     cat.end_recording_session(sid)
     assert WorkflowRunner(ctx).start(sid)["status"] == "failed"  # no resolver: said, not guessed
-    ctx.open_store = {"stream:cam1": other}.__getitem__
+    ctx.open_store = lambda ref, session_id: {("stream:cam1", sid): other}[(ref, session_id)]
     out = WorkflowRunner(ctx).start(sid)
     assert out["status"] == "ready"
     # The kept segments were copied into the media store, where the playback path serves them.
