@@ -47,7 +47,7 @@ def _state(session: dict[str, Any]) -> str:
 
 
 def show_session(out: Output, s: dict[str, Any]) -> None:
-    video = s.get("video") if isinstance(s.get("video"), dict) else {}
+    video: dict[str, Any] = s["video"] if isinstance(s.get("video"), dict) else {}
     started = s.get("startedAt")
     out.fields(
         [
