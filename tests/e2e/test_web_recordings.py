@@ -279,3 +279,83 @@ def test_the_cli_records_finalizes_and_exports(rec_platform: PlatformProcess, tm
     probe = ffprobe_json(target)
     assert probe["streams"][0]["codec_name"] == "h264"
     assert float(probe["format"]["duration"]) > 0.5, (probe["format"], time.monotonic() - started)
+
+
+def test_every_session_state_is_in_words_and_a_failed_one_says_why(
+    page: Page, rec_platform: PlatformProcess
+) -> None:
+    # Given a stream whose sessions are in every state (the answers are stubbed: the words are the page's)
+    api = Api(rec_platform)
+    email, token = operator_token(rec_platform, api)
+    log_in(page, rec_platform, email)
+    r = api.call(
+        "POST", "/streams", token=token, json={"name": "Stub cam", "sourceUrl": "rtsp://cam.example/x"}
+    )
+    stream_id = r.json()["streamId"]
+    states = ["recording", "ended", "finalizing", "ready", "failed", "expired"]
+
+    def session(n: int, state: str) -> dict[str, Any]:
+        return {
+            "sessionId": f"s{n}",
+            "streamId": stream_id,
+            "state": state,
+            "startedAt": f"2026-01-02T03:0{n}:00.000Z",
+            "endedAt": None if state == "recording" else "2026-01-02T03:30:00.000Z",
+            "endReason": None,
+            "durationSeconds": 65.0 + n,
+            "store": "file:///media",
+            "storeSource": "default",
+            "storeFallbackReason": None,
+            "writerCount": 1,
+            "discontinuities": 0,
+            "renditions": [],
+            "videoId": "rec-v3" if state == "ready" else None,
+            "failureReason": "no segments were stored" if state == "failed" else None,
+            "workflowState": "merge" if state == "failed" else None,
+            "createdAt": "2026-01-02T03:00:00.000Z",
+            "updatedAt": "2026-01-02T03:00:00.000Z",
+        }
+
+    items = [session(n, state) for n, state in enumerate(states)]
+    page.route(
+        re.compile(r".*/sessions\?limit=.*"),
+        lambda route: route.fulfill(json={"items": items, "nextCursor": None}),
+    )
+    page.route(
+        re.compile(r".*/sessions/s4$"),
+        lambda route: route.fulfill(json=items[4] | {"livePlaylistUrl": None}),
+    )
+    finalized: list[str] = []
+
+    def finalize(route: Any) -> None:
+        finalized.append(route.request.method)
+        route.fulfill(
+            status=409, json={"error": "conflict", "message": "the store is unreachable; try later"}
+        )
+
+    page.route(re.compile(r".*/sessions/s4/finalize$"), finalize)
+
+    # When the stream's page opens
+    page.goto(f"{rec_platform.url}/live/{stream_id}")
+    table = page.get_by_role("table", name="Recordings")
+    rows = table.locator("tbody tr")
+    expect(rows).to_have_count(6)
+    # Then each state has its word and shape, the duration, and what can be watched
+    words = ["●recording", "■ended", "◔finalizing", "✓ready", "✕failed", "⌛expired"]
+    for n, word in enumerate(words):
+        expect(rows.nth(n).get_by_test_id("session-state")).to_have_text(word)
+        expect(rows.nth(n).get_by_test_id("duration")).to_have_text(f"1:{5 + n:02d}")
+    expect(rows.nth(0).get_by_role("link", name="Watch live")).to_be_visible()
+    expect(rows.nth(3).get_by_role("link", name="Watch the video")).to_have_attribute("href", "/watch/rec-v3")
+    expect(rows.nth(5)).to_contain_text("deleted by retention")
+    # And the failed one says why, in the list and on its page
+    expect(rows.nth(4).get_by_test_id("failure-reason")).to_have_text("no segments were stored")
+    rows.nth(4).get_by_role("link").first.click()
+    expect(page.get_by_role("alert")).to_contain_text("no segments were stored")
+    expect(page.get_by_role("region", name="Export an MP4")).to_contain_text("once it is ready")
+    # And finalizing it again, refused, is said in words (by keyboard)
+    again = page.get_by_role("button", name="Finalize again")
+    again.focus()
+    page.keyboard.press("Enter")
+    expect(page.get_by_text("the store is unreachable; try later")).to_be_visible()
+    assert finalized == ["POST"]

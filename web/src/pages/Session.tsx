@@ -224,7 +224,7 @@ export function parseTime(text: string): number | null {
   return Number(m[1] ?? 0) * 3600 + Number(m[2]) * 60 + Number(m[3]);
 }
 
-type ExportErrors = { start?: string; end?: string; form?: string };
+type ExportErrors = { start?: string; end?: string; form?: string; lost?: string };
 
 function ExportPanel({ session: s, streamId }: { session: RecordingSession; streamId: string }) {
   const [start, setStart] = useState("0");
@@ -278,13 +278,15 @@ function ExportPanel({ session: s, streamId }: { session: RecordingSession; stre
     stop.current?.abort();
     const controller = new AbortController();
     stop.current = controller;
+    let created: RecordingExport | null = null;
     try {
-      const created = await api.createExport(streamId, s.sessionId, checked.from, checked.to);
+      created = await api.createExport(streamId, s.sessionId, checked.from, checked.to);
       setJob(created);
       await follow(created, controller.signal);
     } catch (err) {
       if (err instanceof DOMException && err.name === "AbortError") return;
-      if (err instanceof ApiError && err.status === 400) setErrors({ end: err.message });
+      if (created) setErrors({ lost: describeError(err) });
+      else if (err instanceof ApiError && err.status === 400) setErrors({ end: err.message });
       else setErrors({ form: describeError(err) });
     } finally {
       setBusy(false);
@@ -346,6 +348,9 @@ function ExportPanel({ session: s, streamId }: { session: RecordingSession; stre
                 {job.sizeBytes ? `, ${formatBytes(job.sizeBytes)}` : ""})
               </span>
             </p>
+          )}
+          {errors.lost && (
+            <Alert title="The export's progress could not be read; it may still finish." message={errors.lost} />
           )}
           {job.state === "failed" && (
             <Alert title="The export failed." message={job.failureReason ?? "No reason was given."} />
