@@ -104,7 +104,14 @@ def build_app(app: cdk.App, config: ReelayConfig | None = None, *, nag: bool = T
         stream_secret=api.rest.stream_secret,  # the task opens its camera's sealed password
         env=env,
     )
-    recording = RecordingStack(app, name(RECORDING_STACK), refs=queue.refs, cluster=worker.cluster, env=env)
+    recording = RecordingStack(
+        app,
+        name(RECORDING_STACK),
+        refs=queue.refs,
+        cluster=worker.cluster,
+        stream_secret=api.rest.stream_secret,  # opens the sealed store a session recorded to
+        env=env,
+    )
     monitoring = MonitoringStack(
         app,
         name(MONITORING_STACK),

@@ -171,3 +171,8 @@ TAGS = {"project": "reelay", "managed-by": "cdk"}
 
 # The Cognito group whose members manage live relay streams (REELAY_OPERATORS_GROUP, same default).
 OPERATORS_GROUP = "operators"
+
+
+def recording_state_machine_name(stage: str) -> str:
+    """The recording workflow's state machine, named so the API (an earlier stack) can start it."""
+    return f"reelay-{stage}-recording"

@@ -5,14 +5,20 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import ArnFormat, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
-from infra.constants import API_HANDLER, GATEWAY_ERROR_CODES, OUTPUT_PREFIX, UPLOAD_PREFIX
+from infra.constants import (
+    API_HANDLER,
+    GATEWAY_ERROR_CODES,
+    OUTPUT_PREFIX,
+    UPLOAD_PREFIX,
+    recording_state_machine_name,
+)
 from infra.constructs.function import ReelayFunction
 from infra.environment import PlatformRefs
 from infra.nag import acknowledge
@@ -152,6 +158,16 @@ class RestApi(Construct):
             )
 
     @staticmethod
+    def _recording_workflow_arn(scope: Construct, refs: PlatformRefs) -> str:
+        """The recording state machine (a later stack), by its fixed name: POST …/finalize starts it."""
+        return Stack.of(scope).format_arn(
+            service="states",
+            resource="stateMachine",
+            resource_name=recording_state_machine_name(refs.config.stage),
+            arn_format=ArnFormat.COLON_RESOURCE_NAME,
+        )
+
+    @staticmethod
     def _environment(refs: PlatformRefs) -> dict[str, str]:
         env = refs.environment()
         if refs.cdn_distribution_id:
@@ -178,9 +194,27 @@ class RestApi(Construct):
         refs.acknowledge_prefix_grant(
             fn, OUTPUT_PREFIX, "Deletes a deleted video's renditions under outputs/<videoId>/ (any key)."
         )
-        fn.add_to_role_policy(refs.list_media(UPLOAD_PREFIX, OUTPUT_PREFIX))
+        fn.add_to_role_policy(refs.list_media(UPLOAD_PREFIX, OUTPUT_PREFIX, "recordings/_manifests/"))
+        # The recordings routes: a live playlist reads a session's chunk manifests; an export's state.
+        fn.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["s3:GetObject"],
+                resources=[
+                    refs.objects_arn("recordings/_manifests/"),
+                    refs.objects_arn("recording-exports/"),
+                ],
+            )
+        )
+        for prefix in ("recordings/_manifests/", "recording-exports/"):
+            refs.acknowledge_prefix_grant(
+                fn, prefix, "Reads a recording session's manifests and export states (keys per session)."
+            )
         refs.db_secret.grant_read(fn)
         self.stream_secret.grant_read(fn)
+        # Finalize by hand starts the recording workflow (idempotent: executions are named).
+        workflow = self._recording_workflow_arn(self, refs)
+        fn.add_environment("REELAY_RECORDING_STATE_MACHINE_ARN", workflow)
+        fn.add_to_role_policy(iam.PolicyStatement(actions=["states:StartExecution"], resources=[workflow]))
         if refs.cdn_distribution_id:
             # A deleted video's segments are cached for a year: the API drops them from the CDN.
             fn.add_to_role_policy(

@@ -17,6 +17,9 @@ from infra.nag import acknowledge
 RECORDING_PREFIX = "recordings/"  # reelay.recording.layout.ROOT
 RECORDING_MANIFEST_PREFIX = "recordings/_manifests/"  # reelay.recording.layout.MANIFEST_ROOT
 RECORDING_MANIFEST_DAYS = 30
+# MP4 exports of recordings (reelay.recording.service): downloads, not the archive; kept a week.
+RECORDING_EXPORT_PREFIXES = ("outputs/exports/", "recording-exports/")
+RECORDING_EXPORT_DAYS = 7
 
 # Sets Content-Type from the extension, so players get HLS MIME types even for objects
 # uploaded without metadata.
@@ -77,6 +80,14 @@ class MediaStorage(Construct):
                     id="AbandonedRecordingManifests",
                     prefix=RECORDING_MANIFEST_PREFIX,
                     expiration=Duration.days(RECORDING_MANIFEST_DAYS),
+                ),
+                *(
+                    s3.LifecycleRule(
+                        id=f"RecordingExports{n}",
+                        prefix=prefix,
+                        expiration=Duration.days(RECORDING_EXPORT_DAYS),
+                    )
+                    for n, prefix in enumerate(RECORDING_EXPORT_PREFIXES)
                 ),
             ],
             cors=[

@@ -9,6 +9,7 @@ minute, starts fixup for stale sessions and finalize for ended ones.
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from aws_cdk import CfnElement, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_ec2 as ec2
@@ -18,18 +19,25 @@ from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from infra.bundling import REPO_ROOT
-from infra.constants import DOCKER_EXCLUDES, OUTPUT_PREFIX, TRANSCODER_DOCKERFILE
+from infra.constants import (
+    DOCKER_EXCLUDES,
+    OUTPUT_PREFIX,
+    TRANSCODER_DOCKERFILE,
+    recording_state_machine_name,
+)
 from infra.constructs.function import ReelayFunction
 from infra.environment import PlatformRefs
 from infra.nag import acknowledge
 from reelay.recording.workflow import RECORDING_WORKFLOW, Step, Workflow
 
 RECORDING_PREFIX = "recordings/"
+EXPORT_STATE_PREFIX = "recording-exports/"  # reelay.recording.service.EXPORT_STATE_PREFIX
 STEPS_HANDLER = "lambdas.recording_steps.handler.lambda_handler"
 SWEEP_HANDLER = "lambdas.recording_sweep.handler.lambda_handler"
 EXPORT_COMMAND = ("python3", "-m", "transcoder.export")
@@ -66,9 +74,13 @@ class Recording(Construct):
         refs: PlatformRefs,
         cluster: ecs.ICluster,
         workflow: Workflow = RECORDING_WORKFLOW,
+        stream_secret: secretsmanager.ISecret | None = None,
     ) -> None:
+        """``stream_secret``: the keys that seal a stream's own store and a webhook's answer; the steps
+        open the store a session recorded to, the sweep removes expired recordings from it."""
         super().__init__(scope, construct_id)
         self.refs = refs
+        self.stream_secret = stream_secret
         self.steps = self._function(
             "Steps",
             STEPS_HANDLER,
@@ -91,6 +103,11 @@ class Recording(Construct):
             "REELAY_RECORDING_STATE_MACHINE_ARN", self.state_machine.state_machine_arn
         )
         self.state_machine.grant_start_execution(self.sweep.function)
+        self._grant_retention(self.sweep.function)
+        for function in (self.steps.function, self.sweep.function):
+            if stream_secret is not None:
+                function.add_environment("REELAY_STREAM_SECRET_ARN", stream_secret.secret_arn)
+                stream_secret.grant_read(function)
         self.sweep.function.configure_async_invoke(retry_attempts=1, max_event_age=Duration.minutes(2))
         self.schedule = events.Rule(
             self,
@@ -160,6 +177,39 @@ class Recording(Construct):
         refs.acknowledge_prefix_grant(
             scope, OUTPUT_PREFIX, "Writes a recording's VOD playlists and MP4 under outputs/<videoId>/."
         )
+
+    def _grant_retention(self, function: Any) -> None:
+        """A stream's retentionDays: the sweep deletes a session's segments and manifests, its exports
+        and its video's outputs (the video delete path), and drops the video from the CDN."""
+        refs = self.refs
+        function.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["s3:GetObject", "s3:DeleteObject"],
+                resources=[
+                    refs.objects_arn(p) for p in (RECORDING_PREFIX, OUTPUT_PREFIX, EXPORT_STATE_PREFIX)
+                ],
+            )
+        )
+        function.add_to_role_policy(refs.list_media(RECORDING_PREFIX, OUTPUT_PREFIX, EXPORT_STATE_PREFIX))
+        for prefix in (RECORDING_PREFIX, OUTPUT_PREFIX, EXPORT_STATE_PREFIX):
+            refs.acknowledge_prefix_grant(
+                function, prefix, "Retention deletes an expired recording's keys, which are per session."
+            )
+        if refs.cdn_distribution_id:
+            function.add_environment("REELAY_CDN_DISTRIBUTION_ID", refs.cdn_distribution_id)
+            function.add_to_role_policy(
+                iam.PolicyStatement(
+                    actions=["cloudfront:CreateInvalidation"],
+                    resources=[
+                        Stack.of(self).format_arn(
+                            service="cloudfront",
+                            region="",
+                            resource="distribution",
+                            resource_name=refs.cdn_distribution_id,
+                        )
+                    ],
+                )
+            )
 
     # --- the MP4 export task ------------------------------------------------------------------------
     def _export_task(self, cluster: ecs.ICluster) -> None:
@@ -249,6 +299,7 @@ class Recording(Construct):
         machine = sfn.StateMachine(
             self,
             "Workflow",
+            state_machine_name=recording_state_machine_name(self.refs.config.stage),
             comment=f"Reelay {workflow.name}: finalize and fixup of sessions (reelay.recording.workflow)",
             definition_body=sfn.DefinitionBody.from_chainable(following),
             logs=sfn.LogOptions(destination=log_group, level=sfn.LogLevel.ALL, include_execution_data=False),

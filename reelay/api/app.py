@@ -610,7 +610,7 @@ def finalize_session(streamId: StreamId, sessionId: SessionId) -> Response[Final
     return Response(
         status_code=status,
         content_type=content_types.APPLICATION_JSON,
-        body=body.model_dump(mode="json", by_alias=True),
+        body=typing.cast(Any, body.model_dump(mode="json", by_alias=True)),
     )
 
 

@@ -108,7 +108,7 @@ def recording_row(stream: Any) -> dict[str, object]:
     return {column: db_value(key, getattr(stream, key)) for key, column in RECORDING_COLUMNS.items()}
 
 
-def recording_fields(row: Mapping[str, Any]) -> dict[str, object]:
+def recording_fields(row: Mapping[str, Any]) -> dict[str, Any]:
     out = {key: row[column] for key, column in RECORDING_COLUMNS.items()}
     out["record_renditions"] = json.loads(row["recordRenditions"] or "[]")
     return out

@@ -142,8 +142,9 @@ class RecordingService:
 
     def view(self, session: RecordingSession, *, api_base: str | None = None) -> SessionView:
         duration = session.duration_seconds
-        if duration is None:
-            until = session.ended_at or last_media(session)
+        if duration is None:  # not finalized: its media so far (while recording, until now)
+            live = session.state == RecordingState.RECORDING
+            until = utcnow() if live else session.ended_at or last_media(session)
             duration = max(0.0, round((until - session.started_at).total_seconds(), 3))
         if session.state != RecordingState.RECORDING or api_base is None:
             return SessionView(session, duration)

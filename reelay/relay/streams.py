@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 from reelay.errors import Conflict, InvalidInput, NotFound
@@ -203,7 +204,7 @@ class StreamService:
         return stream.record_object_store_url
 
     # --- helpers -----------------------------------------------------------------------------
-    def _recording(self, given: Mapping[str, object]) -> dict[str, object]:
+    def _recording(self, given: Mapping[str, object]) -> dict[str, Any]:
         """API recording settings -> the stream's fields: the store sealed (only its redacted URL kept
         in the clear), hosts checked like sources'. Ranges are the catalogue's checks."""
         from reelay.recording.stores import check_store_url, check_webhook_url

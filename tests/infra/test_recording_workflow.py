@@ -8,6 +8,7 @@ from typing import Any
 from infra.constructs.recording import FAIL_STATE, choice_name
 from reelay.recording.steps import HANDLERS
 from reelay.recording.workflow import RECORDING_WORKFLOW
+from tests.infra.conftest import props
 
 
 def _asl(synthesized: Any, stacks: Any) -> dict[str, Any]:
@@ -98,3 +99,52 @@ def test_sweep_runs_every_minute_and_may_start_the_workflow(synthesized, stacks)
     assert len(rules) == 1
     policies = json.dumps(template.find_resources("AWS::IAM::Policy"))
     assert "states:StartExecution" in policies
+
+
+def test_the_recording_functions_open_sealed_stores_and_the_sweep_applies_retention(synthesized, stacks):
+    # Given the recording stack's functions and their policies
+    template = synthesized.template(stacks.recording)
+    functions = {
+        props(f)["Handler"]: props(f) for f in template.find_resources("AWS::Lambda::Function").values()
+    }
+    steps = functions["lambdas.recording_steps.handler.lambda_handler"]
+    sweep = functions["lambdas.recording_sweep.handler.lambda_handler"]
+    # Then both know the stream secret (a session's sealed store URL)
+    for fn in (steps, sweep):
+        assert "REELAY_STREAM_SECRET_ARN" in fn["Environment"]["Variables"]
+    statements = [
+        s
+        for policy in template.find_resources("AWS::IAM::Policy").values()
+        for s in props(policy)["PolicyDocument"]["Statement"]
+    ]
+    text = json.dumps(statements)
+    assert "secretsmanager:GetSecretValue" in text
+    # And the sweep may delete an expired recording's keys, its exports' and its video's outputs
+    deletes = [s for s in statements if "s3:DeleteObject" in json.dumps(s.get("Action"))]
+    resources = json.dumps([s["Resource"] for s in deletes])
+    for prefix in ("/recordings/*", "/outputs/*", "/recording-exports/*"):
+        assert prefix in resources
+
+
+def test_the_api_may_start_the_recording_workflow_by_its_name(synthesized, stacks):
+    # Given the recording state machine and the API function
+    machine = props(next(iter(synthesized.template(stacks.recording).find_resources(
+        "AWS::StepFunctions::StateMachine").values())))  # fmt: skip
+    api = synthesized.template(stacks.api)
+    (fn,) = [
+        props(f)
+        for f in api.find_resources("AWS::Lambda::Function").values()
+        if props(f).get("Handler") == "lambdas.api.handler.lambda_handler"
+    ]
+    # Then the API names it (finalize by hand) and may start it, and nothing else
+    arn = json.dumps(fn["Environment"]["Variables"]["REELAY_RECORDING_STATE_MACHINE_ARN"])
+    assert (
+        machine["StateMachineName"] == "reelay-dev-recording" and ":stateMachine:reelay-dev-recording" in arn
+    )
+    starts = [
+        s
+        for policy in api.find_resources("AWS::IAM::Policy").values()
+        for s in props(policy)["PolicyDocument"]["Statement"]
+        if s.get("Action") == "states:StartExecution"
+    ]
+    assert len(starts) == 1 and ":stateMachine:reelay-dev-recording" in json.dumps(starts[0]["Resource"])
