@@ -82,6 +82,7 @@ class FakeApi:
         self.sessions: dict[str, dict[str, Any]] = {}  # sessionId -> session (wire shape)
         self.exports: dict[str, dict[str, Any]] = {}  # exportId -> export (wire shape)
         self.export_failure: str | None = None  # the reason every new export fails with
+        self.exports_available = True  # False: 503 exports_unavailable, as in AWS for now
         self.export_bytes = b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 64
         self.multipart_threshold = multipart_threshold
         self.part_size = part_size
@@ -526,6 +527,8 @@ class FakeApi:
             return error(400, "invalid_input", "start and end must be numbers of seconds")
         if session["state"] != "ready":
             return error(409, "conflict", f"the session is {session['state']}, not ready: finalize it first")
+        if not self.exports_available:
+            return error(503, "exports_unavailable", "MP4 exports do not run in this deployment yet")
         if not 0 <= start < end <= session["durationSeconds"]:
             return error(
                 400,
@@ -548,13 +551,7 @@ class FakeApi:
             "_script": ["running", "failed" if self.export_failure else "ready"],
             "_reason": self.export_failure,
         }
-        return reply(
-            202,
-            {
-                k: self.exports[eid][k]
-                for k in ("exportId", "sessionId", "state", "start", "end", "createdAt")
-            },
-        )
+        return reply(202, self._wire(self.exports[eid]))
 
     def get_export(self, request: Request, _b: dict[str, Any], sid: str, ses: str, eid: str) -> Response:
         session = self._session(request, sid, ses)

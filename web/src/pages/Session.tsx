@@ -286,7 +286,8 @@ function ExportPanel({ session: s, streamId }: { session: RecordingSession; stre
     } catch (err) {
       if (err instanceof DOMException && err.name === "AbortError") return;
       if (created) setErrors({ lost: describeError(err) });
-      else if (err instanceof ApiError && err.status === 400) setErrors({ end: err.message });
+      else if (err instanceof ApiError && (err.status === 400 || err.code === "exports_unavailable"))
+        setErrors(err.status === 400 ? { end: err.message } : { form: err.message });
       else setErrors({ form: describeError(err) });
     } finally {
       setBusy(false);
