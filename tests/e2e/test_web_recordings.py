@@ -359,3 +359,8 @@ def test_every_session_state_is_in_words_and_a_failed_one_says_why(
     page.keyboard.press("Enter")
     expect(page.get_by_text("the store is unreachable; try later")).to_be_visible()
     assert finalized == ["POST"]
+    # And the session's page fits a phone's width
+    page.set_viewport_size(PHONE)
+    expect(page.get_by_role("button", name="Finalize again")).to_be_in_viewport()
+    width = page.evaluate("() => document.documentElement.scrollWidth")
+    assert width <= PHONE["width"], width
