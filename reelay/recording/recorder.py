@@ -232,8 +232,9 @@ class Recorder:
                 last_error=self._last_error,
                 sessions_started=self._started,
                 discontinuities=self._continued,
-                store=self.store,
-                store_fallback=self.store_fallback,
+                # The writer's, once it chose one for a session (a store webhook answers per session).
+                store=getattr(self.writer, "store_url", None) or self.store,
+                store_fallback=getattr(self.writer, "store_fallback", None) or self.store_fallback,
             )
 
     # --- the worker -----------------------------------------------------------------------------

@@ -14,6 +14,7 @@ import pytest
 import requests
 
 from tests.e2e.conftest import Api, PlatformProcess, own_platform
+from tests.e2e.test_browser_playback import PAGE, play_in_chromium
 from tests.e2e.test_relay_platform import endpoints, operator_token
 from tests.media_fixtures import ffprobe_json
 from tests.relay_fixtures import wait_until as poll
@@ -65,6 +66,10 @@ def test_the_demo_camera_is_recorded_finalized_and_exported(
     segment_url = next(line for line in playlist.splitlines() if line and not line.startswith("#"))
     segment = requests.get(segment_url, timeout=10)
     assert segment.status_code == 200 and segment.content[:1] == b"\x47"  # MPEG-TS
+    # ...and hls.js in headless Chromium plays it, from a page of another origin, with no header
+    report = play_in_chromium(PAGE.format(gateway=api.url, master=live_url))
+    assert report["errors"] == [] and report["readyState"] >= 2, report
+    assert report["currentTime"] > 0 and (report["width"], report["height"]) == (320, 240), report
     assert requests.get(live_url.split("?")[0], timeout=10).status_code == 403  # no token
     assert requests.get(live_url[:-3] + "000", timeout=10).status_code == 403  # a bad token
 

@@ -67,7 +67,7 @@ def test_sweep_handler_without_a_state_machine_runs_locally(world) -> None:
     s, _ = cat.start_recording_session("cam1", "w1", now=T0)
     record(store, "cam1", s.session_id, "w1", ("source",), range(0, 3))
     cat.end_recording_session(s.session_id)
-    assert sweep_handler({}, FakeLambdaContext()) == {"fixup": [], "finalize": [s.session_id]}
+    assert sweep_handler({}, FakeLambdaContext()) == {"fixup": [], "finalize": [s.session_id], "expired": []}
     assert cat.get_recording_session(s.session_id).state == RecordingState.READY
 
 
