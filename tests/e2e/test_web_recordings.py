@@ -197,6 +197,8 @@ def test_recordings_pages_at_phone_width_and_in_words_when_things_fail(
     stream = api.call("GET", f"/streams/{stream_id}", token=token).json()
     assert (stream["record"], stream["recordRenditions"]) == (True, ["720p"])
     # And the page fits the phone
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    phone.screenshot(path=str(SCREENSHOTS / "web-recordings-phone.png"), full_page=True)
     width = phone.evaluate("() => document.documentElement.scrollWidth")
     assert width <= PHONE["width"], width
 
