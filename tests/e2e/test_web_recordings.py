@@ -366,3 +366,14 @@ def test_every_session_state_is_in_words_and_a_failed_one_says_why(
     expect(page.get_by_role("button", name="Finalize again")).to_be_in_viewport()
     width = page.evaluate("() => document.documentElement.scrollWidth")
     assert width <= PHONE["width"], width
+
+    # And a session recording to a store its webhook chose says why it does not play live
+    page.route(
+        re.compile(r".*/sessions/s0$"),
+        lambda route: route.fulfill(json=items[0] | {"storeSource": "webhook", "livePlaylistUrl": None}),
+    )
+    page.goto(f"{rec_platform.url}/live/{stream_id}/recordings/s0")
+    live = page.get_by_role("region", name="Live")
+    expect(live).to_contain_text("chosen by its webhook")
+    expect(live).to_contain_text("plays here once it is finalized")
+    expect(page.get_by_test_id("player")).to_have_count(0)

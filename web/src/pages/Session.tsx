@@ -130,6 +130,18 @@ function Playback({ session: s }: { session: RecordingSession }) {
     () => (s.state === "ready" && s.videoId ? api.getVideo(s.videoId) : Promise.resolve(null)),
     [s.state, s.videoId],
   );
+  if (s.state === "recording" && s.storeSource && s.storeSource !== "default") {
+    // The API serves the live playlist only for the platform's own store (409 not_live otherwise).
+    return (
+      <section className="panel" aria-labelledby="playback-title">
+        <h2 id="playback-title">Live</h2>
+        <p className="muted" role="status">
+          This session records to the stream's own object store ({s.storeSource === "webhook" ? "chosen by its webhook" : "its recording store"}),
+          which the platform does not serve live. It plays here once it is finalized.
+        </p>
+      </section>
+    );
+  }
   if (s.state === "recording" && s.livePlaylistUrl) {
     return (
       <section className="panel" aria-labelledby="playback-title">
