@@ -300,3 +300,26 @@ def _raw(path: str, query: dict[str, str] | None, *, text: bool = False) -> Any:
     headers = dict(response.get("headers") or {})
     headers |= {k: ",".join(v) for k, v in (response.get("multiValueHeaders") or {}).items()}
     return response["statusCode"], out, headers
+
+
+def test_live_playlist_of_a_per_stream_store_or_before_any_segment(services: Services) -> None:  # noqa: F811
+    stream_id = create(record=True)["streamId"]
+    cat: Any = services.catalogue
+    own, _ = cat.start_recording_session(
+        stream_id,
+        "w",
+        store_url="s3://eu-west-1/own-bucket",
+        store_ref=f"stream:{stream_id}",
+        store_source="stream",
+    )
+    token = services.recordings.live_token(own.session_id, int(time.time()) + 60)
+    status, out, _ = _raw(f"/streams/{stream_id}/sessions/{own.session_id}/live.m3u8", {"token": token})
+    assert_error(status, out, 409, "not_live", "finalized")
+    cat.end_recording_session(own.session_id)
+    empty, _ = cat.start_recording_session(stream_id, "w2")  # the default store, nothing written yet
+    token = services.recordings.live_token(empty.session_id, int(time.time()) + 60)
+    status, out, _ = _raw(f"/streams/{stream_id}/sessions/{empty.session_id}/live.m3u8", {"token": token})
+    assert_error(status, out, 404, "not_found", "no segment")
+    # a valid token for a session of another stream's path is unknown
+    status, out, _ = _raw(f"/streams/nope/sessions/{empty.session_id}/live.m3u8", {"token": token})
+    assert_error(status, out, 404, "not_found")
