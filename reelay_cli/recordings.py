@@ -23,7 +23,7 @@ from reelay_cli.output import BarProgress, Output, TranscodeBar
 from reelay_cli.streams import _ago, call
 from reelay_cli.upload import poll_until
 
-FINISHED = ("ready", "failed")
+FINISHED = ("ready", "failed", "expired")  # a session may expire (retention) while followed
 
 
 def _path(stream_id: str, session_id: str | None = None, *rest: str) -> str:
