@@ -848,7 +848,7 @@ def test_migrations_apply_once_in_order(fresh_url: str) -> None:
     second = migrate(provider)
     provider.close()
     # Then the first run applies every migration in order and the second applies nothing
-    assert first == ["0001", "0002", "0003", "0004", "0005", "0006"]
+    assert first == ["0001", "0002", "0003", "0004", "0005", "0006", "0007"]
     assert second == []
     with _root(fresh_url).cursor() as cur:
         cur.execute("SELECT version, name, appliedAt FROM schema_migrations ORDER BY version")
@@ -860,6 +860,7 @@ def test_migrations_apply_once_in_order(fresh_url: str) -> None:
         ("0004", "outbox_subjects"),
         ("0005", "stream_relay"),
         ("0006", "recording_sessions"),
+        ("0007", "recording_api"),
     ]
     assert all(isinstance(at, datetime) for _, _, at in rows)
 
@@ -888,7 +889,7 @@ def test_concurrent_migrations_do_not_race(fresh_url: str) -> None:
         t.join(60)
     # Then neither fails, and between them every migration was applied exactly once
     assert errors == []
-    assert sorted(v for r in results for v in r) == ["0001", "0002", "0003", "0004", "0005", "0006"]
+    assert sorted(v for r in results for v in r) == ["0001", "0002", "0003", "0004", "0005", "0006", "0007"]
 
 
 @pytest.mark.mysql
@@ -957,6 +958,10 @@ def test_schema_keeps_the_seed_columns_and_adds_the_product_tables(migrated_url:
         "deletedAt",
         # 0006: how long a stream's recordings are kept
         "retentionDays",
+        # 0007: the stream's own store sealed, its reconnect window and encoded renditions
+        "recordStoreSecret",
+        "reconnectWindowSeconds",
+        "recordRenditions",
     }
     assert columns["recording_sessions"] == {
         "sessionId",
@@ -981,6 +986,10 @@ def test_schema_keeps_the_seed_columns_and_adds_the_product_tables(migrated_url:
         "durationSeconds",
         "workflowState",
         "executionId",
+        # 0007: the session's store sealed, where it came from, why an earlier one fell back
+        "storeSecret",
+        "storeSource",
+        "storeFallback",
     }
 
 
@@ -1043,11 +1052,11 @@ def test_migrate_handler_create_update_delete(handler_db: str) -> None:
     created = lambda_handler(_event("Create"), FakeContext())
     assert created == {
         "PhysicalResourceId": PHYSICAL_ID,
-        "Data": {"applied": "0001,0002,0003,0004,0005,0006", "schemaVersion": "0006"},
+        "Data": {"applied": "0001,0002,0003,0004,0005,0006,0007", "schemaVersion": "0007"},
     }
     # When the stack is updated, Then nothing is pending and the physical id stays the same
     updated = lambda_handler(_event("Update", PhysicalResourceId=PHYSICAL_ID), FakeContext())
-    assert updated == {"PhysicalResourceId": PHYSICAL_ID, "Data": {"applied": "", "schemaVersion": "0006"}}
+    assert updated == {"PhysicalResourceId": PHYSICAL_ID, "Data": {"applied": "", "schemaVersion": "0007"}}
     # When the stack is deleted, Then the data stays
     conn = _root(handler_db)
     with conn.cursor() as cur:
@@ -1058,7 +1067,7 @@ def test_migrate_handler_create_update_delete(handler_db: str) -> None:
         cur.execute("SELECT COUNT(*) FROM videos")
         assert cur.fetchone() == (0,)
         cur.execute("SELECT COUNT(*) FROM schema_migrations")
-        assert cur.fetchone() == (7,)
+        assert cur.fetchone() == (8,)
     conn.close()
 
 
