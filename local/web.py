@@ -21,7 +21,9 @@ from infra.constants import WEB_ASSETS_CACHE_CONTROL, WEB_ASSETS_DIR, WEB_PAGES_
 from infra.web_policy import STATIC_SECURITY_HEADERS, content_security_policy
 
 # The SPA's routes (web/src/App.tsx). None of them may be an API path.
-SPA_ROUTES = re.compile(r"^/(login|register|confirm|my|upload|watch/[^/]+|live|live/[^/]+)?/?$")
+SPA_ROUTES = re.compile(
+    r"^/(login|register|confirm|my|upload|watch/[^/]+|live|live/[^/]+|live/[^/]+/recordings/[^/]+)?/?$"
+)
 WATCH = re.compile(r"^/watch/([^/]+)/?$")
 IMMUTABLE = WEB_ASSETS_CACHE_CONTROL  # the same headers CloudFront passes on from the web bucket
 NO_CACHE = WEB_PAGES_CACHE_CONTROL

@@ -1,4 +1,4 @@
-"""The ``reelay`` command: auth, upload, videos and streams, against the Reelay HTTP API.
+"""The ``reelay`` command: auth, upload, videos, streams and recordings, against the Reelay HTTP API.
 
 Exit codes: 0 ok; 1 the operation failed (a video that failed, a refused request); 2 usage;
 3 authentication (not logged in, bad credentials, session expired); 4 not found; 5 network or
@@ -21,6 +21,7 @@ from reelay_cli.app import App, jwt_claims, pass_app
 from reelay_cli.config import DEFAULT_API, DEFAULT_PROFILE, cache_dir
 from reelay_cli.errors import CliError, ExitCode
 from reelay_cli.output import BarProgress, Output, TranscodeBar
+from reelay_cli.recordings import recordings
 from reelay_cli.streams import streams
 from reelay_cli.upload import ResumeStore, Uploader, wait_for_video
 from reelay_cli.videos import show_video, videos
@@ -268,6 +269,7 @@ def _iso(epoch: float) -> str:
 
 cli.add_command(videos)
 cli.add_command(streams)
+cli.add_command(recordings)
 
 
 # --- entry point ----------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """``reelay streams``: operators register camera feeds and start, stop and watch their relay.
 
-The contract: ``POST /streams`` {name, sourceUrl, kvsStreamName?, video} -> 201 stream;
+The contract: ``POST /streams`` {name, sourceUrl, kvsStreamName?, video, record?, recordRenditions?,
+retentionDays?, recordObjectStore?, recordWebhookUrl?} -> 201 stream; ``PATCH /streams/{id}``;
 ``GET /streams`` -> {items, nextCursor}; ``GET /streams/{id}``; ``DELETE`` -> 204;
 ``POST /streams/{id}/start|stop`` -> 202. Only operators may call them.
 """
@@ -12,6 +13,7 @@ import sys
 import time
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 import click
 from rich.console import Group, RenderableType
@@ -23,6 +25,78 @@ from reelay_cli.errors import ApiError, CliError, ExitCode
 from reelay_cli.output import Output, fields_text, make_table
 
 VIDEO_MODES = ("auto", "passthrough", "transcode")
+RENDITIONS = ("1080p", "720p", "480p", "360p", "240p")
+
+
+def record_options(f: Any) -> Any:
+    """The recording settings, shared by ``create`` and ``update`` (docs/recordings-api.md)."""
+    options = [
+        click.option(
+            "--record/--no-record", "record", default=None, help="Record the feed to an object store."
+        ),
+        click.option(
+            "--rendition",
+            "renditions",
+            multiple=True,
+            type=click.Choice(RENDITIONS),
+            help="An encoded rendition to record besides the source (repeat it).",
+        ),
+        click.option(
+            "--source-only", is_flag=True, help="Record the source alone (clears every --rendition)."
+        ),
+        click.option(
+            "--retention-days",
+            type=click.IntRange(0, 3650),
+            help="Delete recordings older than this; 0 keeps them for ever.",
+        ),
+        click.option(
+            "--record-store", metavar="URL", help="Object store URL for the recordings ('' for the default)."
+        ),
+        click.option(
+            "--record-webhook",
+            metavar="URL",
+            help="Asked for the store when a session starts ('' for none).",
+        ),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def record_fields(
+    *,
+    record: bool | None,
+    renditions: tuple[str, ...],
+    source_only: bool,
+    retention_days: int | None,
+    record_store: str | None,
+    record_webhook: str | None,
+) -> dict[str, Any]:
+    """The request fields the recording options set; an option not given is left out."""
+    body: dict[str, Any] = {}
+    if record is not None:
+        body["record"] = record
+    if renditions and source_only:
+        raise click.BadParameter("--source-only and --rendition contradict each other")
+    if renditions or source_only:
+        body["recordRenditions"] = list(dict.fromkeys(renditions))
+    if retention_days is not None:
+        body["retentionDays"] = retention_days or None
+    if record_store is not None:
+        body["recordObjectStore"] = record_store or None
+    if record_webhook is not None:
+        body["recordWebhookUrl"] = record_webhook or None
+    return body
+
+
+def _recording(s: dict[str, Any]) -> str | None:
+    if "record" not in s:
+        return None
+    if not s.get("record"):
+        return "off"
+    renditions = ", ".join(["source", *(s.get("recordRenditions") or [])])
+    keep = f"kept {s['retentionDays']} days" if s.get("retentionDays") else "kept for ever"
+    return f"on ({renditions}; {keep})"
 
 
 def call(app: App, method: str, path: str, **kwargs: Any) -> Any:
@@ -99,6 +173,10 @@ def status_view(s: dict[str, Any]) -> RenderableType:
                 ("last ack", _ago(s.get("lastFragmentAckedAt"))),
                 ("credentials", f"expire {_ago(expires)}" if expires else None),
                 ("task", (s.get("task") or {}).get("taskId")),
+                ("recording", _recording(s)),
+                ("record store", s.get("recordObjectStore")),
+                ("record webhook", s.get("recordWebhookUrl")),
+                ("webhook secret", s.get("recordWebhookSecret")),
             ]
         )
     )
@@ -145,14 +223,40 @@ def streams() -> None:
     show_default=True,
     help="Pass H.264 through, transcode, or decide from the source.",
 )
+@record_options
 @pass_app
-def create(app: App, name: str, source_url: str, kvs_stream_name: str | None, video: str) -> None:
+def create(
+    app: App, name: str, source_url: str, kvs_stream_name: str | None, video: str, **recording: Any
+) -> None:
     """Register a camera feed (HLS, RTSP or SRT URL)."""
     body: dict[str, Any] = {"name": name, "sourceUrl": source_url, "video": video}
     if kvs_stream_name:
         body["kvsStreamName"] = kvs_stream_name
+    body |= record_fields(**recording)
     stream = call(app, "POST", "/streams", json=body, ok=(200, 201))
-    app.output.result(stream, lambda: app.output.say(f"Created stream {stream.get('streamId')} ({name})"))
+
+    def human() -> None:
+        app.output.say(f"Created stream {stream.get('streamId')} ({name})")
+        if stream.get("recordWebhookSecret"):
+            app.output.say(f"Webhook signing secret (shown once): {stream['recordWebhookSecret']}")
+
+    app.output.result(stream, human)
+
+
+@streams.command()
+@click.argument("stream_id")
+@click.option("--name", help="A new name.")
+@click.option("--video", type=click.Choice(VIDEO_MODES), help="A new video mode (while stopped).")
+@record_options
+@pass_app
+def update(app: App, stream_id: str, name: str | None, video: str | None, **recording: Any) -> None:
+    """Change a stream's name or settings (recording settings but retention only while stopped)."""
+    body: dict[str, Any] = {k: v for k, v in (("name", name), ("video", video)) if v is not None}
+    body |= record_fields(**recording)
+    if not body:
+        raise click.UsageError("nothing to change: give --name, --video or a recording option")
+    stream = call(app, "PATCH", f"/streams/{quote(stream_id, safe='')}", json=body, idempotent=True)
+    app.output.result(stream, lambda: display(app.output, status_view(stream)))
 
 
 @streams.command("list")

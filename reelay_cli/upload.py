@@ -516,6 +516,33 @@ class Uploader:
 TERMINAL = ("ready", "failed")
 
 
+def poll_until(
+    fetch: Callable[[], dict[str, Any]],
+    finished: Callable[[dict[str, Any]], bool],
+    *,
+    what: str,
+    interval: float = 1.0,
+    timeout: float | None = None,
+    on_update: Callable[[dict[str, Any]], None] = lambda _v: None,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> dict[str, Any]:
+    """Fetch until ``finished`` says so; returns the last answer. Past ``timeout``: exit 5, in words."""
+    deadline = None if timeout is None else clock() + timeout
+    while True:
+        answer = fetch()
+        on_update(answer)
+        if finished(answer):
+            return answer
+        if deadline is not None and clock() >= deadline:
+            raise CliError(
+                f"{what} is still {answer.get('status') or answer.get('state')} after {timeout:g} s",
+                ExitCode.UNAVAILABLE,
+                error="timeout",
+            )
+        sleep(interval)
+
+
 def wait_for_video(
     client: ApiClient,
     video_id: str,
@@ -527,16 +554,13 @@ def wait_for_video(
     clock: Callable[[], float] = time.monotonic,
 ) -> dict[str, Any]:
     """Poll the video until it is ready or failed; returns its last state."""
-    deadline = None if timeout is None else clock() + timeout
-    while True:
-        video = client.video(video_id)
-        on_update(video)
-        if video.get("status") in TERMINAL:
-            return video
-        if deadline is not None and clock() >= deadline:
-            raise CliError(
-                f"video {video_id} is still {video.get('status')} after {timeout:g} s",
-                ExitCode.UNAVAILABLE,
-                error="timeout",
-            )
-        sleep(interval)
+    return poll_until(
+        lambda: client.video(video_id),
+        lambda video: video.get("status") in TERMINAL,
+        what=f"video {video_id}",
+        interval=interval,
+        timeout=timeout,
+        on_update=on_update,
+        sleep=sleep,
+        clock=clock,
+    )

@@ -14,7 +14,7 @@ export default defineConfig({
   server: {
     // `npm run dev` against `make up`: the API and media stay on the gateway.
     proxy: {
-      "^/(auth|videos|me|media|config\\.json|openapi\\.json)": "http://127.0.0.1:8080",
+      "^/(auth|videos|me|streams|media|config\\.json|openapi\\.json)": "http://127.0.0.1:8080",
     },
   },
 });

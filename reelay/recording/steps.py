@@ -45,6 +45,7 @@ from reelay.models import (
     Video,
     VideoSource,
     VideoStatus,
+    VideoVisibility,
 )
 from reelay.observability import logger
 from reelay.ports import ObjectStore
@@ -365,6 +366,9 @@ def register(state: State, ctx: StepContext) -> State:
         duration_seconds=state["durationSeconds"],
         renditions=[Rendition(**r) for r in state["renditions"]],
         source=VideoSource.RECORDING,
+        # A camera's recording is not published to everyone: playable by whoever has its link (the
+        # operator, who may make it private or public like any video), and not in the public list.
+        visibility=VideoVisibility.UNLISTED,
         content_type="application/vnd.apple.mpegurl",
     )
     with contextlib.suppress(Conflict):  # registered by an earlier run of this workflow

@@ -83,7 +83,8 @@ def test_an_operator_creates_starts_stops_and_deletes_the_demo_camera(
     expect(fact(page, "Video")).to_have_text("passthrough")
     expect(fact(page, "Stored secrets")).to_have_text("none")
     recordings = page.get_by_role("region", name="Recordings")
-    expect(recordings).to_have_text(re.compile("Recordings of this stream will appear here."))
+    expect(recordings).to_contain_text("Recording is off for this stream.")
+    expect(recordings).to_contain_text("No recordings yet.")
     stream_id = page.url.rsplit("/", 1)[1]
 
     # When they start it from the keyboard

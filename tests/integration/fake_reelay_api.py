@@ -3,7 +3,8 @@
 It keeps the wire contract (paths, camelCase bodies, ``{"error", "message"}`` errors, status codes)
 and little else: tokens are fake JWTs that expire on the server's clock, uploads are kept in
 memory, and a video's transcode is a scripted list of statuses. The streams routes follow the
-contract the streams API is being built to. Faults are injected per route with ``fail_next``.
+contract the streams API is being built to, the recording routes docs/recordings-api.md (a finalize
+or an export advances one step per GET). Faults are injected per route with ``fail_next``.
 """
 
 from __future__ import annotations
@@ -80,6 +81,11 @@ class FakeApi:
         self.token_ttl = 3600
         self.videos: dict[str, FakeVideo] = {}
         self.streams: dict[str, dict[str, Any]] = {}
+        self.sessions: dict[str, dict[str, Any]] = {}  # sessionId -> session (wire shape)
+        self.exports: dict[str, dict[str, Any]] = {}  # exportId -> export (wire shape)
+        self.export_failure: str | None = None  # the reason every new export fails with
+        self.exports_available = True  # False: 503 exports_unavailable, as in AWS for now
+        self.export_bytes = b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 64
         self.multipart_threshold = multipart_threshold
         self.part_size = part_size
         # What a landed upload goes through on each GET (a file starting NOTVIDEO fails instead).
@@ -101,6 +107,40 @@ class FakeApi:
     def fail_next(self, method: str, pattern: str, *statuses: int) -> None:
         """Answer the next requests matching ``pattern`` (a regex on the path) with these statuses."""
         self._faults.setdefault((method, pattern), []).extend(statuses)
+
+    def add_session(
+        self, stream_id: str, *, state: str = "ended", duration: float = 12.0, failure: str | None = None
+    ) -> str:
+        """A recording session of a stream, in the given state (a ready one has its video)."""
+        sid = f"ses-{uuid.uuid4().hex[:8]}"
+        self.sessions[sid] = {
+            "sessionId": sid,
+            "streamId": stream_id,
+            "state": state,
+            "startedAt": f"2026-12-01T10:{len(self.sessions):02d}:00.000Z",
+            "endedAt": None if state == "recording" else "2026-12-01T10:30:00.000Z",
+            "endReason": None if state == "recording" else "stopped",
+            "durationSeconds": duration,
+            "store": "file:///var/lib/reelay/media",
+            "storeSource": "default",
+            "storeFallbackReason": None,
+            "writerCount": 1,
+            "discontinuities": 0,
+            "renditions": [{"name": "source", "width": 0, "height": 0, "bandwidth": 0, "codecs": "avc1"}],
+            "videoId": None,
+            "failureReason": failure,
+            "workflowState": None,
+            "_script": [],
+        }
+        if state == "ready":
+            self._finish_session(self.sessions[sid])
+        return sid
+
+    def _finish_session(self, session: dict[str, Any]) -> None:
+        vid = f"rec-{session['sessionId']}"
+        video = FakeVideo(vid, "operator", "Recording", "", 0, False, status="ready")
+        self.videos[vid] = video
+        session.update(state="ready", videoId=vid, failureReason=None)
 
     def expire_tokens(self) -> None:
         self.id_tokens = {t: (e, 0.0) for t, (e, _) in self.id_tokens.items()}
@@ -134,7 +174,7 @@ class FakeApi:
             ("GET", r"/me/videos/(?P<vid>\w+)", self.my_video),
             ("POST", r"/videos/upload", self.create_upload),
             ("POST", r"/videos/(?P<vid>\w+)/upload/complete", self.complete),
-            ("GET", r"/videos/(?P<vid>\w+)", self.get_video),
+            ("GET", r"/videos/(?P<vid>[\w-]+)", self.get_video),
             ("PATCH", r"/videos/(?P<vid>\w+)", self.patch_video),
             ("DELETE", r"/videos/(?P<vid>\w+)", self.delete_video),
             ("PUT", r"/media/(?P<vid>\w+)", self.put_media),
@@ -142,7 +182,18 @@ class FakeApi:
             ("GET", r"/streams", self.list_streams),
             ("GET", r"/streams/(?P<sid>[\w-]+)", self.get_stream),
             ("DELETE", r"/streams/(?P<sid>[\w-]+)", self.delete_stream),
+            ("PATCH", r"/streams/(?P<sid>[\w-]+)", self.patch_stream),
             ("POST", r"/streams/(?P<sid>[\w-]+)/(?P<action>start|stop)", self.stream_action),
+            ("GET", r"/streams/(?P<sid>[\w-]+)/sessions", self.list_sessions),
+            ("GET", r"/streams/(?P<sid>[\w-]+)/sessions/(?P<ses>[\w-]+)", self.get_session),
+            ("POST", r"/streams/(?P<sid>[\w-]+)/sessions/(?P<ses>[\w-]+)/finalize", self.finalize),
+            ("POST", r"/streams/(?P<sid>[\w-]+)/sessions/(?P<ses>[\w-]+)/exports", self.create_export),
+            (
+                "GET",
+                r"/streams/(?P<sid>[\w-]+)/sessions/(?P<ses>[\w-]+)/exports/(?P<eid>[\w-]+)",
+                self.get_export,
+            ),
+            ("GET", r"/downloads/(?P<eid>[\w-]+)\.mp4", self.download),
         ]
         for method, pattern, handler in routes:
             match = re.fullmatch(pattern, path)
@@ -369,9 +420,179 @@ class FakeApi:
             "lastFragmentAckedAt": None,
             "credentialsExpireAt": None,
             "task": None,
+            "record": bool(body.get("record", False)),
+            **self._record_settings(body, {}),
         }
         self.streams[sid] = stream
+        if body.get("recordWebhookUrl"):  # the secret is in this answer only
+            return reply(
+                201, stream | {"recordWebhookSecret": "whsec_" + hashlib.sha256(sid.encode()).hexdigest()}
+            )
         return reply(201, stream)
+
+    @staticmethod
+    def _record_settings(body: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
+        out = {
+            "recordObjectStore": current.get("recordObjectStore"),
+            "recordWebhookUrl": current.get("recordWebhookUrl"),
+            "retentionDays": current.get("retentionDays"),
+            "reconnectWindowSeconds": current.get("reconnectWindowSeconds"),
+            "recordRenditions": current.get("recordRenditions", []),
+        }
+        for key in out:
+            if key in body:
+                value = body[key]
+                out[key] = value or None if key in ("recordObjectStore", "recordWebhookUrl") else value
+        store = out["recordObjectStore"]
+        if store:  # redacted, as the API shows it
+            out["recordObjectStore"] = re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", store)
+        return out
+
+    def patch_stream(self, request: Request, body: dict[str, Any], sid: str) -> Response:
+        if isinstance(who := self._operator(request), Response):
+            return who
+        stream = self.streams.get(sid)
+        if stream is None:
+            return error(404, "not_found", f"stream {sid} not found")
+        renditions = body.get("recordRenditions", [])
+        if any(r not in ("1080p", "720p", "480p", "360p", "240p") for r in renditions):
+            return error(400, "invalid_input", f"recordRenditions: unknown rendition in {renditions}")
+        days = body.get("retentionDays")
+        if days is not None and not 1 <= days <= 3650:
+            return error(400, "invalid_input", "retentionDays must be 1 to 3650 or null")
+        if stream["desiredState"] == "running" and set(body) & {"recordObjectStore", "recordRenditions"}:
+            return error(409, "conflict", "the recording settings change only while the stream is stopped")
+        stream.update({k: body[k] for k in ("name", "video", "record") if k in body})
+        stream.update(self._record_settings(body, stream))
+        answer = dict(stream)
+        if body.get("recordWebhookUrl"):
+            answer["recordWebhookSecret"] = "whsec_" + hashlib.sha256(sid.encode()).hexdigest()
+        return reply(200, answer)
+
+    # --- recordings -------------------------------------------------------------------------------
+    def _session(self, request: Request, sid: str, ses: str) -> dict[str, Any] | Response:
+        if isinstance(who := self._operator(request), Response):
+            return who
+        if sid not in self.streams:
+            return error(404, "not_found", f"stream {sid} not found")
+        session = self.sessions.get(ses)
+        if session is None or session["streamId"] != sid:
+            return error(404, "not_found", f"recording session {ses} not found")
+        return session
+
+    @staticmethod
+    def _wire(session: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in session.items() if not k.startswith("_")}
+
+    def list_sessions(self, request: Request, _b: dict[str, Any], sid: str) -> Response:
+        if isinstance(who := self._operator(request), Response):
+            return who
+        if sid not in self.streams:
+            return error(404, "not_found", f"stream {sid} not found")
+        items = [self._wire(s) for s in self.sessions.values() if s["streamId"] == sid]
+        items.sort(key=lambda s: s["startedAt"], reverse=True)
+        return reply(200, {"items": items, "nextCursor": None})
+
+    def get_session(self, request: Request, _b: dict[str, Any], sid: str, ses: str) -> Response:
+        session = self._session(request, sid, ses)
+        if isinstance(session, Response):
+            return session
+        if session["_script"]:
+            step = session["_script"].pop(0)
+            if step == "ready":
+                self._finish_session(session)
+            else:
+                session.update(state=step, failureReason=session.get("_reason") if step == "failed" else None)
+        live = session["state"] == "recording"
+        return reply(
+            200,
+            self._wire(session)
+            | {
+                "livePlaylistUrl": f"{self.url}/live/{ses}.m3u8?token=t" if live else None,
+                "livePlaylistExpiresAt": "2026-12-01T11:00:00.000Z" if live else None,
+            },
+        )
+
+    def finalize(self, request: Request, _b: dict[str, Any], sid: str, ses: str) -> Response:
+        session = self._session(request, sid, ses)
+        if isinstance(session, Response):
+            return session
+        state = session["state"]
+        if state == "ready":
+            return reply(
+                200, {"sessionId": ses, "state": "ready", "started": False, "videoId": session["videoId"]}
+            )
+        if state == "recording":
+            return error(409, "conflict", "the session is still recording: stop the stream first")
+        if state == "expired":
+            return error(409, "conflict", "the session has expired: retention removed its media")
+        if state == "finalizing":
+            return reply(202, {"sessionId": ses, "state": "finalizing", "started": False})
+        # A session made with failure="…" fails again with that reason; any other becomes ready.
+        session["_reason"] = session.get("failureReason")
+        session["_script"] = ["finalizing", "failed" if session["_reason"] else "ready"]
+        session.update(state="finalizing", failureReason=None)
+        return reply(202, {"sessionId": ses, "state": "finalizing", "started": True, "mode": "finalize"})
+
+    def create_export(self, request: Request, body: dict[str, Any], sid: str, ses: str) -> Response:
+        session = self._session(request, sid, ses)
+        if isinstance(session, Response):
+            return session
+        start, end = body.get("start"), body.get("end")
+        if not isinstance(start, int | float) or not isinstance(end, int | float):
+            return error(400, "invalid_input", "start and end must be numbers of seconds")
+        if session["state"] != "ready":
+            return error(409, "conflict", f"the session is {session['state']}, not ready: finalize it first")
+        if not self.exports_available:
+            return error(503, "exports_unavailable", "MP4 exports do not run in this deployment yet")
+        if not 0 <= start < end <= session["durationSeconds"]:
+            return error(
+                400,
+                "invalid_input",
+                f"the range must satisfy 0 <= start < end <= {session['durationSeconds']} (the duration)",
+            )
+        eid = f"exp-{uuid.uuid4().hex[:8]}"
+        self.exports[eid] = {
+            "exportId": eid,
+            "sessionId": ses,
+            "state": "running",
+            "start": start,
+            "end": end,
+            "createdAt": "2026-12-01T10:40:00.000Z",
+            "updatedAt": "2026-12-01T10:40:00.000Z",
+            "durationSeconds": None,
+            "sizeBytes": None,
+            "downloadUrl": None,
+            "failureReason": None,
+            "_script": ["running", "failed" if self.export_failure else "ready"],
+            "_reason": self.export_failure,
+        }
+        return reply(202, self._wire(self.exports[eid]))
+
+    def get_export(self, request: Request, _b: dict[str, Any], sid: str, ses: str, eid: str) -> Response:
+        session = self._session(request, sid, ses)
+        if isinstance(session, Response):
+            return session
+        job = self.exports.get(eid)
+        if job is None or job["sessionId"] != ses:
+            return error(404, "not_found", f"export {eid} not found")
+        if job["_script"]:
+            step = job["_script"].pop(0)
+            job["state"] = step
+            if step == "ready":
+                job.update(
+                    durationSeconds=job["end"] - job["start"],
+                    sizeBytes=len(self.export_bytes),
+                    downloadUrl=f"{self.url}/downloads/{eid}.mp4",
+                )
+            elif step == "failed":
+                job["failureReason"] = job["_reason"]
+        return reply(200, self._wire(job))
+
+    def download(self, _r: Request, _b: dict[str, Any], eid: str) -> Response:
+        if eid not in self.exports:
+            return error(404, "not_found", "no such file")
+        return Response(self.export_bytes, status=200, mimetype="video/mp4")
 
     def list_streams(self, request: Request, _b: dict[str, Any]) -> Response:
         if isinstance(who := self._operator(request), Response):

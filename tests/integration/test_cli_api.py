@@ -476,3 +476,184 @@ def test_names_are_printed_as_they_are_never_as_markup(cli: Cli, tmp_path: Path)
     code, out, _ = cli("videos", "list")
 
     assert code == 0 and "[bold red]loud[/]" in out
+
+
+# --- recordings ----------------------------------------------------------------------------------
+def fields(out: str) -> dict[str, str]:
+    """The ``key: value`` lines of a human answer."""
+    pairs = (line.split(":", 1) for line in out.splitlines() if ":" in line)
+    return {key.strip(): value.strip() for key, value in pairs}
+
+
+@pytest.fixture
+def operator_cli(cli: Cli, api: FakeApi) -> Cli:
+    api.add_user("ops@example.com", operator=True)
+    cli.login("ops@example.com")
+    return cli
+
+
+def test_recordings_list_show_finalize_and_export_to_a_file(
+    operator_cli: Cli, api: FakeApi, tmp_path: Path
+) -> None:
+    cli = operator_cli
+    sid = cli.json("streams", "create", "Lobby", "rtsp://cam/lobby", "--record")["streamId"]
+    live = api.add_session(sid, state="recording", duration=4.0)
+    ended = api.add_session(sid, state="ended", duration=12.0)
+
+    # list: newest first, in words and as JSON
+    assert [s["sessionId"] for s in cli.json("recordings", "list", sid)["items"]] == [ended, live]
+    code, out, _ = cli("recordings", "list", sid)
+    assert code == 0
+    rows = [line.split() for line in out.splitlines()[1:]]
+    assert [(r[0], r[1]) for r in rows] == [(ended, "ended"), (live, "recording")]
+    assert "0:12" in out and "0:04" in out
+    # show: the live playlist while recording, none once ended
+    shown = cli.json("recordings", "show", sid, live)
+    assert shown["livePlaylistUrl"].endswith(f"/live/{live}.m3u8?token=t")
+    code, out, _ = cli("recordings", "show", sid, live)
+    assert code == 0 and fields(out)["live playlist"] == f"{api.url}/live/{live}.m3u8?token=t"
+    assert cli.json("recordings", "show", sid, ended)["livePlaylistUrl"] is None
+
+    # finalize --wait: follows the session to ready and shows the video it became
+    code, out, err = cli("recordings", "finalize", sid, ended, "--wait")
+    assert code == 0, err
+    assert "finalize started" in err and f"session {ended}: ready" in err
+    video_id = api.sessions[ended]["videoId"]
+    assert fields(out)["video"] == video_id
+    assert fields(out)["playback"] == f"http://media/{video_id}/master.m3u8"
+    # finalizing again is a no-op that answers the ready session
+    again = cli.json("recordings", "finalize", sid, ended)
+    assert (again["state"], again["videoId"], again["video"]["status"]) == ("ready", video_id, "ready")
+
+    # export -o: waits for the MP4 and downloads it
+    target = tmp_path / "clip.mp4"
+    doc = cli.json("recordings", "export", sid, ended, "--start", "2", "--end", "0:04.5", "-o", str(target))
+    assert (doc["state"], doc["start"], doc["end"], doc["file"]) == ("ready", 2.0, 4.5, str(target))
+    assert target.read_bytes() == api.export_bytes
+    assert doc["bytesWritten"] == doc["sizeBytes"] == len(api.export_bytes)
+    assert list(tmp_path.glob("*.part")) == []
+    # without -o or --wait: the export as it was accepted
+    code, out, _ = cli("recordings", "export", sid, ended, "--start", "0", "--end", "12")
+    assert code == 0 and (fields(out)["state"], fields(out)["range"]) == ("running", "0:00 to 0:12")
+
+
+def test_finalize_says_why_it_failed_or_was_refused(operator_cli: Cli, api: FakeApi) -> None:
+    cli = operator_cli
+    sid = cli.json("streams", "create", "Dock", "rtsp://cam/dock")["streamId"]
+    broken = api.add_session(sid, state="failed", failure="no segments were stored")
+    recording = api.add_session(sid, state="recording")
+
+    # A session that fails again: exit 1 with its reason, and the JSON document says so too
+    code, out, err = cli("--json", "recordings", "finalize", sid, broken, "--wait")
+    assert code == 1
+    assert json.loads(out)["state"] == "failed"
+    assert f"session {broken} failed: no segments were stored" in err
+    # Still recording: the API's 409 in words, exit 1
+    code, out, err = cli("--json", "recordings", "finalize", sid, recording)
+    assert code == 1
+    assert json.loads(out) == {
+        "error": "conflict",
+        "message": "the session is still recording: stop the stream first",
+        "exitCode": 1,
+        "status": 409,
+    }
+    # Unknown session, unknown stream: exit 4
+    code, _, err = cli("recordings", "show", sid, "nope")
+    assert code == 4 and "recording session nope not found" in err
+    assert cli("recordings", "list", "st-nope")[0] == 4
+    # A 5xx on finalize (idempotent) is retried and recovers
+    api.fail_next("POST", r"/finalize$", 503)
+    ended = api.add_session(sid, state="ended")
+    assert cli.json("recordings", "finalize", sid, ended)["state"] in ("finalizing", "ready")
+    assert api.count("POST", rf"/sessions/{ended}/finalize") == 2
+
+
+def test_recordings_refuse_non_operators(cli: Cli, api: FakeApi) -> None:
+    cli.login()
+    code, out, err = cli("--json", "recordings", "list", "st-any")
+    assert code == 6 and json.loads(out)["error"] == "forbidden"
+    assert "only operators" in err
+
+
+def test_export_ranges_are_checked_and_failures_explained(
+    operator_cli: Cli, api: FakeApi, tmp_path: Path
+) -> None:
+    cli = operator_cli
+    sid = cli.json("streams", "create", "Yard", "rtsp://cam/yard")["streamId"]
+    ready = api.add_session(sid, state="ready", duration=10.0)
+    ended = api.add_session(sid, state="ended", duration=10.0)
+    before = api.count("POST", r"/exports$")
+
+    # Refused before any request: a malformed time, an end before the start
+    code, _, err = cli("recordings", "export", sid, ready, "--start", "1:7", "--end", "5")
+    assert code == 2 and "'1:7' is not a time" in err
+    code, _, err = cli("recordings", "export", sid, ready, "--start", "5", "--end", "5")
+    assert code == 2 and "must come after the start" in err
+    assert api.count("POST", r"/exports$") == before
+    # Refused by the API: past the duration (400), a session that is not ready (409)
+    code, _, err = cli("recordings", "export", sid, ready, "--start", "0", "--end", "11")
+    assert code == 1 and "end <= 10.0 (the duration)" in err
+    code, _, err = cli("recordings", "export", sid, ended, "--start", "0", "--end", "5")
+    assert code == 1 and "the session is ended, not ready" in err
+    # Where exports do not run (AWS for now): the API's 503 in its own words, exit 5, not repeated
+    api.exports_available = False
+    code, _, err = cli("recordings", "export", sid, ready, "--start", "0", "--end", "5")
+    assert code == 5 and "MP4 exports do not run in this deployment yet" in err
+    assert api.count("POST", r"/exports$") == before + 3  # the 400, the 409 and this one, once each
+    api.exports_available = True
+    # An export that fails: exit 1 with its reason, nothing written
+    api.export_failure = "the store refused the read"
+    target = tmp_path / "x.mp4"
+    code, out, err = cli(
+        "--json", "recordings", "export", sid, ready, "--start", "0", "--end", "5", "-o", str(target)
+    )
+    assert code == 1 and json.loads(out)["failureReason"] == "the store refused the read"
+    assert "failed: the store refused the read" in err and not target.exists()
+
+
+def test_a_download_that_keeps_failing_is_exit_5_and_leaves_no_file(
+    operator_cli: Cli, api: FakeApi, tmp_path: Path
+) -> None:
+    cli = operator_cli
+    sid = cli.json("streams", "create", "Yard", "rtsp://cam/yard")["streamId"]
+    ready = api.add_session(sid, state="ready", duration=10.0)
+    api.fail_next("GET", r"/downloads/", 502, 502, 502)  # the client tries 1 + 2 times
+    (tmp_path / "out").mkdir()
+    target = tmp_path / "out" / "x.mp4"
+
+    code, _, err = cli("recordings", "export", sid, ready, "--start", "0", "--end", "5", "-o", str(target))
+
+    assert code == 5 and "cannot download x.mp4: injected 502" in err
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_streams_create_and_update_send_the_recording_settings(operator_cli: Cli, api: FakeApi) -> None:
+    cli = operator_cli
+    code, out, _ = cli(
+        "streams", "create", "Gate", "rtsp://cam/gate", "--record", "--rendition", "720p",
+        "--rendition", "360p", "--retention-days", "30", "--record-store",
+        "s3://AKIAX:topsecret@eu-west-1/bucket", "--record-webhook", "https://hooks.example/reelay",
+    )  # fmt: skip
+    assert code == 0
+    sid = out.split()[2]
+    stream = api.streams[sid]
+    assert (stream["record"], stream["recordRenditions"], stream["retentionDays"]) == (
+        True,
+        ["720p", "360p"],
+        30,
+    )
+    assert "Webhook signing secret (shown once): whsec_" in out
+    code, out, _ = cli("streams", "show", sid)
+    assert fields(out)["recording"] == "on (source, 720p, 360p; kept 30 days)"
+    assert fields(out)["record store"] == "s3://AKIAX:***@eu-west-1/bucket" and "topsecret" not in out
+    assert "webhook secret" not in out  # only in the answer that set the URL
+
+    doc = cli.json("streams", "update", sid, "--source-only", "--retention-days", "0", "--record-store", "")
+    assert (doc["recordRenditions"], doc["retentionDays"], doc["recordObjectStore"]) == ([], None, None)
+    assert cli.json("streams", "update", sid, "--no-record")["record"] is False
+    # Contradictions and empty updates are usage errors; the API's refusals are said in words
+    assert cli("streams", "update", sid, "--source-only", "--rendition", "720p")[0] == 2
+    assert cli("streams", "update", sid)[0] == 2
+    cli.json("streams", "start", sid)
+    code, _, err = cli("streams", "update", sid, "--rendition", "480p")
+    assert code == 1 and "only while the stream is stopped" in err

@@ -63,12 +63,21 @@ def gateway(dist: Path, faults: Faults | None = None) -> tuple[Client, Api]:
 def test_client_routes_get_the_app_and_unknown_pages_a_404_with_it(dist: Path) -> None:
     client, _ = gateway(dist)
     # Given the SPA's routes, When a browser opens them, Then each gets index.html, never cached
-    for path in ("/", "/login", "/register", "/confirm", "/my", "/upload", "/watch/known"):
+    for path in (
+        "/",
+        "/login",
+        "/register",
+        "/confirm",
+        "/my",
+        "/upload",
+        "/watch/known",
+        "/live/s1/recordings/r1",
+    ):
         r = client.get(path, headers={"Accept": "text/html"})
         assert (r.status_code, r.data) == (200, INDEX), path
         assert r.headers["Cache-Control"] == WEB_PAGES_CACHE_CONTROL
     # And an unknown page or video still gets the app (which shows "not found"), with a real 404
-    for path in ("/nope", "/watch/unknown", "/my/extra/parts"):
+    for path in ("/nope", "/watch/unknown", "/my/extra/parts", "/live/s1/recordings/r1/more"):
         r = client.get(path, headers={"Accept": "text/html"})
         assert (r.status_code, r.data) == (404, INDEX), path
 

@@ -7,7 +7,14 @@ import pytest
 
 from reelay.catalogue.memory import MemoryCatalogue
 from reelay.media.hls import parse_master_playlist, parse_media_playlist
-from reelay.models import RecordingState, Rendition, VideoSource, VideoStatus, recording_subject
+from reelay.models import (
+    RecordingState,
+    Rendition,
+    VideoSource,
+    VideoStatus,
+    VideoVisibility,
+    recording_subject,
+)
 from reelay.recording import steps
 from reelay.recording.runner import WorkflowRunner
 from reelay.recording.steps import StepContext, TransientStepError
@@ -52,6 +59,8 @@ def test_finalize_two_overlapping_writers(world) -> None:
     video = cat.get(out["videoId"])
     assert (video.source, video.status, video.owner_id) == (VideoSource.RECORDING, VideoStatus.READY, "op-1")
     assert video.duration_seconds == 40.0
+    # a camera's recording plays by its link but is not published in the public list
+    assert video.visibility is VideoVisibility.UNLISTED
     prefix = f"outputs/{out['videoId']}/"
     master = parse_master_playlist(store.get_bytes(prefix + "master.m3u8").decode())
     assert sorted(v.uri for v in master) == ["360p/index.m3u8", "source/index.m3u8"]

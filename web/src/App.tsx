@@ -10,6 +10,7 @@ import { LoginPage } from "./pages/Login";
 import { MyVideosPage } from "./pages/MyVideos";
 import { NotFoundPage } from "./pages/NotFound";
 import { RegisterPage } from "./pages/Register";
+import { SessionPage } from "./pages/Session";
 import { StreamPage } from "./pages/Stream";
 import { StreamsPage } from "./pages/Streams";
 import { NewStreamPage } from "./pages/StreamNew";
@@ -30,6 +31,8 @@ export const ROUTES = {
   streams: "/live",
   newStream: "/live/new",
   stream: (id: string) => `/live/${encodeURIComponent(id)}`,
+  session: (id: string, sessionId: string) =>
+    `/live/${encodeURIComponent(id)}/recordings/${encodeURIComponent(sessionId)}`,
 };
 
 export function loginPath(next: string): string {
@@ -94,6 +97,10 @@ export function App() {
           <Route path="/live" element={<RequireAuth><StreamsPage /></RequireAuth>} />
           <Route path="/live/new" element={<RequireAuth><NewStreamPage /></RequireAuth>} />
           <Route path="/live/:streamId" element={<RequireAuth><StreamPage /></RequireAuth>} />
+          <Route
+            path="/live/:streamId/recordings/:sessionId"
+            element={<RequireAuth><SessionPage /></RequireAuth>}
+          />
           <Route path="*" element={<NotFoundPage />} />
         </Routes>
       </ErrorBoundary>

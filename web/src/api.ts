@@ -2,7 +2,19 @@
 // turned into sentences, the ID token attached and refreshed, and a 401 sent to the login page.
 import { config } from "./config";
 import { session } from "./session";
-import type { NewStream, Page, Stream, Tokens, UploadAnswer, Video, Visibility } from "./types";
+import type {
+  FinalizeAnswer,
+  NewStream,
+  Page,
+  RecordingExport,
+  RecordingSession,
+  RecordSettings,
+  Stream,
+  Tokens,
+  UploadAnswer,
+  Video,
+  Visibility,
+} from "./types";
 
 export class ApiError extends Error {
   constructor(
@@ -171,4 +183,37 @@ export const api = {
     request<Stream>("POST", `/streams/${encodeURIComponent(id)}/start`, { auth: true }),
   stopStream: (id: string) => request<Stream>("POST", `/streams/${encodeURIComponent(id)}/stop`, { auth: true }),
   deleteStream: (id: string) => request<void>("DELETE", `/streams/${encodeURIComponent(id)}`, { auth: true }),
+  updateRecording: (id: string, changes: Partial<RecordSettings>) =>
+    request<Stream>("PATCH", `/streams/${encodeURIComponent(id)}`, { body: changes, auth: true }),
+
+  // A stream's recording sessions (docs/recordings-api.md).
+  listSessions: (streamId: string, cursor: string | null, limit = 20) =>
+    request<Page<RecordingSession>>(
+      "GET",
+      `${sessionPath(streamId)}?limit=${limit}${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ""}`,
+      { auth: true },
+    ),
+  getSession: (streamId: string, sessionId: string) =>
+    request<RecordingSession>("GET", sessionPath(streamId, sessionId), { auth: true }),
+  // Idempotent on the server: a retried POST cannot start a second workflow.
+  finalizeSession: (streamId: string, sessionId: string) =>
+    request<FinalizeAnswer>("POST", `${sessionPath(streamId, sessionId)}/finalize`, { auth: true }),
+  createExport: (streamId: string, sessionId: string, start: number, end: number) =>
+    // Not repeated after a 5xx: each POST makes an export.
+    request<RecordingExport>("POST", `${sessionPath(streamId, sessionId)}/exports`, {
+      body: { start, end },
+      auth: true,
+      retries: 1,
+    }),
+  getExport: (streamId: string, sessionId: string, exportId: string) =>
+    request<RecordingExport>(
+      "GET",
+      `${sessionPath(streamId, sessionId)}/exports/${encodeURIComponent(exportId)}`,
+      { auth: true },
+    ),
 };
+
+function sessionPath(streamId: string, sessionId?: string): string {
+  const base = `/streams/${encodeURIComponent(streamId)}/sessions`;
+  return sessionId ? `${base}/${encodeURIComponent(sessionId)}` : base;
+}

@@ -95,11 +95,76 @@ export interface Stream {
   task: RelayTask | null;
   createdAt: string;
   updatedAt: string;
+  // Recording (docs/recordings-api.md): the store is shown redacted, the webhook secret only once.
+  record?: boolean;
+  recordObjectStore?: string | null;
+  recordWebhookUrl?: string | null;
+  recordWebhookSecret?: string | null;
+  retentionDays?: number | null;
+  reconnectWindowSeconds?: number | null;
+  recordRenditions?: string[];
 }
 
-export interface NewStream {
+/** The recording settings a stream's form sends (POST /streams, PATCH /streams/{id}). */
+export interface RecordSettings {
+  record: boolean;
+  recordRenditions: string[];
+  retentionDays: number | null;
+  recordObjectStore?: string | null;
+  recordWebhookUrl?: string | null;
+}
+
+export interface NewStream extends Partial<RecordSettings> {
   name: string;
   sourceUrl: string;
   kvsStreamName?: string;
   video: VideoMode;
+}
+
+// --- recordings (operators) ----------------------------------------------------------------------
+export type SessionState = "recording" | "ended" | "finalizing" | "ready" | "failed" | "expired";
+
+export interface RecordingSession {
+  sessionId: string;
+  streamId: string;
+  state: SessionState;
+  startedAt: string;
+  endedAt: string | null;
+  endReason: string | null;
+  durationSeconds: number | null;
+  store: string | null;
+  storeSource: "default" | "stream" | "webhook" | null;
+  storeFallbackReason: string | null;
+  writerCount: number;
+  discontinuities: number;
+  renditions: Rendition[];
+  videoId: string | null;
+  failureReason: string | null;
+  workflowState: string | null;
+  createdAt: string;
+  updatedAt: string;
+  livePlaylistUrl?: string | null; // GET of one session only, while recording
+  livePlaylistExpiresAt?: string | null;
+}
+
+export interface FinalizeAnswer {
+  sessionId: string;
+  state: SessionState;
+  started: boolean;
+  mode?: "finalize" | "fixup";
+  videoId?: string;
+}
+
+export interface RecordingExport {
+  exportId: string;
+  sessionId: string;
+  state: "running" | "ready" | "failed";
+  start: number;
+  end: number;
+  createdAt: string;
+  updatedAt?: string;
+  durationSeconds?: number | null;
+  sizeBytes?: number | null;
+  downloadUrl?: string | null;
+  failureReason?: string | null;
 }

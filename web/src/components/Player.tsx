@@ -1,4 +1,5 @@
 import { useEffect, useRef, useState } from "react";
+import { backoff } from "../api";
 import type { Video } from "../types";
 
 /**
@@ -17,8 +18,13 @@ export function signedLoader(playbackUrl: string): ((xhr: XMLHttpRequest, url: s
   };
 }
 
+const MANIFEST_TRIES = 30; // 35 to 70 s with the API's backoff (at most 2.4 s apart)
+
+/** What the player needs: a video, or anything HLS with an id and a name (a live recording). */
+export type Playable = Pick<Video, "videoId" | "displayName" | "playbackUrl" | "thumbnailUrl">;
+
 /** hls.js where Media Source Extensions exist, the browser's own HLS (Safari, iOS) otherwise. */
-export function Player({ video }: { video: Video }) {
+export function Player({ video }: { video: Playable }) {
   const ref = useRef<HTMLVideoElement>(null);
   const [error, setError] = useState<string | null>(null);
   // The page polls a video that is still processing: its URL may move from the live master to
@@ -39,15 +45,31 @@ export function Player({ video }: { video: Video }) {
         if (destroyed) return;
         if (Hls.isSupported()) {
           const hls = new Hls({ enableWorker: true, xhrSetup: signedLoader(url) });
+          let tries = 0;
+          let retry: ReturnType<typeof setTimeout> | undefined;
           hls.on(Hls.Events.ERROR, (_e, data) => {
             if (!data.fatal) return;
-            if (data.type === Hls.ErrorTypes.NETWORK_ERROR) hls.startLoad();
+            const manifest =
+              data.details === Hls.ErrorDetails.MANIFEST_LOAD_ERROR ||
+              data.details === Hls.ErrorDetails.MANIFEST_LOAD_TIMEOUT;
+            if (manifest) {
+              // startLoad does not fetch the playlist again: a live recording's answers 404 until
+              // its first segment is stored. Load it again, backing off, then say so.
+              if (tries >= MANIFEST_TRIES) setError("This video could not be loaded. Reload the page to try again.");
+              else retry = setTimeout(() => hls.loadSource(url), backoff(Math.min(tries++, 3)));
+            } else if (data.type === Hls.ErrorTypes.NETWORK_ERROR) hls.startLoad();
             else if (data.type === Hls.ErrorTypes.MEDIA_ERROR) hls.recoverMediaError();
             else setError("This video could not be played.");
           });
+          hls.on(Hls.Events.MANIFEST_PARSED, () => {
+            tries = 0;
+          });
           hls.loadSource(url);
           hls.attachMedia(el);
-          destroy = () => hls.destroy();
+          destroy = () => {
+            clearTimeout(retry);
+            hls.destroy();
+          };
         } else if (el.canPlayType("application/vnd.apple.mpegurl")) {
           el.src = url; // Safari and iOS play HLS natively
         } else {

@@ -15,6 +15,12 @@ const TEXT = {
     to: "/live",
     back: "Live streams",
   },
+  recording: {
+    title: "No such recording",
+    body: "This recording does not exist, or it belongs to another operator's stream.",
+    to: "/live",
+    back: "Live streams",
+  },
 };
 
 export function NotFoundPage({ what = "page" }: { what?: keyof typeof TEXT }) {

@@ -1,12 +1,20 @@
 import { useState, type FormEvent, type ReactNode } from "react";
-import { Link, useNavigate, useParams } from "react-router";
-import { api, describeError } from "../api";
+import { Link, useLocation, useNavigate, useParams } from "react-router";
+import { ApiError, api, describeError } from "../api";
 import { Alert, Notice } from "../components/Alert";
 import { Field } from "../components/Field";
+import {
+  RecordFields,
+  RecordingsPanel,
+  recordBody,
+  recordForm,
+  type RecordErrors,
+} from "../components/RecordingBits";
 import { Ago, OperatorsOnlyPage, StreamBadge } from "../components/StreamBits";
 import { formatBitrate, formatDateTime } from "../format";
 import { useInterval, useLoad, usePageVisible, useTitle } from "../hooks";
 import type { Stream } from "../types";
+import { errorsByField } from "./StreamNew";
 import { NotFoundPage } from "./NotFound";
 
 type Pending = "starting" | "stopping" | null;
@@ -21,6 +29,7 @@ function settled(s: Stream, pending: Pending): boolean {
 export function StreamPage() {
   const { streamId = "" } = useParams();
   const navigate = useNavigate();
+  const createdSecret = (useLocation().state as { webhookSecret?: string } | null)?.webhookSecret ?? null;
   const loaded = useLoad(() => api.getStream(streamId), [streamId]);
   const [pending, setPending] = useState<Pending>(null);
   const [error, setError] = useState<string | null>(null);
@@ -196,10 +205,8 @@ export function StreamPage() {
         </section>
       </div>
 
-      <section className="panel" aria-labelledby="recordings-title">
-        <h2 id="recordings-title">Recordings</h2>
-        <p className="muted">Recordings of this stream will appear here.</p>
-      </section>
+      <RecordingsPanel stream={s} />
+      <RecordSettingsPanel stream={s} onDone={loaded.reload} firstSecret={createdSecret} />
 
       <section className="panel" aria-labelledby="manage-title">
         <h2 id="manage-title">Manage</h2>
@@ -265,5 +272,76 @@ function Rename({ stream, onDone }: { stream: Stream; onDone: () => void }) {
         </button>
       </div>
     </form>
+  );
+}
+
+/** The stream's recording settings: record on/off, renditions, retention, store, webhook. Only what
+ * changed is sent; the API refuses store, webhook and rendition changes while the stream runs. */
+function RecordSettingsPanel({
+  stream,
+  onDone,
+  firstSecret,
+}: {
+  stream: Stream;
+  onDone: () => void;
+  firstSecret: string | null;
+}) {
+  const saved = recordForm(stream);
+  const [form, setForm] = useState(saved);
+  const [errors, setErrors] = useState<RecordErrors & { form?: string }>({});
+  const [busy, setBusy] = useState(false);
+  const [done, setDone] = useState<string | null>(null);
+  const [secret, setSecret] = useState<string | null>(firstSecret);
+  const save = async (e: FormEvent) => {
+    e.preventDefault();
+    setDone(null);
+    const checked = recordBody(form, saved);
+    if ("errors" in checked) {
+      setErrors(checked.errors);
+      return;
+    }
+    if (!Object.keys(checked.body).length) {
+      setErrors({});
+      setDone("Nothing to save: the settings are unchanged.");
+      return;
+    }
+    setBusy(true);
+    setErrors({});
+    try {
+      const updated = await api.updateRecording(stream.streamId, checked.body);
+      setForm(recordForm(updated));
+      setSecret(updated.recordWebhookSecret ?? null);
+      setDone("Recording settings saved.");
+      onDone();
+    } catch (err) {
+      if (err instanceof ApiError && err.status === 400) setErrors(errorsByField(err.message));
+      else setErrors({ form: describeError(err) });
+    } finally {
+      setBusy(false);
+    }
+  };
+  return (
+    <section className="panel" aria-labelledby="record-settings-title">
+      <h2 id="record-settings-title">Recording settings</h2>
+      {secret && (
+        <Notice>
+          <strong>Webhook signing secret</strong> (shown this once, keep it): <code className="wrap">{secret}</code>
+        </Notice>
+      )}
+      <form className="form compact record-settings" onSubmit={save} noValidate>
+        {errors.form && <Alert title="The settings were not saved." message={errors.form} />}
+        <RecordFields value={form} onChange={setForm} errors={errors} />
+        <div className="actions">
+          <button type="submit" className="btn small" disabled={busy}>
+            {busy ? "Saving…" : "Save recording settings"}
+          </button>
+          {done && (
+            <span role="status" className="muted">
+              {done}
+            </span>
+          )}
+        </div>
+      </form>
+    </section>
   );
 }

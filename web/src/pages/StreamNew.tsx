@@ -3,6 +3,7 @@ import { Link, useNavigate } from "react-router";
 import { ApiError, api, describeError } from "../api";
 import { Alert, Notice } from "../components/Alert";
 import { Field } from "../components/Field";
+import { RecordFields, recordBody, recordForm, type RecordErrors } from "../components/RecordingBits";
 import { OperatorsOnlyPage } from "../components/StreamBits";
 import { useSession, useTitle } from "../hooks";
 import { isOperator } from "../operator";
@@ -14,7 +15,7 @@ const MODES: { value: VideoMode; label: string; help: string }[] = [
   { value: "transcode", label: "Transcode", help: "Always decode and encode: steadier output, more CPU." },
 ];
 
-type FieldName = "name" | "sourceUrl" | "kvsStreamName" | "video";
+type FieldName = "name" | "sourceUrl" | "kvsStreamName" | "video" | keyof RecordErrors;
 type Errors = Partial<Record<FieldName | "form", string>>;
 
 /** The API's 400 names the field it is about ("sourceUrl host … is link-local"; "name: …"): put
@@ -22,7 +23,9 @@ type Errors = Partial<Record<FieldName | "form", string>>;
 export function errorsByField(message: string): Errors {
   const out: Errors = {};
   for (const part of message.split("; ")) {
-    const field = /^(name|sourceUrl|kvsStreamName|video)\b/.exec(part)?.[1] as FieldName | undefined;
+    const field = /^(name|sourceUrl|kvsStreamName|video|retentionDays|recordObjectStore|recordWebhookUrl|recordRenditions)\b/.exec(
+      part,
+    )?.[1] as FieldName | undefined;
     const key = field ?? "form";
     out[key] = out[key] ? `${out[key]}; ${part}` : part;
   }
@@ -40,6 +43,7 @@ export function NewStreamPage() {
   const [sourceUrl, setSourceUrl] = useState("");
   const [kvsStreamName, setKvsStreamName] = useState("");
   const [video, setVideo] = useState<VideoMode>("auto");
+  const [recording, setRecording] = useState(recordForm());
   const [errors, setErrors] = useState<Errors>({});
   const [busy, setBusy] = useState(false);
   const [forbidden, setForbidden] = useState(false);
@@ -53,6 +57,11 @@ export function NewStreamPage() {
 
   const submit = async (e: FormEvent) => {
     e.preventDefault();
+    const checked = recordBody(recording);
+    if ("errors" in checked) {
+      setErrors(checked.errors);
+      return;
+    }
     setBusy(true);
     setErrors({});
     try {
@@ -61,8 +70,12 @@ export function NewStreamPage() {
         sourceUrl: sourceUrl.trim(),
         video,
         ...(kvsStreamName.trim() ? { kvsStreamName: kvsStreamName.trim() } : {}),
+        ...checked.body,
       });
-      navigate(`/live/${encodeURIComponent(created.streamId)}`);
+      // The webhook's signing secret is in this answer only: the stream page shows it once.
+      navigate(`/live/${encodeURIComponent(created.streamId)}`, {
+        state: created.recordWebhookSecret ? { webhookSecret: created.recordWebhookSecret } : undefined,
+      });
     } catch (err) {
       if (err instanceof ApiError && err.status === 403) setForbidden(true);
       else if (err instanceof ApiError && err.status === 400) setErrors(errorsByField(err.message));
@@ -142,6 +155,7 @@ export function NewStreamPage() {
               </p>
             )}
           </fieldset>
+          <RecordFields value={recording} onChange={setRecording} errors={errors} />
           <div className="actions">
             <button type="submit" className="btn" disabled={busy}>
               {busy ? "Creating…" : "Create stream"}
