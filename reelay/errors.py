@@ -34,6 +34,13 @@ class Conflict(ReelayError):
     status = 409
 
 
+class PreconditionFailed(ReelayError):
+    """A conditional write found its condition false (an upload URL used again once its object exists)."""
+
+    code = "precondition_failed"
+    status = 412
+
+
 class InvalidInput(ReelayError):
     code = "invalid_input"
     status = 400

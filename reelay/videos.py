@@ -52,6 +52,12 @@ def output_prefix(settings: Settings, video_id: str) -> str:
     return f"{settings.output_prefix}{video_id}/"
 
 
+def part_lengths(size_bytes: int, part_size: int) -> list[tuple[int, int]]:
+    """(part number, exact byte count) of each part: all ``part_size`` but a shorter last one."""
+    count = math.ceil(size_bytes / part_size)
+    return [(n, min(part_size, size_bytes - (n - 1) * part_size)) for n in range(1, count + 1)]
+
+
 class VideoService:
     def __init__(
         self,
@@ -109,19 +115,31 @@ class VideoService:
         expires = self.settings.upload_url_expires_seconds
         instructions: UploadInstructions
         if size_bytes < self.settings.multipart_threshold_bytes:
-            # The declared size is signed into the URL, so no other size can be PUT with it.
+            # The declared size is signed into the URL, so no other size can be PUT with it; and it
+            # only creates the object, so once an upload landed the URL cannot replace the original.
             url = self.store.presign_put(
-                key, content_type=content_type, expires_in=expires, content_length=size_bytes
+                key,
+                content_type=content_type,
+                expires_in=expires,
+                content_length=size_bytes,
+                create_only=True,
             )
-            instructions = SingleUpload(url=url, headers={"Content-Type": content_type}, expires_in=expires)
+            headers = {"Content-Type": content_type, "If-None-Match": "*"}
+            instructions = SingleUpload(url=url, headers=headers, expires_in=expires)
             video = self.catalogue.create(video)
         else:
             part_size = self.part_size(size_bytes)
             upload_id = self.store.create_multipart(key, content_type=content_type)
             try:
+                # Each part URL binds its exact size, so no part can carry more than was declared.
                 parts = [
-                    PresignedPart(n, self.store.presign_part(key, upload_id, n, expires_in=expires))
-                    for n in range(1, math.ceil(size_bytes / part_size) + 1)
+                    PresignedPart(
+                        n,
+                        self.store.presign_part(
+                            key, upload_id, n, expires_in=expires, content_length=length
+                        ),
+                    )
+                    for n, length in part_lengths(size_bytes, part_size)
                 ]
                 video = self.catalogue.create(video)
             except Exception:

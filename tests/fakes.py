@@ -71,18 +71,28 @@ class FakeStore:
         return len(doomed)
 
     def presign_put(
-        self, key: str, *, content_type: str, expires_in: int, content_length: int | None = None
+        self,
+        key: str,
+        *,
+        content_type: str,
+        expires_in: int,
+        content_length: int | None = None,
+        create_only: bool = False,
     ) -> str:
         length = "" if content_length is None else f"&len={content_length}"
-        return f"https://fake-store.invalid/{key}?put&ct={content_type}&exp={expires_in}{length}"
+        once = "&create-only" if create_only else ""
+        return f"https://fake-store.invalid/{key}?put&ct={content_type}&exp={expires_in}{length}{once}"
 
     def create_multipart(self, key: str, *, content_type: str) -> str:
         upload_id = uuid.uuid4().hex
         self.multipart[upload_id] = {"key": key, "content_type": content_type}
         return upload_id
 
-    def presign_part(self, key: str, upload_id: str, part_number: int, *, expires_in: int) -> str:
-        return f"https://fake-store.invalid/{key}?uploadId={upload_id}&partNumber={part_number}"
+    def presign_part(
+        self, key: str, upload_id: str, part_number: int, *, expires_in: int, content_length: int | None = None
+    ) -> str:
+        length = "" if content_length is None else f"&len={content_length}"
+        return f"https://fake-store.invalid/{key}?uploadId={upload_id}&partNumber={part_number}{length}"
 
     def complete_multipart(self, key: str, upload_id: str, parts: Sequence[tuple[int, str]]) -> None:
         upload = self.multipart.get(upload_id)

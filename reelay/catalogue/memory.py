@@ -136,7 +136,7 @@ class MemoryCatalogue(MemoryRecordings):
         check_content_type(content_type)
         with self._lock:
             row = self._row(video_id)
-            if row.video.status not in (VideoStatus.AWAITING_UPLOAD, VideoStatus.FAILED):
+            if row.video.status != VideoStatus.AWAITING_UPLOAD:
                 return False
             row.lease_owner = row.lease_expires_at = None
             self._touch(
@@ -149,6 +149,19 @@ class MemoryCatalogue(MemoryRecordings):
                 playable=False,
                 attempts=0,
             )
+            return True
+
+    def reopen_upload(self, video_id: str) -> bool:
+        with self._lock:
+            row = self._rows.get(video_id)
+            if (
+                row is None
+                or row.video.status != VideoStatus.QUEUED
+                or row.video.attempts
+                or row.lease_owner is not None
+            ):
+                return False
+            self._touch(row, status=VideoStatus.AWAITING_UPLOAD, progress=0, playable=False)
             return True
 
     def claim(self, video_id: str, worker_id: str, lease_seconds: int) -> Video | None:

@@ -149,7 +149,7 @@ class MySQLCatalogue(MySQLRecordings):
         sql = (
             f"UPDATE videos SET status = 'queued', sizeBytes = %s, contentType = %s, failureReason = NULL,"
             f" progress = 0, playable = 0, attempts = 0, leaseOwner = NULL, leaseExpiresAt = NULL,"
-            f" updatedAt = {_NOW} WHERE videoId = %s AND status IN ('awaiting_upload', 'failed')"
+            f" updatedAt = {_NOW} WHERE videoId = %s AND status = 'awaiting_upload'"
         )
 
         def work(conn: Connection) -> bool | None:
@@ -161,6 +161,13 @@ class MySQLCatalogue(MySQLRecordings):
         if done is None:
             raise NotFound(f"video {video_id} not found")
         return done
+
+    def reopen_upload(self, video_id: str) -> bool:
+        sql = (
+            f"UPDATE videos SET status = 'awaiting_upload', progress = 0, playable = 0, updatedAt = {_NOW}"
+            " WHERE videoId = %s AND status = 'queued' AND attempts = 0 AND leaseOwner IS NULL"
+        )
+        return self._transition(video_id, sql, (video_id,))
 
     def claim(self, video_id: str, worker_id: str, lease_seconds: int) -> Video | None:
         check_worker_id(worker_id)

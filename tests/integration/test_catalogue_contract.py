@@ -377,17 +377,31 @@ def test_mark_uploaded_queues_an_awaiting_video_once(catalogue: VideoCatalogue) 
     assert (got.status, got.size_bytes, got.content_type) == (VideoStatus.QUEUED, 42, "video/webm")
 
 
-def test_mark_uploaded_requeues_a_failed_video_with_a_clean_slate(catalogue: VideoCatalogue) -> None:
+def test_mark_uploaded_leaves_a_failed_video_failed(catalogue: VideoCatalogue) -> None:
     # Given a video that failed after a transcode attempt
     video = queued(catalogue)
     catalogue.claim(video.video_id, "w1", 60)
     assert catalogue.fail(video.video_id, "bad media", worker_id="w1")
-    # When a new upload lands
-    assert catalogue.mark_uploaded(video.video_id, size_bytes=7, content_type=None)
-    # Then it is queued again, with no reason, no attempts and no stale progress
+    # When a new upload lands, Then it is not queued again: reason and attempts stay
+    assert not catalogue.mark_uploaded(video.video_id, size_bytes=7, content_type=None)
     got = catalogue.get(video.video_id)
-    assert (got.status, got.failure_reason, got.attempts, got.progress) == (VideoStatus.QUEUED, None, 0, 0)
-    assert got.content_type is None
+    assert (got.status, got.failure_reason, got.attempts) == (VideoStatus.FAILED, "bad media", 1)
+
+
+def test_reopen_upload_undoes_a_mark_uploaded_whose_job_was_never_sent(catalogue: VideoCatalogue) -> None:
+    # Given a video marked uploaded (its job not sent yet)
+    video = queued(catalogue)
+    # When it is reopened, Then it awaits its upload again and can be marked uploaded once more
+    assert catalogue.reopen_upload(video.video_id)
+    assert catalogue.get(video.video_id).status == VideoStatus.AWAITING_UPLOAD
+    assert not catalogue.reopen_upload(video.video_id)
+    assert catalogue.mark_uploaded(video.video_id, size_bytes=7, content_type=None)
+    # And a video a worker has claimed, a ready one or an unknown id is never reopened
+    catalogue.claim(video.video_id, "w1", 60)
+    assert not catalogue.reopen_upload(video.video_id)
+    assert catalogue.get(video.video_id).status == VideoStatus.PROCESSING
+    assert not catalogue.reopen_upload(ready(catalogue).video_id)
+    assert not catalogue.reopen_upload(uuid.uuid4().hex)
 
 
 def test_mark_uploaded_leaves_processing_and_ready_videos_alone(catalogue: VideoCatalogue) -> None:
