@@ -5,7 +5,7 @@ Services receive their ports by constructor; tests pass in-memory fakes.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -382,6 +382,10 @@ class ObjectStore(Protocol):
     def delete(self, key: str) -> None: ...
 
     def delete_prefix(self, prefix: str) -> int: ...
+
+    def set_tags(self, key: str, tags: Mapping[str, str]) -> None:
+        """Replace the object's tags (lifecycle rules act on them). NotFound for a missing key."""
+        ...
 
     def presign_put(
         self,

@@ -47,6 +47,26 @@ def upload_key(settings: Settings, video_id: str) -> str:
     return f"{settings.upload_prefix}{video_id}"
 
 
+# The tag a failed video's kept upload gets: the media bucket's lifecycle rule expires what carries it.
+UPLOAD_STATE_TAG = "reelay-upload"
+UPLOAD_FAILED = "failed"
+
+
+def retire_upload(store: ObjectStore, video: Video) -> None:
+    """Tag a failed video's upload so the store's lifecycle rule expires it. Best effort: a video
+    without its upload (rejected, deleted) or a store that refuses is logged, never raised."""
+    try:
+        store.set_tags(video.video_key, {UPLOAD_STATE_TAG: UPLOAD_FAILED})
+    except NotFound:
+        return
+    except Exception:
+        logger.warning(
+            "could not tag a failed video's upload for expiry",
+            extra={"video_id": video.video_id, "key": video.video_key},
+            exc_info=True,
+        )
+
+
 def output_prefix(settings: Settings, video_id: str) -> str:
     # The trailing slash keeps a prefix delete of one video off another whose id starts the same.
     return f"{settings.output_prefix}{video_id}/"

@@ -11,12 +11,14 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from infra.constants import HLS_CONTENT_TYPES, OUTPUT_PREFIX, PLAYBACK_PATH
+from infra.constants import HLS_CONTENT_TYPES, OUTPUT_PREFIX, PLAYBACK_PATH, UPLOAD_PREFIX
 from infra.nag import acknowledge
+from reelay.videos import UPLOAD_FAILED, UPLOAD_STATE_TAG
 
 RECORDING_PREFIX = "recordings/"  # reelay.recording.layout.ROOT
 RECORDING_MANIFEST_PREFIX = "recordings/_manifests/"  # reelay.recording.layout.MANIFEST_ROOT
 RECORDING_MANIFEST_DAYS = 30
+FAILED_UPLOAD_DAYS = 7  # a failed video's upload is kept this long (to look into the failure), then expires
 
 # Sets Content-Type from the extension, so players get HLS MIME types even for objects
 # uploaded without metadata.
@@ -71,7 +73,18 @@ class MediaStorage(Construct):
             server_access_logs_bucket=self.logs_bucket,
             server_access_logs_prefix="s3/media/",
             lifecycle_rules=[
-                s3.LifecycleRule(abort_incomplete_multipart_upload_after=Duration.days(1)),
+                # Abandoned uploads: a multipart upload never completed leaves billed parts behind.
+                s3.LifecycleRule(
+                    id="AbandonedMultipartUploads",
+                    abort_incomplete_multipart_upload_after=Duration.days(1),
+                ),
+                # The kept upload of a failed video (the failure paths tag it): it will never play.
+                s3.LifecycleRule(
+                    id="FailedVideoUploads",
+                    prefix=UPLOAD_PREFIX,
+                    tag_filters={UPLOAD_STATE_TAG: UPLOAD_FAILED},
+                    expiration=Duration.days(FAILED_UPLOAD_DAYS),
+                ),
                 # Chunk manifests of recordings no workflow finalized (cleanup deletes the others).
                 s3.LifecycleRule(
                     id="AbandonedRecordingManifests",

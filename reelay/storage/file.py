@@ -48,6 +48,7 @@ from reelay.storage.url import (
     check_key,
     check_metadata,
     check_prefix,
+    check_tags,
 )
 
 logger = Logger(child=True)
@@ -390,6 +391,26 @@ class FileStore:
                     metadata=dict(sidecar.get("metadata") or {}),
                     last_modified=datetime.fromtimestamp(st.st_mtime, UTC),
                 )
+
+    # --- tags ------------------------------------------------------------------------------------
+    def set_tags(self, key: str, tags: Mapping[str, str]) -> None:
+        """Kept in the sidecar (nothing expires them locally: lifecycle rules are S3's)."""
+        checked = check_tags(tags)
+        if self.head(key) is None:
+            raise NotFound(f"object {key!r} does not exist")
+        sidecar = self._sidecar(key)
+        sidecar["tags"] = checked
+        tmp = self._tmp / (secrets.token_hex(12) + ".meta")
+        try:
+            tmp.write_text(json.dumps(sidecar))
+            os.replace(tmp, self._meta / key)
+        except OSError as e:
+            raise StorageError(f"cannot tag object {key!r}: {e.strerror}") from e
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def tags(self, key: str) -> dict[str, str]:
+        return dict(self._sidecar(key).get("tags") or {})
 
     # --- deleting --------------------------------------------------------------------------------
     def delete(self, key: str) -> None:

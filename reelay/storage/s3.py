@@ -5,7 +5,7 @@ from __future__ import annotations
 import builtins
 import os
 import secrets
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from reelay.storage.url import (
     check_key,
     check_metadata,
     check_prefix,
+    check_tags,
 )
 
 _DELETE_BATCH = 1000  # DeleteObjects takes at most 1000 keys
@@ -218,6 +219,15 @@ class S3Store:
             self._client.delete_object(Bucket=self.bucket, Key=self.full_key(key))
         except (ClientError, BotoCoreError) as e:
             raise self._fail("delete", key, e) from e
+
+    def set_tags(self, key: str, tags: Mapping[str, str]) -> None:
+        tag_set = [{"Key": k, "Value": v} for k, v in sorted(check_tags(tags).items())]
+        try:
+            self._client.put_object_tagging(
+                Bucket=self.bucket, Key=self.full_key(key), Tagging={"TagSet": tag_set}
+            )
+        except (ClientError, BotoCoreError) as e:
+            raise self._fail("tag", key, e) from e
 
     def delete_prefix(self, prefix: str) -> int:
         """Delete every object under a non-empty prefix, 1000 per request; returns how many."""

@@ -366,3 +366,18 @@ def test_abort_of_a_finished_upload_is_quiet(stubbed: tuple[S3Store, Stubber]) -
     store, stub = stubbed
     stub.add_client_error("abort_multipart_upload", service_error_code="NoSuchUpload", http_status_code=404)
     store.abort_multipart("k", "u1")
+
+
+def test_set_tags_replaces_an_objects_tags_and_checks_them(store: S3Store, moto_url: str, bucket: str) -> None:
+    # Given an upload
+    store.put_bytes("uploads/t1", b"source")
+    # When it is tagged (as a failed video's upload is), Then S3 holds the tag a lifecycle rule matches
+    store.set_tags("uploads/t1", {"reelay-upload": "failed"})
+    tags = raw(moto_url).get_object_tagging(Bucket=bucket, Key="media/uploads/t1")["TagSet"]
+    assert tags == [{"Key": "reelay-upload", "Value": "failed"}]
+    # And a missing key is NotFound, and tags S3 would refuse are bad input
+    with pytest.raises(NotFound):
+        store.set_tags("uploads/none", {"reelay-upload": "failed"})
+    for bad in ({"": "x"}, {"k": "x" * 257}, {f"k{n}": "v" for n in range(11)}, {"k": "a\nb"}):
+        with pytest.raises(InvalidInput):
+            store.set_tags("uploads/t1", bad)

@@ -361,6 +361,18 @@ def test_a_create_only_url_uploads_once_and_never_replaces(
     assert list((store.root / ".reelay" / "tmp").iterdir()) == []
 
 
+def test_set_tags_keeps_tags_beside_the_object(store: FileStore) -> None:
+    store.put_bytes("uploads/v1", b"source", content_type="video/mp4")
+    store.set_tags("uploads/v1", {"reelay-upload": "failed"})
+    assert store.tags("uploads/v1") == {"reelay-upload": "failed"}
+    info = store.head("uploads/v1")
+    assert info is not None and (info.size, info.content_type) == (6, "video/mp4")  # the rest is kept
+    with pytest.raises(NotFound):
+        store.set_tags("uploads/none", {"reelay-upload": "failed"})
+    with pytest.raises(InvalidInput):
+        store.set_tags("uploads/v1", {"k": "a\nb"})
+
+
 def test_the_bound_length_cannot_be_removed_changed_or_added(store: FileStore) -> None:
     key, bound = split(store.presign_put("k", content_type="video/mp4", expires_in=60, content_length=5))
     _, unbound = split(store.presign_put("k", content_type="video/mp4", expires_in=60))
