@@ -41,6 +41,16 @@ class PreconditionFailed(ReelayError):
     status = 412
 
 
+class QuotaExceeded(ReelayError):
+    """A per-user upload quota would be exceeded. ``code`` names the quota (see reelay.quotas)."""
+
+    status = 429
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
 class InvalidInput(ReelayError):
     code = "invalid_input"
     status = 400

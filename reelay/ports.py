@@ -11,6 +11,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from reelay.quotas import UploadQuota
 from reelay.models import (
     DesiredState,
     OutboxEvent,
@@ -36,7 +37,10 @@ class Page:
 class VideoCatalogue(Protocol):
     """The video catalogue. Raises ``reelay.errors.NotFound`` for unknown ids."""
 
-    def create(self, video: Video) -> Video: ...
+    def create(self, video: Video, *, quota: UploadQuota | None = None) -> Video:
+        """Insert a new video. With a quota, first check the owner's usage against it under a lock
+        on the owner, and count the video's size into today's uploads: QuotaExceeded otherwise."""
+        ...
 
     def get(self, video_id: str) -> Video: ...
 

@@ -12,6 +12,7 @@ from reelay.errors import Conflict, Forbidden, InvalidInput, NotFound
 from reelay.models import Video, VideoStatus
 from reelay.observability import logger
 from reelay.ports import CdnInvalidator, ObjectStore, Page, PresignedPart, VideoCatalogue
+from reelay.quotas import UploadQuota
 from reelay.settings import Settings
 from reelay.storage.url import MAX_PART_NUMBER, MIN_PART_BYTES
 
@@ -133,6 +134,8 @@ class VideoService:
             size_bytes=size_bytes,
         )
         expires = self.settings.upload_url_expires_seconds
+        # Checked by the catalogue as it writes the row, under a lock on the owner (race-safe).
+        quota = UploadQuota.from_settings(self.settings)
         instructions: UploadInstructions
         if size_bytes < self.settings.multipart_threshold_bytes:
             # The declared size is signed into the URL, so no other size can be PUT with it; and it
@@ -146,7 +149,7 @@ class VideoService:
             )
             headers = {"Content-Type": content_type, "If-None-Match": "*"}
             instructions = SingleUpload(url=url, headers=headers, expires_in=expires)
-            video = self.catalogue.create(video)
+            video = self.catalogue.create(video, quota=quota)
         else:
             part_size = self.part_size(size_bytes)
             upload_id = self.store.create_multipart(key, content_type=content_type)
@@ -161,7 +164,7 @@ class VideoService:
                     )
                     for n, length in part_lengths(size_bytes, part_size)
                 ]
-                video = self.catalogue.create(video)
+                video = self.catalogue.create(video, quota=quota)
             except Exception:
                 # No catalogue row means nobody could ever complete it: do not leave parts billed.
                 self.store.abort_multipart(key, upload_id)

@@ -7,7 +7,7 @@ import json
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from reelay.catalogue._common import (
     check_content_type,
@@ -33,6 +33,7 @@ from reelay.catalogue._common import (
 )
 from reelay.catalogue.recordings_memory import MemoryRecordings
 from reelay.errors import Conflict, NotFound
+from reelay.quotas import OwnerUsage, UploadQuota, check_quota
 from reelay.models import (
     DesiredState,
     OutboxEvent,
@@ -83,9 +84,10 @@ class MemoryCatalogue(MemoryRecordings):
         self._event_ids = itertools.count(1)
         self._lock = threading.RLock()
         self._clock = clock
+        self._uploaded: dict[tuple[str, date], int] = {}  # (owner, UTC day) -> bytes, as upload_usage
 
     # --- plain CRUD ---------------------------------------------------------------------------
-    def create(self, video: Video) -> Video:
+    def create(self, video: Video, *, quota: UploadQuota | None = None) -> Video:
         check_video(video)
         stored = video.model_copy(
             deep=True,
@@ -98,8 +100,26 @@ class MemoryCatalogue(MemoryRecordings):
         with self._lock:
             if stored.video_id in self._rows:
                 raise Conflict(f"video {stored.video_id} already exists")
+            if quota is not None:
+                day = (stored.owner_id, self._clock().date())
+                check_quota(quota, self._usage(stored.owner_id, quota, day), stored.size_bytes or 0)
+                self._uploaded[day] = self._uploaded.get(day, 0) + (stored.size_bytes or 0)
             self._rows[stored.video_id] = _Row(stored)
             return stored.model_copy(deep=True)
+
+    def _usage(self, owner_id: str, quota: UploadQuota, day: tuple[str, date]) -> OwnerUsage:
+        pending_since = to_db_time(self._clock()) - timedelta(seconds=quota.pending_upload_seconds)
+        mine = [r.video for r in self._rows.values() if r.video.owner_id == owner_id]
+        return OwnerUsage(
+            videos_in_flight=sum(
+                1
+                for v in mine
+                if v.status in (VideoStatus.QUEUED, VideoStatus.PROCESSING)
+                or (v.status == VideoStatus.AWAITING_UPLOAD and v.created_at > pending_since)
+            ),
+            uploaded_today=self._uploaded.get(day, 0),
+            stored_bytes=sum(v.size_bytes or 0 for v in mine if v.status != VideoStatus.FAILED),
+        )
 
     def get(self, video_id: str) -> Video:
         with self._lock:

@@ -20,9 +20,10 @@ import pymysql
 import pytest
 
 from reelay.catalogue import ConnectionProvider, MemoryCatalogue, MySQLCatalogue, migrate
-from reelay.errors import Conflict, InvalidInput, NotFound
+from reelay.errors import Conflict, InvalidInput, NotFound, QuotaExceeded
 from reelay.models import OutboxEvent, Rendition, Video, VideoSource, VideoStatus
 from reelay.ports import VideoCatalogue
+from reelay.quotas import STORED_BYTES, UPLOAD_BYTES_PER_DAY, VIDEOS_IN_FLIGHT, UploadQuota
 from tests.conftest import scratch_database
 
 T0 = datetime(2026, 1, 2, 3, 4, 5, 678000)
@@ -1123,3 +1124,112 @@ def test_statements_split_on_line_ending_semicolons_and_skip_comments() -> None:
         "-- a comment; not a statement\nCREATE TABLE a (x INT);\n\nINSERT INTO a VALUES (1) ;  \nSELECT 'x;y'"
     )
     assert split_statements(sql) == ("CREATE TABLE a (x INT)", "INSERT INTO a VALUES (1)", "SELECT 'x;y'")
+
+
+# --- upload quotas (reelay.quotas): enforced as a video is created, the same in both catalogues -------
+def quota(**limits: int) -> UploadQuota:
+    return UploadQuota(
+        videos_in_flight=limits.get("in_flight", 0),
+        upload_bytes_per_day=limits.get("per_day", 0),
+        stored_bytes=limits.get("stored", 0),
+        pending_upload_seconds=limits.get("pending", 3600),
+    )
+
+
+def quota_code(catalogue: VideoCatalogue, video: Video, limits: UploadQuota) -> str | None:
+    """The quota code a create is refused with, or None when it was created."""
+    try:
+        catalogue.create(video, quota=limits)
+    except QuotaExceeded as refused:
+        assert refused.status == 429
+        return refused.code
+    return None
+
+
+def test_the_videos_in_flight_quota(catalogue: VideoCatalogue) -> None:
+    owner, limits = f"owner-{uuid.uuid4().hex}", quota(in_flight=2)
+    # Given two videos in flight: one awaiting its upload, one queued
+    first = catalogue.create(new_video(owner_id=owner), quota=limits)
+    second = catalogue.create(new_video(owner_id=owner), quota=limits)
+    assert catalogue.mark_uploaded(second.video_id, size_bytes=5, content_type=None)
+    # When a third is created, Then it is refused naming the quota, and no row was written
+    third = new_video(owner_id=owner)
+    assert quota_code(catalogue, third, limits) == VIDEOS_IN_FLIGHT
+    with pytest.raises(NotFound):
+        catalogue.get(third.video_id)
+    # And another owner is not held back by it
+    assert quota_code(catalogue, new_video(owner_id=f"{owner}-b"), limits) is None
+    # When one finishes (ready) and one fails, Then there is room again
+    assert catalogue.claim(second.video_id, "w1", 60)
+    assert catalogue.complete(second.video_id, "w1", duration_seconds=1.0, renditions=[R360])
+    assert quota_code(catalogue, third, limits) is None
+    assert catalogue.fail(first.video_id, "the upload was empty")
+    assert quota_code(catalogue, new_video(owner_id=owner), limits) is None
+    assert quota_code(catalogue, new_video(owner_id=owner), limits) == VIDEOS_IN_FLIGHT
+
+
+def test_an_upload_that_can_no_longer_be_made_is_not_in_flight(catalogue: VideoCatalogue) -> None:
+    owner, limits = f"owner-{uuid.uuid4().hex}", quota(in_flight=1, pending=3600)
+    # Given a video created two hours ago whose upload never came (its URLs expired after an hour)
+    stale = datetime.utcnow() - timedelta(hours=2)
+    catalogue.create(new_video(owner_id=owner, created_at=stale, upload_time=stale))
+    # Then it does not hold the owner's one slot
+    assert quota_code(catalogue, new_video(owner_id=owner), limits) is None
+    # But a fresh one does
+    assert quota_code(catalogue, new_video(owner_id=owner), limits) == VIDEOS_IN_FLIGHT
+
+
+def test_the_bytes_uploaded_per_day_quota(catalogue: VideoCatalogue) -> None:
+    owner, limits = f"owner-{uuid.uuid4().hex}", quota(per_day=100)
+    a = new_video(owner_id=owner, size_bytes=60)
+    assert quota_code(catalogue, a, limits) is None
+    # When an upload would take the day past 100 bytes, Then it is refused naming the quota
+    assert quota_code(catalogue, new_video(owner_id=owner, size_bytes=41), limits) == UPLOAD_BYTES_PER_DAY
+    assert quota_code(catalogue, new_video(owner_id=owner, size_bytes=40), limits) is None
+    # And deleting a video does not give the day's bytes back (or delete-and-retry is unlimited)
+    catalogue.delete(a.video_id)
+    assert quota_code(catalogue, new_video(owner_id=owner, size_bytes=1), limits) == UPLOAD_BYTES_PER_DAY
+    # And creates without a quota (recordings, imports) are not counted against anyone
+    catalogue.create(new_video(owner_id=owner, size_bytes=10**9))
+
+
+def test_the_stored_bytes_quota(catalogue: VideoCatalogue) -> None:
+    owner, limits = f"owner-{uuid.uuid4().hex}", quota(stored=100)
+    a = new_video(owner_id=owner, size_bytes=60)
+    assert quota_code(catalogue, a, limits) is None
+    # When the owner's videos would pass 100 bytes, Then refused naming the quota
+    assert quota_code(catalogue, new_video(owner_id=owner, size_bytes=50), limits) == STORED_BYTES
+    # When the stored one fails (its upload expires) or is deleted, Then the room comes back
+    assert catalogue.fail(a.video_id, "bad media")
+    b = new_video(owner_id=owner, size_bytes=50)
+    assert quota_code(catalogue, b, limits) is None
+    assert quota_code(catalogue, new_video(owner_id=owner, size_bytes=51), limits) == STORED_BYTES
+    catalogue.delete(b.video_id)
+    assert quota_code(catalogue, new_video(owner_id=owner, size_bytes=100), limits) is None
+
+
+@pytest.mark.mysql
+def test_concurrent_creates_of_one_owner_cannot_both_squeeze_under_a_quota(migrated_url: str) -> None:
+    # Given eight processes' worth of connections, and an owner with room for three videos in flight
+    owner, limits = f"owner-{uuid.uuid4().hex}", quota(in_flight=3)
+    providers = [ConnectionProvider.from_url(migrated_url) for _ in range(8)]
+    catalogues = [MySQLCatalogue(p) for p in providers]
+    start = threading.Barrier(len(catalogues))
+    codes: list[str | None] = []
+
+    def create(cat: MySQLCatalogue) -> None:
+        start.wait()
+        codes.append(quota_code(cat, new_video(owner_id=owner), limits))
+
+    try:
+        threads = [threading.Thread(target=create, args=(cat,)) for cat in catalogues]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        # When all eight create at once, Then exactly three get in and five are refused by the quota
+        assert sorted(codes, key=str) == [None] * 3 + [VIDEOS_IN_FLIGHT] * 5
+        assert len(catalogues[0].list_by_owner(owner, limit=100).items) == 3
+    finally:
+        for p in providers:
+            p.close()

@@ -16,6 +16,7 @@ from reelay.videos import (
     VideoService,
     part_lengths,
 )
+from reelay.quotas import UploadQuota
 from tests.fakes import FakeStore
 
 GiB = 1024**3
@@ -97,7 +98,7 @@ def test_file_name_stands_in_for_an_empty_display_name(service: VideoService) ->
 
 def test_multipart_is_aborted_when_the_catalogue_refuses_the_row(store: FakeStore) -> None:
     class FullCatalogue(MemoryCatalogue):
-        def create(self, video: Video) -> Video:
+        def create(self, video: Video, *, quota: UploadQuota | None = None) -> Video:
             raise ConnectionError("database down")
 
     service = VideoService(FullCatalogue(), store, Settings(multipart_threshold_bytes=10 * MiB))
