@@ -11,7 +11,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from reelay.quotas import UploadQuota
 from reelay.models import (
     DesiredState,
     OutboxEvent,
@@ -25,6 +24,7 @@ from reelay.models import (
     VideoMode,
     VideoStatus,
 )
+from reelay.quotas import UploadQuota
 
 
 # --- catalogue -------------------------------------------------------------------------------
@@ -408,7 +408,13 @@ class ObjectStore(Protocol):
     def create_multipart(self, key: str, *, content_type: str) -> str: ...
 
     def presign_part(
-        self, key: str, upload_id: str, part_number: int, *, expires_in: int, content_length: int | None = None
+        self,
+        key: str,
+        upload_id: str,
+        part_number: int,
+        *,
+        expires_in: int,
+        content_length: int | None = None,
     ) -> str:
         """With content_length, the part URL accepts a body of exactly that many bytes (it is signed)."""
         ...

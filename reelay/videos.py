@@ -158,9 +158,7 @@ class VideoService:
                 parts = [
                     PresignedPart(
                         n,
-                        self.store.presign_part(
-                            key, upload_id, n, expires_in=expires, content_length=length
-                        ),
+                        self.store.presign_part(key, upload_id, n, expires_in=expires, content_length=length),
                     )
                     for n, length in part_lengths(size_bytes, part_size)
                 ]

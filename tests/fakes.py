@@ -96,7 +96,13 @@ class FakeStore:
         return upload_id
 
     def presign_part(
-        self, key: str, upload_id: str, part_number: int, *, expires_in: int, content_length: int | None = None
+        self,
+        key: str,
+        upload_id: str,
+        part_number: int,
+        *,
+        expires_in: int,
+        content_length: int | None = None,
     ) -> str:
         length = "" if content_length is None else f"&len={content_length}"
         return f"https://fake-store.invalid/{key}?uploadId={upload_id}&partNumber={part_number}{length}"

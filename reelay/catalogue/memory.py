@@ -33,7 +33,6 @@ from reelay.catalogue._common import (
 )
 from reelay.catalogue.recordings_memory import MemoryRecordings
 from reelay.errors import Conflict, NotFound
-from reelay.quotas import OwnerUsage, UploadQuota, check_quota
 from reelay.models import (
     DesiredState,
     OutboxEvent,
@@ -49,6 +48,7 @@ from reelay.models import (
     utcnow,
 )
 from reelay.ports import Page, StreamPage
+from reelay.quotas import OwnerUsage, UploadQuota, check_quota
 
 
 @dataclass

@@ -192,9 +192,7 @@ class FileStore:
 
     def _refuse_existing(self, key: str) -> None:
         if self._path(key).exists():
-            raise PreconditionFailed(
-                f"object {key!r} already exists, and this upload URL may only create it"
-            )
+            raise PreconditionFailed(f"object {key!r} already exists, and this upload URL may only create it")
 
     def _spool_exact(
         self, chunks: Iterable[bytes], *, max_bytes: int | None, exact_bytes: int | None
@@ -205,7 +203,9 @@ class FileStore:
         try:
             tmp, size, md5 = self._spool(chunks, max_bytes=exact_bytes)
         except InvalidInput as e:
-            raise InvalidInput(f"the body is larger than the {exact_bytes} bytes this URL was signed for") from e
+            raise InvalidInput(
+                f"the body is larger than the {exact_bytes} bytes this URL was signed for"
+            ) from e
         if size != exact_bytes:
             tmp.unlink(missing_ok=True)
             raise InvalidInput(
@@ -652,7 +652,13 @@ class FileStore:
         return upload_id
 
     def presign_part(
-        self, key: str, upload_id: str, part_number: int, *, expires_in: int, content_length: int | None = None
+        self,
+        key: str,
+        upload_id: str,
+        part_number: int,
+        *,
+        expires_in: int,
+        content_length: int | None = None,
     ) -> str:
         """A part URL; with content_length it accepts a part body of exactly that many bytes."""
         self._upload_dir(key, upload_id)

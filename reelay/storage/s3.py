@@ -307,7 +307,13 @@ class S3Store:
         return str(resp["UploadId"])
 
     def presign_part(
-        self, key: str, upload_id: str, part_number: int, *, expires_in: int, content_length: int | None = None
+        self,
+        key: str,
+        upload_id: str,
+        part_number: int,
+        *,
+        expires_in: int,
+        content_length: int | None = None,
     ) -> str:
         """A URL for one part; with content_length, Content-Length is a signed header, so S3 refuses
         a part body of any other size (unsigned, a part could carry up to 5 GiB)."""

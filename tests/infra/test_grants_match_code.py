@@ -85,10 +85,16 @@ def _protocol_methods(name: str) -> frozenset[str]:
 
 PORTS = (
     Port(
-        frozenset({"store", "_store", "media_store", "src", "dst"}), _protocol_methods("ObjectStore"), "reelay.storage.s3"
+        frozenset({"store", "_store", "media_store", "src", "dst"}),
+        _protocol_methods("ObjectStore"),
+        "reelay.storage.s3",
     ),
     Port(frozenset({"queue", "_queue"}), _protocol_methods("JobQueue"), "reelay.adapters.sqs"),
-    Port(frozenset({"events", "_events", "publisher"}), _protocol_methods("EventPublisher"), "reelay.adapters.sns"),
+    Port(
+        frozenset({"events", "_events", "publisher"}),
+        _protocol_methods("EventPublisher"),
+        "reelay.adapters.sns",
+    ),
     Port(frozenset({"cdn"}), _protocol_methods("CdnInvalidator"), "reelay.adapters.cloudfront"),
     Port(frozenset({"starter"}), _protocol_methods("WorkflowStarter"), "reelay.adapters.stepfunctions"),
 )
@@ -406,7 +412,9 @@ def test_the_walk_finds_the_calls_that_matter() -> None:
     assert {"s3:DeleteObject", "s3:GetObject", "s3:ListBucket", "sqs:SendMessage", "sns:Publish"} <= set(
         needs
     )
-    assert any("UploadEventService._discard: s3.delete -> delete_object" in why for why in needs["s3:DeleteObject"])
+    assert any(
+        "UploadEventService._discard: s3.delete -> delete_object" in why for why in needs["s3:DeleteObject"]
+    )
     # And a multipart part URL is an UploadPart, which S3 authorizes as s3:PutObject
     api = needed_actions(ROLES["RestHandlerFunctionServiceRole"])
     assert any("s3.presign_part -> upload_part" in why for why in api["s3:PutObject"])
@@ -421,6 +429,3 @@ def test_a_dropped_grant_would_be_caught(synthesized, stacks) -> None:
     # Then the comparison names it as missing, with the call that needs it
     needs = needed_actions(ROLES[role])
     assert [a for a in needs if a not in granted] == ["s3:DeleteObject"]
-
-
-

@@ -368,7 +368,9 @@ def test_abort_of_a_finished_upload_is_quiet(stubbed: tuple[S3Store, Stubber]) -
     store.abort_multipart("k", "u1")
 
 
-def test_set_tags_replaces_an_objects_tags_and_checks_them(store: S3Store, moto_url: str, bucket: str) -> None:
+def test_set_tags_replaces_an_objects_tags_and_checks_them(
+    store: S3Store, moto_url: str, bucket: str
+) -> None:
     # Given an upload
     store.put_bytes("uploads/t1", b"source")
     # When it is tagged (as a failed video's upload is), Then S3 holds the tag a lifecycle rule matches

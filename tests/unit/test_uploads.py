@@ -242,9 +242,7 @@ def test_an_upload_onto_a_failed_video_does_not_run_it_again(services: Services,
 
 def test_the_single_put_url_only_creates_its_object(services: Services) -> None:
     # Given a single-PUT upload
-    video, upload = services.videos.create_upload(
-        "owner-1", "o@example.com", "clip", "", "video/mp4", 100, None
-    )
+    _, upload = services.videos.create_upload("owner-1", "o@example.com", "clip", "", "video/mp4", 100, None)
     # Then the client is told to send If-None-Match: *, and the URL was signed create-only,
     # so once the upload landed the URL cannot replace it (the stores refuse with 412)
     assert upload.headers == {"Content-Type": "video/mp4", "If-None-Match": "*"}  # type: ignore[union-attr]

@@ -7,6 +7,7 @@ import pytest
 from reelay.catalogue.memory import MemoryCatalogue
 from reelay.errors import Forbidden, InvalidInput, NotFound
 from reelay.models import Video
+from reelay.quotas import UploadQuota
 from reelay.settings import Settings
 from reelay.videos import (
     MAX_PARTS,
@@ -16,7 +17,6 @@ from reelay.videos import (
     VideoService,
     part_lengths,
 )
-from reelay.quotas import UploadQuota
 from tests.fakes import FakeStore
 
 GiB = 1024**3
