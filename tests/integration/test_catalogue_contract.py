@@ -863,7 +863,7 @@ def test_migrations_apply_once_in_order(fresh_url: str) -> None:
     second = migrate(provider)
     provider.close()
     # Then the first run applies every migration in order and the second applies nothing
-    assert first == ["0001", "0002", "0003", "0004", "0005", "0006"]
+    assert first == ["0001", "0002", "0003", "0004", "0005", "0006", "0010"]
     assert second == []
     with _root(fresh_url).cursor() as cur:
         cur.execute("SELECT version, name, appliedAt FROM schema_migrations ORDER BY version")
@@ -875,6 +875,7 @@ def test_migrations_apply_once_in_order(fresh_url: str) -> None:
         ("0004", "outbox_subjects"),
         ("0005", "stream_relay"),
         ("0006", "recording_sessions"),
+        ("0010", "upload_quota"),
     ]
     assert all(isinstance(at, datetime) for _, _, at in rows)
 
@@ -903,7 +904,7 @@ def test_concurrent_migrations_do_not_race(fresh_url: str) -> None:
         t.join(60)
     # Then neither fails, and between them every migration was applied exactly once
     assert errors == []
-    assert sorted(v for r in results for v in r) == ["0001", "0002", "0003", "0004", "0005", "0006"]
+    assert sorted(v for r in results for v in r) == ["0001", "0002", "0003", "0004", "0005", "0006", "0010"]
 
 
 @pytest.mark.mysql
@@ -1058,11 +1059,11 @@ def test_migrate_handler_create_update_delete(handler_db: str) -> None:
     created = lambda_handler(_event("Create"), FakeContext())
     assert created == {
         "PhysicalResourceId": PHYSICAL_ID,
-        "Data": {"applied": "0001,0002,0003,0004,0005,0006", "schemaVersion": "0006"},
+        "Data": {"applied": "0001,0002,0003,0004,0005,0006,0010", "schemaVersion": "0010"},
     }
     # When the stack is updated, Then nothing is pending and the physical id stays the same
     updated = lambda_handler(_event("Update", PhysicalResourceId=PHYSICAL_ID), FakeContext())
-    assert updated == {"PhysicalResourceId": PHYSICAL_ID, "Data": {"applied": "", "schemaVersion": "0006"}}
+    assert updated == {"PhysicalResourceId": PHYSICAL_ID, "Data": {"applied": "", "schemaVersion": "0010"}}
     # When the stack is deleted, Then the data stays
     conn = _root(handler_db)
     with conn.cursor() as cur:
@@ -1073,7 +1074,7 @@ def test_migrate_handler_create_update_delete(handler_db: str) -> None:
         cur.execute("SELECT COUNT(*) FROM videos")
         assert cur.fetchone() == (0,)
         cur.execute("SELECT COUNT(*) FROM schema_migrations")
-        assert cur.fetchone() == (7,)
+        assert cur.fetchone() == (8,)  # seven migrations and the marker
     conn.close()
 
 
