@@ -36,7 +36,7 @@ ApiHandler = Callable[[dict[str, Any], Any], dict[str, Any]]
 CORS_HEADERS = {
     "Access-Control-Allow-Origin": "*",
     "Access-Control-Allow-Methods": "GET,HEAD,POST,PUT,PATCH,DELETE,OPTIONS",
-    "Access-Control-Allow-Headers": "Authorization,Content-Type,Range,X-Amz-Date,X-Api-Key",
+    "Access-Control-Allow-Headers": "Authorization,Content-Type,If-None-Match,Range,X-Amz-Date,X-Api-Key",
     "Access-Control-Expose-Headers": "ETag,Content-Length,Content-Range,Accept-Ranges",
     "Access-Control-Max-Age": "600",
 }

@@ -118,7 +118,11 @@ class MediaEndpoint:
             return error(503, "not_ready", "The media store is not ready yet.")
         try:
             etag = self.store.receive_upload(
-                key, request.stream, dict(request.args.lists()), request.headers.get("Content-Type")
+                key,
+                request.stream,
+                dict(request.args.lists()),
+                request.headers.get("Content-Type"),
+                if_none_match=request.headers.get("If-None-Match"),
             )
         except ReelayError as e:
             return error(e.status, e.code, e.message)

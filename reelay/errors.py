@@ -34,6 +34,23 @@ class Conflict(ReelayError):
     status = 409
 
 
+class PreconditionFailed(ReelayError):
+    """A conditional write found its condition false (an upload URL used again once its object exists)."""
+
+    code = "precondition_failed"
+    status = 412
+
+
+class QuotaExceeded(ReelayError):
+    """A per-user upload quota would be exceeded. ``code`` names the quota (see reelay.quotas)."""
+
+    status = 429
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
 class InvalidInput(ReelayError):
     code = "invalid_input"
     status = 400

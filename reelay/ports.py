@@ -26,6 +26,7 @@ from reelay.models import (
     VideoStatus,
     VideoVisibility,
 )
+from reelay.quotas import UploadQuota
 
 
 # --- catalogue -------------------------------------------------------------------------------
@@ -44,7 +45,10 @@ class ModerationPage:
 class VideoCatalogue(Protocol):
     """The video catalogue. Raises ``reelay.errors.NotFound`` for unknown ids."""
 
-    def create(self, video: Video) -> Video: ...
+    def create(self, video: Video, *, quota: UploadQuota | None = None) -> Video:
+        """Insert a new video. With a quota, first check the owner's usage against it under a lock
+        on the owner, and count the video's size into today's uploads: QuotaExceeded otherwise."""
+        ...
 
     def get(self, video_id: str) -> Video: ...
 
@@ -75,7 +79,14 @@ class VideoCatalogue(Protocol):
         ...
 
     def mark_uploaded(self, video_id: str, *, size_bytes: int, content_type: str | None) -> bool:
-        """awaiting_upload|failed -> queued. False when the video is not in a state to queue."""
+        """awaiting_upload -> queued. False when the video is not awaiting its upload: a queued,
+        processing or ready video is not queued again, and a failed one stays failed (an upload onto
+        a failed video must not reset its attempts and run it again)."""
+        ...
+
+    def reopen_upload(self, video_id: str) -> bool:
+        """queued (never claimed, no lease) -> awaiting_upload: undo ``mark_uploaded`` when its job
+        could not be sent, so the retried upload notification queues it again. False otherwise."""
         ...
 
     def claim(self, video_id: str, worker_id: str, lease_seconds: int) -> Video | None:
@@ -424,15 +435,37 @@ class ObjectStore(Protocol):
 
     def delete_prefix(self, prefix: str) -> int: ...
 
+    def set_tags(self, key: str, tags: Mapping[str, str]) -> None:
+        """Replace the object's tags (lifecycle rules act on them). NotFound for a missing key."""
+        ...
+
     def presign_put(
-        self, key: str, *, content_type: str, expires_in: int, content_length: int | None = None
+        self,
+        key: str,
+        *,
+        content_type: str,
+        expires_in: int,
+        content_length: int | None = None,
+        create_only: bool = False,
     ) -> str:
-        """With content_length, the URL accepts a body of exactly that many bytes (it is signed)."""
+        """With content_length, the URL accepts a body of exactly that many bytes (it is signed).
+        With create_only, the client must send ``If-None-Match: *`` (a signed header too), and the
+        PUT is refused with 412 once the object exists: the URL cannot replace what it uploaded."""
         ...
 
     def create_multipart(self, key: str, *, content_type: str) -> str: ...
 
-    def presign_part(self, key: str, upload_id: str, part_number: int, *, expires_in: int) -> str: ...
+    def presign_part(
+        self,
+        key: str,
+        upload_id: str,
+        part_number: int,
+        *,
+        expires_in: int,
+        content_length: int | None = None,
+    ) -> str:
+        """With content_length, the part URL accepts a body of exactly that many bytes (it is signed)."""
+        ...
 
     def complete_multipart(self, key: str, upload_id: str, parts: Sequence[tuple[int, str]]) -> None:
         """parts: (part_number, etag) in any order."""

@@ -68,6 +68,10 @@ class Settings(BaseSettings):
     multipart_threshold_bytes: int = 100 * 1024**2
     multipart_part_bytes: int = 64 * 1024**2
     upload_url_expires_seconds: int = 3600
+    # Per-user upload quotas (reelay.quotas), refused with 429 naming the quota; 0 turns one off.
+    quota_videos_in_flight: int = Field(default=10, ge=0)
+    quota_upload_bytes_per_day: int = Field(default=50 * 1024**3, ge=0)
+    quota_stored_bytes: int = Field(default=200 * 1024**3, ge=0)
     allowed_content_types: tuple[str, ...] = (
         "video/mp4",
         "video/quicktime",

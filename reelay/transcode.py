@@ -35,7 +35,7 @@ from reelay.models import OutboxEvent, Rendition, TranscodeJob, Video, VideoStat
 from reelay.observability import METRICS_NAMESPACE
 from reelay.ports import CdnInvalidator, EventPublisher, ObjectStore, VideoCatalogue
 from reelay.settings import Settings
-from reelay.videos import output_prefix, upload_key
+from reelay.videos import output_prefix, retire_upload, upload_key
 
 logger = Logger(service="transcoder")
 # A metric set of its own: the local platform runs the worker in the same process as handlers that
@@ -746,6 +746,7 @@ class TranscodeService:
             return Outcome.ALREADY_DONE
         log("warning", "job failed", reason=reason)
         metrics.add_metric(name="TranscodeJobsFailed", unit=MetricUnit.Count, value=1)
+        retire_upload(self.store, video)  # the lifecycle rule expires a failed video's upload
         # Never leave half a video behind: drop whatever was published progressively, at the origin and
         # in the CDN (its segments were playable, and are cached as immutable).
         prefix = output_prefix(self.settings, job.video_id)
@@ -878,6 +879,7 @@ def mark_dead_job(
         store.delete_prefix(output_prefix(settings, job.video_id))
     except Exception as exc:  # the failure itself matters more than the clean-up
         logger.warning("could not remove partial output", extra={**ids, "error": _describe(exc)})
+    retire_upload(store, claimed)  # the lifecycle rule expires a failed video's upload
     dead_job_metrics.add_metric(name="TranscodeJobsFailed", unit=MetricUnit.Count, value=1)
     OutboxSweep(catalogue, events, metrics=dead_job_metrics).flush_quietly(video_id=job.video_id)
     dead_job_metrics.flush_metrics()

@@ -18,6 +18,7 @@ class UploadOutcome(StrEnum):
     QUEUED = "queued"
     DUPLICATE = "duplicate"  # the video was already queued, processing or done
     REJECTED = "rejected"  # empty, oversize or not the declared size: failed, the object deleted
+    REFUSED = "refused"  # an upload onto a failed video: not queued again, the object deleted
     IGNORED = "ignored"  # not an upload key
     UNKNOWN = "unknown"  # an upload key with no catalogue row (deleted, or never created): deleted
 
@@ -62,7 +63,13 @@ class UploadEventService:
             # Nobody can ever transcode or delete it through the API: do not keep paying for it.
             self._discard(upload_key(self.settings, video_id), video_id)
             return UploadOutcome.UNKNOWN
-        if video.status not in (VideoStatus.AWAITING_UPLOAD, VideoStatus.FAILED):
+        if video.status == VideoStatus.FAILED:
+            # A failed video is never run again by a new upload (its attempts stay spent): the
+            # object is one nobody will use.
+            logger.warning("upload onto a failed video; not queued", extra={"video_id": video_id})
+            self._discard(video.video_key, video_id)
+            return UploadOutcome.REFUSED
+        if video.status != VideoStatus.AWAITING_UPLOAD:
             logger.info(
                 "duplicate upload notification", extra={"video_id": video_id, "status": video.status.value}
             )
@@ -100,8 +107,8 @@ class UploadEventService:
         try:
             self.queue.send(job)
         except Exception:
-            # Leave the video re-queueable (failed -> queued) so a retried notification sends the job.
-            self.catalogue.fail(video_id, "could not queue the transcode job; it will be retried")
+            # Back to awaiting_upload (its object is there), so the retried notification sends the job.
+            self.catalogue.reopen_upload(video_id)
             raise
         logger.info("transcode queued", extra={"video_id": video_id, "job_id": job.job_id, "size": size})
         return UploadOutcome.QUEUED

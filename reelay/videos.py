@@ -21,6 +21,7 @@ from reelay.ports import (
     PresignedPart,
     VideoCatalogue,
 )
+from reelay.quotas import UploadQuota
 from reelay.settings import Settings
 from reelay.storage.url import MAX_PART_NUMBER, MIN_PART_BYTES
 
@@ -65,9 +66,35 @@ def upload_key(settings: Settings, video_id: str) -> str:
     return f"{settings.upload_prefix}{video_id}"
 
 
+# The tag a failed video's kept upload gets: the media bucket's lifecycle rule expires what carries it.
+UPLOAD_STATE_TAG = "reelay-upload"
+UPLOAD_FAILED = "failed"
+
+
+def retire_upload(store: ObjectStore, video: Video) -> None:
+    """Tag a failed video's upload so the store's lifecycle rule expires it. Best effort: a video
+    without its upload (rejected, deleted) or a store that refuses is logged, never raised."""
+    try:
+        store.set_tags(video.video_key, {UPLOAD_STATE_TAG: UPLOAD_FAILED})
+    except NotFound:
+        return
+    except Exception:
+        logger.warning(
+            "could not tag a failed video's upload for expiry",
+            extra={"video_id": video.video_id, "key": video.video_key},
+            exc_info=True,
+        )
+
+
 def output_prefix(settings: Settings, video_id: str) -> str:
     # The trailing slash keeps a prefix delete of one video off another whose id starts the same.
     return f"{settings.output_prefix}{video_id}/"
+
+
+def part_lengths(size_bytes: int, part_size: int) -> list[tuple[int, int]]:
+    """(part number, exact byte count) of each part: all ``part_size`` but a shorter last one."""
+    count = math.ceil(size_bytes / part_size)
+    return [(n, min(part_size, size_bytes - (n - 1) * part_size)) for n in range(1, count + 1)]
 
 
 class VideoService:
@@ -145,23 +172,35 @@ class VideoService:
             visibility=VideoVisibility(visibility),
         )
         expires = self.settings.upload_url_expires_seconds
+        # Checked by the catalogue as it writes the row, under a lock on the owner (race-safe).
+        quota = UploadQuota.from_settings(self.settings)
         instructions: UploadInstructions
         if size_bytes < self.settings.multipart_threshold_bytes:
-            # The declared size is signed into the URL, so no other size can be PUT with it.
+            # The declared size is signed into the URL, so no other size can be PUT with it; and it
+            # only creates the object, so once an upload landed the URL cannot replace the original.
             url = self.store.presign_put(
-                key, content_type=content_type, expires_in=expires, content_length=size_bytes
+                key,
+                content_type=content_type,
+                expires_in=expires,
+                content_length=size_bytes,
+                create_only=True,
             )
-            instructions = SingleUpload(url=url, headers={"Content-Type": content_type}, expires_in=expires)
-            video = self.catalogue.create(video)
+            headers = {"Content-Type": content_type, "If-None-Match": "*"}
+            instructions = SingleUpload(url=url, headers=headers, expires_in=expires)
+            video = self.catalogue.create(video, quota=quota)
         else:
             part_size = self.part_size(size_bytes)
             upload_id = self.store.create_multipart(key, content_type=content_type)
             try:
+                # Each part URL binds its exact size, so no part can carry more than was declared.
                 parts = [
-                    PresignedPart(n, self.store.presign_part(key, upload_id, n, expires_in=expires))
-                    for n in range(1, math.ceil(size_bytes / part_size) + 1)
+                    PresignedPart(
+                        n,
+                        self.store.presign_part(key, upload_id, n, expires_in=expires, content_length=length),
+                    )
+                    for n, length in part_lengths(size_bytes, part_size)
                 ]
-                video = self.catalogue.create(video)
+                video = self.catalogue.create(video, quota=quota)
             except Exception:
                 # No catalogue row means nobody could ever complete it: do not leave parts billed.
                 self.store.abort_multipart(key, upload_id)

@@ -488,6 +488,10 @@ class Uploader:
             raise
         finally:
             reader.close()
+        if response.status_code == 412 and not state.multipart:
+            # The single-PUT URL only creates its object: it is there already, from an earlier try
+            # whose answer was lost (a resumed upload), so this part is done.
+            return ""
         if response.status_code != 200:
             self.progress.advance(-reader.sent)
             raise error_from(response)

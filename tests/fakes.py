@@ -10,7 +10,7 @@ import contextlib
 import itertools
 import re
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ class FakeStore:
         self.objects: dict[str, tuple[bytes, str | None, dict[str, str]]] = {}
         self.multipart: dict[str, dict[str, Any]] = {}  # upload id -> {key, content_type}
         self.aborted: list[str] = []
+        self.tags: dict[str, dict[str, str]] = {}
 
     def put_bytes(self, key, data, *, content_type=None, metadata=None, cache_control=None) -> None:
         self.objects[key] = (bytes(data), content_type, dict(metadata or {}))
@@ -63,6 +64,12 @@ class FakeStore:
 
     def delete(self, key: str) -> None:
         self.objects.pop(key, None)
+        self.tags.pop(key, None)
+
+    def set_tags(self, key: str, tags: Mapping[str, str]) -> None:
+        if key not in self.objects:
+            raise NotFound(f"object {key!r} does not exist")
+        self.tags[key] = dict(tags)
 
     def delete_prefix(self, prefix: str) -> int:
         doomed = [k for k in self.objects if k.startswith(prefix)]
@@ -71,18 +78,34 @@ class FakeStore:
         return len(doomed)
 
     def presign_put(
-        self, key: str, *, content_type: str, expires_in: int, content_length: int | None = None
+        self,
+        key: str,
+        *,
+        content_type: str,
+        expires_in: int,
+        content_length: int | None = None,
+        create_only: bool = False,
     ) -> str:
         length = "" if content_length is None else f"&len={content_length}"
-        return f"https://fake-store.invalid/{key}?put&ct={content_type}&exp={expires_in}{length}"
+        once = "&create-only" if create_only else ""
+        return f"https://fake-store.invalid/{key}?put&ct={content_type}&exp={expires_in}{length}{once}"
 
     def create_multipart(self, key: str, *, content_type: str) -> str:
         upload_id = uuid.uuid4().hex
         self.multipart[upload_id] = {"key": key, "content_type": content_type}
         return upload_id
 
-    def presign_part(self, key: str, upload_id: str, part_number: int, *, expires_in: int) -> str:
-        return f"https://fake-store.invalid/{key}?uploadId={upload_id}&partNumber={part_number}"
+    def presign_part(
+        self,
+        key: str,
+        upload_id: str,
+        part_number: int,
+        *,
+        expires_in: int,
+        content_length: int | None = None,
+    ) -> str:
+        length = "" if content_length is None else f"&len={content_length}"
+        return f"https://fake-store.invalid/{key}?uploadId={upload_id}&partNumber={part_number}{length}"
 
     def complete_multipart(self, key: str, upload_id: str, parts: Sequence[tuple[int, str]]) -> None:
         upload = self.multipart.get(upload_id)

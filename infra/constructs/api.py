@@ -199,9 +199,10 @@ class RestApi(Construct):
     def _grant(self, refs: PlatformRefs) -> None:
         fn = self.handler.function
         # Presigned (multipart) uploads are signed with this role: it must hold the same rights.
+        # Nothing here reads an upload (tests/infra/test_grants_match_code.py keeps it so).
         fn.add_to_role_policy(
             iam.PolicyStatement(
-                actions=["s3:PutObject", "s3:GetObject", "s3:DeleteObject", "s3:AbortMultipartUpload"],
+                actions=["s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"],
                 resources=[refs.objects_arn(UPLOAD_PREFIX)],
             )
         )
@@ -232,6 +233,13 @@ class RestApi(Construct):
             )
         refs.db_secret.grant_read(fn)
         self.stream_secret.grant_read(fn)
+        # Starting or stopping a stream publishes its events from the outbox right away.
+        refs.events_topic.grant_publish(fn)
+        acknowledge(
+            fn,
+            "AwsSolutions-IAM5[Action::kms:GenerateDataKey*]",
+            "Publishing stream events to the KMS-encrypted events topic needs GenerateDataKey* on its key.",
+        )
         if refs.playback_signing_secret is not None:
             refs.playback_signing_secret.grant_read(fn)
         # Finalize by hand starts the recording workflow (idempotent: executions are named).

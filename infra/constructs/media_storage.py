@@ -18,8 +18,15 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
-from infra.constants import HLS_CONTENT_TYPES, OUTPUT_PREFIX, PLAYBACK_PATH, SIGNED_PLAYBACK_PREFIX
+from infra.constants import (
+    HLS_CONTENT_TYPES,
+    OUTPUT_PREFIX,
+    PLAYBACK_PATH,
+    SIGNED_PLAYBACK_PREFIX,
+    UPLOAD_PREFIX,
+)
 from infra.nag import acknowledge
+from reelay.videos import UPLOAD_FAILED, UPLOAD_STATE_TAG
 
 RECORDING_PREFIX = "recordings/"  # reelay.recording.layout.ROOT
 RECORDING_MANIFEST_PREFIX = "recordings/_manifests/"  # reelay.recording.layout.MANIFEST_ROOT
@@ -27,6 +34,7 @@ RECORDING_MANIFEST_DAYS = 30
 # MP4 exports of recordings (reelay.recording.service): downloads, not the archive; kept a week.
 RECORDING_EXPORT_PREFIXES = ("outputs/exports/", "recording-exports/")
 RECORDING_EXPORT_DAYS = 7
+FAILED_UPLOAD_DAYS = 7  # a failed video's upload is kept this long (to look into the failure), then expires
 
 # Sets Content-Type from the extension, so players get HLS MIME types even for objects
 # uploaded without metadata.
@@ -132,7 +140,18 @@ class MediaStorage(Construct):
             server_access_logs_bucket=self.logs_bucket,
             server_access_logs_prefix="s3/media/",
             lifecycle_rules=[
-                s3.LifecycleRule(abort_incomplete_multipart_upload_after=Duration.days(1)),
+                # Abandoned uploads: a multipart upload never completed leaves billed parts behind.
+                s3.LifecycleRule(
+                    id="AbandonedMultipartUploads",
+                    abort_incomplete_multipart_upload_after=Duration.days(1),
+                ),
+                # The kept upload of a failed video (the failure paths tag it): it will never play.
+                s3.LifecycleRule(
+                    id="FailedVideoUploads",
+                    prefix=UPLOAD_PREFIX,
+                    tag_filters={UPLOAD_STATE_TAG: UPLOAD_FAILED},
+                    expiration=Duration.days(FAILED_UPLOAD_DAYS),
+                ),
                 # Chunk manifests of recordings no workflow finalized (cleanup deletes the others).
                 s3.LifecycleRule(
                     id="AbandonedRecordingManifests",

@@ -180,9 +180,11 @@ class Transcoder(Construct):
     def _grant(self, refs: PlatformRefs) -> None:
         role = self.task.task_role
         # Delete on uploads/: a video deleted while it was transcoded leaves no source behind.
+        # Tagging: a failed video's upload is tagged for the bucket's lifecycle rule to expire.
         role.add_to_principal_policy(
             iam.PolicyStatement(
-                actions=["s3:GetObject", "s3:DeleteObject"], resources=[refs.objects_arn(UPLOAD_PREFIX)]
+                actions=["s3:GetObject", "s3:DeleteObject", "s3:PutObjectTagging"],
+                resources=[refs.objects_arn(UPLOAD_PREFIX)],
             )
         )
         role.add_to_principal_policy(
@@ -384,6 +386,15 @@ class Transcoder(Construct):
         )
         # A dead job's partial output is removed once its video is failed: list and delete outputs/ only.
         _grant_output_cleanup(refs, fn, "of a video it failed")
+        # The failed video's upload is tagged for the bucket's lifecycle rule to expire.
+        fn.add_to_role_policy(
+            iam.PolicyStatement(actions=["s3:PutObjectTagging"], resources=[refs.objects_arn(UPLOAD_PREFIX)])
+        )
+        refs.acknowledge_prefix_grant(
+            fn.role or fn,
+            UPLOAD_PREFIX,
+            "Tags the upload under uploads/<videoId> of a video it failed, so the lifecycle rule expires it.",
+        )
 
     def _outbox_sweep(self, refs: PlatformRefs, alarm_topic: sns.ITopic) -> None:
         """The outbox sweep: every minute, publish the video events the fast path left behind."""

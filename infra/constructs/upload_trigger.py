@@ -76,8 +76,11 @@ class UploadTrigger(Construct):
         )
         if alarm_topic is not None:
             self.failed_events_alarm.add_alarm_action(cw_actions.SnsAction(alarm_topic))
+        # Delete: a rejected upload, one onto a failed video and one of an unknown video are removed.
         fn.add_to_role_policy(
-            iam.PolicyStatement(actions=["s3:GetObject"], resources=[refs.objects_arn(UPLOAD_PREFIX)])
+            iam.PolicyStatement(
+                actions=["s3:GetObject", "s3:DeleteObject"], resources=[refs.objects_arn(UPLOAD_PREFIX)]
+            )
         )
         # Without ListBucket, HEAD of a missing key answers 403 instead of 404.
         fn.add_to_role_policy(refs.list_media(UPLOAD_PREFIX))
@@ -93,7 +96,9 @@ class UploadTrigger(Construct):
             s3.NotificationKeyFilter(prefix=UPLOAD_PREFIX),
         )
         refs.acknowledge_prefix_grant(
-            fn, UPLOAD_PREFIX, "Reads (HEAD) uploaded objects under uploads/, whose keys are made per video."
+            fn,
+            UPLOAD_PREFIX,
+            "Reads (HEAD) and deletes rejected uploads under uploads/, whose keys are made per video.",
         )
         acknowledge(
             fn,

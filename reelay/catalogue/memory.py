@@ -7,7 +7,7 @@ import json
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from reelay.catalogue._common import (
     check_content_type,
@@ -55,6 +55,7 @@ from reelay.models import (
     utcnow,
 )
 from reelay.ports import ModerationPage, Page, StreamPage
+from reelay.quotas import OwnerUsage, UploadQuota, check_quota
 
 
 @dataclass
@@ -92,9 +93,10 @@ class MemoryCatalogue(MemoryRecordings):
         self._event_ids = itertools.count(1)
         self._lock = threading.RLock()
         self._clock = clock
+        self._uploaded: dict[tuple[str, date], int] = {}  # (owner, UTC day) -> bytes, as upload_usage
 
     # --- plain CRUD ---------------------------------------------------------------------------
-    def create(self, video: Video) -> Video:
+    def create(self, video: Video, *, quota: UploadQuota | None = None) -> Video:
         check_video(video)
         stored = video.model_copy(
             deep=True,
@@ -107,8 +109,26 @@ class MemoryCatalogue(MemoryRecordings):
         with self._lock:
             if stored.video_id in self._rows:
                 raise Conflict(f"video {stored.video_id} already exists")
+            if quota is not None:
+                day = (stored.owner_id, self._clock().date())
+                check_quota(quota, self._usage(stored.owner_id, quota, day), stored.size_bytes or 0)
+                self._uploaded[day] = self._uploaded.get(day, 0) + (stored.size_bytes or 0)
             self._rows[stored.video_id] = _Row(stored)
             return stored.model_copy(deep=True)
+
+    def _usage(self, owner_id: str, quota: UploadQuota, day: tuple[str, date]) -> OwnerUsage:
+        pending_since = to_db_time(self._clock()) - timedelta(seconds=quota.pending_upload_seconds)
+        mine = [r.video for r in self._rows.values() if r.video.owner_id == owner_id]
+        return OwnerUsage(
+            videos_in_flight=sum(
+                1
+                for v in mine
+                if v.status in (VideoStatus.QUEUED, VideoStatus.PROCESSING)
+                or (v.status == VideoStatus.AWAITING_UPLOAD and v.created_at > pending_since)
+            ),
+            uploaded_today=self._uploaded.get(day, 0),
+            stored_bytes=sum(v.size_bytes or 0 for v in mine if v.status != VideoStatus.FAILED),
+        )
 
     def get(self, video_id: str) -> Video:
         with self._lock:
@@ -178,7 +198,7 @@ class MemoryCatalogue(MemoryRecordings):
         check_content_type(content_type)
         with self._lock:
             row = self._row(video_id)
-            if row.video.status not in (VideoStatus.AWAITING_UPLOAD, VideoStatus.FAILED):
+            if row.video.status != VideoStatus.AWAITING_UPLOAD:
                 return False
             row.lease_owner = row.lease_expires_at = None
             self._touch(
@@ -191,6 +211,19 @@ class MemoryCatalogue(MemoryRecordings):
                 playable=False,
                 attempts=0,
             )
+            return True
+
+    def reopen_upload(self, video_id: str) -> bool:
+        with self._lock:
+            row = self._rows.get(video_id)
+            if (
+                row is None
+                or row.video.status != VideoStatus.QUEUED
+                or row.video.attempts
+                or row.lease_owner is not None
+            ):
+                return False
+            self._touch(row, status=VideoStatus.AWAITING_UPLOAD, progress=0, playable=False)
             return True
 
     def claim(self, video_id: str, worker_id: str, lease_seconds: int) -> Video | None:

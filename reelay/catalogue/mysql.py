@@ -69,6 +69,7 @@ from reelay.models import (
     stream_subject,
 )
 from reelay.ports import ModerationPage, Page, StreamPage
+from reelay.quotas import OwnerUsage, UploadQuota, check_quota
 
 T = TypeVar("T")
 logger = logging.getLogger(__name__)
@@ -91,15 +92,32 @@ class MySQLCatalogue(MySQLRecordings):
         self._provider = provider
 
     # --- plain CRUD ---------------------------------------------------------------------------
-    def create(self, video: Video) -> Video:
+    def create(self, video: Video, *, quota: UploadQuota | None = None) -> Video:
         check_video(video)
         row = _to_row(video)
+        size = video.size_bytes or 0
 
         def work(conn: Connection) -> None:
+            if quota is not None:
+                # The owner's usage row of the day, locked: concurrent uploads of one owner queue here,
+                # so each counts what the one before it added.
+                _execute(
+                    conn,
+                    "INSERT INTO upload_usage (ownerId, day, bytes) VALUES (%s, UTC_DATE(), 0)"
+                    " ON DUPLICATE KEY UPDATE bytes = bytes",
+                    (video.owner_id,),
+                )
+                check_quota(quota, _owner_usage(conn, video.owner_id, quota), size)
             with conn.cursor() as cur:
                 cur.execute(
                     f"INSERT INTO videos ({', '.join(row)}) VALUES ({', '.join(['%s'] * len(row))})",
                     tuple(row.values()),
+                )
+            if quota is not None:
+                _execute(
+                    conn,
+                    "UPDATE upload_usage SET bytes = bytes + %s WHERE ownerId = %s AND day = UTC_DATE()",
+                    (size, video.owner_id),
                 )
 
         try:
@@ -230,7 +248,7 @@ class MySQLCatalogue(MySQLRecordings):
         sql = (
             f"UPDATE videos SET status = 'queued', sizeBytes = %s, contentType = %s, failureReason = NULL,"
             f" progress = 0, playable = 0, attempts = 0, leaseOwner = NULL, leaseExpiresAt = NULL,"
-            f" updatedAt = {_NOW} WHERE videoId = %s AND status IN ('awaiting_upload', 'failed')"
+            f" updatedAt = {_NOW} WHERE videoId = %s AND status = 'awaiting_upload'"
         )
 
         def work(conn: Connection) -> bool | None:
@@ -242,6 +260,13 @@ class MySQLCatalogue(MySQLRecordings):
         if done is None:
             raise NotFound(f"video {video_id} not found")
         return done
+
+    def reopen_upload(self, video_id: str) -> bool:
+        sql = (
+            f"UPDATE videos SET status = 'awaiting_upload', progress = 0, playable = 0, updatedAt = {_NOW}"
+            " WHERE videoId = %s AND status = 'queued' AND attempts = 0 AND leaseOwner IS NULL"
+        )
+        return self._transition(video_id, sql, (video_id,))
 
     def claim(self, video_id: str, worker_id: str, lease_seconds: int) -> Video | None:
         check_worker_id(worker_id)
@@ -812,6 +837,29 @@ def insert_event(
 def _execute(conn: Connection, sql: str, args: tuple[Any, ...]) -> int:
     with conn.cursor() as cur:
         return cur.execute(sql, args)
+
+
+def _owner_usage(conn: Connection, owner_id: str, quota: UploadQuota) -> OwnerUsage:
+    """The owner's usage, read after its usage row of the day was locked (see ``create``)."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT bytes FROM upload_usage WHERE ownerId = %s AND day = UTC_DATE() FOR UPDATE", (owner_id,)
+        )
+        today = cur.fetchone()
+        cur.execute(
+            "SELECT"
+            " COALESCE(SUM(status IN ('queued', 'processing') OR (status = 'awaiting_upload'"
+            f"   AND createdAt > {_NOW} - INTERVAL %s SECOND)), 0) AS inFlight,"
+            " COALESCE(SUM(CASE WHEN status <> 'failed' THEN sizeBytes ELSE 0 END), 0) AS stored"
+            " FROM videos WHERE ownerId = %s",
+            (quota.pending_upload_seconds, owner_id),
+        )
+        counts = cur.fetchone()
+    return OwnerUsage(
+        videos_in_flight=int(counts["inFlight"]),
+        uploaded_today=int(today["bytes"]) if today else 0,
+        stored_bytes=int(counts["stored"]),
+    )
 
 
 def _exists(conn: Connection, video_id: str) -> bool:

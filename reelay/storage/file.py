@@ -28,6 +28,7 @@ import json
 import os
 import secrets
 import shutil
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
@@ -37,7 +38,7 @@ from urllib.parse import quote, urlencode
 
 from aws_lambda_powertools import Logger
 
-from reelay.errors import Conflict, Forbidden, InvalidInput, NotFound, StorageError
+from reelay.errors import Conflict, Forbidden, InvalidInput, NotFound, PreconditionFailed, StorageError
 from reelay.ports import ObjectInfo
 from reelay.storage.url import (
     MAX_PART_NUMBER,
@@ -47,6 +48,7 @@ from reelay.storage.url import (
     check_key,
     check_metadata,
     check_prefix,
+    check_tags,
 )
 
 logger = Logger(child=True)
@@ -54,6 +56,7 @@ logger = Logger(child=True)
 RESERVED = ".reelay"
 MAX_OBJECT_BYTES = 5 * 1024**3  # S3's limit for one PUT (and one part)
 _CHUNK = 1024 * 1024
+CREATE_ONLY = "*"  # the If-None-Match value of a create-only URL, as S3's conditional write takes it
 
 
 def _etag(md5_hex: str) -> str:
@@ -100,6 +103,7 @@ class FileStore:
         self.on_created = on_created
         self.min_part_bytes = min_part_bytes
         self._clock = clock
+        self._create_lock = threading.Lock()  # create-only installs: check and install as one step
         self._meta = root / RESERVED / "meta"
         self._uploads = root / RESERVED / "multipart"
         self._tmp = root / RESERVED / "tmp"
@@ -169,26 +173,45 @@ class FileStore:
         *,
         max_bytes: int | None = None,
         exact_bytes: int | None = None,
+        create_only: bool = False,
     ) -> tuple[ObjectInfo, str]:
         dest = self._path(key)
         meta = check_metadata(metadata)
-        if exact_bytes is None:
-            tmp, size, md5 = self._spool(chunks, max_bytes=max_bytes)
-        else:
-            # A signed length: stop reading at once past it, and never install a short body.
-            try:
-                tmp, size, md5 = self._spool(chunks, max_bytes=exact_bytes)
-            except InvalidInput as e:
-                raise InvalidInput(
-                    f"the body is larger than the {exact_bytes} bytes this URL was signed for"
-                ) from e
-            if size != exact_bytes:
-                tmp.unlink(missing_ok=True)
-                raise InvalidInput(
-                    f"the body is {size} bytes, but this URL was signed for exactly {exact_bytes} bytes"
-                )
+        tmp, size, md5 = self._spool_exact(chunks, max_bytes=max_bytes, exact_bytes=exact_bytes)
         etag = _etag(md5)
-        return self._install(key, dest, tmp, size, etag, content_type, meta, cache_control), etag
+        if not create_only:
+            return self._install(key, dest, tmp, size, etag, content_type, meta, cache_control), etag
+        # The existence check and the install are one step, as S3's conditional write is.
+        with self._create_lock:
+            try:
+                self._refuse_existing(key)
+            except PreconditionFailed:
+                tmp.unlink(missing_ok=True)
+                raise
+            return self._install(key, dest, tmp, size, etag, content_type, meta, cache_control), etag
+
+    def _refuse_existing(self, key: str) -> None:
+        if self._path(key).exists():
+            raise PreconditionFailed(f"object {key!r} already exists, and this upload URL may only create it")
+
+    def _spool_exact(
+        self, chunks: Iterable[bytes], *, max_bytes: int | None, exact_bytes: int | None
+    ) -> tuple[Path, int, str]:
+        """Spool a body; with a signed length, stop reading at once past it and keep no short body."""
+        if exact_bytes is None:
+            return self._spool(chunks, max_bytes=max_bytes)
+        try:
+            tmp, size, md5 = self._spool(chunks, max_bytes=exact_bytes)
+        except InvalidInput as e:
+            raise InvalidInput(
+                f"the body is larger than the {exact_bytes} bytes this URL was signed for"
+            ) from e
+        if size != exact_bytes:
+            tmp.unlink(missing_ok=True)
+            raise InvalidInput(
+                f"the body is {size} bytes, but this URL was signed for exactly {exact_bytes} bytes"
+            )
+        return tmp, size, md5
 
     def _spool(self, chunks: Iterable[bytes], *, max_bytes: int | None) -> tuple[Path, int, str]:
         """Write chunks to a temp file under the store; returns (path, size, md5 hex)."""
@@ -369,6 +392,26 @@ class FileStore:
                     last_modified=datetime.fromtimestamp(st.st_mtime, UTC),
                 )
 
+    # --- tags ------------------------------------------------------------------------------------
+    def set_tags(self, key: str, tags: Mapping[str, str]) -> None:
+        """Kept in the sidecar (nothing expires them locally: lifecycle rules are S3's)."""
+        checked = check_tags(tags)
+        if self.head(key) is None:
+            raise NotFound(f"object {key!r} does not exist")
+        sidecar = self._sidecar(key)
+        sidecar["tags"] = checked
+        tmp = self._tmp / (secrets.token_hex(12) + ".meta")
+        try:
+            tmp.write_text(json.dumps(sidecar))
+            os.replace(tmp, self._meta / key)
+        except OSError as e:
+            raise StorageError(f"cannot tag object {key!r}: {e.strerror}") from e
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def tags(self, key: str) -> dict[str, str]:
+        return dict(self._sidecar(key).get("tags") or {})
+
     # --- deleting --------------------------------------------------------------------------------
     def delete(self, key: str) -> None:
         """Idempotent, like S3: deleting a missing key is not an error."""
@@ -414,6 +457,7 @@ class FileStore:
         upload_id: str,
         part: str,
         length: str = "",
+        if_none_match: str = "",
     ) -> str:
         if not self._signing_key:
             raise StorageError(
@@ -423,6 +467,8 @@ class FileStore:
         fields = [method.upper(), key, str(expires), content_type, upload_id, part]
         if length:  # a separate field, so removing or adding ?length= breaks the signature
             fields.append(f"length={length}")
+        if if_none_match:  # likewise for the create-only condition
+            fields.append(f"if-none-match={if_none_match}")
         message = "\n".join(fields)
         return hmac.new(self._signing_key, message.encode(), hashlib.sha256).hexdigest()
 
@@ -435,30 +481,49 @@ class FileStore:
         return int(self._clock()) + check_expires_in(expires_in)
 
     def presign_put(
-        self, key: str, *, content_type: str, expires_in: int, content_length: int | None = None
+        self,
+        key: str,
+        *,
+        content_type: str,
+        expires_in: int,
+        content_length: int | None = None,
+        create_only: bool = False,
     ) -> str:
         """A URL that accepts one PUT of ``key`` with exactly this Content-Type (and, when given,
-        a body of exactly ``content_length`` bytes) until it expires."""
+        a body of exactly ``content_length`` bytes) until it expires. With ``create_only`` the
+        client must send ``If-None-Match: *`` and the PUT is refused (412) once the key exists."""
         self._path(key)
         expires = self._expiry(expires_in)
         length = ""
         if content_length is not None:
             length = str(check_content_length(content_length))
-        sig = self._sign("PUT", key, expires, (content_type or "").strip(), "", "", length)
+        once = CREATE_ONLY if create_only else ""
+        sig = self._sign("PUT", key, expires, (content_type or "").strip(), "", "", length, once)
         query = {"expires": str(expires), "sig": sig}
         if length:
             query["length"] = length
+        if once:
+            query["ifNoneMatch"] = once
         return self._url(key, query)
 
     def verify_presigned(
-        self, method: str, key: str, query: Mapping[str, Any], content_type: str | None
+        self,
+        method: str,
+        key: str,
+        query: Mapping[str, Any],
+        content_type: str | None,
+        if_none_match: str | None = None,
     ) -> int | None:
         """Raise ``Forbidden`` unless ``query`` is a live signature for this method, key and content
-        type (content type is not bound for part uploads, as with S3). Returns the body length the
-        URL binds, or None when it binds none."""
+        type (content type is not bound for part uploads, as with S3), and the request carries the
+        ``If-None-Match`` the URL was signed with. Returns the body length the URL binds, or None."""
         expires_raw, sig = _first(query.get("expires")), _first(query.get("sig"))
         upload_id, part = _first(query.get("uploadId")) or "", _first(query.get("partNumber")) or ""
         length = _first(query.get("length")) or ""
+        once = _first(query.get("ifNoneMatch")) or ""
+        if once and (if_none_match or "").strip() != once:
+            # S3 likewise refuses a request that lacks a header its URL signed.
+            raise Forbidden(f"this URL only creates the object: send the header If-None-Match: {once}")
         if length and not (length.isascii() and length.isdigit() and len(length) <= 20):
             raise Forbidden("the presigned URL has a malformed length")
         if not expires_raw or not sig:
@@ -471,7 +536,7 @@ class FileStore:
             raise Forbidden("the presigned URL has a malformed expiry") from e
         bound_type = "" if upload_id else (content_type or "").strip()
         try:
-            expected = self._sign(method, key, expires, bound_type, upload_id, part, length)
+            expected = self._sign(method, key, expires, bound_type, upload_id, part, length, once)
         except StorageError as e:
             raise Forbidden("this store does not accept presigned uploads") from e
         if not hmac.compare_digest(expected, sig.lower()):
@@ -491,6 +556,7 @@ class FileStore:
         content_type: str | None,
         *,
         max_bytes: int = MAX_OBJECT_BYTES,
+        if_none_match: str | None = None,
     ) -> str:
         """Accept the body of a presigned PUT (whole object or, with ``uploadId``, one part).
 
@@ -501,12 +567,22 @@ class FileStore:
         if _first(query.get("uploadId")):
             return self.receive_part(key, body, query, max_bytes=max_bytes)
         self._path(key)
-        length = self.verify_presigned("PUT", key, query, content_type)
+        length = self.verify_presigned("PUT", key, query, content_type, if_none_match)
         if length is not None and length > max_bytes:
             raise InvalidInput(f"upload is larger than the limit of {max_bytes} bytes")
         content_type = (content_type or "").strip() or None
+        create_only = bool(_first(query.get("ifNoneMatch")))
+        if create_only:
+            self._refuse_existing(key)  # before reading a byte; checked again as it is installed
         info, etag = self._write(
-            key, _chunks(body), content_type, None, None, max_bytes=max_bytes, exact_bytes=length
+            key,
+            _chunks(body),
+            content_type,
+            None,
+            None,
+            max_bytes=max_bytes,
+            exact_bytes=length,
+            create_only=create_only,
         )
         self._notify(info)
         return etag
@@ -521,11 +597,11 @@ class FileStore:
     ) -> str:
         """Accept one presigned part upload; returns its ETag (quoted md5 of the part)."""
         self._path(key)
-        self.verify_presigned("PUT", key, query, None)
+        length = self.verify_presigned("PUT", key, query, None)
         upload_id = _first(query.get("uploadId")) or ""
         part_number = self._part_number(_first(query.get("partNumber")))
         staging = self._upload_dir(key, upload_id)
-        tmp, _size, md5 = self._spool(_chunks(body), max_bytes=max_bytes)
+        tmp, _size, md5 = self._spool_exact(_chunks(body), max_bytes=max_bytes, exact_bytes=length)
         try:
             (staging / f"{part_number:05d}.etag").write_text(md5)
             os.replace(tmp, staging / f"{part_number:05d}.part")
@@ -575,14 +651,25 @@ class FileStore:
         (staging / "upload.json").write_text(json.dumps(record))
         return upload_id
 
-    def presign_part(self, key: str, upload_id: str, part_number: int, *, expires_in: int) -> str:
+    def presign_part(
+        self,
+        key: str,
+        upload_id: str,
+        part_number: int,
+        *,
+        expires_in: int,
+        content_length: int | None = None,
+    ) -> str:
+        """A part URL; with content_length it accepts a part body of exactly that many bytes."""
         self._upload_dir(key, upload_id)
         n = self._part_number(part_number)
         expires = self._expiry(expires_in)
-        sig = self._sign("PUT", key, expires, "", upload_id, str(n))
-        return self._url(
-            key, {"uploadId": upload_id, "partNumber": str(n), "expires": str(expires), "sig": sig}
-        )
+        length = "" if content_length is None else str(check_content_length(content_length))
+        sig = self._sign("PUT", key, expires, "", upload_id, str(n), length)
+        query = {"uploadId": upload_id, "partNumber": str(n), "expires": str(expires), "sig": sig}
+        if length:
+            query["length"] = length
+        return self._url(key, query)
 
     def complete_multipart(self, key: str, upload_id: str, parts: Sequence[tuple[int, str]]) -> None:
         """Join the listed parts in part order, after checking each ETag; fires ``on_created``."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import builtins
 import os
 import secrets
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from reelay.storage.url import (
     check_key,
     check_metadata,
     check_prefix,
+    check_tags,
 )
 
 _DELETE_BATCH = 1000  # DeleteObjects takes at most 1000 keys
@@ -219,6 +220,15 @@ class S3Store:
         except (ClientError, BotoCoreError) as e:
             raise self._fail("delete", key, e) from e
 
+    def set_tags(self, key: str, tags: Mapping[str, str]) -> None:
+        tag_set = [{"Key": k, "Value": v} for k, v in sorted(check_tags(tags).items())]
+        try:
+            self._client.put_object_tagging(
+                Bucket=self.bucket, Key=self.full_key(key), Tagging={"TagSet": tag_set}
+            )
+        except (ClientError, BotoCoreError) as e:
+            raise self._fail("tag", key, e) from e
+
     def delete_prefix(self, prefix: str) -> int:
         """Delete every object under a non-empty prefix, 1000 per request; returns how many."""
         check_prefix(prefix, allow_empty=False)
@@ -269,13 +279,22 @@ class S3Store:
             raise self._fail("presign", key, e) from e
 
     def presign_put(
-        self, key: str, *, content_type: str, expires_in: int, content_length: int | None = None
+        self,
+        key: str,
+        *,
+        content_type: str,
+        expires_in: int,
+        content_length: int | None = None,
+        create_only: bool = False,
     ) -> str:
         """A URL for one PUT; the client must send exactly this Content-Type and, when given, this
-        Content-Length (both are signed headers, so S3 refuses any other size)."""
+        Content-Length (both are signed headers, so S3 refuses any other size). With create_only,
+        ``If-None-Match: *`` is signed too: S3's conditional write refuses (412) once the key exists."""
         params: dict[str, Any] = {"ContentType": content_type}
         if content_length is not None:
             params["ContentLength"] = check_content_length(content_length)
+        if create_only:
+            params["IfNoneMatch"] = "*"
         return self._presign("put_object", key, params, check_expires_in(expires_in))
 
     def create_multipart(self, key: str, *, content_type: str) -> str:
@@ -287,10 +306,22 @@ class S3Store:
             raise self._fail("create multipart upload", key, e) from e
         return str(resp["UploadId"])
 
-    def presign_part(self, key: str, upload_id: str, part_number: int, *, expires_in: int) -> str:
+    def presign_part(
+        self,
+        key: str,
+        upload_id: str,
+        part_number: int,
+        *,
+        expires_in: int,
+        content_length: int | None = None,
+    ) -> str:
+        """A URL for one part; with content_length, Content-Length is a signed header, so S3 refuses
+        a part body of any other size (unsigned, a part could carry up to 5 GiB)."""
         if not upload_id:
             raise InvalidInput("upload id must not be empty")
-        params = {"UploadId": upload_id, "PartNumber": self._check_part(part_number)}
+        params: dict[str, Any] = {"UploadId": upload_id, "PartNumber": self._check_part(part_number)}
+        if content_length is not None:
+            params["ContentLength"] = check_content_length(content_length)
         return self._presign("upload_part", key, params, check_expires_in(expires_in))
 
     def complete_multipart(self, key: str, upload_id: str, parts: Sequence[tuple[int, str]]) -> None:

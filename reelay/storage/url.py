@@ -228,6 +228,22 @@ def check_metadata(metadata: Mapping[str, str] | None) -> dict[str, str]:
     return lowered
 
 
+_TAG = re.compile(r"^[A-Za-z0-9 +\-=._:/@]*$")
+
+
+def check_tags(tags: Mapping[str, str]) -> dict[str, str]:
+    """Object tags as S3 takes them: at most 10, keys of 1-128 and values of 0-256 plain characters."""
+    checked = dict(tags)
+    if len(checked) > 10:
+        raise InvalidInput("an object takes at most 10 tags")
+    for k, v in checked.items():
+        if not isinstance(k, str) or not isinstance(v, str) or not 1 <= len(k) <= 128 or len(v) > 256:
+            raise InvalidInput("object tags map keys of 1-128 characters to values of at most 256")
+        if not _TAG.match(k) or not _TAG.match(v):
+            raise InvalidInput(f"object tag {k!r} has characters S3 does not allow in tags")
+    return checked
+
+
 def check_expires_in(expires_in: int) -> int:
     """Seconds a presigned URL lives: 1 to ``MAX_EXPIRES``."""
     if isinstance(expires_in, bool) or not isinstance(expires_in, int) or not 1 <= expires_in <= MAX_EXPIRES:

@@ -128,6 +128,10 @@ def test_upload_key_is_private_and_bad_signatures_are_refused(platform: Platform
     # When they upload properly, Then nobody can read the private upload back
     r = requests.put(put["url"], data=clip.read_bytes(), headers=put["headers"], timeout=30)
     assert r.status_code == 200, r.text
+    # And once the upload landed, its URL cannot replace it: a second PUT is a 412
+    again = requests.put(put["url"], data=b"\0" * clip.stat().st_size, headers=put["headers"], timeout=30)
+    assert again.status_code == 412, again.text
+    assert again.json()["error"] == "precondition_failed"
     key = put["url"].split("/media/", 1)[1].split("?", 1)[0]
     r = requests.get(f"{api.url}/media/{key}", timeout=10)
     assert r.status_code == 403

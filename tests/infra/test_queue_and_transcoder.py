@@ -161,7 +161,9 @@ def test_worker_task_role_is_least_privilege(worker_template):
     assert prefixes["s3:GetObject"] == {"uploads"}
     assert prefixes["s3:PutObject"] == {"outputs"}
     assert prefixes["s3:DeleteObject"] == {"uploads", "outputs"}
-    assert "s3:PutObject" not in json.dumps([s for s in role_statements if "/uploads/" in json.dumps(s)])
+    assert '"s3:PutObject"' not in json.dumps([s for s in role_statements if "/uploads/" in json.dumps(s)])
+    # And a failed video's upload may be tagged for its lifecycle expiry (uploads/ only)
+    assert prefixes["s3:PutObjectTagging"] == {"uploads"}
     (listing,) = [s for s in role_statements if "s3:ListBucket" in _actions(s)]
     assert listing["Condition"] == {"StringLike": {"s3:prefix": ["uploads/*", "outputs/*"]}}
     # And the queue is consumed and sent to (a SIGTERM hand-back re-sends the job), on that queue only
@@ -316,14 +318,21 @@ def test_every_function_gets_the_reelay_settings_tracing_and_the_vpc(synthesized
             assert set(fn["Environment"]["Variables"]) >= REELAY_ENV, fn["Handler"]
 
 
-def test_dead_jobs_function_may_only_list_and_delete_outputs(worker_template):
+def test_dead_jobs_function_may_only_list_and_delete_outputs_and_tag_uploads(worker_template):
     # Given the dead-jobs function's role statements
     statements = [s for lid, s in _statements(worker_template) if lid.startswith("TranscoderDeadJobs")]
     s3 = [s for s in statements if any(a.startswith("s3:") for a in _actions(s))]
     # Then it may delete objects under outputs/ only, and list only that prefix (no read, no write)
-    assert sorted(a for s in s3 for a in _actions(s)) == ["s3:DeleteObject", "s3:ListBucket"]
+    assert sorted(a for s in s3 for a in _actions(s)) == [
+        "s3:DeleteObject",
+        "s3:ListBucket",
+        "s3:PutObjectTagging",
+    ]
     (delete,) = [s for s in s3 if _actions(s) == ["s3:DeleteObject"]]
     assert json.dumps(delete["Resource"]).endswith('"/outputs/*"]]}')
+    # And tag the upload of a video it failed (uploads/ only), for the lifecycle rule to expire it
+    (tag,) = [s for s in s3 if _actions(s) == ["s3:PutObjectTagging"]]
+    assert json.dumps(tag["Resource"]).endswith('"/uploads/*"]]}')
     (listing,) = [s for s in s3 if _actions(s) == ["s3:ListBucket"]]
     assert listing["Condition"] == {"StringLike": {"s3:prefix": ["outputs/*"]}}
 

@@ -10,6 +10,7 @@ from aws_cdk.assertions import Match
 
 from infra.constants import HLS_CONTENT_TYPES, MODERATORS_GROUP, OPERATORS_GROUP
 from reelay.settings import Settings
+from reelay.videos import UPLOAD_FAILED, UPLOAD_STATE_TAG
 from tests.infra.conftest import props
 
 
@@ -39,7 +40,21 @@ def test_media_bucket_is_private_encrypted_and_logged(synthesized, stacks):
     assert "LoggingConfiguration" in bucket
     # And abandoned multipart uploads are aborted after a day
     rules = bucket["LifecycleConfiguration"]["Rules"]
-    assert {"DaysAfterInitiation": 1} in [r.get("AbortIncompleteMultipartUpload") for r in rules]
+    assert {
+        "Id": "AbandonedMultipartUploads",
+        "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1},
+        "Status": "Enabled",
+    } in rules
+    # And the upload a failed video keeps expires, by the tag its failure paths give it (the
+    # tag is the one reelay.videos.retire_upload writes)
+    assert {
+        "Id": "FailedVideoUploads",
+        "Prefix": "uploads/",
+        "TagFilters": [{"Key": UPLOAD_STATE_TAG, "Value": UPLOAD_FAILED}],
+        "ExpirationInDays": 7,
+        "Status": "Enabled",
+    } in rules
+    assert (UPLOAD_STATE_TAG, UPLOAD_FAILED) == ("reelay-upload", "failed")
     # And abandoned recording manifests expire
     assert {
         "Id": "AbandonedRecordingManifests",

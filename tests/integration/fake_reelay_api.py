@@ -95,6 +95,7 @@ class FakeApi:
         ]
         self.log: list[tuple[str, str, int]] = []  # (method, path with query, status)
         self._faults: dict[tuple[str, str], list[int]] = {}
+        self.lose_put_answers = 0  # single PUTs that land but answer 502
         self.url = ""
 
     # --- test controls ----------------------------------------------------------------------------
@@ -331,7 +332,7 @@ class FakeApi:
             out["upload"] = {
                 "method": "PUT",
                 "url": f"{self.url}/media/{vid}",
-                "headers": {"Content-Type": body["contentType"]},
+                "headers": {"Content-Type": body["contentType"], "If-None-Match": "*"},
                 "expiresIn": 3600,
             }
         return reply(201, out)
@@ -346,7 +347,13 @@ class FakeApi:
         else:
             if len(data) != video.size:
                 return error(400, "invalid_input", "wrong length")
+            if video.data and request.headers.get("If-None-Match") == "*":
+                # The single-PUT URL only creates its object, as S3 and the local store do.
+                return error(412, "precondition_failed", "the object exists; this URL only creates it")
             self._landed(video, data)
+            if self.lose_put_answers:
+                self.lose_put_answers -= 1
+                return error(502, "injected", "the answer was lost after the object landed")
         return Response(status=200, headers={"ETag": f'"{hashlib.md5(data).hexdigest()}"'})
 
     def _landed(self, video: FakeVideo, data: bytes) -> None:

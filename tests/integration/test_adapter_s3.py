@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import datetime
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import boto3
+import botocore.auth
 import pytest
 import requests
 from botocore.stub import Stubber
@@ -165,6 +167,58 @@ def test_multipart_through_presigned_part_urls(store: S3Store) -> None:
     assert info is not None and info.content_type == "video/mp4"
 
 
+def signature(url: str) -> str:
+    return parse_qs(urlsplit(url).query)["X-Amz-Signature"][0]
+
+
+def test_a_part_url_signs_its_exact_size(store: S3Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a multipart upload and a clock held still (SigV4 signs the time too)
+    upload_id = store.create_multipart("uploads/sized", content_type="video/mp4")
+    frozen = datetime.datetime(2026, 1, 2, 3, 4, 5)
+    monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda: frozen)
+    part = 5 * 1024 * 1024
+    url = store.presign_part("uploads/sized", upload_id, 1, expires_in=300, content_length=part)
+    # Then Content-Length is a signed header
+    assert "content-length" in parse_qs(urlsplit(url).query)["X-Amz-SignedHeaders"][0].split(";")
+    # And S3, which signs the Content-Length it receives, gets the URL's signature only for that
+    # size: a byte more or less gives another signature, so S3 answers SignatureDoesNotMatch
+    same = store.presign_part("uploads/sized", upload_id, 1, expires_in=300, content_length=part)
+    assert signature(same) == signature(url)
+    for other in (part + 1, part - 1, 5 * 1024**3):
+        wrong = store.presign_part("uploads/sized", upload_id, 1, expires_in=300, content_length=other)
+        assert signature(wrong) != signature(url)
+    for bad in (-1, True, "5"):
+        with pytest.raises(InvalidInput):
+            store.presign_part("uploads/sized", upload_id, 1, expires_in=60, content_length=bad)
+    monkeypatch.undo()
+    # And parts of exactly the signed sizes upload and complete (what the web and CLI clients send)
+    chunks = [b"P" * part, b"tail"]
+    parts = []
+    for n, chunk in enumerate(chunks, start=1):
+        signed = store.presign_part("uploads/sized", upload_id, n, expires_in=300, content_length=len(chunk))
+        resp = requests.put(signed, data=chunk, timeout=30)
+        assert resp.status_code == 200, resp.text
+        parts.append((n, resp.headers["ETag"]))
+    store.complete_multipart("uploads/sized", upload_id, parts)
+    assert store.get_bytes("uploads/sized") == b"".join(chunks)
+
+
+def test_a_create_only_url_cannot_replace_what_it_uploaded(store: S3Store) -> None:
+    # Given a create-only presigned PUT
+    url = store.presign_put(
+        "uploads/once", content_type="video/mp4", expires_in=300, content_length=5, create_only=True
+    )
+    # Then If-None-Match is one of its signed headers
+    assert "if-none-match" in parse_qs(urlsplit(url).query)["X-Amz-SignedHeaders"][0].split(";")
+    headers = {"Content-Type": "video/mp4", "If-None-Match": "*"}
+    # When it uploads once, Then the object lands
+    assert requests.put(url, data=b"first", headers=headers, timeout=10).status_code == 200
+    # When the same URL is used again with other bytes, Then S3 refuses it and the original stays
+    again = requests.put(url, data=b"other", headers=headers, timeout=10)
+    assert again.status_code == 412, again.text
+    assert store.get_bytes("uploads/once") == b"first"
+
+
 def test_multipart_wrong_etag_and_unknown_upload(store: S3Store) -> None:
     upload_id = store.create_multipart("uploads/bad", content_type="video/mp4")
     url = store.presign_part("uploads/bad", upload_id, 1, expires_in=300)
@@ -312,3 +366,20 @@ def test_abort_of_a_finished_upload_is_quiet(stubbed: tuple[S3Store, Stubber]) -
     store, stub = stubbed
     stub.add_client_error("abort_multipart_upload", service_error_code="NoSuchUpload", http_status_code=404)
     store.abort_multipart("k", "u1")
+
+
+def test_set_tags_replaces_an_objects_tags_and_checks_them(
+    store: S3Store, moto_url: str, bucket: str
+) -> None:
+    # Given an upload
+    store.put_bytes("uploads/t1", b"source")
+    # When it is tagged (as a failed video's upload is), Then S3 holds the tag a lifecycle rule matches
+    store.set_tags("uploads/t1", {"reelay-upload": "failed"})
+    tags = raw(moto_url).get_object_tagging(Bucket=bucket, Key="media/uploads/t1")["TagSet"]
+    assert tags == [{"Key": "reelay-upload", "Value": "failed"}]
+    # And a missing key is NotFound, and tags S3 would refuse are bad input
+    with pytest.raises(NotFound):
+        store.set_tags("uploads/none", {"reelay-upload": "failed"})
+    for bad in ({"": "x"}, {"k": "x" * 257}, {f"k{n}": "v" for n in range(11)}, {"k": "a\nb"}):
+        with pytest.raises(InvalidInput):
+            store.set_tags("uploads/t1", bad)

@@ -20,9 +20,10 @@ import pymysql
 import pytest
 
 from reelay.catalogue import ConnectionProvider, MemoryCatalogue, MySQLCatalogue, migrate
-from reelay.errors import Conflict, InvalidInput, NotFound
+from reelay.errors import Conflict, InvalidInput, NotFound, QuotaExceeded
 from reelay.models import OutboxEvent, Rendition, Video, VideoSource, VideoStatus
 from reelay.ports import VideoCatalogue
+from reelay.quotas import STORED_BYTES, UPLOAD_BYTES_PER_DAY, VIDEOS_IN_FLIGHT, UploadQuota
 from tests.conftest import scratch_database
 
 T0 = datetime(2026, 1, 2, 3, 4, 5, 678000)
@@ -378,17 +379,31 @@ def test_mark_uploaded_queues_an_awaiting_video_once(catalogue: VideoCatalogue) 
     assert (got.status, got.size_bytes, got.content_type) == (VideoStatus.QUEUED, 42, "video/webm")
 
 
-def test_mark_uploaded_requeues_a_failed_video_with_a_clean_slate(catalogue: VideoCatalogue) -> None:
+def test_mark_uploaded_leaves_a_failed_video_failed(catalogue: VideoCatalogue) -> None:
     # Given a video that failed after a transcode attempt
     video = queued(catalogue)
     catalogue.claim(video.video_id, "w1", 60)
     assert catalogue.fail(video.video_id, "bad media", worker_id="w1")
-    # When a new upload lands
-    assert catalogue.mark_uploaded(video.video_id, size_bytes=7, content_type=None)
-    # Then it is queued again, with no reason, no attempts and no stale progress
+    # When a new upload lands, Then it is not queued again: reason and attempts stay
+    assert not catalogue.mark_uploaded(video.video_id, size_bytes=7, content_type=None)
     got = catalogue.get(video.video_id)
-    assert (got.status, got.failure_reason, got.attempts, got.progress) == (VideoStatus.QUEUED, None, 0, 0)
-    assert got.content_type is None
+    assert (got.status, got.failure_reason, got.attempts) == (VideoStatus.FAILED, "bad media", 1)
+
+
+def test_reopen_upload_undoes_a_mark_uploaded_whose_job_was_never_sent(catalogue: VideoCatalogue) -> None:
+    # Given a video marked uploaded (its job not sent yet)
+    video = queued(catalogue)
+    # When it is reopened, Then it awaits its upload again and can be marked uploaded once more
+    assert catalogue.reopen_upload(video.video_id)
+    assert catalogue.get(video.video_id).status == VideoStatus.AWAITING_UPLOAD
+    assert not catalogue.reopen_upload(video.video_id)
+    assert catalogue.mark_uploaded(video.video_id, size_bytes=7, content_type=None)
+    # And a video a worker has claimed, a ready one or an unknown id is never reopened
+    catalogue.claim(video.video_id, "w1", 60)
+    assert not catalogue.reopen_upload(video.video_id)
+    assert catalogue.get(video.video_id).status == VideoStatus.PROCESSING
+    assert not catalogue.reopen_upload(ready(catalogue).video_id)
+    assert not catalogue.reopen_upload(uuid.uuid4().hex)
 
 
 def test_mark_uploaded_leaves_processing_and_ready_videos_alone(catalogue: VideoCatalogue) -> None:
@@ -849,7 +864,7 @@ def test_migrations_apply_once_in_order(fresh_url: str) -> None:
     second = migrate(provider)
     provider.close()
     # Then the first run applies every migration in order and the second applies nothing
-    assert first == ["0001", "0002", "0003", "0004", "0005", "0006", "0007", "0009"]
+    assert first == ["0001", "0002", "0003", "0004", "0005", "0006", "0007", "0009", "0010"]
     assert second == []
     with _root(fresh_url).cursor() as cur:
         cur.execute("SELECT version, name, appliedAt FROM schema_migrations ORDER BY version")
@@ -863,6 +878,7 @@ def test_migrations_apply_once_in_order(fresh_url: str) -> None:
         ("0006", "recording_sessions"),
         ("0009", "visibility_moderation"),
         ("0007", "recording_api"),
+        ("0010", "upload_quota"),
     ]
     assert all(isinstance(at, datetime) for _, _, at in rows)
 
@@ -900,6 +916,7 @@ def test_concurrent_migrations_do_not_race(fresh_url: str) -> None:
         "0006",
         "0007",
         "0009",
+        "0010",
     ]
 
 
@@ -1084,11 +1101,11 @@ def test_migrate_handler_create_update_delete(handler_db: str) -> None:
     created = lambda_handler(_event("Create"), FakeContext())
     assert created == {
         "PhysicalResourceId": PHYSICAL_ID,
-        "Data": {"applied": "0001,0002,0003,0004,0005,0006,0007,0009", "schemaVersion": "0009"},
+        "Data": {"applied": "0001,0002,0003,0004,0005,0006,0007,0009,0010", "schemaVersion": "0010"},
     }
     # When the stack is updated, Then nothing is pending and the physical id stays the same
     updated = lambda_handler(_event("Update", PhysicalResourceId=PHYSICAL_ID), FakeContext())
-    assert updated == {"PhysicalResourceId": PHYSICAL_ID, "Data": {"applied": "", "schemaVersion": "0009"}}
+    assert updated == {"PhysicalResourceId": PHYSICAL_ID, "Data": {"applied": "", "schemaVersion": "0010"}}
     # When the stack is deleted, Then the data stays
     conn = _root(handler_db)
     with conn.cursor() as cur:
@@ -1099,7 +1116,7 @@ def test_migrate_handler_create_update_delete(handler_db: str) -> None:
         cur.execute("SELECT COUNT(*) FROM videos")
         assert cur.fetchone() == (0,)
         cur.execute("SELECT COUNT(*) FROM schema_migrations")
-        assert cur.fetchone() == (9,)  # eight migrations and the marker
+        assert cur.fetchone() == (10,)  # nine migrations and the marker
     conn.close()
 
 
@@ -1150,3 +1167,112 @@ def test_statements_split_on_line_ending_semicolons_and_skip_comments() -> None:
         "-- a comment; not a statement\nCREATE TABLE a (x INT);\n\nINSERT INTO a VALUES (1) ;  \nSELECT 'x;y'"
     )
     assert split_statements(sql) == ("CREATE TABLE a (x INT)", "INSERT INTO a VALUES (1)", "SELECT 'x;y'")
+
+
+# --- upload quotas (reelay.quotas): enforced as a video is created, the same in both catalogues -------
+def quota(**limits: int) -> UploadQuota:
+    return UploadQuota(
+        videos_in_flight=limits.get("in_flight", 0),
+        upload_bytes_per_day=limits.get("per_day", 0),
+        stored_bytes=limits.get("stored", 0),
+        pending_upload_seconds=limits.get("pending", 3600),
+    )
+
+
+def quota_code(catalogue: VideoCatalogue, video: Video, limits: UploadQuota) -> str | None:
+    """The quota code a create is refused with, or None when it was created."""
+    try:
+        catalogue.create(video, quota=limits)
+    except QuotaExceeded as refused:
+        assert refused.status == 429
+        return refused.code
+    return None
+
+
+def test_the_videos_in_flight_quota(catalogue: VideoCatalogue) -> None:
+    owner, limits = f"owner-{uuid.uuid4().hex}", quota(in_flight=2)
+    # Given two videos in flight: one awaiting its upload, one queued
+    first = catalogue.create(new_video(owner_id=owner), quota=limits)
+    second = catalogue.create(new_video(owner_id=owner), quota=limits)
+    assert catalogue.mark_uploaded(second.video_id, size_bytes=5, content_type=None)
+    # When a third is created, Then it is refused naming the quota, and no row was written
+    third = new_video(owner_id=owner)
+    assert quota_code(catalogue, third, limits) == VIDEOS_IN_FLIGHT
+    with pytest.raises(NotFound):
+        catalogue.get(third.video_id)
+    # And another owner is not held back by it
+    assert quota_code(catalogue, new_video(owner_id=f"{owner}-b"), limits) is None
+    # When one finishes (ready) and one fails, Then there is room again
+    assert catalogue.claim(second.video_id, "w1", 60)
+    assert catalogue.complete(second.video_id, "w1", duration_seconds=1.0, renditions=[R360])
+    assert quota_code(catalogue, third, limits) is None
+    assert catalogue.fail(first.video_id, "the upload was empty")
+    assert quota_code(catalogue, new_video(owner_id=owner), limits) is None
+    assert quota_code(catalogue, new_video(owner_id=owner), limits) == VIDEOS_IN_FLIGHT
+
+
+def test_an_upload_that_can_no_longer_be_made_is_not_in_flight(catalogue: VideoCatalogue) -> None:
+    owner, limits = f"owner-{uuid.uuid4().hex}", quota(in_flight=1, pending=3600)
+    # Given a video created two hours ago whose upload never came (its URLs expired after an hour)
+    stale = datetime.utcnow() - timedelta(hours=2)
+    catalogue.create(new_video(owner_id=owner, created_at=stale, upload_time=stale))
+    # Then it does not hold the owner's one slot
+    assert quota_code(catalogue, new_video(owner_id=owner), limits) is None
+    # But a fresh one does
+    assert quota_code(catalogue, new_video(owner_id=owner), limits) == VIDEOS_IN_FLIGHT
+
+
+def test_the_bytes_uploaded_per_day_quota(catalogue: VideoCatalogue) -> None:
+    owner, limits = f"owner-{uuid.uuid4().hex}", quota(per_day=100)
+    a = new_video(owner_id=owner, size_bytes=60)
+    assert quota_code(catalogue, a, limits) is None
+    # When an upload would take the day past 100 bytes, Then it is refused naming the quota
+    assert quota_code(catalogue, new_video(owner_id=owner, size_bytes=41), limits) == UPLOAD_BYTES_PER_DAY
+    assert quota_code(catalogue, new_video(owner_id=owner, size_bytes=40), limits) is None
+    # And deleting a video does not give the day's bytes back (or delete-and-retry is unlimited)
+    catalogue.delete(a.video_id)
+    assert quota_code(catalogue, new_video(owner_id=owner, size_bytes=1), limits) == UPLOAD_BYTES_PER_DAY
+    # And creates without a quota (recordings, imports) are not counted against anyone
+    catalogue.create(new_video(owner_id=owner, size_bytes=10**9))
+
+
+def test_the_stored_bytes_quota(catalogue: VideoCatalogue) -> None:
+    owner, limits = f"owner-{uuid.uuid4().hex}", quota(stored=100)
+    a = new_video(owner_id=owner, size_bytes=60)
+    assert quota_code(catalogue, a, limits) is None
+    # When the owner's videos would pass 100 bytes, Then refused naming the quota
+    assert quota_code(catalogue, new_video(owner_id=owner, size_bytes=50), limits) == STORED_BYTES
+    # When the stored one fails (its upload expires) or is deleted, Then the room comes back
+    assert catalogue.fail(a.video_id, "bad media")
+    b = new_video(owner_id=owner, size_bytes=50)
+    assert quota_code(catalogue, b, limits) is None
+    assert quota_code(catalogue, new_video(owner_id=owner, size_bytes=51), limits) == STORED_BYTES
+    catalogue.delete(b.video_id)
+    assert quota_code(catalogue, new_video(owner_id=owner, size_bytes=100), limits) is None
+
+
+@pytest.mark.mysql
+def test_concurrent_creates_of_one_owner_cannot_both_squeeze_under_a_quota(migrated_url: str) -> None:
+    # Given eight processes' worth of connections, and an owner with room for three videos in flight
+    owner, limits = f"owner-{uuid.uuid4().hex}", quota(in_flight=3)
+    providers = [ConnectionProvider.from_url(migrated_url) for _ in range(8)]
+    catalogues = [MySQLCatalogue(p) for p in providers]
+    start = threading.Barrier(len(catalogues))
+    codes: list[str | None] = []
+
+    def create(cat: MySQLCatalogue) -> None:
+        start.wait()
+        codes.append(quota_code(cat, new_video(owner_id=owner), limits))
+
+    try:
+        threads = [threading.Thread(target=create, args=(cat,)) for cat in catalogues]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        # When all eight create at once, Then exactly three get in and five are refused by the quota
+        assert sorted(codes, key=str) == [None] * 3 + [VIDEOS_IN_FLIGHT] * 5
+        assert len(catalogues[0].list_by_owner(owner, limit=100).items) == 3
+    finally:
+        for p in providers:
+            p.close()

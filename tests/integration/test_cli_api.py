@@ -269,6 +269,20 @@ def test_a_failed_upload_is_continued_on_the_same_video_by_a_rerun(
     assert cli.resume_files() == []
 
 
+def test_a_single_put_whose_answer_was_lost_is_not_sent_again_once_it_landed(
+    cli: Cli, api: FakeApi, tmp_path: Path
+) -> None:
+    cli.login()
+    small = write(tmp_path / "small.mp4", b"v" * 50)  # under the multipart threshold: one PUT
+    # Given a PUT that lands but whose answer is lost (a 502 after the object was stored)
+    api.lose_put_answers = 1
+    doc = cli.json("upload", str(small))
+    # Then the retry meets the create-only URL's 412, which means the upload is there: done
+    assert [status for method, _, status in api.log if method == "PUT"] == [502, 412]
+    assert api.videos[doc["videoId"]].data == b"v" * 50
+    assert cli.resume_files() == []
+
+
 def test_a_rerun_sends_only_the_parts_that_are_missing(cli: Cli, api: FakeApi, tmp_path: Path) -> None:
     cli.login()
     data = bytes(range(200))  # 5 parts of 40

@@ -9,7 +9,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
 
-from reelay.errors import Conflict, Forbidden, InvalidInput, NotFound, StorageError
+from reelay.errors import Conflict, Forbidden, InvalidInput, NotFound, PreconditionFailed, StorageError
 from reelay.ports import ObjectInfo
 from reelay.settings import Settings
 from reelay.storage import open_store
@@ -336,6 +336,43 @@ def test_a_length_bound_url_accepts_exactly_that_many_bytes(
     assert store.get_bytes(key) == b"12345" and [c.size for c in created] == [5]
 
 
+def test_a_create_only_url_uploads_once_and_never_replaces(
+    store: FileStore, created: list[ObjectInfo]
+) -> None:
+    # Given a create-only URL, as the API gives for a single-PUT upload
+    key, query = split(
+        store.presign_put("uploads/v1", content_type="video/mp4", expires_in=600, create_only=True)
+    )
+    assert query["ifNoneMatch"] == "*"
+    # When the client leaves out If-None-Match, or the condition is dropped from the URL, Then refused
+    with pytest.raises(Forbidden, match="If-None-Match"):
+        store.receive_upload(key, b"first", query, "video/mp4")
+    without = {k: v for k, v in query.items() if k != "ifNoneMatch"}
+    with pytest.raises(Forbidden):
+        store.receive_upload(key, b"first", without, "video/mp4", if_none_match="*")
+    assert created == []
+    # When it uploads with the header, Then it lands once
+    store.receive_upload(key, b"first", query, "video/mp4", if_none_match="*")
+    # And the same URL again (other bytes) is a 412 that leaves the original and announces nothing
+    with pytest.raises(PreconditionFailed) as refused:
+        store.receive_upload(key, b"other", query, "video/mp4", if_none_match="*")
+    assert refused.value.status == 412
+    assert store.get_bytes(key) == b"first" and [c.size for c in created] == [5]
+    assert list((store.root / ".reelay" / "tmp").iterdir()) == []
+
+
+def test_set_tags_keeps_tags_beside_the_object(store: FileStore) -> None:
+    store.put_bytes("uploads/v1", b"source", content_type="video/mp4")
+    store.set_tags("uploads/v1", {"reelay-upload": "failed"})
+    assert store.tags("uploads/v1") == {"reelay-upload": "failed"}
+    info = store.head("uploads/v1")
+    assert info is not None and (info.size, info.content_type) == (6, "video/mp4")  # the rest is kept
+    with pytest.raises(NotFound):
+        store.set_tags("uploads/none", {"reelay-upload": "failed"})
+    with pytest.raises(InvalidInput):
+        store.set_tags("uploads/v1", {"k": "a\nb"})
+
+
 def test_the_bound_length_cannot_be_removed_changed_or_added(store: FileStore) -> None:
     key, bound = split(store.presign_put("k", content_type="video/mp4", expires_in=60, content_length=5))
     _, unbound = split(store.presign_put("k", content_type="video/mp4", expires_in=60))
@@ -412,6 +449,28 @@ def test_reuploading_a_part_replaces_it(store: FileStore) -> None:
     # When completed with the latest ETags, Then the latest bytes win
     store.complete_multipart("k", upload_id, [p1, p2])
     assert store.get_bytes("k") == b"new-partT"
+
+
+def test_a_part_url_bound_to_a_length_accepts_exactly_that_many_bytes(store: FileStore) -> None:
+    # Given a part URL signed for a 5-byte part
+    upload_id = store.create_multipart("uploads/v1", content_type="video/mp4")
+    key, query = split(store.presign_part("uploads/v1", upload_id, 1, expires_in=600, content_length=5))
+    assert query["length"] == "5"
+    # When a larger or smaller part is PUT, Then it is refused and no part is staged
+    for body in (b"123456", io.BytesIO(b"x" * 5_000_000), b"1234"):
+        with pytest.raises(InvalidInput, match="5 bytes"):
+            store.receive_upload(key, body, query, None)
+    staging = store.root / ".reelay" / "multipart" / upload_id
+    assert sorted(p.name for p in staging.iterdir()) == ["upload.json"]
+    # And the length cannot be dropped or changed in the URL
+    without = {k: v for k, v in query.items() if k != "length"}
+    for forged in (without, dict(query, length="6")):
+        with pytest.raises(Forbidden):
+            store.receive_upload(key, b"123456", forged, None)
+    # When exactly 5 bytes are PUT, Then the part is taken and completes
+    etag = store.receive_upload(key, b"12345", query, None)
+    store.complete_multipart("uploads/v1", upload_id, [(1, etag)])
+    assert store.get_bytes("uploads/v1") == b"12345"
 
 
 def test_multipart_wrong_etag_is_refused(store: FileStore, created: list[ObjectInfo]) -> None:

@@ -241,11 +241,11 @@ def test_small_upload_gets_one_presigned_put(services: Services, settings: Setti
     assert status == 201
     video_id = body["videoId"]
     assert body["upload"]["method"] == "PUT"
-    assert body["upload"]["headers"] == {"Content-Type": "video/mp4"}
+    assert body["upload"]["headers"] == {"Content-Type": "video/mp4", "If-None-Match": "*"}
     assert body["upload"]["expiresIn"] == settings.upload_url_expires_seconds
     assert f"uploads/{video_id}" in body["upload"]["url"]
     # And the URL is bound to the declared size
-    assert body["upload"]["url"].endswith("&len=1000")
+    assert body["upload"]["url"].endswith("&len=1000&create-only")
     assert body["multipart"] is None
     assert body["limits"] == {
         "maxBytes": 100 * MiB,

@@ -90,6 +90,7 @@ def job_body(video_id: str) -> str:
 def test_dead_job_fails_its_video_with_the_attempt_count(services):
     # Given a video whose job was claimed three times and never finished
     add_video(services, "vid1", claims=3)
+    services.store.put_bytes("uploads/vid1.mp4", b"source")
 
     # When its message arrives from the DLQ
     response = lambda_handler(sqs_event(job_body("vid1")), FakeLambdaContext())
@@ -105,6 +106,8 @@ def test_dead_job_fails_its_video_with_the_attempt_count(services):
         {"videoId": "vid1", "jobId": "j-vid1", "reason": "transcoding failed after 3 attempts"},
     )
     assert services.catalogue.pending_events()[0] == 0
+    # And its upload is tagged, so the bucket's lifecycle rule expires it
+    assert services.store.tags["uploads/vid1.mp4"] == {"reelay-upload": "failed"}
 
 
 def test_dead_job_never_claimed_reports_the_configured_attempts(services):

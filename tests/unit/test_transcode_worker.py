@@ -112,6 +112,8 @@ def test_bad_media_deletes_its_message_so_it_never_storms(world):
     assert outcome is Outcome.FAILED
     assert ports.queue.deleted == ["job-1"]
     assert ports.catalogue.get(VIDEO_ID).failure_reason == "the file is not a video"
+    # And its upload is tagged, so the bucket's lifecycle rule expires it
+    assert ports.store.tags[SOURCE_KEY] == {"reelay-upload": "failed"}
 
 
 def test_transient_failure_leaves_the_message_for_redelivery(world):

@@ -86,17 +86,6 @@ def test_oversize_upload_fails_the_video_naming_the_limit(services: Services) ->
     assert services.queue.sent == []  # type: ignore[attr-defined]
 
 
-def test_a_failed_upload_can_be_uploaded_again(services: Services) -> None:
-    video_id = new_video(services)
-    key = landed(services, video_id, b"")
-    services.uploads.handle_object_created(key, 0)
-    # When the user uploads the declared bytes after the empty object
-    landed(services, video_id, b"y" * 100)
-    # Then the video is queued this time
-    assert services.uploads.handle_object_created(key, 100) == UploadOutcome.QUEUED
-    assert services.catalogue.get(video_id).status == VideoStatus.QUEUED
-
-
 @pytest.mark.parametrize(
     ("data", "words"),
     [(b"", ["empty"]), (b"x" * 1001, ["1001", "1000"]), (b"x" * 99, ["99", "declared", "100"])],
@@ -213,11 +202,51 @@ def test_a_queue_failure_leaves_the_video_requeueable(services: Services) -> Non
     # When sending the job fails
     with pytest.raises(ConnectionError):
         services.uploads.handle_object_created(key, 100)
-    # Then the video is not stuck in queued: a retried notification queues it
-    assert services.catalogue.get(video_id).status == VideoStatus.FAILED
+    # Then the video is not stuck in queued: it awaits its upload again, and a retried notification queues it
+    assert services.catalogue.get(video_id).status == VideoStatus.AWAITING_UPLOAD
     services.__dict__["queue"] = FakeQueue()
     services.__dict__.pop("uploads", None)
     assert services.uploads.handle_object_created(key, 100) == UploadOutcome.QUEUED
+
+
+@pytest.mark.parametrize("how", ["rejected-upload", "transcode-failure"])
+def test_an_upload_onto_a_failed_video_does_not_run_it_again(services: Services, how: str) -> None:
+    # Given a video that failed: its upload was rejected, or its transcode failed after two attempts
+    video_id = new_video(services)
+    key = landed(services, video_id, b"" if how == "rejected-upload" else b"x" * 100)
+    if how == "rejected-upload":
+        assert services.uploads.handle_object_created(key, 0) == UploadOutcome.REJECTED
+    else:
+        assert services.uploads.handle_object_created(key, 100) == UploadOutcome.QUEUED
+        for worker in ("w1", "w2"):
+            assert services.catalogue.claim(video_id, worker, 60) is not None
+            assert services.catalogue.release(video_id, worker)
+        assert services.catalogue.claim(video_id, "w3", 60) is not None
+        assert services.catalogue.fail(video_id, "the source has no video track", worker_id="w3")
+    before = services.catalogue.get(video_id)
+    sent_before = len(services.queue.sent)  # type: ignore[attr-defined]
+    # When a new body is PUT onto its key and notified
+    services.store.put_bytes(key, b"y" * 100, content_type="video/mp4")
+    outcome = services.uploads.handle_object_created(key, 100)
+    # Then it is refused: still failed with its reason and attempts, no job, and the object deleted
+    assert outcome == UploadOutcome.REFUSED
+    after = services.catalogue.get(video_id)
+    assert (after.status, after.failure_reason, after.attempts) == (
+        VideoStatus.FAILED,
+        before.failure_reason,
+        before.attempts,
+    )
+    assert len(services.queue.sent) == sent_before  # type: ignore[attr-defined]
+    assert services.store.head(key) is None
+
+
+def test_the_single_put_url_only_creates_its_object(services: Services) -> None:
+    # Given a single-PUT upload
+    _, upload = services.videos.create_upload("owner-1", "o@example.com", "clip", "", "video/mp4", 100, None)
+    # Then the client is told to send If-None-Match: *, and the URL was signed create-only,
+    # so once the upload landed the URL cannot replace it (the stores refuse with 412)
+    assert upload.headers == {"Content-Type": "video/mp4", "If-None-Match": "*"}  # type: ignore[union-attr]
+    assert upload.url.endswith("&create-only")  # type: ignore[union-attr]
 
 
 # --- the Lambda ---------------------------------------------------------------------------------
@@ -283,7 +312,7 @@ def test_a_transient_failure_does_not_poison_the_others_and_asks_for_a_retry(
         lambda_handler(event, FakeLambdaContext())
     # Then the second record was still queued, and the failed video can be queued by the retry
     assert [j.video_id for j in sent] == [ok]
-    assert services.catalogue.get(stuck).status == VideoStatus.FAILED
+    assert services.catalogue.get(stuck).status == VideoStatus.AWAITING_UPLOAD
     services.__dict__["queue"] = FakeQueue()
     services.__dict__.pop("uploads", None)
     result = lambda_handler(event, FakeLambdaContext())

@@ -7,8 +7,16 @@ import pytest
 from reelay.catalogue.memory import MemoryCatalogue
 from reelay.errors import Forbidden, InvalidInput, NotFound
 from reelay.models import Video
+from reelay.quotas import UploadQuota
 from reelay.settings import Settings
-from reelay.videos import MAX_PARTS, MIN_PART_BYTES, MultipartUpload, SingleUpload, VideoService
+from reelay.videos import (
+    MAX_PARTS,
+    MIN_PART_BYTES,
+    MultipartUpload,
+    SingleUpload,
+    VideoService,
+    part_lengths,
+)
 from tests.fakes import FakeStore
 
 GiB = 1024**3
@@ -48,7 +56,7 @@ def test_content_type_is_normalised_before_the_allow_list_check(service: VideoSe
     video, upload = create(service, content_type="Video/MP4; codecs=avc1")
     # Then it is accepted and the presigned PUT pins the normalised type
     assert isinstance(upload, SingleUpload)
-    assert video.content_type == "video/mp4" and upload.headers == {"Content-Type": "video/mp4"}
+    assert video.content_type == "video/mp4" and upload.headers["Content-Type"] == "video/mp4"
 
 
 def test_threshold_decides_single_or_multipart(service: VideoService) -> None:
@@ -56,6 +64,19 @@ def test_threshold_decides_single_or_multipart(service: VideoService) -> None:
     _, at = create(service, size=100 * MiB)
     assert isinstance(below, SingleUpload)
     assert isinstance(at, MultipartUpload) and len(at.parts) == 2 and at.part_size_bytes == 64 * MiB
+
+
+def test_every_part_url_binds_that_parts_exact_size(service: VideoService, store: FakeStore) -> None:
+    # Given a multipart upload of 2.5 parts
+    size = 128 * MiB + 17
+    _, upload = create(service, size=size)
+    assert isinstance(upload, MultipartUpload)
+    # Then every part URL was signed for its exact length: full parts, and a short last one
+    lengths = [int(part.url.rsplit("&len=", 1)[1]) for part in upload.parts]
+    assert lengths == [64 * MiB, 64 * MiB, 17] and sum(lengths) == size
+    # And the split is the one the clients use (part n starts at (n-1) * partSizeBytes)
+    assert part_lengths(size, 64 * MiB) == [(1, 64 * MiB), (2, 64 * MiB), (3, 17)]
+    assert part_lengths(128 * MiB, 64 * MiB) == [(1, 64 * MiB), (2, 64 * MiB)]
 
 
 def test_huge_files_get_bigger_parts_to_stay_within_s3s_part_count(service: VideoService) -> None:
@@ -77,7 +98,7 @@ def test_file_name_stands_in_for_an_empty_display_name(service: VideoService) ->
 
 def test_multipart_is_aborted_when_the_catalogue_refuses_the_row(store: FakeStore) -> None:
     class FullCatalogue(MemoryCatalogue):
-        def create(self, video: Video) -> Video:
+        def create(self, video: Video, *, quota: UploadQuota | None = None) -> Video:
             raise ConnectionError("database down")
 
     service = VideoService(FullCatalogue(), store, Settings(multipart_threshold_bytes=10 * MiB))
@@ -149,7 +170,7 @@ def test_a_single_upload_url_is_signed_for_the_declared_size(service: VideoServi
     # When a 1234-byte file is declared
     _, upload = create(service, size=1234)
     # Then the store was asked for a URL bound to exactly that length
-    assert isinstance(upload, SingleUpload) and upload.url.endswith("&len=1234")
+    assert isinstance(upload, SingleUpload) and "&len=1234&" in upload.url
 
 
 class NotifyingStore(FakeStore):

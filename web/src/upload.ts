@@ -58,6 +58,9 @@ function put(
     xhr.upload.onprogress = (e) => onProgress(e.loaded);
     xhr.onload = () => {
       if (xhr.status >= 200 && xhr.status < 300) ok(xhr.getResponseHeader("ETag"));
+      // A single PUT only creates its object (If-None-Match: *): 412 means an earlier try, whose
+      // answer was lost, already stored it.
+      else if (xhr.status === 412 && piece.headers["If-None-Match"] === "*") ok(null);
       else fail(new PutError(xhr.status, `storage answered ${xhr.status}`));
     };
     xhr.onerror = () => fail(new PutError(0, "network error"));
