@@ -184,7 +184,7 @@ class Recording(Construct):
         refs = self.refs
         function.add_to_role_policy(
             iam.PolicyStatement(
-                actions=["s3:GetObject", "s3:DeleteObject"],
+                actions=["s3:DeleteObject"],  # delete_prefix: a listing and batch deletes, no reads
                 resources=[
                     refs.objects_arn(p) for p in (RECORDING_PREFIX, OUTPUT_PREFIX, EXPORT_STATE_PREFIX)
                 ],

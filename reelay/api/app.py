@@ -338,11 +338,6 @@ def _error_responses(spec: Route) -> dict[int, Any]:
         codes |= {401: "Wrong credentials or token", 403: "Not confirmed", 404: "Unknown user", 409: "Taken"}
     if spec.path.endswith("/upload/complete"):
         codes[409] = "Not awaiting an upload"
-    if (spec.method, spec.path) == ("POST", "/videos/upload"):
-        codes[429] = (
-            "Over a per-user upload quota; the error code names it: quota_videos_in_flight, "
-            "quota_upload_bytes_per_day or quota_stored_bytes"
-        )
     if spec.method in ("POST", "PATCH"):
         codes[415] = "Body not sent as JSON"
     # API Gateway (10 MB) and the local gateway refuse an oversized body on any method, before the API.
@@ -350,6 +345,11 @@ def _error_responses(spec: Route) -> dict[int, Any]:
     # API Gateway's throttles and WAF's rate rules answer any route (the /auth/* ones soonest), as does
     # the local gateway's per-client bucket on /auth/*.
     codes[429] = "Too many requests: retry after Retry-After seconds"
+    if (spec.method, spec.path) == ("POST", "/videos/upload"):
+        codes[429] += (
+            "; or over a per-user upload quota, which the error code names: quota_videos_in_flight, "
+            "quota_upload_bytes_per_day or quota_stored_bytes (no Retry-After)"
+        )
     content = {"application/json": {"model": ErrorOut}}
     return {code: {"description": text, "content": content} for code, text in sorted(codes.items())}
 
