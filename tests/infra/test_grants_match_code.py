@@ -135,7 +135,9 @@ ROLES: dict[str, RoleUse] = {
     "TranscoderTaskTaskRole": RoleUse(("transcoder.worker",), dict(CDK_QUEUE_READS)),
     "TranscoderDeadJobsFunctionServiceRole": RoleUse(("lambdas.dead_jobs.handler",), SQS_EVENT_SOURCE),
     "TranscoderOutboxSweepFunctionServiceRole": RoleUse(("lambdas.outbox_sweep.handler",)),
-    "TranscoderStuckSweepFunctionServiceRole": RoleUse(("lambdas.stuck_sweep.handler",), dict(CDK_QUEUE_READS)),
+    "TranscoderStuckSweepFunctionServiceRole": RoleUse(
+        ("lambdas.stuck_sweep.handler",), dict(CDK_QUEUE_READS)
+    ),
     "RecordingStepsFunctionServiceRole": RoleUse(("lambdas.recording_steps.handler",)),
     "RecordingExportTaskTaskRole": RoleUse(("transcoder.export",)),
     "RecordingSweepFunctionServiceRole": RoleUse(
