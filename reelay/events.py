@@ -11,6 +11,11 @@ an event whose publisher died is due again when its lease runs out. An event pub
 deleted when its publisher dies is published again: subscribers see ``eventId`` (a UUID, unique
 across restores of the database) in every detail and can drop the repeat. Events are not ordered: a
 retried event can arrive after a newer one about the same video, so each carries ``occurredAt``.
+
+One kind of event is not published but acted on: ``cdn.invalidate`` (``cdn_invalidation``) asks the
+CDN to drop paths, for media that was deleted, failed or turned private. It goes through the outbox so
+that an invalidation CloudFront refused or never received is retried like a publish; with no CDN
+configured (the local platform) there is nothing to drop and it is simply done.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from reelay.models import OutboxEvent
 from reelay.observability import logger
-from reelay.ports import EventOutbox, EventPublisher
+from reelay.ports import CdnInvalidator, EventOutbox, EventPublisher
 
 # A publish takes milliseconds, and at worst (the SNS client's 5 s connect and 10 s read timeouts,
 # 6 attempts with back-off) about 2 minutes: the lease is twice that, so a slow publish that succeeds
@@ -38,6 +43,23 @@ def video_failed(video_id: str, reason: str, **ids: str) -> OutboxEvent:
     )
 
 
+CDN_INVALIDATE = "cdn.invalidate"
+
+
+def cdn_subject(video_id: str) -> str:
+    return f"cdn:{video_id}"
+
+
+def cdn_invalidation(video_id: str, paths: list[str]) -> OutboxEvent:
+    """Drop ``paths`` (CloudFront path patterns) of a video from the CDN, at least once. It is about
+    the video by subject only: the video's row may be deleted before it is acted on."""
+    return OutboxEvent(
+        event_type=CDN_INVALIDATE,
+        subject=cdn_subject(video_id),
+        detail={"videoId": video_id, "paths": list(paths)},
+    )
+
+
 @dataclass(frozen=True)
 class FlushResult:
     published: int = 0
@@ -50,13 +72,15 @@ class OutboxSweep:
     def __init__(
         self,
         catalogue: EventOutbox,
-        publisher: EventPublisher,
+        publisher: EventPublisher | None,
         *,
         lease_seconds: int = DEFAULT_LEASE_SECONDS,
         metrics: Any = None,
+        cdn: CdnInvalidator | None = None,
     ) -> None:
         self.catalogue = catalogue
         self.publisher = publisher
+        self.cdn = cdn  # acts on cdn.invalidate events; None: nothing caches media, they are done
         self.lease_seconds = lease_seconds
         self.metrics = metrics  # a Powertools metrics provider; its owner flushes it
 
@@ -101,7 +125,12 @@ class OutboxSweep:
             # When it happened, not when it went out: a retried event arrives late and out of order.
             detail["occurredAt"] = event.created_at.isoformat(timespec="milliseconds") + "Z"
         try:
-            self.publisher.publish(event.event_type, detail)
+            if event.event_type == CDN_INVALIDATE:
+                self._invalidate(event)
+            elif self.publisher is None:  # a sweep for CDN invalidations only
+                raise RuntimeError("this sweep has no event publisher")
+            else:
+                self.publisher.publish(event.event_type, detail)
         except Exception as exc:
             logger.error(
                 "event not published: it stays in the outbox",
@@ -115,9 +144,21 @@ class OutboxSweep:
             logger.warning("published event not deleted from the outbox", extra={**ids, "error": str(exc)})
         return True
 
+    def _invalidate(self, event: OutboxEvent) -> None:
+        if self.cdn is not None:
+            self.cdn.invalidate([str(p) for p in event.detail.get("paths", [])])
+
     def _count(self, name: str, value: int) -> None:
         if self.metrics is not None and value:
             self.metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
 
 
-__all__ = ["DEFAULT_LEASE_SECONDS", "FlushResult", "OutboxSweep", "video_failed"]
+__all__ = [
+    "CDN_INVALIDATE",
+    "DEFAULT_LEASE_SECONDS",
+    "FlushResult",
+    "OutboxSweep",
+    "cdn_invalidation",
+    "cdn_subject",
+    "video_failed",
+]

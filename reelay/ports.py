@@ -52,6 +52,11 @@ class VideoCatalogue(Protocol):
 
     def get(self, video_id: str) -> Video: ...
 
+    def record_event(self, event: OutboxEvent) -> None:
+        """Put an event in the outbox on its own, with no change beside it (a CDN invalidation that
+        must happen at least once: ``reelay.events.cdn_invalidation``). It needs a ``subject``."""
+        ...
+
     def list_ready(self, *, limit: int, cursor: str | None = None) -> Page:
         """Listed videos (ready, public, not unpublished), newest first, stable order
         (uploadTime DESC, videoId DESC), keyset cursor."""

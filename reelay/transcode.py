@@ -28,7 +28,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import AmazonCloudWatchEMFProvider
 
 from reelay.errors import InvalidInput, MediaError, NotFound
-from reelay.events import OutboxSweep, video_failed
+from reelay.events import OutboxSweep, cdn_invalidation, cdn_subject, video_failed
 from reelay.lease import LeaseKeeper
 from reelay.media import hls
 from reelay.models import OutboxEvent, Rendition, TranscodeJob, Video, VideoStatus
@@ -755,10 +755,15 @@ class TranscodeService:
         except Exception as exc:  # the failure itself matters more than the clean-up
             log("warning", "could not remove partial output", error=_describe(exc))
         if self.cdn is not None:
+            # Through the outbox: an invalidation CloudFront refuses now is retried by the sweep.
             try:
-                self.cdn.invalidate([f"/{prefix}*"])
+                self.catalogue.record_event(cdn_invalidation(job.video_id, [f"/{prefix}*"]))
             except Exception as exc:  # the origin is clean; a stale edge copy expires with its cache
-                log("warning", "could not invalidate the failed video in the CDN", error=_describe(exc))
+                log("warning", "could not queue the failed video's CDN invalidation", error=_describe(exc))
+            else:
+                OutboxSweep(self.catalogue, None, cdn=self.cdn).flush_quietly(
+                    subject=cdn_subject(job.video_id)
+                )
         # video.failed is in the outbox with the status; a failed publish is the sweep's to retry.
         self.relay.flush_quietly(video_id=job.video_id)
         return Outcome.FAILED

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from reelay.errors import Conflict, Forbidden, InvalidInput, NotFound
+from reelay.events import OutboxSweep, cdn_invalidation
 from reelay.models import ModerationAction, ModerationRecord, Video, VideoStatus, VideoVisibility
 from reelay.observability import logger
 from reelay.playback import PlaybackUnavailable
@@ -292,9 +293,9 @@ class VideoService:
     def set_visibility(self, owner_id: str, video_id: str, visibility: VideoVisibility) -> Video:
         before = self.owned(owner_id, video_id)
         video = self.catalogue.set_visibility(video_id, VideoVisibility(visibility))
-        if self.cdn is not None and not before.owner_only and video.owner_only:
+        if not before.owner_only and video.owner_only:
             # Copies cached at the public path while it was public must not outlive the change.
-            self.cdn.invalidate([f"/{output_prefix(self.settings, video_id)}*"])
+            self._drop_from_cdn(video_id)
         logger.info("visibility changed", extra={"video_id": video_id, "visibility": video.visibility.value})
         return video
 
@@ -323,10 +324,18 @@ class VideoService:
         removed = self.store.delete_prefix(output_prefix(self.settings, video_id))
         self.catalogue.delete(video_id)
         # Segments are cached as immutable for a year: without this the CDN keeps serving them.
-        if self.cdn is not None:
-            self.cdn.invalidate([f"/{output_prefix(self.settings, video_id)}*"])
+        self._drop_from_cdn(video_id)
         logger.info("video deleted", extra={"video_id": video_id, "output_objects": removed})
         return video
+
+    def _drop_from_cdn(self, video_id: str) -> None:
+        """Invalidate the video's outputs through the outbox: recorded, then tried at once; a failed
+        invalidation stays in the outbox and the outbox sweep tries it again (reelay.events)."""
+        if self.cdn is None:
+            return
+        event = cdn_invalidation(video_id, [f"/{output_prefix(self.settings, video_id)}*"])
+        self.catalogue.record_event(event)
+        OutboxSweep(self.catalogue, None, cdn=self.cdn).flush_quietly(subject=event.subject)
 
     # --- moderation --------------------------------------------------------------------------
     def unpublish(self, moderator: Viewer, video_id: str, reason: str, *, unpublished: bool = True) -> Video:
@@ -335,8 +344,8 @@ class VideoService:
         video = self.catalogue.get(video_id)
         action = ModerationAction.UNPUBLISH if unpublished else ModerationAction.REPUBLISH
         self.catalogue.moderate(self._record(moderator, video, action, reason), unpublished=unpublished)
-        if unpublished and self.cdn is not None and not video.owner_only:
-            self.cdn.invalidate([f"/{output_prefix(self.settings, video_id)}*"])
+        if unpublished and not video.owner_only:
+            self._drop_from_cdn(video_id)
         logger.info("video moderated", extra={"video_id": video_id, "action": action.value})
         return self.catalogue.get(video_id)
 

@@ -412,6 +412,11 @@ class Transcoder(Construct):
             "Sweeps the event outbox: publishes video events a crash or an SNS outage delayed",
             OUTBOX_SWEEP_RATE_MINUTES,
         )
+        # It also retries the CDN invalidations a delete, a failure or a move to private left behind.
+        invalidate = refs.invalidate_playback(self)
+        if invalidate is not None and refs.cdn_distribution_id:
+            self.outbox_sweep.function.add_environment("REELAY_CDN_DISTRIBUTION_ID", refs.cdn_distribution_id)
+            self.outbox_sweep.function.add_to_role_policy(invalidate)
         # Missing data breaches: the sweep reports the age every minute, so silence means it is broken
         # (failing before it reports, or not invoked), and then nothing left behind gets published.
         self.outbox_age_alarm = self._alarm(

@@ -46,7 +46,9 @@ def sweep(relay: OutboxSweep, context: LambdaContext) -> tuple[int, int]:
 @tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     services = get_services()
-    published, failed = sweep(OutboxSweep(services.catalogue, services.events, metrics=metrics), context)
+    published, failed = sweep(
+        OutboxSweep(services.catalogue, services.events, metrics=metrics, cdn=services.cdn), context
+    )
     pending, oldest_age = services.catalogue.pending_events()
     metrics.add_metric(name=METRIC_PENDING, unit=MetricUnit.Count, value=pending)
     metrics.add_metric(name=METRIC_OLDEST_AGE, unit=MetricUnit.Seconds, value=oldest_age)

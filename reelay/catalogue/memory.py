@@ -37,7 +37,7 @@ from reelay.catalogue._common import (
 )
 from reelay.catalogue._stream_recording import recording_changes
 from reelay.catalogue.recordings_memory import MemoryRecordings
-from reelay.errors import Conflict, NotFound
+from reelay.errors import Conflict, InvalidInput, NotFound
 from reelay.models import (
     DesiredState,
     ModerationRecord,
@@ -158,6 +158,13 @@ class MemoryCatalogue(MemoryRecordings):
         with self._lock:
             self._row(video_id)
             del self._rows[video_id]
+
+    def record_event(self, event: OutboxEvent) -> None:
+        if not isinstance(event, OutboxEvent) or event.subject is None:
+            raise InvalidInput("an event recorded on its own needs a subject")
+        stored = event_row(event, event.video_id, event.subject)
+        with self._lock:
+            self._record(event.video_id, stored, event.subject)
 
     # --- visibility and moderation ------------------------------------------------------------
     def set_visibility(self, video_id: str, visibility: VideoVisibility) -> Video:

@@ -173,6 +173,12 @@ class MySQLCatalogue(MySQLRecordings):
         ):
             raise NotFound(f"video {video_id} not found")
 
+    def record_event(self, event: OutboxEvent) -> None:
+        if not isinstance(event, OutboxEvent) or event.subject is None:
+            raise InvalidInput("an event recorded on its own needs a subject")
+        stored = event_row(event, event.video_id, event.subject)
+        self._run(lambda conn: insert_event(conn, stored, video_id=event.video_id, subject=event.subject))
+
     # --- the transcode lifecycle --------------------------------------------------------------
     # --- visibility and moderation ------------------------------------------------------------
     def set_visibility(self, video_id: str, visibility: VideoVisibility) -> Video:

@@ -124,6 +124,13 @@ class RoleUse:
     not_in_aws: dict[str, str] = field(default_factory=dict)
 
 
+# Functions that publish video or stream events build their OutboxSweep without a CDN: CDN
+# invalidations in the outbox are acted on by the API, the transcode worker and the outbox sweep only.
+NO_CDN_IN_SWEEP = {
+    "reelay.events.OutboxSweep._invalidate": "its OutboxSweep has no CDN (cdn=None): it flushes only"
+    " the events of its own changes, none of which is a CDN invalidation",
+}
+
 # Role (the logical-id prefix of its IAM role) -> the code that runs with it.
 ROLES: dict[str, RoleUse] = {
     # The handler hands every request to the routes the app module registers.
@@ -131,14 +138,19 @@ ROLES: dict[str, RoleUse] = {
     "UploadsUploadEventsFunctionServiceRole": RoleUse(
         ("lambdas.upload_events.handler",),
         {"sqs:SendMessage": "the on-failure destination of its async invocations", **CDK_QUEUE_READS},
+        not_in_aws=NO_CDN_IN_SWEEP,
     ),
     "TranscoderTaskTaskRole": RoleUse(("transcoder.worker",), dict(CDK_QUEUE_READS)),
-    "TranscoderDeadJobsFunctionServiceRole": RoleUse(("lambdas.dead_jobs.handler",), SQS_EVENT_SOURCE),
+    "TranscoderDeadJobsFunctionServiceRole": RoleUse(
+        ("lambdas.dead_jobs.handler",), SQS_EVENT_SOURCE, not_in_aws=NO_CDN_IN_SWEEP
+    ),
     "TranscoderOutboxSweepFunctionServiceRole": RoleUse(("lambdas.outbox_sweep.handler",)),
     "TranscoderStuckSweepFunctionServiceRole": RoleUse(
-        ("lambdas.stuck_sweep.handler",), dict(CDK_QUEUE_READS)
+        ("lambdas.stuck_sweep.handler",), dict(CDK_QUEUE_READS), not_in_aws=NO_CDN_IN_SWEEP
     ),
-    "RecordingStepsFunctionServiceRole": RoleUse(("lambdas.recording_steps.handler",)),
+    "RecordingStepsFunctionServiceRole": RoleUse(
+        ("lambdas.recording_steps.handler",), not_in_aws=NO_CDN_IN_SWEEP
+    ),
     "RecordingExportTaskTaskRole": RoleUse(("transcoder.export",)),
     "RecordingSweepFunctionServiceRole": RoleUse(
         ("lambdas.recording_sweep.handler",),

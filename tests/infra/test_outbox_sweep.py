@@ -89,7 +89,9 @@ def test_a_schedule_invokes_the_sweep_every_minute(template, function):
     assert invoke["MaximumRetryAttempts"] <= 2 and invoke["MaximumEventAgeInSeconds"] <= 300
 
 
-def test_sweep_may_publish_to_the_events_topic_and_read_the_app_secret_only(template, function, stacks):
+def test_sweep_may_publish_events_invalidate_playback_and_read_the_app_secret_only(
+    template, function, stacks
+):
     # Given the statements of the sweep function's role
     _, fn = function
     role_id = fn["Role"]["Fn::GetAtt"][0]
@@ -100,10 +102,12 @@ def test_sweep_may_publish_to_the_events_topic_and_read_the_app_secret_only(temp
         for s in props(policy)["PolicyDocument"]["Statement"]
     ]
     by_action = {a: s for s in statements for a in statement_actions(s)}
-    # Then it may publish to the events topic (and use that topic's key), read the app DB secret,
-    # and send traces: nothing else
+    # Then it may publish to the events topic (and use that topic's key), invalidate the playback
+    # distribution (the CDN invalidations in the outbox), read the app DB secret, and send traces:
+    # nothing else
     assert set(by_action) == {
         "sns:Publish",
+        "cloudfront:CreateInvalidation",
         "kms:Decrypt",
         "kms:GenerateDataKey*",
         "secretsmanager:GetSecretValue",
@@ -113,6 +117,8 @@ def test_sweep_may_publish_to_the_events_topic_and_read_the_app_secret_only(temp
     }
     assert "Events" in json.dumps(by_action["sns:Publish"]["Resource"])
     assert "EventsKey" in json.dumps(by_action["kms:GenerateDataKey*"]["Resource"])
+    assert ":distribution/" in json.dumps(by_action["cloudfront:CreateInvalidation"]["Resource"])
+    assert "REELAY_CDN_DISTRIBUTION_ID" in fn["Environment"]["Variables"]
     app_secret = _ref_id(stacks.data, stacks.data.database.app_secret)
     assert app_secret in json.dumps(by_action["secretsmanager:GetSecretValue"]["Resource"])
     # And "*" only for X-Ray, which has no resource ARNs

@@ -1276,3 +1276,29 @@ def test_concurrent_creates_of_one_owner_cannot_both_squeeze_under_a_quota(migra
     finally:
         for p in providers:
             p.close()
+
+
+def test_an_event_recorded_on_its_own_is_claimed_by_its_subject(world: World) -> None:
+    from reelay.events import CDN_INVALIDATE, cdn_invalidation, cdn_subject
+
+    # Given a CDN invalidation recorded on its own, about a video whose row is already gone
+    world.catalogue.record_event(cdn_invalidation("gone-video", ["/outputs/gone-video/*"]))
+    world.catalogue.record_event(cdn_invalidation("other-video", ["/outputs/other-video/*"]))
+    # When a sweep claims that video's subject
+    (claimed,) = world.other.claim_events(limit=10, lease_seconds=60, subject=cdn_subject("gone-video"))
+    # Then it gets that event only, with its paths, and no video id
+    assert (claimed.event_type, claimed.video_id, claimed.subject) == (
+        CDN_INVALIDATE,
+        None,
+        "cdn:gone-video",
+    )
+    assert claimed.detail == {"videoId": "gone-video", "paths": ["/outputs/gone-video/*"]}
+    assert world.other.pending_events()[0] == 2
+
+
+def test_an_event_recorded_on_its_own_needs_a_subject(catalogue: VideoCatalogue) -> None:
+    from reelay.models import OutboxEvent
+
+    with pytest.raises(InvalidInput):
+        catalogue.record_event(OutboxEvent(event_type="cdn.invalidate", detail={}))
+    assert catalogue.pending_events()[0] == 0

@@ -254,3 +254,33 @@ def test_delete_does_not_invalidate_when_the_media_could_not_be_deleted() -> Non
     with pytest.raises(ConnectionError):
         svc.delete("alice", video.video_id)
     assert cdn.invalidated == []
+
+
+def test_an_invalidation_the_cdn_refused_is_retried_by_the_outbox_sweep() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from reelay.events import DEFAULT_LEASE_SECONDS, OutboxSweep
+    from tests.fakes import FakeCdn
+
+    class DownCdn(FakeCdn):
+        def invalidate(self, paths: list[str]) -> None:
+            raise ConnectionError("CloudFront unreachable")
+
+    now = [datetime(2026, 12, 1, 12, 0, 0, tzinfo=UTC)]
+    catalogue = MemoryCatalogue(clock=lambda: now[0])
+    svc = VideoService(catalogue, FakeStore(), Settings(), DownCdn())
+    video, _ = create(svc)
+    # When the owner deletes a video while the CDN refuses invalidations
+    svc.delete("alice", video.video_id)
+    # Then the delete succeeded and the invalidation waits in the outbox
+    with pytest.raises(NotFound):
+        catalogue.get(video.video_id)
+    assert catalogue.pending_events()[0] == 1
+    # And the outbox sweep, once its lease is out and the CDN answers, drops the video's outputs
+    cdn = FakeCdn()
+    sweep = OutboxSweep(catalogue, None, cdn=cdn)
+    assert sweep.flush().published == 0  # still leased by the failed first try
+    now[0] += timedelta(seconds=DEFAULT_LEASE_SECONDS + 1)
+    assert sweep.flush().published == 1
+    assert cdn.invalidated == [[f"/outputs/{video.video_id}/*"]]
+    assert catalogue.pending_events()[0] == 0
