@@ -451,13 +451,15 @@ class _Job:
         return Gst.PadProbeReturn.OK
 
     def _on_encoded(self, _pad: Gst.Pad, info: Gst.PadProbeInfo, name: str) -> Gst.PadProbeReturn:
-        if name not in self.codecs:
-            buf = info.get_buffer()
-            codec = avc1_from_sps(buf.extract_dup(0, min(buf.get_size(), 1024)))
-            if codec:
-                self.codecs[name] = codec
+        # Only the first keyframe's SPS is wanted; the tee's probe keeps the watchdog fed from then on,
+        # so the probe goes away rather than take the GIL for every encoded frame.
         self.last_activity = time.monotonic()
-        return Gst.PadProbeReturn.OK
+        buf = info.get_buffer()
+        codec = avc1_from_sps(buf.extract_dup(0, min(buf.get_size(), 1024)))
+        if not codec:
+            return Gst.PadProbeReturn.OK
+        self.codecs[name] = codec
+        return Gst.PadProbeReturn.REMOVE
 
     def _on_poster_buffer(self, _pad: Gst.Pad, info: Gst.PadProbeInfo) -> Gst.PadProbeReturn:
         # Let through the first frame (fallback) and the first frame at or after the poster time.
@@ -519,6 +521,28 @@ def _measure(folder: Path, target: int, frame_seconds: float) -> tuple[list[tupl
     # only together with its neighbour (see hls.peak_bit_rate).
     peak = hls.peak_bit_rate([(bits, d) for bits, (_, d) in zip(sizes, segments, strict=True)], target)
     return segments, max(peak, average), average
+
+
+# Every element a transcode makes (decodebin's usual picks included), for ``warm_up``.
+_FACTORIES = (
+    "filesrc", "decodebin", "typefind", "qtdemux", "multiqueue", "h264parse", "avdec_h264", "aacparse",
+    "avdec_aac", "queue", "videoconvert", "videoflip", "videorate", "capsfilter", "tee", "videoscale",
+    "x264enc", "hlssink2", "splitmuxsink", "mpegtsmux", "audioconvert", "audioresample", "avenc_aac",
+    "jpegenc", "multifilesink", "fakesink",
+)  # fmt: skip
+
+
+def warm_up() -> None:
+    """Initialise GStreamer and load the transcode's plugins now, so the first job does not wait for it.
+
+    A worker calls this before it takes jobs: a task started for a queued job (scale-out) otherwise
+    pays the plugin loading (libx264, libav) inside that job's time.
+    """
+    ensure_init()
+    for name in _FACTORIES:
+        factory = Gst.ElementFactory.find(name)
+        if factory is not None:
+            factory.load()
 
 
 def transcode(
