@@ -15,6 +15,7 @@ from reelay.media import hls
 from reelay.media._gst import Gst, ensure_init
 from reelay.media.ladder import PRESETS, choose_ladder
 from reelay.media.pipeline import (
+    _FACTORIES,
     RAW_QUEUE_FRAMES,
     TranscodeCancelled,
     TranscodeResult,
@@ -23,6 +24,7 @@ from reelay.media.pipeline import (
     planned_renditions,
     scale_parents,
     transcode,
+    warm_up,
 )
 from reelay.media.probe import MediaInfo, probe
 from reelay.media.runner import PipelineRunner, PipelineStalled
@@ -526,3 +528,21 @@ def test_sd_renditions_of_an_hd_source_keep_its_colours_and_sharpness(tmp_path: 
         assert _psnr_against_source(rendition, src, spec.width, spec.height) > 41, spec.name
         # And says which colours it carries: those of the source (BT.709 for HD), not a guess from its size
         assert video_stream(run.segment_files(spec.name)[0]).get("color_space") == "bt709", spec.name
+
+
+def test_warm_up_loads_every_plugin_the_pipeline_uses(tmp_path: Path):
+    # Given a worker that warmed up before its first job
+    warm_up()
+    # Then the plugins of the listed elements are loaded
+    for name in _FACTORIES:
+        assert Gst.ElementFactory.find(name).get_plugin().is_loaded(), name
+    # And the list holds every element a transcode builds (so a new element cannot be left out of it)
+    src = make_clip(tmp_path / "s.mp4", seconds=1, width=1280, height=720)
+    info = probe(src)
+    job = _Job(src, tmp_path / "out", choose_ladder(info), info, SEGMENT, "veryfast")
+    try:
+        built = {e.get_factory().get_name() for e in job.pipeline.iterate_recurse() if e.get_factory()}
+        assert built <= set(_FACTORIES), built - set(_FACTORIES)
+    finally:
+        job.pipeline.set_state(Gst.State.NULL)
+        job.release()
