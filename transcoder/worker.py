@@ -169,6 +169,9 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    from reelay.media.pipeline import warm_up
+
+    warm_up()  # GStreamer and its plugins before the first job, not inside it
     worker = Worker(Services(settings), settings, stop)
     # The loop runs in a thread so the main thread stays free to receive signals while GStreamer
     # blocks in C code.

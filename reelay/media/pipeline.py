@@ -1,16 +1,25 @@
 """Transcode one source into adaptive-bitrate HLS with a single GStreamer pipeline.
 
-One decode feeds every rendition::
+One decode feeds every rendition, and the smaller renditions are scaled from a larger one::
 
     filesrc ! decodebin ─ video ─ queue ! videoconvert ! videoflip(auto) ! videoconvert ! videorate
-        ! video/x-raw,format=I420,framerate=F ! tee ─┬─ queue ! videoscale ! WxH,par=1/1,I420 ! x264enc
-                                                     │      ! video/x-h264,profile=P ! h264parse ! hlssink2
-                                                     ├─ ... one branch per rendition
-                                                     └─ queue ! videoscale ! jpegenc ! multifilesink (poster)
+        ! video/x-raw,format=I420,framerate=F,colorimetry=C ! tee
+            ─┬─ queue ! videoscale ! 1920x1080 ─────────────────── ! x264enc ! h264parse ! hlssink2
+             ├─ queue ! videoscale ! 1280x720 ! tee ─ queue ────── ! x264enc ! h264parse ! hlssink2
+             │                                   ├─ queue ! videoscale ! 854x480 ! x264enc ! ...
+             │                                   └─ queue ! videoscale ! 640x360 ! x264enc ! ...
+             └─ queue ! videoscale ! jpegenc ! multifilesink (poster)
                         ─ audio ─ queue ! audioconvert ! audioresample ! 48 kHz stereo ! tee
                               ─ queue ! avenc_aac(B) ! aacparse ! tee ─ queue ! hlssink2 (each rendition)
 
 Decisions:
+- Scaling is most of the work around the encoders. A rendition is scaled from the smallest larger one
+  that is an exact copy of the picture (``scale_parents``), not from the full-size frames, and with
+  multi-tap filters (``SCALER``): together cheaper than 2-tap scaling from 1080p, and sharper than
+  ffmpeg's bilinear (tests/bench/bench_ladder.py prints both sides' PSNR per rendition).
+- The colorimetry is pinned before the tee (``_pin_colorimetry``): with none in the caps, every element
+  assumes BT.709 above 576 lines and BT.601 below, so each SD rendition of an HD source went through a
+  matrix conversion that cost CPU and shifted its colours (24 dB PSNR against the source).
 - Audio is encoded once per distinct audio bitrate in the ladder, then teed to the renditions that share
   it: AAC costs little, but encoding it four times for nothing is waste, and renditions that share one
   encode carry byte-identical audio, so switching variants never glitches the sound.
@@ -48,7 +57,7 @@ from pathlib import Path
 
 from reelay.errors import InvalidInput, MediaError
 from reelay.media import h264, hls
-from reelay.media._gst import GObject, Gst, ensure_init
+from reelay.media._gst import GObject, Gst, GstVideo, ensure_init
 from reelay.media.ladder import RenditionSpec, even
 from reelay.media.probe import MediaInfo
 from reelay.media.runner import PipelineFailed, PipelineRunner, PipelineStalled, TranscodeCancelled
@@ -174,6 +183,37 @@ def x264_encoder(
     return encoder
 
 
+def scale_parents(ladder: Sequence[RenditionSpec], width: int, height: int) -> dict[str, str | None]:
+    """Which frames each rendition is scaled from: a larger rendition's, or None for the source's.
+
+    Scaling the small renditions from an already scaled larger one costs a fraction of scaling them
+    from the full-size frames. A rendition may feed others only when it is an exact copy of the
+    ``width`` x ``height`` picture (same aspect ratio to the pixel): one rounded to even sizes (854x480
+    of 16:9) is slightly stretched, and scaling it again stacks that error (measured: -12 dB PSNR at
+    360p from 854x480, against +0.4 dB from 1280x720). Among the exact ones, the smallest that is at
+    least as large on both sides is used.
+    """
+    exact = [r for r in ladder if r.width * height == r.height * width]
+    parents: dict[str, str | None] = {}
+    for spec in ladder:
+        area = spec.width * spec.height
+        larger = [
+            r
+            for r in exact
+            if r.width >= spec.width and r.height >= spec.height and r.width * r.height > area
+        ]
+        parents[spec.name] = min(larger, key=lambda r: r.width * r.height).name if larger else None
+    return parents
+
+
+# videoscale's filters, chosen by PSNR against a Lanczos-scaled source and CPU (tests/bench/bench_ladder):
+# "bilinear" is 2-tap whatever the ratio, so a 1.5x-3x reduction aliases (-2 to -8 dB at 480p/360p
+# against ffmpeg's bilinear); "bilinear2" widens its taps with the ratio, as swscale's bilinear does.
+# The chroma planes use their own resampler (2-tap "linear" by default: -2 dB on U and V); Lanczos
+# costs little there, as chroma is a quarter of the pixels.
+SCALER = {"method": "bilinear2", "chroma_resampler": "lanczos"}
+
+
 def _caps(text: str) -> Gst.Element:
     return _make("capsfilter", caps=Gst.Caps.from_string(text))
 
@@ -250,12 +290,11 @@ class _Job:
         self.decodebin.connect("no-more-pads", self._on_no_more_pads)
 
         self.video_in = _raw_queue("video_in")
-        rate = f"{self.fps.numerator}/{self.fps.denominator}"
         vtee = _make("tee", "video_tee")
+        self.video_caps = _caps(self._raw_caps())
         _link_chain(
             p, self.video_in, _make("videoconvert"), _make("videoflip", video_direction="auto"),
-            _make("videoconvert"), _make("videorate"),
-            _caps(f"video/x-raw,format=I420,framerate={rate}"), vtee,
+            _make("videoconvert"), _make("videorate"), self.video_caps, vtee,
         )  # fmt: skip
         vtee.get_static_pad("sink").add_probe(Gst.PadProbeType.BUFFER, self._on_video_buffer)
 
@@ -277,11 +316,44 @@ class _Job:
                     raise RuntimeError("could not link the audio encoder")
                 atees[kbps] = atee
 
-        for spec in self.ladder:
-            self._add_rendition(spec, vtee, atees.get(spec.audio_kbps))
+        parents = scale_parents(self.ladder, self.info.width, self.info.height)
+        feeders = set(parents.values())
+        tees: dict[str | None, Gst.Element] = {None: vtee}
+        for spec in sorted(self.ladder, key=lambda r: r.width * r.height, reverse=True):
+            tee = self._add_rendition(
+                spec, tees[parents[spec.name]], atees.get(spec.audio_kbps), feeds=spec.name in feeders
+            )
+            if tee is not None:
+                tees[spec.name] = tee
         self._add_poster(vtee)
 
-    def _add_rendition(self, spec: RenditionSpec, vtee: Gst.Element, atee: Gst.Element | None) -> None:
+    def _raw_caps(self, colorimetry: str | None = None) -> str:
+        rate = f"{self.fps.numerator}/{self.fps.denominator}"
+        return f"video/x-raw,format=I420,framerate={rate}" + (
+            f",colorimetry={colorimetry}" if colorimetry else ""
+        )
+
+    def _pin_colorimetry(self, pad: Gst.Pad) -> None:
+        """Carry the decoded video's colorimetry through every rendition.
+
+        A decoder that finds no colour description in the stream leaves it out of its caps, and each
+        element then assumes the default for the frame size in front of it: BT.709 above 576 lines,
+        BT.601 at or below. Without this, every SD rendition of an HD source went through a full matrix
+        conversion (costly, and it changes the pixel values x264 is given) only because its size differs.
+        """
+        caps = pad.get_current_caps()
+        if caps is None or not caps.is_fixed():
+            return
+        info = GstVideo.VideoInfo.new_from_caps(caps)
+        if info is not None:
+            self.video_caps.set_property(
+                "caps", Gst.Caps.from_string(self._raw_caps(info.colorimetry.to_string()))
+            )
+
+    def _add_rendition(
+        self, spec: RenditionSpec, source: Gst.Element, atee: Gst.Element | None, *, feeds: bool
+    ) -> Gst.Element | None:
+        """One rendition's branch from ``source`` (a tee); with ``feeds``, also a tee of its scaled frames."""
         p = self.pipeline
         folder = self.out_dir / spec.name
         folder.mkdir(parents=True, exist_ok=True)
@@ -299,12 +371,15 @@ class _Job:
         )  # fmt: skip
         parse = _make("h264parse")
         queue = _raw_queue()
-        _link_chain(
-            p, queue, _make("videoscale", add_borders=False),
+        scaled = [
+            queue, _make("videoscale", add_borders=False, **SCALER),
             _caps(f"video/x-raw,width={spec.width},height={spec.height},pixel-aspect-ratio=1/1,format=I420"),
-            encoder, _caps(f"video/x-h264,profile={spec.profile}"), parse,
-        )  # fmt: skip
-        if not vtee.link(queue) or parse.link_pads("src", sink, "video") is False:
+        ]  # fmt: skip
+        tee = _make("tee", f"scaled_{spec.name}_tee") if feeds else None
+        if tee is not None:  # the encoder gets its own thread, so the smaller renditions do not wait on it
+            scaled += [tee, _raw_queue()]
+        _link_chain(p, *scaled, encoder, _caps(f"video/x-h264,profile={spec.profile}"), parse)
+        if not source.link(queue) or parse.link_pads("src", sink, "video") is False:
             raise RuntimeError(f"could not link rendition {spec.name}")
         parse.get_static_pad("src").add_probe(Gst.PadProbeType.BUFFER, self._on_encoded, spec.name)
         if atee is not None:
@@ -312,6 +387,7 @@ class _Job:
             p.add(aqueue)
             if not atee.link(aqueue) or aqueue.link_pads("src", sink, "audio") is False:
                 raise RuntimeError(f"could not link audio of rendition {spec.name}")
+        return tee
 
     def _add_poster(self, vtee: Gst.Element) -> None:
         width = even(min(POSTER_MAX_WIDTH, self.info.width))
@@ -334,6 +410,8 @@ class _Job:
         target = {"video": self.video_in, "audio": self.audio_in}.get(kind)
         if target is not None and kind not in self.linked:
             self.linked.add(kind)
+            if kind == "video":
+                self._pin_colorimetry(pad)
             if pad.link(target.get_static_pad("sink")) == Gst.PadLinkReturn.OK:
                 return
         # Extra streams (a second audio track, subtitles) are not used: park them in a fakesink.
@@ -373,13 +451,15 @@ class _Job:
         return Gst.PadProbeReturn.OK
 
     def _on_encoded(self, _pad: Gst.Pad, info: Gst.PadProbeInfo, name: str) -> Gst.PadProbeReturn:
-        if name not in self.codecs:
-            buf = info.get_buffer()
-            codec = avc1_from_sps(buf.extract_dup(0, min(buf.get_size(), 1024)))
-            if codec:
-                self.codecs[name] = codec
+        # Only the first keyframe's SPS is wanted; the tee's probe keeps the watchdog fed from then on,
+        # so the probe goes away rather than take the GIL for every encoded frame.
         self.last_activity = time.monotonic()
-        return Gst.PadProbeReturn.OK
+        buf = info.get_buffer()
+        codec = avc1_from_sps(buf.extract_dup(0, min(buf.get_size(), 1024)))
+        if not codec:
+            return Gst.PadProbeReturn.OK
+        self.codecs[name] = codec
+        return Gst.PadProbeReturn.REMOVE
 
     def _on_poster_buffer(self, _pad: Gst.Pad, info: Gst.PadProbeInfo) -> Gst.PadProbeReturn:
         # Let through the first frame (fallback) and the first frame at or after the poster time.
@@ -441,6 +521,28 @@ def _measure(folder: Path, target: int, frame_seconds: float) -> tuple[list[tupl
     # only together with its neighbour (see hls.peak_bit_rate).
     peak = hls.peak_bit_rate([(bits, d) for bits, (_, d) in zip(sizes, segments, strict=True)], target)
     return segments, max(peak, average), average
+
+
+# Every element a transcode makes (decodebin's usual picks included), for ``warm_up``.
+_FACTORIES = (
+    "filesrc", "decodebin", "typefind", "qtdemux", "multiqueue", "h264parse", "avdec_h264", "aacparse",
+    "avdec_aac", "queue", "videoconvert", "videoflip", "videorate", "capsfilter", "tee", "videoscale",
+    "x264enc", "hlssink2", "splitmuxsink", "mpegtsmux", "audioconvert", "audioresample", "avenc_aac",
+    "jpegenc", "multifilesink", "fakesink",
+)  # fmt: skip
+
+
+def warm_up() -> None:
+    """Initialise GStreamer and load the transcode's plugins now, so the first job does not wait for it.
+
+    A worker calls this before it takes jobs: a task started for a queued job (scale-out) otherwise
+    pays the plugin loading (libx264, libav) inside that job's time.
+    """
+    ensure_init()
+    for name in _FACTORIES:
+        factory = Gst.ElementFactory.find(name)
+        if factory is not None:
+            factory.load()
 
 
 def transcode(

@@ -79,13 +79,21 @@ def _measure(
         "REELAY_DATABASE_URL": db_url, "REELAY_DB_NAME": db_name, "REELAY_LADDER": LADDER,
         "REELAY_WORK_DIR": settings.work_dir, "POWERTOOLS_SERVICE_NAME": "transcoder",
     })  # fmt: skip
+    log = work / "worker.log"
     worker = subprocess.Popen(
         [sys.executable, "-m", "transcoder.worker"], cwd=ROOT, env=env,
-        stdout=(work / "worker.log").open("wb"), stderr=subprocess.STDOUT,
+        stdout=log.open("wb"), stderr=subprocess.STDOUT,
     )  # fmt: skip
     rusage = None
     try:
-        time.sleep(2)  # let the worker import GStreamer and start polling: not part of the job
+        # The worker's start (imports, GStreamer's plugins) is not part of the job: enqueue once it polls.
+        # A fixed sleep was too short on a loaded machine, and its start was counted in the job's time.
+        started = time.monotonic()
+        while b"worker started" not in log.read_bytes():
+            if worker.poll() is not None or time.monotonic() - started > 120:
+                raise RuntimeError(f"the worker did not start; see {log}")
+            time.sleep(0.05)
+        time.sleep(0.5)  # from its log line to its first long poll
         video_id = uuid.uuid4().hex[:22]
         key = f"{settings.upload_prefix}{video_id}.mp4"
         services.catalogue.create(

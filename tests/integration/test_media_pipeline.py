@@ -15,15 +15,18 @@ from reelay.media import hls
 from reelay.media._gst import Gst, ensure_init
 from reelay.media.ladder import PRESETS, choose_ladder
 from reelay.media.pipeline import (
+    _FACTORIES,
     RAW_QUEUE_FRAMES,
     TranscodeCancelled,
     TranscodeResult,
     _Job,
     encoder_threads,
     planned_renditions,
+    scale_parents,
     transcode,
+    warm_up,
 )
-from reelay.media.probe import probe
+from reelay.media.probe import MediaInfo, probe
 from reelay.media.runner import PipelineRunner, PipelineStalled
 from reelay.models import Rendition
 from tests.media_fixtures import FFMPEG, ffprobe_json, make_clip, make_truncated, make_vfr
@@ -444,8 +447,11 @@ def test_raw_video_queues_hold_a_few_frames_and_encoders_share_the_cores(tmp_pat
             upstream = _peer_element(q.get_static_pad("sink"))
             return upstream.get_name() if upstream is not None else ""
 
-        raw = [q for q in queues if q.get_name() == "video_in" or fed_by(q) == "video_tee"]
-        assert len(raw) == 1 + len(ladder) + 1  # decoder output, one per rendition, poster
+        raw = [q for q in queues if q.get_name() == "video_in" or fed_by(q).endswith("_tee")]
+        raw = [q for q in raw if not fed_by(q).startswith("aac_")]
+        feeders = {p for p in scale_parents(ladder, info.width, info.height).values() if p}
+        # decoder output, one scaler per rendition, poster, and an encoder queue behind each feeding rendition
+        assert len(raw) == 1 + len(ladder) + 1 + len(feeders)
         for q in raw:
             assert 1 <= q.get_property("max-size-buffers") <= RAW_QUEUE_FRAMES, q.get_name()
             assert q.get_property("max-size-bytes") == 0 and q.get_property("max-size-time") == 0
@@ -467,3 +473,76 @@ def test_raw_video_queues_hold_a_few_frames_and_encoders_share_the_cores(tmp_pat
 def test_encoder_threads_scale_with_cores_and_pixels(cores, expected):
     ladder = [PRESETS[n] for n in ("1080p", "720p", "480p", "360p")]
     assert [encoder_threads(s, ladder, cores) for s in ladder] == expected
+
+
+def test_smaller_renditions_are_scaled_from_the_largest_exact_copy_of_the_picture():
+    # Given the default ladder of a 16:9 1080p source: 854x480 is rounded to even, so not an exact copy
+    ladder = [PRESETS[n] for n in ("1080p", "720p", "480p", "360p")]
+    # Then 720p comes from the full-size frames' 1080p branch, 480p and 360p from 720p, not from 854x480
+    assert scale_parents(ladder, 1920, 1080) == {
+        "1080p": None,
+        "720p": "1080p",
+        "480p": "720p",
+        "360p": "720p",
+    }
+    # And a 4:3 source's ladder is exact all the way down (1440x1080, 960x720, 640x480, 480x360): a chain
+    four_three = choose_ladder(replace(probe_info_stub(), width=1440, height=1080))
+    assert scale_parents(four_three, 1440, 1080) == {
+        "1080p": None,
+        "720p": "1080p",
+        "480p": "720p",
+        "360p": "480p",
+    }
+    # And a rendition is never fed by one smaller than itself, or by a picture of another shape
+    assert scale_parents(four_three, 1920, 1080) == {s.name: None for s in four_three}
+    # And a portrait ladder follows the same rule
+    portrait = choose_ladder(replace(probe_info_stub(), width=1080, height=1920))
+    parents = scale_parents(portrait, 1080, 1920)
+    assert parents[portrait[0].name] is None and parents[portrait[1].name] == portrait[0].name
+
+
+def probe_info_stub():
+    return MediaInfo(
+        duration_seconds=1.0, has_video=True, has_audio=False, width=1920, height=1080, rotation=0, fps=25.0,
+        variable_frame_rate=False, video_codec="h264", audio_codec=None, container="mp4",
+    )  # fmt: skip
+
+
+def _psnr_against_source(rendition: Path, source: Path, width: int, height: int) -> float:
+    out = subprocess.run(
+        [FFMPEG, "-hide_banner", "-nostdin", "-i", str(rendition), "-i", str(source), "-lavfi",
+         f"[0]setpts=PTS-STARTPTS[a];[1]setpts=PTS-STARTPTS,scale={width}:{height}:flags=lanczos[r];[a][r]psnr",
+         "-f", "null", "-"], capture_output=True, text=True, check=True, timeout=120,
+    ).stderr  # fmt: skip
+    return float(out.rsplit("average:", 1)[1].split()[0])
+
+
+def test_sd_renditions_of_an_hd_source_keep_its_colours_and_sharpness(tmp_path: Path):
+    # Given a 1080p test pattern without colour description, transcoded to 720p, 480p and 360p
+    src = make_clip(tmp_path / "s.mp4", seconds=1, width=1920, height=1080, audio=False)
+    run = run_transcode(src, tmp_path / "out", names=("720p", "480p", "360p"))
+    for spec in run.result.renditions:
+        rendition = run.out / spec.name / "index.m3u8"
+        # Then each one is close to the source scaled to its size (a BT.709 -> BT.601 matrix conversion
+        # of the SD ones gave 24 dB; 2-tap scaling 34-40 dB)
+        assert _psnr_against_source(rendition, src, spec.width, spec.height) > 41, spec.name
+        # And says which colours it carries: those of the source (BT.709 for HD), not a guess from its size
+        assert video_stream(run.segment_files(spec.name)[0]).get("color_space") == "bt709", spec.name
+
+
+def test_warm_up_loads_every_plugin_the_pipeline_uses(tmp_path: Path):
+    # Given a worker that warmed up before its first job
+    warm_up()
+    # Then the plugins of the listed elements are loaded
+    for name in _FACTORIES:
+        assert Gst.ElementFactory.find(name).get_plugin().is_loaded(), name
+    # And the list holds every element a transcode builds (so a new element cannot be left out of it)
+    src = make_clip(tmp_path / "s.mp4", seconds=1, width=1280, height=720)
+    info = probe(src)
+    job = _Job(src, tmp_path / "out", choose_ladder(info), info, SEGMENT, "veryfast")
+    try:
+        built = {e.get_factory().get_name() for e in job.pipeline.iterate_recurse() if e.get_factory()}
+        assert built <= set(_FACTORIES), built - set(_FACTORIES)
+    finally:
+        job.pipeline.set_state(Gst.State.NULL)
+        job.release()
