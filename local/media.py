@@ -24,6 +24,7 @@ from infra.constants import HLS_CONTENT_TYPES
 from local.gateway import CORS_HEADERS, error
 from reelay.errors import ReelayError
 from reelay.playback import check_signed_access, media_prefix
+from reelay.recording.service import EXPORT_MEDIA_DIR
 
 # What the catalogue says about a video's media: anyone may read it, only with a signature, or the
 # video is not in the catalogue (its media is not served).
@@ -84,8 +85,10 @@ class MediaEndpoint:
         if self.store is None or (self.access is None and key.startswith(self._output_prefix)):
             return error(503, "not_ready", "The media store is not ready yet.")
         signed = False
-        if key.startswith(self._output_prefix):
-            video_id = key[len(self._output_prefix) :].split("/", 1)[0]
+        video_id = key[len(self._output_prefix) :].split("/", 1)[0]
+        # A recording's MP4 exports sit beside the videos' outputs (outputs/exports/<session>/<id>.mp4):
+        # served like CloudFront's public /outputs/* path, by their unguessable ids, not by a video.
+        if key.startswith(self._output_prefix) and video_id != EXPORT_MEDIA_DIR:
             assert self.access is not None
             try:
                 access = self.access(video_id)

@@ -5,9 +5,11 @@ Rows are compact (plain tuples of ints, writer ids interned) so a 48 h x 5 rendi
 EVENT playlist, so they agree.
 
 Rules:
-- the same (rendition, seq) written by two writers is one segment: the copy of the writer kept for
-  the previous segment wins (fewer switches), else the writer whose id sorts first. The choice is
-  stable under deleting the losing copies, so cleanup can recompute it;
+- the same (rendition, seq) written by two writers is one segment when their wall-clock spans
+  overlap (by half the shorter one): the copy of the writer kept for the previous segment wins (fewer
+  switches), else the writer whose id sorts first. Copies that do not overlap (a writer killed early
+  in a slot, its replacement later in it) are distinct media: both are kept, in wall-clock order.
+  The choice is stable under deleting the losing copies, so cleanup can recompute it;
 - segments are ordered by sequence number;
 - ``EXT-X-DISCONTINUITY`` (with ``EXT-X-PROGRAM-DATE-TIME``) goes before a segment the writer marked
   (a reconnect), after a gap in the sequence numbers, where the writer changes (another muxer's
@@ -81,21 +83,50 @@ def merge_entries(raw: list[Row], writers: list[str]) -> Merged:
         while j < n and raw[j][0] == raw[i][0]:
             j += 1
         group = raw[i:j]
-        chosen = group[0]
-        if prev is not None and len(group) > 1:
-            chosen = next((e for e in group if e[4] == prev[4]), chosen)
-        duplicates.extend((e[4], e[0]) for e in group if e is not chosen)
-        disc = chosen[3]
-        if prev is not None:
-            missing = chosen[0] - prev[0] - 1
-            gaps += missing
-            jump = chosen[2] - (prev[2] + prev[1])
-            if missing or chosen[4] != prev[4] or (chosen[2] and prev[2] and abs(jump) > GAP_TOLERANCE_MS):
-                disc = 1
-        kept.append((chosen[0], chosen[1], chosen[2], disc, chosen[4], chosen[5], chosen[3]))
-        prev = chosen
+        for run in _same_media_runs(group, writers) if len(group) > 1 else [group]:
+            chosen = run[0]
+            if prev is not None and len(run) > 1:
+                chosen = next((e for e in run if e[4] == prev[4]), chosen)
+            duplicates.extend((e[4], e[0]) for e in run if e is not chosen)
+            disc = chosen[3]
+            if prev is not None:
+                missing = max(0, chosen[0] - prev[0] - 1)
+                gaps += missing
+                jump = chosen[2] - (prev[2] + prev[1])
+                if (
+                    missing
+                    or chosen[4] != prev[4]
+                    or (chosen[2] and prev[2] and abs(jump) > GAP_TOLERANCE_MS)
+                ):
+                    disc = 1
+            kept.append((chosen[0], chosen[1], chosen[2], disc, chosen[4], chosen[5], chosen[3]))
+            prev = chosen
         i = j
     return Merged(kept, writers, duplicates, gaps)
+
+
+def _same_media(a: Row, b: Row) -> bool:
+    """Two writers' copies of one segment: their wall-clock spans overlap by at least half the shorter
+    one. Without a wall clock on either, the number alone decides, as it always did."""
+    if not a[2] or not b[2]:
+        return True
+    overlap = min(a[2] + a[1], b[2] + b[1]) - max(a[2], b[2])
+    return 2 * overlap >= min(a[1], b[1])
+
+
+def _same_media_runs(group: list[Row], writers: list[str]) -> list[list[Row]]:
+    """One sequence number's rows split into distinct media, in wall-clock order, each run's rows in
+    writer-id order. Numbers come from the wall clock, so a writer killed early in a slot and its
+    replacement starting later in the same slot can share a number without sharing any media: both
+    segments are kept (a discontinuity between them), never one dropped as the other's duplicate."""
+    runs: list[list[Row]] = []
+    for e in sorted(group, key=lambda e: (e[2], writers[e[4]])):
+        run = next((r for r in runs if _same_media(r[0], e)), None)
+        if run is None:
+            runs.append([e])
+        else:
+            run.append(e)
+    return [sorted(r, key=lambda e: writers[e[4]]) for r in runs]
 
 
 def _round_half_up(seconds: float) -> int:

@@ -876,8 +876,8 @@ def test_migrations_apply_once_in_order(fresh_url: str) -> None:
         ("0004", "outbox_subjects"),
         ("0005", "stream_relay"),
         ("0006", "recording_sessions"),
-        ("0009", "visibility_moderation"),
         ("0007", "recording_api"),
+        ("0009", "visibility_moderation"),
         ("0010", "upload_quota"),
     ]
     assert all(isinstance(at, datetime) for _, _, at in rows)

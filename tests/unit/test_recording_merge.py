@@ -46,3 +46,32 @@ def test_rendered_playlist_has_discontinuity_pdt_and_target() -> None:
 
 def test_program_date_time_has_milliseconds() -> None:
     assert program_date_time(1_780_000_000_123) == "2026-05-28T20:26:40.123Z"
+
+
+def test_a_writer_killed_early_in_a_slot_and_its_replacement_later_in_it_are_both_kept() -> None:
+    # Given w1 killed 0.9 s into slot 4 (a short last segment) and w2, its replacement, starting 1.2 s
+    # later in the same 2 s slot: both number their segment 4 (numbers come from the wall clock)
+    w1 = [*rows("w1", range(0, 4)), SegmentRow("w1", 4, 900, 1_000_000 + 4 * 2000, False, 100)]
+    w2 = [SegmentRow("w2", 4, 2000, 1_000_000 + 4 * 2000 + 1200, True, 100)]
+    w2 += [SegmentRow("w2", n, 2000, 1_000_000 + n * 2000 + 1200, False, 100) for n in (5, 6)]
+    # When they are merged
+    m = merge_segments(w2 + w1)
+    # Then no media is dropped: both 4s are kept, w1's first, with a discontinuity at the switch
+    assert [(m.writers[e[4]], e[0]) for e in m.entries] == [
+        *[("w1", n) for n in range(5)],
+        ("w2", 4),
+        ("w2", 5),
+        ("w2", 6),
+    ]
+    assert m.duplicates == [] and m.gaps == 0
+    assert [e[3] for e in m.entries] == [0, 0, 0, 0, 0, 1, 0, 0]
+
+
+def test_copies_of_one_segment_overlap_and_only_one_is_kept() -> None:
+    # Given two writers' copies of segment 4 whose spans overlap by more than half of the shorter
+    a = [SegmentRow("w1", 4, 2000, 1_008_000, False, 100)]
+    b = [SegmentRow("w2", 4, 1800, 1_008_300, False, 100)]
+    m = merge_segments(a + b)
+    # Then they are one segment (the writer sorting first wins)
+    assert [(m.writers[e[4]], e[0]) for e in m.entries] == [("w1", 4)]
+    assert m.duplicates == [(1, 4)]
