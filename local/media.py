@@ -24,7 +24,7 @@ from infra.constants import HLS_CONTENT_TYPES
 from local.gateway import CORS_HEADERS, error
 from reelay.errors import ReelayError
 from reelay.playback import check_signed_access, media_prefix
-from reelay.recording.service import EXPORT_MEDIA_DIR
+from reelay.recording.layout import EXPORT_MEDIA_DIR
 
 # What the catalogue says about a video's media: anyone may read it, only with a signature, or the
 # video is not in the catalogue (its media is not served).

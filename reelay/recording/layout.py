@@ -30,6 +30,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+# A recording's MP4 exports: outputs/<EXPORT_MEDIA_DIR>/<sessionId>/<exportId>.mp4, beside the videos'
+# outputs, so the playback path serves them.
+EXPORT_MEDIA_DIR = "exports"
+
 ROOT = "recordings/"
 SEGMENT_EXT = ".ts"
 MANIFEST_ROOT = f"{ROOT}_manifests/"
@@ -202,6 +206,7 @@ def _ids_ok(*ids: str) -> bool:
 
 
 __all__ = [
+    "EXPORT_MEDIA_DIR",
     "MANIFEST_CONTENT_TYPE",
     "ROOT",
     "SEGMENT_CONTENT_TYPE",

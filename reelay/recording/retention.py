@@ -24,7 +24,8 @@ from typing import Any
 from reelay.errors import NotFound
 from reelay.observability import logger
 from reelay.recording import layout
-from reelay.recording.service import EXPORT_MEDIA_DIR, EXPORT_STATE_PREFIX
+from reelay.recording.layout import EXPORT_MEDIA_DIR
+from reelay.recording.service import EXPORT_STATE_PREFIX
 
 
 def expire_recordings(services: Any, *, now: datetime | None = None) -> list[str]:

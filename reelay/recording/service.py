@@ -44,7 +44,6 @@ from reelay.settings import Settings
 LIVE_TOKEN_SECONDS = 3600
 MAX_EXPORT_SECONDS = 6 * 3600
 EXPORT_STATE_PREFIX = "recording-exports/"
-EXPORT_MEDIA_DIR = "exports"  # under the output prefix: served by the playback path
 LIVE_RENDITION = "source"
 
 
@@ -247,7 +246,7 @@ class RecordingService:
             "updatedAt": now,
         }
         self._put_export(record)
-        key = f"{self.settings.output_prefix}{EXPORT_MEDIA_DIR}/{session_id}/{export_id}.mp4"
+        key = f"{self.settings.output_prefix}{layout.EXPORT_MEDIA_DIR}/{session_id}/{export_id}.mp4"
         state = {
             "videoId": session.video_id,
             "mp4Key": key,
