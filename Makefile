@@ -34,7 +34,7 @@ test-e2e: bootstrap ## the one-machine platform, driven over HTTP
 lint: bootstrap ## ruff and mypy
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(PY) -m mypy reelay lambdas transcoder reelay_cli
+	$(PY) -m mypy reelay lambdas transcoder reelay_cli infra
 
 format: bootstrap
 	$(PY) -m ruff format .

@@ -1,3 +1,4 @@
+import type { ReactNode } from "react";
 import { formatDateTime, formatRelative } from "../format";
 import { StatusPage } from "../pages/NotFound";
 import type { Stream, StreamState } from "../types";
@@ -50,5 +51,15 @@ export function OperatorsOnlyPage() {
       to="/"
       back="Browse videos"
     />
+  );
+}
+
+/** One term of a page's facts list (a <dl>): tests find the value by data-fact. */
+export function Fact({ term, children }: { term: string; children: ReactNode }) {
+  return (
+    <div className="fact">
+      <dt>{term}</dt>
+      <dd data-fact={term}>{children}</dd>
+    </div>
   );
 }

@@ -1,11 +1,11 @@
-import { useEffect, useRef, useState, type FormEvent, type ReactNode } from "react";
+import { useEffect, useRef, useState, type FormEvent } from "react";
 import { Link, useParams } from "react-router";
 import { ApiError, api, backoff, describeError, sleep } from "../api";
 import { Alert, Notice } from "../components/Alert";
 import { Field } from "../components/Field";
 import { Player } from "../components/Player";
 import { SessionBadge } from "../components/RecordingBits";
-import { Ago, OperatorsOnlyPage } from "../components/StreamBits";
+import { Ago, Fact, OperatorsOnlyPage } from "../components/StreamBits";
 import { formatBytes, formatDateTime, formatDuration } from "../format";
 import { useInterval, useLoad, usePageVisible, useTitle } from "../hooks";
 import type { RecordingExport, RecordingSession } from "../types";
@@ -112,15 +112,6 @@ export function SessionPage() {
 
       <ExportPanel session={s} streamId={streamId} />
     </article>
-  );
-}
-
-function Fact({ term, children }: { term: string; children: ReactNode }) {
-  return (
-    <div className="fact">
-      <dt>{term}</dt>
-      <dd data-fact={term}>{children}</dd>
-    </div>
   );
 }
 

@@ -1,4 +1,4 @@
-import { useState, type FormEvent, type ReactNode } from "react";
+import { useState, type FormEvent } from "react";
 import { Link, useLocation, useNavigate, useParams } from "react-router";
 import { ApiError, api, describeError } from "../api";
 import { Alert, Notice } from "../components/Alert";
@@ -10,7 +10,7 @@ import {
   recordForm,
   type RecordErrors,
 } from "../components/RecordingBits";
-import { Ago, OperatorsOnlyPage, StreamBadge } from "../components/StreamBits";
+import { Ago, Fact, OperatorsOnlyPage, StreamBadge } from "../components/StreamBits";
 import { formatBitrate, formatDateTime } from "../format";
 import { useInterval, useLoad, usePageVisible, useTitle } from "../hooks";
 import type { Stream } from "../types";
@@ -230,15 +230,6 @@ export function StreamPage() {
         </div>
       </section>
     </article>
-  );
-}
-
-function Fact({ term, children }: { term: string; children: ReactNode }) {
-  return (
-    <div className="fact">
-      <dt>{term}</dt>
-      <dd data-fact={term}>{children}</dd>
-    </div>
   );
 }
 
