@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numbers
 import os
+import sys
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
@@ -97,7 +98,41 @@ def _tracer() -> Tracer:
     return Tracer(provider=NoTracing(), auto_patch=False, disabled=False)
 
 
-logger = Logger()
+class CurrentStdout:
+    """Writes to whatever ``sys.stdout`` is at the time of writing, not at the logger's creation.
+
+    Powertools' handler keeps the stream it was given when ``logger`` is built, at the first import of
+    this module. The local platform copies stdout to ``.state/reelay.log`` by replacing ``sys.stdout``;
+    without this, whether the API's logs reached that file depended on which module imported this one
+    first (a start-up import in ``local/media.py`` once lost them).
+    """
+
+    def write(self, text: str) -> int:
+        return sys.stdout.write(text)
+
+    def flush(self) -> None:
+        sys.stdout.flush()
+
+
+class ThreadLogger(Logger):
+    """Powertools' Logger whose appended keys (the Lambda context, the correlation id) belong to the
+    thread that appended them.
+
+    Lambda runs one invocation at a time per process, so this changes nothing there. The local
+    platform runs the same handlers on many threads at once (the gateway serves requests
+    concurrently, sweeps and workers have their own threads): with Powertools' process-wide keys, one
+    request's log lines carried another's request and correlation ids.
+    """
+
+    def append_keys(self, **additional_keys: object) -> None:
+        self.thread_safe_append_keys(**additional_keys)
+
+    def get_correlation_id(self) -> str | None:
+        value = self.thread_safe_get_current_keys().get("correlation_id")
+        return None if value is None else str(value)
+
+
+logger = ThreadLogger(stream=CurrentStdout())  # type: ignore[arg-type]  # a text stream in all but name
 tracer = _tracer()
 metrics = Metrics(namespace=METRICS_NAMESPACE)
 
