@@ -36,8 +36,8 @@ from reelay.models import RecordingSession, RecordingState, utcnow
 from reelay.observability import logger
 from reelay.ports import ObjectStore, SessionPage
 from reelay.recording import layout
-from reelay.recording.manifests import live_playlist
 from reelay.recording.layout import EXPORT_STATE_PREFIX
+from reelay.recording.manifests import live_playlist
 from reelay.recording.steps import DEFAULT_STORE, PLAYLIST_TYPE, iso_now, put_export_record
 from reelay.relay.streams import StreamService
 from reelay.settings import Settings
@@ -236,7 +236,12 @@ class RecordingService:
             reason = "the export could not be started; try again"
             put_export_record(
                 self.media_store,
-                dict(record, state="failed", failureReason=f"{reason} ({type(exc).__name__})", updatedAt=iso_now()),
+                dict(
+                    record,
+                    state="failed",
+                    failureReason=f"{reason} ({type(exc).__name__})",
+                    updatedAt=iso_now(),
+                ),
             )
             raise ExportsUnavailable(reason) from None
         logger.info(
@@ -261,9 +266,9 @@ class RecordingService:
 
 
 __all__ = [
+    "EXPORT_STATE_PREFIX",
     "LIVE_TOKEN_SECONDS",
     "PLAYLIST_TYPE",
-    "EXPORT_STATE_PREFIX",
     "ExportLauncher",
     "ExportsUnavailable",
     "NotLive",

@@ -190,7 +190,8 @@ def test_exports_of_a_ready_recording(services: Services) -> None:  # noqa: F811
     status, out = send("POST", path, body={"start": 2, "end": 4.5})
     assert status == 202 and out["state"] == "running" and (out["start"], out["end"]) == (2.0, 4.5)
     launched = exports.launched[0]
-    assert {k: launched[k] for k in ("videoId", "exportRendition", "exportStart", "exportEnd", "exportId")} == {
+    keys = ("videoId", "exportRendition", "exportStart", "exportEnd", "exportId")
+    assert {k: launched[k] for k in keys} == {
         "videoId": video_id, "exportRendition": "source", "exportStart": 2.0, "exportEnd": 4.5,
         "exportId": out["exportId"],
     }  # fmt: skip
