@@ -116,8 +116,10 @@ def _step(step: str, state: dict[str, Any]) -> dict[str, Any]:
     return steps_handler({"step": step, "state": state}, FakeLambdaContext())
 
 
-def _aws_export(svc: Services, sfn: tuple[Any, str], settings: Settings) -> tuple[str, dict[str, Any]]:  # noqa: F811
-    client, arn = sfn
+@pytest.fixture
+def aws_export(services: Services, sfn: tuple[Any, str], settings: Settings) -> tuple[str, dict[str, Any]]:  # noqa: F811
+    """An export the API started on the state machine: (its GET path, the execution's input)."""
+    svc, (client, arn) = services, sfn
     install(svc, exports=StepFunctionsExportLauncher(arn, settings=_settings(settings)))
     stream_id = create(record=True)["streamId"]
     session_id, _ = ready_session(svc, stream_id, duration=10.0)
@@ -133,11 +135,9 @@ def _aws_export(svc: Services, sfn: tuple[Any, str], settings: Settings) -> tupl
 
 
 def test_in_aws_an_export_task_that_fails_leaves_the_export_failed_with_its_reason(
-    services: Services,  # noqa: F811
-    sfn: tuple[Any, str],
-    settings: Settings,  # noqa: F811
+    aws_export: tuple[str, dict[str, Any]],
 ) -> None:
-    url, state = _aws_export(services, sfn, settings)
+    url, state = aws_export
     # When the ECS step fails and the state machine's catch runs the export_failed Lambda step
     caught = {**state, "error": {"Error": "States.TaskFailed", "Cause": json.dumps(ECS_CAUSE)}}
     out = _step(RECORDING_EXPORT_WORKFLOW.catch.handler, caught)
@@ -153,10 +153,9 @@ def test_in_aws_an_export_task_that_fails_leaves_the_export_failed_with_its_reas
 
 def test_in_aws_the_ready_step_records_size_and_duration_from_the_mp4(
     services: Services,  # noqa: F811
-    sfn: tuple[Any, str],
-    settings: Settings,  # noqa: F811
+    aws_export: tuple[str, dict[str, Any]],
 ) -> None:
-    url, state = _aws_export(services, sfn, settings)
+    url, state = aws_export
     # Given the MP4 the export task wrote (its duration in its metadata, as transcoder.export writes it)
     services.store.put_bytes(
         state["mp4Key"],
@@ -173,8 +172,10 @@ def test_in_aws_the_ready_step_records_size_and_duration_from_the_mp4(
     assert got["downloadUrl"].endswith(f"/exports/{state['sessionId']}/{state['exportId']}.mp4")
 
 
-def test_in_aws_a_ready_step_without_the_mp4_goes_to_the_catch(services: Services, sfn, settings) -> None:  # noqa: F811
-    url, state = _aws_export(services, sfn, settings)
+def test_in_aws_a_ready_step_without_the_mp4_goes_to_the_catch(
+    aws_export: tuple[str, dict[str, Any]],
+) -> None:
+    url, state = aws_export
     # When ExportReady finds no MP4, its error is a permanent one, which the catch records
     with pytest.raises(Exception, match="without writing the MP4") as raised:
         _step("export_ready", state)
