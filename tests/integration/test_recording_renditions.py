@@ -1,5 +1,5 @@
-"""Encoded recording renditions on real GStreamer and a live RTSP camera (640x360, 15 fps, a keyframe a
-second): the relay's supervisor records the passthrough source plus two ladder rungs (360p, 240p) from
+"""Encoded recording renditions on real GStreamer and a live RTSP camera (854x480, 15 fps, a keyframe a
+second: larger than both rungs, which are never upscaled, so neither is dropped as the source's size): the relay's supervisor records the passthrough source plus two ladder rungs (360p, 240p) from
 one decode, finalize writes the VOD playlists and the master, and the result is checked the way a
 player and the transcoder would check it: keyframes at every segment start, boundaries aligned across
 renditions, the master's RESOLUTION/CODECS/BANDWIDTH, the transcoder's HLS validation, the MP4 export.
@@ -40,7 +40,7 @@ pytestmark = pytest.mark.media
 
 FPS = 15
 FRAME_MS = 1000 / FPS
-PICTURE = Picture(width=640, height=360, fps=FPS, keyframe_seconds=1, bitrate_kbps=600)
+PICTURE = Picture(width=854, height=480, fps=FPS, keyframe_seconds=1, bitrate_kbps=900)
 RUNGS = ("360p", "240p")
 SOURCE = Rendition(name="source", bandwidth=0, codecs="avc1.640028", playlist="source/index.m3u8")
 PROFILE_IDC = {"Constrained Baseline": "42", "Baseline": "42", "Main": "4d", "High": "64"}
@@ -175,7 +175,7 @@ def test_source_and_two_encoded_renditions_record_aligned_and_finalize_to_a_vali
     assert session.state == RecordingState.ENDED
     # The session carries the renditions as they really are (the source described from its stream).
     by_name = {r.name: r for r in session.renditions}
-    assert (by_name["source"].width, by_name["source"].height) == (640, 360)
+    assert (by_name["source"].width, by_name["source"].height) == (854, 480)
     assert (by_name["360p"].width, by_name["360p"].height) == (640, 360)
     assert (by_name["240p"].width, by_name["240p"].height) == (426, 240)
 
@@ -222,7 +222,7 @@ def test_source_and_two_encoded_renditions_record_aligned_and_finalize_to_a_vali
             # and the rate control's start on a clip of a few seconds keyed every second.
             assert average <= PRESETS[name].video_kbps * 1000 * 1.6, (name, average)
     assert {v.uri.split("/")[0]: v.resolution for v in master} == {
-        "source": (640, 360),
+        "source": (854, 480),
         "360p": (640, 360),
         "240p": (426, 240),
     }
