@@ -8,6 +8,7 @@ files into ``spool_dir`` and calls, from its streaming threads or the GLib loop:
     recorder.segment_closed(path, duration_ms)     # a segment file is complete
     recorder.segment_closed(path, duration_ms, rendition="720p", pdt_ms=...)   # with encoded renditions
     recorder.describe_rendition(name, width, height, codecs)   # a rendition's first keyframe is out
+    recorder.drop_rendition(name)                  # a rung not encoded: the source's size already
     recorder.frames_dropped(count)                 # encoders that cannot keep up lost frames
 
 Both only append to an in-memory queue: they never wait on the store or the catalogue. One worker
@@ -213,6 +214,17 @@ class Recorder:
             self._undescribed.discard(name)
             if not self._undescribed:
                 self._described.set()
+
+    def drop_rendition(self, name: str) -> None:
+        """The pipeline does not encode ``name`` (it would come out the size of the source or of a
+        better rung): not listed, not waited for, never stored."""
+        with self._lock:
+            self._redundant.add(name)
+            self.writer.renditions = [r for r in self.writer.renditions if r.name != name]
+            self._undescribed.discard(name)
+            if not self._undescribed:
+                self._described.set()
+        log.info("recording: rendition %s is not recorded (the same picture as another)", name)
 
     def frames_dropped(self, count: int) -> None:
         """Encoders that could not keep up lost ``count`` frames (the recording branch dropped them)."""
