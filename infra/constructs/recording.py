@@ -95,7 +95,7 @@ class Recording(Construct):
             memory=1024,
         )
         self._grant_media(self.steps.function, write=True)
-        self._grant_export_states(self.steps.function)
+        self._grant_export_states(self.steps.function, read=True)
         self._export_task(cluster)
         self.state_machine = self._state_machine(
             self,
@@ -203,15 +203,20 @@ class Recording(Construct):
             scope, OUTPUT_PREFIX, "Writes a recording's VOD playlists and MP4 under outputs/<videoId>/."
         )
 
-    def _grant_export_states(self, function: Any) -> None:
-        """The export workflow's last step writes the export's state JSON (ready or failed)."""
-        function.add_to_role_policy(
-            iam.PolicyStatement(
-                actions=["s3:PutObject"], resources=[self.refs.objects_arn(EXPORT_STATE_PREFIX)]
-            )
+    def _grant_export_states(self, grantee: iam.IGrantable, *, read: bool) -> None:
+        """The export workflow's steps write the export's state JSON (ready or failed), and its catch
+        reads the reason the export task wrote there (``read``)."""
+        actions = ["s3:GetObject", "s3:PutObject"] if read else ["s3:PutObject"]
+        principal = grantee.grant_principal
+        principal.add_to_principal_policy(
+            iam.PolicyStatement(actions=actions, resources=[self.refs.objects_arn(EXPORT_STATE_PREFIX)])
         )
+        if read:
+            principal.add_to_principal_policy(self.refs.list_media(EXPORT_STATE_PREFIX))
         self.refs.acknowledge_prefix_grant(
-            function, EXPORT_STATE_PREFIX, "Records an export's state, one JSON object per export id."
+            grantee if isinstance(grantee, Construct) else self,
+            EXPORT_STATE_PREFIX,
+            "Records an export's state, one JSON object per export id.",
         )
 
     def _grant_retention(self, function: Any) -> None:
@@ -278,6 +283,8 @@ class Recording(Construct):
             readonly_root_filesystem=False,
         )
         self._grant_media(self.export_task.task_role, write=False)
+        # A range export that fails writes its reason into the export's state JSON.
+        self._grant_export_states(self.export_task.task_role, read=False)
         self.export_security_group = ec2.SecurityGroup(
             self,
             "ExportSecurityGroup",

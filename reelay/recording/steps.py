@@ -489,13 +489,30 @@ def export_ready(state: State, ctx: StepContext) -> State:
 
 
 def export_failed(state: State, ctx: StepContext) -> State:
-    reason = failure_reason(state.get("error") or {})
+    # The export task writes its own reason when it fails (transcoder/export.py): Step Functions only
+    # knows that its container exited. Otherwise (the task never ran, a Lambda step failed) the error.
+    reason = _reason_written(ctx.media_store, state) or failure_reason(state.get("error") or {})
     put_export_record(
         ctx.media_store,
         {**state["export"], "state": "failed", "failureReason": reason, "updatedAt": iso_now()},
     )
     logger.error("recording export failed", extra={"exportId": state.get("exportId"), "reason": reason})
     return {**state, "status": "failed", "failureReason": reason}
+
+
+def _reason_written(store: ObjectStore, state: State) -> str | None:
+    key = layout.export_state_key(state["sessionId"], state["exportId"])
+    try:
+        if store.head(key) is None:
+            return None
+        record = json.loads(store.get_bytes(key))
+    except Exception:  # an unreadable record: the error's reason will do
+        logger.warning("export state not read", extra={"exportId": state["exportId"]})
+        return None
+    told = (
+        record.get("failureReason") if isinstance(record, dict) and record.get("state") == "failed" else None
+    )
+    return str(told) if told else None
 
 
 def failure_reason(error: dict[str, Any]) -> str:

@@ -151,6 +151,30 @@ def test_in_aws_an_export_task_that_fails_leaves_the_export_failed_with_its_reas
     )
 
 
+def test_in_aws_the_catch_keeps_the_reason_the_export_task_wrote(
+    services: Services,  # noqa: F811
+    aws_export: tuple[str, dict[str, Any]],
+) -> None:
+    from transcoder.export import record_failure
+
+    url, state = aws_export
+    # Given the export task failed and wrote why into the export's state (what its main() does)
+    record_failure(services.store, state, "export failed: segment recordings/x/1.ts is missing")
+    # When the ECS step's failure reaches the catch
+    caught = {**state, "error": {"Error": "States.TaskFailed", "Cause": json.dumps(ECS_CAUSE)}}
+    assert (
+        _step("export_failed", caught)["failureReason"]
+        == "export failed: segment recordings/x/1.ts is missing"
+    )
+    # Then GET answers the task's own reason, not the container's exit
+    got = send("GET", url)[1]
+    assert (got["state"], got["failureReason"]) == (
+        "failed",
+        "export failed: segment recordings/x/1.ts is missing",
+    )
+    assert (got["start"], got["end"]) == (2.0, 6.0)  # the rest of the record is kept
+
+
 def test_in_aws_the_ready_step_records_size_and_duration_from_the_mp4(
     services: Services,  # noqa: F811
     aws_export: tuple[str, dict[str, Any]],
@@ -219,7 +243,7 @@ def test_locally_a_failing_export_child_leaves_the_export_failed_with_its_messag
     assert LocalExportLauncher(ctx, background=False).launch(state) == f"local-export-{'e' * 32}"
     # Then its record says failed, with the child's own message
     got = json.loads(store.get_bytes(f"recording-exports/s1/{'e' * 32}.json"))
-    assert got["state"] == "failed" and got["failureReason"].startswith("PermanentStepError: export failed:")
+    assert got["state"] == "failed" and got["failureReason"].startswith("export failed:")
     assert "index.m3u8" in got["failureReason"]
 
 
