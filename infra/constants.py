@@ -191,3 +191,8 @@ SIGNED_PLAYBACK_PREFIX = "/private"
 def recording_state_machine_name(stage: str) -> str:
     """The recording workflow's state machine, named so the API (an earlier stack) can start it."""
     return f"reelay-{stage}-recording"
+
+
+def recording_export_state_machine_name(stage: str) -> str:
+    """The MP4 range export workflow's state machine, named for the same reason."""
+    return f"reelay-{stage}-recording-export"

@@ -159,6 +159,8 @@ class Settings(BaseSettings):
     recording_segment_seconds: float = 2.0  # segments split at the first keyframe after this long
     # The recording workflow's state machine; unset locally, where the workflow runs in-process.
     recording_state_machine_arn: str | None = None
+    # The MP4 range export workflow's state machine (AWS); unset locally (the local runner runs it).
+    recording_export_state_machine_arn: str | None = None
 
 
 @lru_cache(maxsize=1)

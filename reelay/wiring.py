@@ -190,13 +190,19 @@ class Services:
 
     @cached_property
     def export_launcher(self) -> ExportLauncher | None:
-        """A child process locally; None (exports answer 503) where the workflow runs on Step
-        Functions, until the API may run the export task on ECS."""
+        """The export workflow: on Step Functions when its state machine is configured (AWS); on the
+        local runner, in the background, where the recording workflow runs locally too; else None
+        (exports answer 503: a deployment with the finalize state machine but not the export one)."""
+        arn = self.settings.recording_export_state_machine_arn
+        if arn:
+            from reelay.adapters.stepfunctions import StepFunctionsExportLauncher
+
+            return StepFunctionsExportLauncher(arn, settings=self.settings)
         if self.settings.recording_state_machine_arn:
             return None
-        from reelay.recording.service import ChildExportLauncher
+        from reelay.recording.sweep import LocalExportLauncher, step_context
 
-        return ChildExportLauncher()
+        return LocalExportLauncher(step_context(self))
 
     @cached_property
     def recordings(self) -> RecordingService:

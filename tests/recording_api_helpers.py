@@ -2,31 +2,41 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, timedelta
 from typing import Any
 
 from reelay.models import Rendition, utcnow
+from reelay.recording.steps import PermanentStepError
+from reelay.recording.sweep import LocalExportLauncher, step_context
 from reelay.recording.writer import SessionWriter
 from reelay.wiring import Services
 
 SOURCE = Rendition(name="source", bandwidth=0, codecs="avc1.640028", playlist="source/index.m3u8")
 
 
-class InstantExports:
-    """An ExportLauncher standing in for the child process / ECS task: it answers at once with what
-    ``transcoder.export`` prints (or fails with ``reason``). The real export runs in the e2e test."""
+class InstantExports(LocalExportLauncher):
+    """The local export workflow (its real steps, on the caller's thread) with its ``ExportMp4Range``
+    step standing in for the GStreamer child / ECS task: it writes what ``transcoder.export`` writes
+    (the MP4 object, with its duration in metadata), or fails with ``reason`` as the child does.
+    The real export runs in the integration and e2e tests."""
 
-    def __init__(self, reason: str | None = None) -> None:
+    def __init__(self, svc: Services, reason: str | None = None) -> None:
+        super().__init__(replace(step_context(svc), export=self._export), background=False)
         self.reason = reason
         self.launched: list[dict[str, Any]] = []
 
-    def launch(self, state: dict[str, Any], on_done: Any) -> None:
+    def launch(self, state: dict[str, Any]) -> str:
         self.launched.append(state)
+        return super().launch(state)
+
+    def _export(self, state: dict[str, Any]) -> dict[str, Any]:
         if self.reason is not None:
-            on_done(None, self.reason)
-        else:
-            seconds = state["exportEnd"] - state["exportStart"]
-            on_done({"key": state["mp4Key"], "durationSeconds": seconds, "sizeBytes": 1234}, None)
+            raise PermanentStepError(self.reason)
+        seconds = state["exportEnd"] - state["exportStart"]
+        meta = {"duration-ms": str(round(seconds * 1000)), "segments": "1"}
+        self.ctx.media_store.put_bytes(state["mp4Key"], b"\0" * 1234, content_type="video/mp4", metadata=meta)
+        return state
 
 
 class RecordedStarts:
@@ -41,7 +51,7 @@ class RecordedStarts:
 
 
 def install(svc: Services, *, exports: Any = None, starter: Any = None) -> tuple[Any, Any]:
-    exports = exports if exports is not None else InstantExports()
+    exports = exports if exports is not None else InstantExports(svc)
     starter = starter if starter is not None else RecordedStarts()
     svc.__dict__["export_launcher"] = exports
     svc.__dict__["recording_starter"] = starter

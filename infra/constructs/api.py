@@ -19,6 +19,7 @@ from infra.constants import (
     GATEWAY_ERROR_CODES,
     OUTPUT_PREFIX,
     UPLOAD_PREFIX,
+    recording_export_state_machine_name,
     recording_state_machine_name,
 )
 from infra.constructs.function import ReelayFunction
@@ -26,6 +27,7 @@ from infra.constructs.waf import AUTH_PATH, rate_rule, web_acl
 from infra.environment import PlatformRefs
 from infra.nag import acknowledge
 from reelay.api.routes import ROUTES, Route, auth_routes
+from reelay.recording.layout import EXPORT_STATE_PREFIX
 
 _PATH_PARAM = re.compile(r"\{([A-Za-z0-9_]+)\}")
 
@@ -169,12 +171,13 @@ class RestApi(Construct):
             )
 
     @staticmethod
-    def _recording_workflow_arn(scope: Construct, refs: PlatformRefs) -> str:
-        """The recording state machine (a later stack), by its fixed name: POST …/finalize starts it."""
+    def _state_machine_arn(scope: Construct, name: str) -> str:
+        """A recording state machine (a later stack), by its fixed name: POST …/finalize starts the
+        finalize workflow, POST …/exports the export workflow."""
         return Stack.of(scope).format_arn(
             service="states",
             resource="stateMachine",
-            resource_name=recording_state_machine_name(refs.config.stage),
+            resource_name=name,
             arn_format=ArnFormat.COLON_RESOURCE_NAME,
         )
 
@@ -216,20 +219,28 @@ class RestApi(Construct):
         refs.acknowledge_prefix_grant(
             fn, OUTPUT_PREFIX, "Deletes a deleted video's renditions under outputs/<videoId>/ (any key)."
         )
-        fn.add_to_role_policy(refs.list_media(UPLOAD_PREFIX, OUTPUT_PREFIX, "recordings/_manifests/"))
-        # The recordings routes: a live playlist reads a session's chunk manifests; an export's state.
+        fn.add_to_role_policy(
+            refs.list_media(UPLOAD_PREFIX, OUTPUT_PREFIX, "recordings/_manifests/", EXPORT_STATE_PREFIX)
+        )
+        # The recordings routes: a live playlist reads a session's chunk manifests; an export's state
+        # is written (running) when it starts and read by GET …/exports/{exportId}.
         fn.add_to_role_policy(
             iam.PolicyStatement(
                 actions=["s3:GetObject"],
                 resources=[
                     refs.objects_arn("recordings/_manifests/"),
-                    refs.objects_arn("recording-exports/"),
+                    refs.objects_arn(EXPORT_STATE_PREFIX),
                 ],
             )
         )
-        for prefix in ("recordings/_manifests/", "recording-exports/"):
+        fn.add_to_role_policy(
+            iam.PolicyStatement(actions=["s3:PutObject"], resources=[refs.objects_arn(EXPORT_STATE_PREFIX)])
+        )
+        for prefix in ("recordings/_manifests/", EXPORT_STATE_PREFIX):
             refs.acknowledge_prefix_grant(
-                fn, prefix, "Reads a recording session's manifests and export states (keys per session)."
+                fn,
+                prefix,
+                "Reads a recording session's manifests and writes/reads export states (keys per session).",
             )
         refs.db_secret.grant_read(fn)
         self.stream_secret.grant_read(fn)
@@ -242,10 +253,15 @@ class RestApi(Construct):
         )
         if refs.playback_signing_secret is not None:
             refs.playback_signing_secret.grant_read(fn)
-        # Finalize by hand starts the recording workflow (idempotent: executions are named).
-        workflow = self._recording_workflow_arn(self, refs)
+        # Finalize by hand starts the recording workflow, an MP4 export the export workflow
+        # (idempotent: executions are named after the session and mode, or the export id).
+        workflow = self._state_machine_arn(self, recording_state_machine_name(refs.config.stage))
+        exports = self._state_machine_arn(self, recording_export_state_machine_name(refs.config.stage))
         fn.add_environment("REELAY_RECORDING_STATE_MACHINE_ARN", workflow)
-        fn.add_to_role_policy(iam.PolicyStatement(actions=["states:StartExecution"], resources=[workflow]))
+        fn.add_environment("REELAY_RECORDING_EXPORT_STATE_MACHINE_ARN", exports)
+        fn.add_to_role_policy(
+            iam.PolicyStatement(actions=["states:StartExecution"], resources=[workflow, exports])
+        )
         invalidate = refs.invalidate_playback(self)
         if invalidate is not None:
             # A deleted video's segments are cached for a year: the API drops them from the CDN.

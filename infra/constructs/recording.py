@@ -1,9 +1,11 @@
-"""The recording workflow on Step Functions, built from ``reelay.recording.workflow.RECORDING_WORKFLOW``.
+"""The recording workflows on Step Functions, built from ``reelay.recording.workflow``:
+``RECORDING_WORKFLOW`` (finalize and fixup) and ``RECORDING_EXPORT_WORKFLOW`` (MP4 range exports).
 
 Lambda steps invoke one thin handler (``lambdas/recording_steps``) with ``{"step", "state"}``; the
-MP4 export is an ECS RunTask (``.sync``) of the media image (``transcoder/export.py``); retries and
-the catch to ``Failed`` come from the same definition the local runner uses. A sweep Lambda, every
-minute, starts fixup for stale sessions and finalize for ended ones.
+MP4 steps are ECS RunTasks (``.sync``) of the media image (``transcoder/export.py``); retries and
+the catch come from the same definitions the local runner uses. Both state machines have fixed names
+(``infra.constants``) so the API, an earlier stack, can start them without a cross-stack reference.
+A sweep Lambda, every minute, starts fixup for stale sessions and finalize for ended ones.
 """
 
 from __future__ import annotations
@@ -29,20 +31,22 @@ from infra.constants import (
     DOCKER_EXCLUDES,
     OUTPUT_PREFIX,
     TRANSCODER_DOCKERFILE,
+    recording_export_state_machine_name,
     recording_state_machine_name,
 )
 from infra.constructs.function import ReelayFunction
 from infra.environment import PlatformRefs
 from infra.nag import acknowledge
-from reelay.recording.workflow import RECORDING_WORKFLOW, Step, Workflow
+from reelay.recording.layout import EXPORT_STATE_PREFIX
+from reelay.recording.workflow import RECORDING_EXPORT_WORKFLOW, RECORDING_WORKFLOW, Step, Workflow
 
 RECORDING_PREFIX = "recordings/"
-EXPORT_STATE_PREFIX = "recording-exports/"  # reelay.recording.service.EXPORT_STATE_PREFIX
 STEPS_HANDLER = "lambdas.recording_steps.handler.lambda_handler"
 SWEEP_HANDLER = "lambdas.recording_sweep.handler.lambda_handler"
 EXPORT_COMMAND = ("python3", "-m", "transcoder.export")
 EXPORT_STATE_ENV = "REELAY_EXPORT_STATE"
 FAIL_STATE = "RecordingFailed"
+EXPORT_FAIL_STATE = "RecordingExportFailed"
 SWEEP_RATE_MINUTES = 1
 
 
@@ -74,6 +78,7 @@ class Recording(Construct):
         refs: PlatformRefs,
         cluster: ecs.ICluster,
         workflow: Workflow = RECORDING_WORKFLOW,
+        export_workflow: Workflow = RECORDING_EXPORT_WORKFLOW,
         stream_secret: secretsmanager.ISecret | None = None,
     ) -> None:
         """``stream_secret``: the keys that seal a stream's own store and a webhook's answer; the steps
@@ -90,8 +95,28 @@ class Recording(Construct):
             memory=1024,
         )
         self._grant_media(self.steps.function, write=True)
+        self._grant_export_states(self.steps.function, read=True)
         self._export_task(cluster)
-        self.state_machine = self._state_machine(workflow, cluster)
+        self.state_machine = self._state_machine(
+            self,
+            workflow,
+            cluster,
+            name=recording_state_machine_name(self.refs.config.stage),
+            fail_state=FAIL_STATE,
+            comment=f"Reelay {workflow.name}: finalize and fixup of sessions (reelay.recording.workflow)",
+            timeout=Duration.hours(12),
+        )
+        # The export workflow's states live in a scope of their own (state names are construct ids).
+        self.export_state_machine = self._state_machine(
+            Construct(self, "Export"),
+            export_workflow,
+            cluster,
+            name=recording_export_state_machine_name(self.refs.config.stage),
+            fail_state=EXPORT_FAIL_STATE,
+            comment=f"Reelay {export_workflow.name}: a time range of a recording as MP4 "
+            "(reelay.recording.workflow)",
+            timeout=Duration.hours(13),  # the export task (6 h at most) and its one retry
+        )
         self.sweep = self._function(
             "Sweep",
             SWEEP_HANDLER,
@@ -178,6 +203,22 @@ class Recording(Construct):
             scope, OUTPUT_PREFIX, "Writes a recording's VOD playlists and MP4 under outputs/<videoId>/."
         )
 
+    def _grant_export_states(self, grantee: iam.IGrantable, *, read: bool) -> None:
+        """The export workflow's steps write the export's state JSON (ready or failed), and its catch
+        reads the reason the export task wrote there (``read``)."""
+        actions = ["s3:GetObject", "s3:PutObject"] if read else ["s3:PutObject"]
+        principal = grantee.grant_principal
+        principal.add_to_principal_policy(
+            iam.PolicyStatement(actions=actions, resources=[self.refs.objects_arn(EXPORT_STATE_PREFIX)])
+        )
+        if read:
+            principal.add_to_principal_policy(self.refs.list_media(EXPORT_STATE_PREFIX))
+        self.refs.acknowledge_prefix_grant(
+            grantee if isinstance(grantee, Construct) else self,
+            EXPORT_STATE_PREFIX,
+            "Records an export's state, one JSON object per export id.",
+        )
+
     def _grant_retention(self, function: Any) -> None:
         """A stream's retentionDays: the sweep deletes a session's segments and manifests, its exports
         and its video's outputs (the video delete path), and drops the video from the CDN."""
@@ -242,6 +283,8 @@ class Recording(Construct):
             readonly_root_filesystem=False,
         )
         self._grant_media(self.export_task.task_role, write=False)
+        # A range export that fails writes its reason into the export's state JSON.
+        self._grant_export_states(self.export_task.task_role, read=False)
         self.export_security_group = ec2.SecurityGroup(
             self,
             "ExportSecurityGroup",
@@ -261,13 +304,23 @@ class Recording(Construct):
         )
 
     # --- the state machine ----------------------------------------------------------------------------
-    def _state_machine(self, workflow: Workflow, cluster: ecs.ICluster) -> sfn.StateMachine:
-        failed = self._task(workflow.catch, cluster).next(
-            sfn.Fail(self, FAIL_STATE, error="RecordingFailed", cause="a recording workflow step failed")
+    def _state_machine(
+        self,
+        scope: Construct,
+        workflow: Workflow,
+        cluster: ecs.ICluster,
+        *,
+        name: str,
+        fail_state: str,
+        comment: str,
+        timeout: Duration,
+    ) -> sfn.StateMachine:
+        failed = self._task(scope, workflow.catch, cluster).next(
+            sfn.Fail(scope, fail_state, error=fail_state, cause=f"a {workflow.name} workflow step failed")
         )
         following: sfn.IChainable | None = None
         for step in reversed(workflow.steps):
-            task = self._task(step, cluster)
+            task = self._task(scope, step, cluster)
             if following is not None:
                 task.next(following)
             if step.retry is not None:
@@ -284,27 +337,27 @@ class Recording(Construct):
                 present = sfn.Condition.is_present(f"$.{step.when}")
                 wanted = sfn.Condition.boolean_equals(f"$.{step.when}", True)
                 entry = (
-                    sfn.Choice(self, choice_name(step))
+                    sfn.Choice(scope, choice_name(step))
                     .when(sfn.Condition.and_(present, wanted), task)
                     .otherwise(following)
                 )
             following = entry
         assert following is not None
         log_group = logs.LogGroup(
-            self,
+            scope,
             "WorkflowLogs",
             retention=self.refs.config.log_retention,
             removal_policy=RemovalPolicy.DESTROY,
         )
         machine = sfn.StateMachine(
-            self,
+            scope,
             "Workflow",
-            state_machine_name=recording_state_machine_name(self.refs.config.stage),
-            comment=f"Reelay {workflow.name}: finalize and fixup of sessions (reelay.recording.workflow)",
+            state_machine_name=name,
+            comment=comment,
             definition_body=sfn.DefinitionBody.from_chainable(following),
             logs=sfn.LogOptions(destination=log_group, level=sfn.LogLevel.ALL, include_execution_data=False),
             tracing_enabled=True,
-            timeout=Duration.hours(12),
+            timeout=timeout,
         )
         acknowledge(
             machine,
@@ -330,10 +383,10 @@ class Recording(Construct):
         )
         return machine
 
-    def _task(self, step: Step, cluster: ecs.ICluster) -> sfn.TaskStateBase:
+    def _task(self, scope: Construct, step: Step, cluster: ecs.ICluster) -> sfn.TaskStateBase:
         if step.kind == "ecs":
             return tasks.EcsRunTask(
-                self,
+                scope,
                 step.name,
                 integration_pattern=sfn.IntegrationPattern.RUN_JOB,
                 cluster=cluster,
@@ -359,7 +412,7 @@ class Recording(Construct):
                 task_timeout=sfn.Timeout.duration(Duration.seconds(step.timeout_seconds)),
             )
         return tasks.LambdaInvoke(
-            self,
+            scope,
             step.name,
             lambda_function=self.steps.function,
             payload=sfn.TaskInput.from_object({"step": step.handler, "state": sfn.JsonPath.entire_payload}),

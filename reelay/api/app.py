@@ -328,7 +328,7 @@ def _error_responses(spec: Route) -> dict[int, Any]:
             codes[409] = "Still recording with a live writer, or expired"
         if spec.path.endswith("/exports") and spec.method == "POST":
             codes[409] = "The recording is not finalized (ready) yet"
-            codes[503] = "MP4 exports are not configured for this deployment"
+            codes[503] = "The export could not be started, or exports are not configured here"
         if spec.path.endswith("/live.m3u8"):
             codes.pop(401, None)
             codes[403] = "Missing, bad or expired token"

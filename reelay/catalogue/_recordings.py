@@ -73,6 +73,19 @@ def last_media(s: RecordingSession) -> datetime:
     return s.last_segment_at or s.heartbeat_at or s.started_at
 
 
+def merge_renditions(known: Sequence[Rendition], seen: Sequence[Rendition]) -> list[Rendition]:
+    """A continued session's renditions: each as the writer that saw its largest picture described it.
+    A camera whose size changed across a reconnect (HLS allows that after EXT-X-DISCONTINUITY) gets
+    the master playlist's RESOLUTION of its largest picture, and the codec level that size needs, not
+    the first one's. Renditions a later writer adds are added; none is removed."""
+    out = {r.name: r for r in known}
+    for r in seen:
+        old = out.get(r.name)
+        if old is None or r.width * r.height > old.width * old.height:
+            out[r.name] = r
+    return list(out.values())
+
+
 def start(
     latest: RecordingSession | None,
     *,
@@ -118,7 +131,7 @@ def start(
                     "discontinuities": latest.discontinuities + 1,
                     "heartbeat_at": now,
                     "updated_at": now,
-                    "renditions": latest.renditions or list(renditions),
+                    "renditions": merge_renditions(latest.renditions, renditions),
                 }
             )
             change.rows.append(cont)

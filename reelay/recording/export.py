@@ -20,6 +20,7 @@ from reelay.media._gst import Gst, ensure_init
 from reelay.media.probe import probe
 from reelay.media.runner import PipelineRunner
 from reelay.ports import ObjectStore
+from reelay.recording.layout import EXPORT_METADATA
 
 MP4_TYPE = "video/mp4"
 
@@ -105,11 +106,15 @@ def export_mp4(
             files.append(path)
         out = Path(tmp) / "out.mp4"
         remux(files, out)
-        store.put_file(out_key, out, content_type=MP4_TYPE)
+        seconds = round(sum(s.duration for s in chosen), 3)
+        # What the export workflow's next step records, from one HEAD (an ECS task's output is not
+        # its stdout): the duration and segment count in the MP4's metadata, its size in its length.
+        meta = dict(zip(EXPORT_METADATA, (str(round(seconds * 1000)), str(len(chosen))), strict=True))
+        store.put_file(out_key, out, content_type=MP4_TYPE, metadata=meta)
         return {
             "key": out_key,
             "segments": len(chosen),
-            "durationSeconds": round(sum(s.duration for s in chosen), 3),
+            "durationSeconds": seconds,
             "sizeBytes": out.stat().st_size,
         }
 

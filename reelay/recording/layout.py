@@ -33,6 +33,11 @@ from dataclasses import dataclass
 # A recording's MP4 exports: outputs/<EXPORT_MEDIA_DIR>/<sessionId>/<exportId>.mp4, beside the videos'
 # outputs, so the playback path serves them.
 EXPORT_MEDIA_DIR = "exports"
+# An export's state: a small JSON object per export (no table; the lifecycle rule expires it with the
+# MP4). The API writes it running; the export workflow's last step writes it ready or failed.
+EXPORT_STATE_PREFIX = "recording-exports/"
+# The MP4's object metadata, written by the export task, read (one HEAD) by the workflow's next step.
+EXPORT_METADATA = ("duration-ms", "segments")
 
 ROOT = "recordings/"
 SEGMENT_EXT = ".ts"
@@ -88,6 +93,10 @@ class SegmentKey:
         if self.pdt_ms is not None:
             meta["pdt-ms"] = str(self.pdt_ms)
         return meta
+
+
+def export_state_key(session_id: str, export_id: str) -> str:
+    return f"{EXPORT_STATE_PREFIX}{check_id('sessionId', session_id)}/{check_id('exportId', export_id)}.json"
 
 
 def stream_prefix(stream_id: str) -> str:
@@ -207,12 +216,15 @@ def _ids_ok(*ids: str) -> bool:
 
 __all__ = [
     "EXPORT_MEDIA_DIR",
+    "EXPORT_METADATA",
+    "EXPORT_STATE_PREFIX",
     "MANIFEST_CONTENT_TYPE",
     "ROOT",
     "SEGMENT_CONTENT_TYPE",
     "ManifestKey",
     "SegmentKey",
     "check_id",
+    "export_state_key",
     "manifest_key",
     "manifest_session_prefix",
     "parse_key",

@@ -8,6 +8,7 @@ files into ``spool_dir`` and calls, from its streaming threads or the GLib loop:
     recorder.segment_closed(path, duration_ms)     # a segment file is complete
     recorder.segment_closed(path, duration_ms, rendition="720p", pdt_ms=...)   # with encoded renditions
     recorder.describe_rendition(name, width, height, codecs)   # a rendition's first keyframe is out
+    recorder.drop_rendition(name)                  # a rung not encoded: the source's size already
     recorder.frames_dropped(count)                 # encoders that cannot keep up lost frames
 
 Both only append to an in-memory queue: they never wait on the store or the catalogue. One worker
@@ -23,7 +24,10 @@ Encoded renditions (``renditions``: ladder rungs, see ``reelay.media.ladder.rung
 pipeline's recording branch from the same decode; ``encoded`` is what the branch builds. The session's
 renditions (what finalize writes into the master playlist) start from the rungs' nominal sizes and
 codecs and are corrected by ``describe_rendition`` from the real streams; a session start waits up to
-``describe_seconds`` for them, so its first row already carries the real values.
+``describe_seconds`` for them, so its first row already carries the real values. An encoded rendition
+that comes out the same size as the source (a 720p rung on a 720p camera: rungs are never upscaled)
+or as a better encoded one is dropped at that point (``redundant_renditions``): the session does not
+list it and its segments are not stored. The source always stays.
 
 The relay task calls ``heartbeat()`` on its lease beat, ``source_down(seconds)`` with the age of a
 source outage (past the reconnect window the session ends, and the next media starts a new one), and
@@ -120,6 +124,7 @@ class Recorder:
         self.describe_seconds = describe_seconds
         self.x264_preset = x264_preset
         self._undescribed = {r.name for r in writer.renditions}
+        self._redundant: set[str] = set()  # renditions dropped as the same size as another
         self._described = threading.Event()
         if not self.encoded:
             self._described.set()  # nothing to wait for: the passthrough source alone
@@ -154,6 +159,9 @@ class Recorder:
         """A complete segment file of ``rendition`` (the passthrough one by default). Its first frame
         was at ``pdt_ms`` (wall clock), or, when not given, ``duration_ms`` before now."""
         path = Path(path)
+        if (rendition or self.rendition) in self._redundant:
+            path.unlink(missing_ok=True)
+            return
         try:
             size = path.stat().st_size
         except OSError:
@@ -206,6 +214,17 @@ class Recorder:
             self._undescribed.discard(name)
             if not self._undescribed:
                 self._described.set()
+
+    def drop_rendition(self, name: str) -> None:
+        """The pipeline does not encode ``name`` (it would come out the size of the source or of a
+        better rung): not listed, not waited for, never stored."""
+        with self._lock:
+            self._redundant.add(name)
+            self.writer.renditions = [r for r in self.writer.renditions if r.name != name]
+            self._undescribed.discard(name)
+            if not self._undescribed:
+                self._described.set()
+        log.info("recording: rendition %s is not recorded (the same picture as another)", name)
 
     def frames_dropped(self, count: int) -> None:
         """Encoders that could not keep up lost ``count`` frames (the recording branch dropped them)."""
@@ -317,6 +336,7 @@ class Recorder:
                     # The session's first row should carry the renditions' real sizes and codecs.
                     if not self._described.wait(self.describe_seconds):
                         log.warning("recording starts before every rendition described itself")
+                    self._drop_redundant()
                     session, continued = self.writer.start()
                     self._started += 1
                     self._continued += 1 if continued else 0
@@ -352,6 +372,47 @@ class Recorder:
             log.warning("recording upload failed; will retry: %s", self._last_error)
             return False
 
+    def _drop_redundant(self) -> None:
+        """Drop the encoded renditions the same size as another (once described), and their segments
+        already waiting in the queue."""
+        gone: list[_Segment] = []
+        with self._lock:
+            described = [r for r in self.writer.renditions if r.name not in self._undescribed]
+            dropped = redundant_renditions(described) - self._redundant
+            if not dropped:
+                return
+            self._redundant |= dropped
+            self.writer.renditions = [r for r in self.writer.renditions if r.name not in dropped]
+            for item in list(self._queue):
+                if isinstance(item, _Segment) and item.rendition in dropped and item is not self._in_flight:
+                    self._queue.remove(item)
+                    self._spool_bytes -= item.size
+                    gone.append(item)
+        for item in gone:
+            item.path.unlink(missing_ok=True)
+        log.info(
+            "recording: renditions the same size as another are not recorded",
+            extra={"renditions": sorted(dropped), "streamId": self.writer.stream_id},
+        )
+
+
+def redundant_renditions(renditions: Sequence[Rendition]) -> set[str]:
+    """The encoded renditions whose picture is the same size as the source's, or as an encoded one of
+    higher bandwidth (the first listed on a tie): recording them again adds bytes, not a choice for the
+    player. The source is never one of them; a rendition of unknown size (0) never is either."""
+
+    def known(r: Rendition) -> bool:
+        return r.width > 0 and r.height > 0
+
+    seen = {(r.width, r.height) for r in renditions if r.name == SOURCE_RENDITION and known(r)}
+    out: set[str] = set()
+    encoded = sorted((r for r in renditions if r.name != SOURCE_RENDITION), key=lambda r: -r.bandwidth)
+    for r in filter(known, encoded):
+        if (r.width, r.height) in seen:
+            out.add(r.name)
+        seen.add((r.width, r.height))
+    return out
+
 
 def planned_renditions(encoded: Sequence[RenditionSpec], fps: float = 30) -> list[Rendition]:
     """Encoded renditions as a session first records them: the rungs' box sizes and nominal codecs
@@ -375,4 +436,11 @@ def _describe(exc: Any) -> str:
     return text[:300]
 
 
-__all__ = ["DEFAULT_MAX_SPOOL_BYTES", "SOURCE_RENDITION", "Recorder", "RecorderHealth", "planned_renditions"]
+__all__ = [
+    "DEFAULT_MAX_SPOOL_BYTES",
+    "SOURCE_RENDITION",
+    "Recorder",
+    "RecorderHealth",
+    "planned_renditions",
+    "redundant_renditions",
+]

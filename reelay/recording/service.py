@@ -12,7 +12,10 @@ and a session of another stream is unknown too, so session ids say nothing about
   ``live:<sessionId>:<expires>``. Segments are absolute URLs on the playback path.
 - Exports: a time range of a ready recording as MP4. The export's state is a small JSON object in the
   media store (``recording-exports/{sessionId}/{exportId}.json``: no table, the lifecycle rule expires
-  it with the MP4); an ``ExportLauncher`` runs ``transcoder.export`` (a background child locally).
+  it with the MP4), written running here; an ``ExportLauncher`` starts the export workflow
+  (``reelay.recording.workflow.RECORDING_EXPORT_WORKFLOW``: Step Functions in AWS, the local runner
+  in a background thread under ``make up``), whose steps run ``transcoder.export`` and record the
+  export ready or failed.
 """
 
 from __future__ import annotations
@@ -20,9 +23,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import subprocess
-import sys
-import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -36,14 +36,14 @@ from reelay.models import RecordingSession, RecordingState, utcnow
 from reelay.observability import logger
 from reelay.ports import ObjectStore, SessionPage
 from reelay.recording import layout
+from reelay.recording.layout import EXPORT_STATE_PREFIX
 from reelay.recording.manifests import live_playlist
-from reelay.recording.steps import DEFAULT_STORE, PLAYLIST_TYPE
+from reelay.recording.steps import DEFAULT_STORE, PLAYLIST_TYPE, iso_now, put_export_record
 from reelay.relay.streams import StreamService
 from reelay.settings import Settings
 
 LIVE_TOKEN_SECONDS = 3600
 MAX_EXPORT_SECONDS = 6 * 3600
-EXPORT_STATE_PREFIX = "recording-exports/"
 LIVE_RENDITION = "source"
 
 
@@ -57,41 +57,12 @@ class NotLive(ReelayError):
     status = 409
 
 
-ExportDone = Callable[[dict[str, Any] | None, str | None], None]
-
-
 class ExportLauncher(Protocol):
-    def launch(
-        self, state: dict[str, Any], on_done: Callable[[dict[str, Any] | None, str | None], None]
-    ) -> None:
-        """Run ``transcoder.export`` with the workflow-shaped ``state``; call ``on_done(result, None)``
-        or ``on_done(None, reason)`` when it ends (from any thread)."""
+    def launch(self, state: dict[str, Any]) -> str:
+        """Start the export workflow (``RECORDING_EXPORT_WORKFLOW``) with ``state``; returns the
+        execution id. Idempotent per ``state["exportId"]`` (the execution's name). The workflow's own
+        steps record the export ready or failed."""
         ...
-
-
-class ChildExportLauncher:
-    """The local platform's: ``python -m transcoder.export`` as a child process, waited on by a
-    daemon thread (the ECS task's entry point, as the workflow's ``ExportMp4`` runs it locally)."""
-
-    def __init__(self, timeout_seconds: float = 3600.0) -> None:
-        self.timeout_seconds = timeout_seconds
-
-    def launch(
-        self, state: dict[str, Any], on_done: Callable[[dict[str, Any] | None, str | None], None]
-    ) -> None:
-        def run() -> None:
-            argv = [sys.executable, "-m", "transcoder.export", "--state", json.dumps(state)]
-            try:
-                done = subprocess.run(argv, capture_output=True, text=True, timeout=self.timeout_seconds)
-            except subprocess.TimeoutExpired:
-                on_done(None, f"the export took longer than {self.timeout_seconds:g} s")
-                return
-            if done.returncode != 0:
-                on_done(None, (done.stderr.strip().splitlines() or ["MP4 export failed"])[-1][:500])
-                return
-            on_done(json.loads(done.stdout.strip().splitlines()[-1]), None)
-
-        threading.Thread(target=run, name="recording-export", daemon=True).start()
 
 
 @dataclass(frozen=True)
@@ -233,7 +204,7 @@ class RecordingService:
         if self.exports is None:
             raise ExportsUnavailable("MP4 exports are not configured for this deployment")
         export_id = uuid.uuid4().hex
-        now = _iso(utcnow())
+        now = iso_now()
         record: dict[str, Any] = {
             "exportId": export_id,
             "sessionId": session_id,
@@ -245,43 +216,45 @@ class RecordingService:
             "createdAt": now,
             "updatedAt": now,
         }
-        self._put_export(record)
-        key = f"{self.settings.output_prefix}{layout.EXPORT_MEDIA_DIR}/{session_id}/{export_id}.mp4"
+        put_export_record(self.media_store, record)
         state = {
+            "exportId": export_id,
+            "sessionId": session_id,
             "videoId": session.video_id,
-            "mp4Key": key,
+            "mp4Key": f"{self.settings.output_prefix}{layout.EXPORT_MEDIA_DIR}/{session_id}/{export_id}.mp4",
             "exportRendition": "source"
             if any(r.name == "source" for r in session.renditions)
             else max(session.renditions, key=lambda r: r.bandwidth).name,
             "exportStart": float(start),
             "exportEnd": float(end),
+            "export": record,
         }
-
-        def done(result: dict[str, Any] | None, reason: str | None) -> None:
-            finished = dict(record, updatedAt=_iso(utcnow()))
-            if result is not None:
-                finished |= {
-                    "state": "ready",
-                    "key": result.get("key", key),
-                    "durationSeconds": result.get("durationSeconds"),
-                    "sizeBytes": result.get("sizeBytes"),
-                }
-            else:
-                finished |= {"state": "failed", "failureReason": reason or "the export failed"}
-            try:
-                self._put_export(finished)
-            except Exception:
-                logger.exception("export state not written", extra={"exportId": export_id})
-
-        self.exports.launch(state, done)
-        logger.info("recording export started", extra={"sessionId": session_id, "exportId": export_id})
+        try:
+            execution = self.exports.launch(state)
+        except Exception as exc:
+            logger.exception("recording export not started", extra={"exportId": export_id})
+            reason = "the export could not be started; try again"
+            put_export_record(
+                self.media_store,
+                dict(
+                    record,
+                    state="failed",
+                    failureReason=f"{reason} ({type(exc).__name__})",
+                    updatedAt=iso_now(),
+                ),
+            )
+            raise ExportsUnavailable(reason) from None
+        logger.info(
+            "recording export started",
+            extra={"sessionId": session_id, "exportId": export_id, "execution": execution},
+        )
         return record
 
     def get_export(self, owner_id: str, stream_id: str, session_id: str, export_id: str) -> dict[str, Any]:
         self.get(owner_id, stream_id, session_id)
         if not (export_id.isascii() and export_id.isalnum() and len(export_id) <= 64):
             raise NotFound(f"export {export_id} not found")
-        key = self._export_key(session_id, export_id)
+        key = layout.export_state_key(session_id, export_id)
         if self.media_store.head(key) is None:
             raise NotFound(f"export {export_id} not found")
         record = json.loads(self.media_store.get_bytes(key))
@@ -291,25 +264,11 @@ class RecordingService:
         record.pop("key", None)
         return dict(record)
 
-    def _export_key(self, session_id: str, export_id: str) -> str:
-        return f"{EXPORT_STATE_PREFIX}{session_id}/{export_id}.json"
-
-    def _put_export(self, record: dict[str, Any]) -> None:
-        self.media_store.put_bytes(
-            self._export_key(record["sessionId"], record["exportId"]),
-            json.dumps(record).encode(),
-            content_type="application/json",
-        )
-
-
-def _iso(moment: datetime) -> str:
-    return moment.isoformat(timespec="milliseconds") + "Z"
-
 
 __all__ = [
+    "EXPORT_STATE_PREFIX",
     "LIVE_TOKEN_SECONDS",
     "PLAYLIST_TYPE",
-    "ChildExportLauncher",
     "ExportLauncher",
     "ExportsUnavailable",
     "NotLive",

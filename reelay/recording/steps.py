@@ -13,6 +13,14 @@ at 256 KB. Every step is idempotent, so a retried step or a re-run workflow is s
 - ``ready``: session -> ready with its video; emits recording.ready;
 - ``failed``: the catch target: session -> failed with the reason; emits recording.failed.
 
+The export workflow (``RECORDING_EXPORT_WORKFLOW``, a time range of a ready recording as MP4):
+
+- ``export_range``: the MP4 (an ECS task in AWS, a subprocess locally); its output is not kept, as
+  the ECS step's is not (``ResultPath: DISCARD``);
+- ``export_ready``: one HEAD of the MP4 (size, and the duration the task put in its metadata) ->
+  the export's state JSON says ready;
+- ``export_failed``: the catch target: the export's state JSON says failed, with the reason.
+
 Fixup is the same steps with ``mode: fixup``: nothing here reads a manifest, so a session whose
 writer died mid-way gives the same video as a clean finalize.
 
@@ -46,6 +54,7 @@ from reelay.models import (
     VideoSource,
     VideoStatus,
     VideoVisibility,
+    utcnow,
 )
 from reelay.observability import logger
 from reelay.ports import ObjectStore
@@ -437,6 +446,98 @@ def _flush(ctx: StepContext, state: State) -> None:
         ctx.flush_events(f"recording:{state['sessionId']}")
 
 
+# --- the export workflow ------------------------------------------------------------------------------
+def iso_now() -> str:
+    return utcnow().isoformat(timespec="milliseconds") + "Z"
+
+
+def put_export_record(store: ObjectStore, record: dict[str, Any]) -> None:
+    """An export's state JSON (``layout.export_state_key``): what ``GET …/exports/{id}`` answers."""
+    store.put_bytes(
+        layout.export_state_key(record["sessionId"], record["exportId"]),
+        json.dumps(record).encode(),
+        content_type="application/json",
+    )
+
+
+def export_range(state: State, ctx: StepContext) -> State:
+    if ctx.export is None:
+        raise PermanentStepError("no MP4 exporter is configured")
+    ctx.export(state)
+    return state  # as Step Functions passes it on: the task's output is discarded
+
+
+def export_ready(state: State, ctx: StepContext) -> State:
+    info = ctx.media_store.head(state["mp4Key"])
+    if info is None:
+        raise PermanentStepError("the export task ended without writing the MP4")
+    duration_ms = info.metadata.get("duration-ms", "")
+    seconds = int(duration_ms) / 1000 if duration_ms.isdigit() else None
+    put_export_record(
+        ctx.media_store,
+        {
+            **state["export"],
+            "state": "ready",
+            "key": state["mp4Key"],
+            "durationSeconds": seconds,
+            "sizeBytes": info.size,
+            "updatedAt": iso_now(),
+        },
+    )
+    logger.info("recording export ready", extra={"exportId": state["exportId"], "sizeBytes": info.size})
+    return {**state, "status": "ready"}
+
+
+def export_failed(state: State, ctx: StepContext) -> State:
+    # The export task writes its own reason when it fails (transcoder/export.py): Step Functions only
+    # knows that its container exited. Otherwise (the task never ran, a Lambda step failed) the error.
+    reason = _reason_written(ctx.media_store, state) or failure_reason(state.get("error") or {})
+    put_export_record(
+        ctx.media_store,
+        {**state["export"], "state": "failed", "failureReason": reason, "updatedAt": iso_now()},
+    )
+    logger.error("recording export failed", extra={"exportId": state.get("exportId"), "reason": reason})
+    return {**state, "status": "failed", "failureReason": reason}
+
+
+def _reason_written(store: ObjectStore, state: State) -> str | None:
+    key = layout.export_state_key(state["sessionId"], state["exportId"])
+    try:
+        if store.head(key) is None:
+            return None
+        record = json.loads(store.get_bytes(key))
+    except Exception:  # an unreadable record: the error's reason will do
+        logger.warning("export state not read", extra={"exportId": state["exportId"]})
+        return None
+    told = (
+        record.get("failureReason") if isinstance(record, dict) and record.get("state") == "failed" else None
+    )
+    return str(told) if told else None
+
+
+def failure_reason(error: dict[str, Any]) -> str:
+    """A caught error as one line. Step Functions gives an ECS task's failure as the stopped task's
+    description (JSON) under Cause: that says which container stopped, why and with what exit code
+    (the export's own message is in its log); a Lambda step's Cause is its error's JSON."""
+    name = str(error.get("Error") or "Error")
+    cause = str(error.get("Cause") or "the export failed")
+    try:
+        parsed = json.loads(cause)
+    except ValueError:
+        parsed = None
+    if isinstance(parsed, dict) and "Containers" in parsed:
+        parts = [str(parsed.get("StoppedReason") or "the export task stopped")]
+        for c in parsed.get("Containers") or []:
+            if c.get("ExitCode") not in (None, 0):
+                parts.append(f"exit code {c['ExitCode']}")
+            if c.get("Reason"):
+                parts.append(str(c["Reason"]))
+        cause = "; ".join(parts) + " (the export task's log has its message)"
+    elif isinstance(parsed, dict) and parsed.get("errorMessage"):
+        cause = str(parsed["errorMessage"])
+    return f"{name}: {cause}"[:2000]
+
+
 HANDLERS: dict[str, Callable[[State, StepContext], State]] = {
     "begin": begin,
     "merge": merge,
@@ -445,4 +546,7 @@ HANDLERS: dict[str, Callable[[State, StepContext], State]] = {
     "cleanup": cleanup,
     "ready": ready,
     "failed": failed,
+    "export_range": export_range,
+    "export_ready": export_ready,
+    "export_failed": export_failed,
 }

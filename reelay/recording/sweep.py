@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from reelay.observability import logger
 from reelay.recording.runner import WorkflowRunner
 from reelay.recording.steps import State, StepContext
+from reelay.recording.workflow import RECORDING_EXPORT_WORKFLOW
 
 
 class WorkflowStarter(Protocol):
@@ -62,6 +63,35 @@ class BackgroundStarter:
                 logger.exception("recording workflow crashed", extra={"sessionId": session_id})
 
         threading.Thread(target=run, name=f"recording-{mode}", daemon=True).start()
+        return execution
+
+
+class LocalExportLauncher:
+    """The local platform's ``ExportLauncher``: the export workflow (``RECORDING_EXPORT_WORKFLOW``, the
+    definition Step Functions runs in AWS) on the local runner, in a daemon thread (the API answers
+    202 at once); ``background=False`` runs it on the caller's thread. Its ``ExportMp4Range`` step runs
+    the ECS task's entry point as a child process (``StepContext.export``)."""
+
+    def __init__(self, ctx: StepContext, *, background: bool = True) -> None:
+        self.ctx = ctx
+        self.background = background
+
+    def launch(self, state: State) -> str:
+        import threading
+
+        execution = f"local-export-{state['exportId']}"
+        runner = WorkflowRunner(self.ctx, workflow=RECORDING_EXPORT_WORKFLOW)
+
+        def run() -> None:
+            try:
+                runner.run(dict(state))
+            except Exception:  # the catch step itself failed (the store is down): the record stays running
+                logger.exception("recording export workflow crashed", extra={"exportId": state["exportId"]})
+
+        if not self.background:
+            run()
+        else:
+            threading.Thread(target=run, name="recording-export", daemon=True).start()
         return execution
 
 

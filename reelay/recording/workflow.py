@@ -1,4 +1,4 @@
-"""The ONE definition of the recording workflow (finalize and fixup), data only.
+"""The ONE definition of the recording workflows (finalize and fixup; MP4 range exports), data only.
 
 The local runner (``reelay.recording.runner``) runs it in-process; ``infra/constructs/recording.py``
 builds the Step Functions state machine from it; an infra test compares the synthesized ASL with it,
@@ -82,4 +82,29 @@ RECORDING_WORKFLOW = Workflow(
     catch=Step("Failed", "failed", retry=TRANSIENT),
 )
 
-__all__ = ["ECS_RETRY", "RECORDING_WORKFLOW", "TRANSIENT", "Retry", "Step", "Workflow"]
+# A time range of a ready recording as MP4 (POST /streams/{id}/sessions/{sid}/exports): the export
+# task on the media image, then a Lambda step that records the export ready (size and duration from
+# the MP4's metadata), or the catch step that records it failed with the reason. The state is the
+# export's (exportId, sessionId, videoId, mp4Key, exportRendition, exportStart, exportEnd, and the
+# ``export`` record the API wrote as running); the execution is named after the export id.
+RECORDING_EXPORT_WORKFLOW = Workflow(
+    name="recording-export",
+    steps=(
+        Step("ExportMp4Range", "export_range", kind="ecs", retry=ECS_RETRY, timeout_seconds=6 * 3600),
+        Step("ExportReady", "export_ready"),
+    ),
+    catch=Step("ExportFailed", "export_failed", retry=TRANSIENT),
+)
+
+WORKFLOWS = (RECORDING_WORKFLOW, RECORDING_EXPORT_WORKFLOW)
+
+__all__ = [
+    "ECS_RETRY",
+    "RECORDING_EXPORT_WORKFLOW",
+    "RECORDING_WORKFLOW",
+    "TRANSIENT",
+    "WORKFLOWS",
+    "Retry",
+    "Step",
+    "Workflow",
+]

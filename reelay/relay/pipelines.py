@@ -361,6 +361,7 @@ def _define_branch() -> type:
             self._muxes: dict[str, str] = {}  # splitmuxsink name -> rendition
             self._encoders: list[Gst.Element] = []
             self._sizers: dict[str, Gst.Element] = {}  # rendition -> its size capsfilter
+            self._heads: dict[str, Gst.Element] = {}  # rendition -> the first element of its branch
             self._boundary: int | None = None  # running time (ns) of the last segment boundary
             self._anchor: tuple[int, int] | None = None  # (running time ns, wall ms) of the first one
             self._keyed = False
@@ -468,6 +469,7 @@ def _define_branch() -> type:
                     raise RuntimeError(f"could not link rendition {rung.name}")
                 parse.get_static_pad("src").add_probe(Gst.PadProbeType.BUFFER, self._describe, rung.name)
                 self._sizers[rung.name] = sizer
+                self._heads[rung.name] = chain[0]
                 self._encoders.append(encoder)
 
         # --- streaming threads ------------------------------------------------------------------------
@@ -535,9 +537,13 @@ def _define_branch() -> type:
             ok_par, par_n, par_d = s.get_fraction("pixel-aspect-ratio")
             if not (ok_w and ok_h) or width <= 0 or height <= 0:
                 return Gst.PadProbeReturn.OK
+            square = not ok_par or par_n == par_d
             if ok_par and par_n > 0 and par_d > 0:
                 width = round(width * par_n / par_d)  # the display size
-            for rung in self.spec.renditions:
+            # A rung that comes out the size of the source (rungs are never upscaled: a 720p rung on a
+            # 720p camera) or of a better rung would record the same picture again: not encoded.
+            sizes = {(width, height)} if square else set()
+            for rung in sorted(self.spec.renditions, key=lambda r: -r.max_kbps):
                 sizer = self._sizers.pop(rung.name, None)
                 if sizer is None:
                     continue  # sized already: a later change of picture is scaled to the same size
@@ -549,7 +555,28 @@ def _define_branch() -> type:
                         "format=I420"
                     ),
                 )
+                if (fitted.width, fitted.height) in sizes:
+                    self._skip(rung.name, fitted.width, fitted.height)
+                sizes.add((fitted.width, fitted.height))
             return Gst.PadProbeReturn.OK
+
+        def _skip(self, rendition: str, width: int, height: int) -> None:
+            """No frame goes to ``rendition``'s encoder, and its segment sink goes (a splitmuxsink that
+            never gets data would hold the pipeline out of PLAYING, waiting to preroll); the recorder
+            neither waits for the rendition nor lists it."""
+            head = self._heads[rendition].get_static_pad("sink")
+            head.add_probe(Gst.PadProbeType.BUFFER, lambda *_: Gst.PadProbeReturn.DROP)
+            mux = self.get_by_name(f"record-segments-{rendition}")
+            if mux is not None:
+                mux.set_locked_state(True)
+                mux.set_state(Gst.State.NULL)
+                self.remove(mux)
+            log.info("recording branch: rendition %s would repeat a %dx%d picture; not encoded",
+                     rendition, width, height)  # fmt: skip
+            try:
+                _tell(self.spec.segments, "drop_rendition", rendition)
+            except Exception:  # never let the recorder's trouble into the streaming thread
+                log.exception("recording branch: could not drop rendition %s", rendition)
 
         def _describe(self, pad: Gst.Pad, info: Gst.PadProbeInfo, rendition: str) -> Gst.PadProbeReturn:
             """A rendition's size and RFC 6381 codec, from its first keyframe's SPS, told once."""

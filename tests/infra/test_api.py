@@ -164,15 +164,17 @@ def test_api_function_may_presign_uploads_but_not_touch_the_whole_bucket(api_tem
     ]
     s3 = [s for s in statements if any(a.startswith("s3:") for a in _actions(s))]
     # Then S3 rights are scoped to uploads/ and outputs/ objects, never s3:* or the whole bucket;
-    # the recordings routes only read a session's manifests and export states
+    # the recordings routes only read a session's manifests, and read and write export states
     assert s3
     scoped = ("/uploads/*", "/outputs/*", "/recordings/_manifests/*", "/recording-exports/*")
     for statement in s3:
         assert "s3:*" not in _actions(statement)
         resource = json.dumps(statement["Resource"])
         assert any(p in resource for p in scoped) or "s3:prefix" in json.dumps(statement)
-        if "/recordings/_manifests/*" in resource or "/recording-exports/*" in resource:
+        if "/recordings/_manifests/*" in resource:
             assert _actions(statement) == ["s3:GetObject"]
+        if "/recording-exports/*" in resource:
+            assert _actions(statement) in (["s3:GetObject"], ["s3:PutObject"])
 
 
 def _actions(statement) -> list[str]:

@@ -8,7 +8,7 @@ derives each role's needs from the code itself, and compares them with the synth
    of Reelay's own code it can reach: names it uses, imports inside functions, and the services
    ``reelay.wiring.Services`` builds for it (``get_services().uploads`` -> ``UploadEventService``).
 2. In that code, collect the calls made on the ports: ``store.delete(...)``, ``queue.send(...)``,
-   ``events.publish(...)``, ``cdn.invalidate(...)``, ``starter.start(...)``.
+   ``events.publish(...)``, ``cdn.invalidate(...)``, ``starter.start(...)``, ``exports.launch(...)``.
 3. Read, from each port's AWS adapter, which boto3 operations that method ends up calling, and turn
    the operations into IAM actions with AWS's table (``head_object`` needs ``s3:GetObject``, ...).
 4. The role's actions in the template must equal those needs, plus only what the table below
@@ -78,8 +78,8 @@ class Port:
 
 
 def _protocol_methods(name: str) -> frozenset[str]:
-    ports = importlib.import_module("reelay.ports")
-    cls = getattr(ports, name, None) or getattr(importlib.import_module("reelay.recording.sweep"), name)
+    modules = ("reelay.ports", "reelay.recording.sweep", "reelay.recording.service")
+    cls = next(c for m in modules if (c := getattr(importlib.import_module(m), name, None)) is not None)
     return frozenset(m for m in vars(cls) if not m.startswith("_") and callable(getattr(cls, m)))
 
 
@@ -97,6 +97,7 @@ PORTS = (
     ),
     Port(frozenset({"cdn"}), _protocol_methods("CdnInvalidator"), "reelay.adapters.cloudfront"),
     Port(frozenset({"starter"}), _protocol_methods("WorkflowStarter"), "reelay.adapters.stepfunctions"),
+    Port(frozenset({"exports"}), _protocol_methods("ExportLauncher"), "reelay.adapters.stepfunctions"),
 )
 # Walked only through the port table above: their calls are what the adapters make.
 ADAPTER_PACKAGES = ("reelay.adapters", "reelay.storage", "reelay.wiring")

@@ -1,19 +1,40 @@
-"""The synthesized recording state machine against the one workflow definition: they cannot drift."""
+"""The synthesized recording state machines (finalize/fixup and MP4 range exports) against the one
+workflow definition: they cannot drift."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
-from infra.constructs.recording import FAIL_STATE, choice_name
+import pytest
+
+from infra.constructs.recording import EXPORT_FAIL_STATE, FAIL_STATE, choice_name
 from reelay.recording.steps import HANDLERS
-from reelay.recording.workflow import RECORDING_WORKFLOW
+from reelay.recording.workflow import RECORDING_EXPORT_WORKFLOW, RECORDING_WORKFLOW, WORKFLOWS, Workflow
 from tests.infra.conftest import props
 
+# Each workflow of the one definition, its state machine's fixed name (the API starts it by that
+# name) and the Fail state its catch step ends in.
+MACHINES = [
+    pytest.param(RECORDING_WORKFLOW, "reelay-dev-recording", FAIL_STATE, id="finalize"),
+    pytest.param(RECORDING_EXPORT_WORKFLOW, "reelay-dev-recording-export", EXPORT_FAIL_STATE, id="export"),
+]
 
-def _asl(synthesized: Any, stacks: Any) -> dict[str, Any]:
-    template = synthesized.template(stacks.recording)
-    (machine,) = template.find_resources("AWS::StepFunctions::StateMachine").values()
+
+def _machine(synthesized: Any, stacks: Any, name: str) -> dict[str, Any]:
+    machines = synthesized.template(stacks.recording).find_resources("AWS::StepFunctions::StateMachine")
+    (machine,) = [m for m in machines.values() if m["Properties"]["StateMachineName"] == name]
+    return machine
+
+
+def test_every_workflow_has_one_state_machine(synthesized, stacks) -> None:
+    machines = synthesized.template(stacks.recording).find_resources("AWS::StepFunctions::StateMachine")
+    names = sorted(m["Properties"]["StateMachineName"] for m in machines.values())
+    assert names == sorted(p.values[1] for p in MACHINES) and len(WORKFLOWS) == len(MACHINES)
+
+
+def _asl(synthesized: Any, stacks: Any, name: str = "reelay-dev-recording") -> dict[str, Any]:
+    machine = _machine(synthesized, stacks, name)
     body = machine["Properties"]["DefinitionString"]
     # Fn::Join of literal text and tokens (ARNs, inside JSON strings): tokens become a placeholder.
     if isinstance(body, dict):
@@ -32,12 +53,14 @@ def _token(part: dict[str, Any]) -> str:
     return "TOKEN"
 
 
-def test_states_and_transitions_follow_the_definition(synthesized, stacks) -> None:
-    asl = _asl(synthesized, stacks)
-    wf = RECORDING_WORKFLOW
+@pytest.mark.parametrize(("wf", "name", "fail_state"), MACHINES)
+def test_states_and_transitions_follow_the_definition(
+    synthesized, stacks, wf: Workflow, name: str, fail_state: str
+) -> None:
+    asl = _asl(synthesized, stacks, name)
     states = asl["States"]
     expected = (
-        {s.name for s in (*wf.steps, wf.catch)} | {choice_name(s) for s in wf.steps if s.when} | {FAIL_STATE}
+        {s.name for s in (*wf.steps, wf.catch)} | {choice_name(s) for s in wf.steps if s.when} | {fail_state}
     )
     assert set(states) == expected
     assert asl["StartAt"] == (choice_name(wf.steps[0]) if wf.steps[0].when else wf.steps[0].name)
@@ -73,20 +96,23 @@ def test_states_and_transitions_follow_the_definition(synthesized, stacks) -> No
         assert state["TimeoutSeconds"] == step.timeout_seconds
 
 
-def test_tasks_call_the_named_handlers(synthesized, stacks) -> None:
-    states = _asl(synthesized, stacks)["States"]
-    for step in (*RECORDING_WORKFLOW.steps, RECORDING_WORKFLOW.catch):
+@pytest.mark.parametrize(("wf", "name", "fail_state"), MACHINES)
+def test_tasks_call_the_named_handlers(synthesized, stacks, wf: Workflow, name: str, fail_state: str) -> None:
+    states = _asl(synthesized, stacks, name)["States"]
+    for step in (*wf.steps, wf.catch):
         state = states[step.name]
         assert step.handler in HANDLERS
         if step.kind == "ecs":
             assert state["Resource"].endswith("ecs:runTask.sync")
             assert "REELAY_EXPORT_STATE" in json.dumps(state["Parameters"])
+            # The task's output is discarded, as the local runner's ecs handlers pass the state on
+            assert state["ResultPath"] is None
         else:
             # payloadResponseOnly: the function itself is the resource, the payload the parameters
             assert state["Resource"] == "STEPS_FUNCTION"
             assert state["Parameters"] == {"step": step.handler, "state.$": "$"}
-    assert states[RECORDING_WORKFLOW.catch.name]["Next"] == FAIL_STATE
-    assert states[FAIL_STATE]["Type"] == "Fail"
+    assert states[wf.catch.name]["Next"] == fail_state
+    assert states[fail_state]["Type"] == "Fail"
 
 
 def test_sweep_runs_every_minute_and_may_start_the_workflow(synthesized, stacks) -> None:
@@ -126,25 +152,48 @@ def test_the_recording_functions_open_sealed_stores_and_the_sweep_applies_retent
         assert prefix in resources
 
 
-def test_the_api_may_start_the_recording_workflow_by_its_name(synthesized, stacks):
-    # Given the recording state machine and the API function
-    machine = props(next(iter(synthesized.template(stacks.recording).find_resources(
-        "AWS::StepFunctions::StateMachine").values())))  # fmt: skip
+def test_the_api_may_start_the_recording_workflows_by_their_names(synthesized, stacks):
+    # Given the recording state machines and the API function
+    finalize = props(_machine(synthesized, stacks, "reelay-dev-recording"))
+    export = props(_machine(synthesized, stacks, "reelay-dev-recording-export"))
     api = synthesized.template(stacks.api)
     (fn,) = [
         props(f)
         for f in api.find_resources("AWS::Lambda::Function").values()
         if props(f).get("Handler") == "lambdas.api.handler.lambda_handler"
     ]
-    # Then the API names it (finalize by hand) and may start it, and nothing else
-    arn = json.dumps(fn["Environment"]["Variables"]["REELAY_RECORDING_STATE_MACHINE_ARN"])
-    assert (
-        machine["StateMachineName"] == "reelay-dev-recording" and ":stateMachine:reelay-dev-recording" in arn
-    )
+    # Then the API names them (finalize by hand, MP4 exports) by the names they are created with
+    env = fn["Environment"]["Variables"]
+    arn = json.dumps(env["REELAY_RECORDING_STATE_MACHINE_ARN"])
+    export_arn = json.dumps(env["REELAY_RECORDING_EXPORT_STATE_MACHINE_ARN"])
+    assert f':stateMachine:{finalize["StateMachineName"]}"' in arn
+    assert f':stateMachine:{export["StateMachineName"]}"' in export_arn
+    # And may start exactly those two, and nothing else
     starts = [
         s
         for policy in api.find_resources("AWS::IAM::Policy").values()
         for s in props(policy)["PolicyDocument"]["Statement"]
         if s.get("Action") == "states:StartExecution"
     ]
-    assert len(starts) == 1 and ":stateMachine:reelay-dev-recording" in json.dumps(starts[0]["Resource"])
+    assert len(starts) == 1 and len(starts[0]["Resource"]) == 2
+    resources = [json.dumps(r) for r in starts[0]["Resource"]]
+    assert resources == [arn, export_arn]
+
+
+def test_the_export_workflow_may_record_the_exports_state(synthesized, stacks):
+    # The API writes an export's state JSON running; the export task writes its failure reason there;
+    # the steps function writes it ready or failed, and reads the task's reason
+    wanted = {
+        (stacks.api, "RestHandlerFunctionServiceRole"): {"s3:GetObject", "s3:PutObject"},
+        (stacks.recording, "RecordingExportTaskTaskRole"): {"s3:PutObject"},
+        (stacks.recording, "RecordingStepsFunctionServiceRole"): {"s3:GetObject", "s3:PutObject"},
+    }
+    for (stack, role), actions in wanted.items():
+        granted: set[str] = set()
+        for policy in synthesized.template(stack).find_resources("AWS::IAM::Policy").values():
+            if not any(r.get("Ref", "").startswith(role) for r in props(policy)["Roles"]):
+                continue
+            for s in props(policy)["PolicyDocument"]["Statement"]:
+                if "/recording-exports/*" in json.dumps(s["Resource"]):
+                    granted |= {s["Action"]} if isinstance(s["Action"], str) else set(s["Action"])
+        assert granted == actions, role

@@ -84,7 +84,7 @@ class FakeApi:
         self.sessions: dict[str, dict[str, Any]] = {}  # sessionId -> session (wire shape)
         self.exports: dict[str, dict[str, Any]] = {}  # exportId -> export (wire shape)
         self.export_failure: str | None = None  # the reason every new export fails with
-        self.exports_available = True  # False: 503 exports_unavailable, as in AWS for now
+        self.exports_available = True  # False: 503 exports_unavailable (the export could not start)
         self.export_bytes = b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 64
         self.multipart_threshold = multipart_threshold
         self.part_size = part_size
@@ -551,7 +551,7 @@ class FakeApi:
         if session["state"] != "ready":
             return error(409, "conflict", f"the session is {session['state']}, not ready: finalize it first")
         if not self.exports_available:
-            return error(503, "exports_unavailable", "MP4 exports do not run in this deployment yet")
+            return error(503, "exports_unavailable", "the export could not be started; try again")
         if not 0 <= start < end <= session["durationSeconds"]:
             return error(
                 400,

@@ -65,6 +65,20 @@ def test_reconnect_inside_the_window_continues_with_a_discontinuity(cat: Any) ->
     assert len(cat.list_recording_sessions(sid)) == 1
 
 
+def test_a_reconnect_at_a_larger_picture_keeps_the_largest_size(cat: Any) -> None:
+    # The camera comes back from a reconnect at 1280x720, then at 640x360 again: the stored session
+    # states the largest (the master playlist's RESOLUTION), and a rendition first seen later is added
+    sid = stream()
+    s, _ = cat.start_recording_session(sid, "w1", renditions=[R360], now=T0)
+    big = R360.model_copy(update={"width": 1280, "height": 720, "codecs": "avc1.4d401f"})
+    extra = R360.model_copy(update={"name": "240p", "width": 426, "height": 240})
+    for n, seen in enumerate(([big], [R360, extra]), start=1):
+        at = T0 + timedelta(seconds=10 * n)
+        _, continued = cat.start_recording_session(sid, "w1", renditions=seen, now=at)
+        assert continued
+    assert cat.get_recording_session(s.session_id).renditions == [big, extra]
+
+
 def test_reconnect_outside_the_window_starts_a_new_session(cat: Any) -> None:
     sid = stream()
     s, _ = cat.start_recording_session(sid, "w1", reconnect_window_seconds=60, now=T0)

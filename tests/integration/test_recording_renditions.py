@@ -1,9 +1,11 @@
-"""Encoded recording renditions on real GStreamer and a live RTSP camera (640x360, 15 fps, a keyframe a
-second): the relay's supervisor records the passthrough source plus two ladder rungs (360p, 240p) from
-one decode, finalize writes the VOD playlists and the master, and the result is checked the way a
-player and the transcoder would check it: keyframes at every segment start, boundaries aligned across
-renditions, the master's RESOLUTION/CODECS/BANDWIDTH, the transcoder's HLS validation, the MP4 export.
-A slow encoder loses frames (counted) without holding up the source rendition or the KVS branch."""
+"""Encoded recording renditions on real GStreamer and a live RTSP camera (854x480, 15 fps, a keyframe a
+second, larger than both rungs: neither repeats the source's size): the relay's supervisor records the
+passthrough source plus two ladder rungs (360p, 240p) from one decode, finalize writes the VOD
+playlists and the master, and the result is checked the way a player and the transcoder would check
+it: keyframes at every segment start, boundaries aligned across renditions, the master's
+RESOLUTION/CODECS/BANDWIDTH, the transcoder's HLS validation, the MP4 export. A slow encoder loses
+frames (counted) without holding up the source rendition or the KVS branch. A rung the size of the
+camera (360p on a 640x360 camera) is neither encoded nor recorded."""
 
 from __future__ import annotations
 
@@ -40,7 +42,7 @@ pytestmark = pytest.mark.media
 
 FPS = 15
 FRAME_MS = 1000 / FPS
-PICTURE = Picture(width=640, height=360, fps=FPS, keyframe_seconds=1, bitrate_kbps=600)
+PICTURE = Picture(width=854, height=480, fps=FPS, keyframe_seconds=1, bitrate_kbps=900)
 RUNGS = ("360p", "240p")
 SOURCE = Rendition(name="source", bandwidth=0, codecs="avc1.640028", playlist="source/index.m3u8")
 PROFILE_IDC = {"Constrained Baseline": "42", "Baseline": "42", "Main": "4d", "High": "64"}
@@ -76,12 +78,12 @@ class Rig:
         assert self.recorder.close(30)
 
 
-def start_rig(tmp_path: Path, url: str, *, raw_queue_frames: int = 4) -> Rig:
+def start_rig(tmp_path: Path, url: str, *, raw_queue_frames: int = 4, names: tuple[str, ...] = RUNGS) -> Rig:
     root = tmp_path / "media"
     store = FileStore(root, public_url=None, signing_key=None)
     catalogue = MemoryCatalogue()
     catalogue.create_stream(stream("cam1"))
-    encoded = rungs(list(RUNGS))
+    encoded = rungs(list(names))
     writer = SessionWriter(
         store, catalogue, "cam1", "w1", [SOURCE, *planned_renditions(encoded)], segment_ms=1000, chunk_size=4
     )
@@ -175,7 +177,7 @@ def test_source_and_two_encoded_renditions_record_aligned_and_finalize_to_a_vali
     assert session.state == RecordingState.ENDED
     # The session carries the renditions as they really are (the source described from its stream).
     by_name = {r.name: r for r in session.renditions}
-    assert (by_name["source"].width, by_name["source"].height) == (640, 360)
+    assert (by_name["source"].width, by_name["source"].height) == (854, 480)
     assert (by_name["360p"].width, by_name["360p"].height) == (640, 360)
     assert (by_name["240p"].width, by_name["240p"].height) == (426, 240)
 
@@ -222,7 +224,7 @@ def test_source_and_two_encoded_renditions_record_aligned_and_finalize_to_a_vali
             # and the rate control's start on a clip of a few seconds keyed every second.
             assert average <= PRESETS[name].video_kbps * 1000 * 1.6, (name, average)
     assert {v.uri.split("/")[0]: v.resolution for v in master} == {
-        "source": (640, 360),
+        "source": (854, 480),
         "360p": (640, 360),
         "240p": (426, 240),
     }
@@ -270,6 +272,48 @@ def test_encoders_that_cannot_keep_up_lose_frames_not_the_source_or_kvs(
         assert abs((a.duration_ms or 0) - (b.duration_ms or 0)) <= FRAME_MS
         assert first_frame(rig.store.local_path(a.key()))["key_frame"] == 1
         assert first_frame(rig.store.local_path(b.key()))["key_frame"] == 1
+
+
+def test_a_rung_the_size_of_the_camera_is_not_encoded_nor_recorded(tmp_path: Path) -> None:
+    """A 640x360 camera recorded with 360p and 240p rungs: 360p would repeat the source's picture
+    (rungs are never upscaled), so its encoder gets no frame and the session records source and 240p."""
+    small = Picture(width=640, height=360, fps=FPS, keyframe_seconds=1, bitrate_kbps=600)
+    with RtspCamera(picture=small) as cam:
+        rig = start_rig(tmp_path, cam.url)
+        fed = {"360p": 0, "240p": 0}
+        try:
+            relay = wait_until(lambda: rig.supervisor._relay, 20, "the pipeline")
+            bin_ = wait_until(lambda: relay.recording, 20, "the recording branch")
+            for name in fed:
+
+                def count(_pad: Gst.Pad, _info: Gst.PadProbeInfo, name: str = name) -> Gst.PadProbeReturn:
+                    fed[name] += 1
+                    return Gst.PadProbeReturn.OK
+
+                encoder = bin_.get_by_name(f"record-x264-{name}")
+                encoder.get_static_pad("sink").add_probe(Gst.PadProbeType.BUFFER, count)
+            wait_until(
+                lambda: all(len(rig.segments().get(r, [])) >= 3 for r in ("source", "240p")),
+                40,
+                "three segments of the source and 240p",
+            )
+        finally:
+            rig.stop()  # and it stops cleanly, the idle branch included
+    assert fed["360p"] == 0 and fed["240p"] > 0, fed
+    assert sorted(rig.segments()) == ["240p", "source"]
+    session = rig.catalogue.list_recording_sessions("cam1")[0]
+    assert [(r.name, r.width, r.height) for r in session.renditions] == [
+        ("source", 640, 360),
+        ("240p", 426, 240),
+    ]
+    out = WorkflowRunner(
+        StepContext(catalogue=rig.catalogue, media_store=rig.store, segment_seconds=1)
+    ).start(session.session_id)
+    master = hls.parse_master_playlist((rig.root / "outputs" / out["videoId"] / "master.m3u8").read_text())
+    assert {v.uri: v.resolution for v in master} == {
+        "source/index.m3u8": (640, 360),
+        "240p/index.m3u8": (426, 240),
+    }
 
 
 def test_no_rendition_asked_for_builds_no_decoder_or_encoder(tmp_path: Path) -> None:

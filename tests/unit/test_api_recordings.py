@@ -189,11 +189,16 @@ def test_exports_of_a_ready_recording(services: Services) -> None:  # noqa: F811
     path = f"/streams/{stream_id}/sessions/{session_id}/exports"
     status, out = send("POST", path, body={"start": 2, "end": 4.5})
     assert status == 202 and out["state"] == "running" and (out["start"], out["end"]) == (2.0, 4.5)
-    assert exports.launched[0] | {"mp4Key": None} == {
-        "videoId": video_id, "mp4Key": None, "exportRendition": "source", "exportStart": 2.0, "exportEnd": 4.5
+    launched = exports.launched[0]
+    keys = ("videoId", "exportRendition", "exportStart", "exportEnd", "exportId")
+    assert {k: launched[k] for k in keys} == {
+        "videoId": video_id, "exportRendition": "source", "exportStart": 2.0, "exportEnd": 4.5,
+        "exportId": out["exportId"],
     }  # fmt: skip
+    assert launched["mp4Key"] == f"outputs/exports/{session_id}/{out['exportId']}.mp4"
     status, got = send("GET", f"{path}/{out['exportId']}")
     assert status == 200 and got["state"] == "ready" and got["sizeBytes"] == 1234
+    assert got["durationSeconds"] == 2.5 and got["createdAt"] <= got["updatedAt"]
     assert got["downloadUrl"] == f"https://cdn.example/outputs/exports/{session_id}/{out['exportId']}.mp4"
     assert_error(*send("GET", f"{path}/{out['exportId']}", OPERATOR_2), 404, "not_found")
     assert_error(*send("GET", f"{path}/0123abcd"), 404, "not_found")
@@ -222,7 +227,7 @@ def test_bad_export_ranges_answer_400(services: Services, body: dict[str, Any], 
 
 
 def test_exporting_a_recording_still_going_is_409_and_a_failed_export_says_why(services: Services) -> None:  # noqa: F811
-    install(services, exports=InstantExports(reason="export failed: no segment in the range"))
+    install(services, exports=InstantExports(services, reason="export failed: no segment in the range"))
     stream_id = create(record=True)["streamId"]
     live_id = live_session(services, stream_id)
     status, out = send(

@@ -196,13 +196,13 @@ def test_leftover_files_are_swept_and_an_unknown_file_is_not_fatal(tmp_path: Pat
 
 
 # --- encoded renditions --------------------------------------------------------------------------------
-def _with_rungs(tmp_path: Path, describe_seconds: float = 5.0):  # type: ignore[no-untyped-def]
+def _with_rungs(tmp_path: Path, describe_seconds: float = 5.0, names=("360p", "240p")):  # type: ignore[no-untyped-def]
     from reelay.media.ladder import rungs
     from reelay.recording.recorder import planned_renditions
 
     catalogue = MemoryCatalogue()
     store = FileStore(tmp_path / "store", public_url=None, signing_key=None)
-    encoded = rungs(["360p", "240p"])
+    encoded = rungs(list(names))
     writer = SessionWriter(
         store, catalogue, "cam", "w1", [SOURCE, *planned_renditions(encoded)], segment_ms=1000,
         retry=FAST, sleep=lambda _s: None,
@@ -244,6 +244,53 @@ def test_a_rendition_that_never_describes_itself_does_not_hold_the_recording_up(
         assert got == {"source": (640, 360), "360p": (640, 360), "240p": (426, 240)}  # the rungs' boxes
     finally:
         recorder.close(2)
+
+
+def test_a_rung_the_same_size_as_the_source_or_a_better_rung_is_not_recorded(tmp_path: Path) -> None:
+    # Given a 640x360 camera recorded with 720p, 360p and 240p rungs (never upscaled: 720p and 360p
+    # both come out 640x360, the source's size)
+    catalogue, store, recorder = _with_rungs(tmp_path, names=("720p", "360p", "240p"))
+    try:
+        t0 = int(time.time() * 1000)
+
+        def hand_over(i: int) -> None:
+            for name in ("source", "720p", "360p", "240p"):
+                path = recorder.spool_dir / f"{name}-{i}.ts"
+                path.write_bytes(b"\x47" * 188)
+                recorder.segment_closed(path, 1000, rendition=name, pdt_ms=t0 + i * 1000)
+
+        hand_over(0)  # segments the pipeline closed before the session started
+        recorder.describe_rendition("source", 640, 360, "avc1.42c01e")
+        recorder.describe_rendition("720p", 640, 360, "avc1.64001e")
+        recorder.describe_rendition("360p", 640, 360, "avc1.4d401e")
+        recorder.describe_rendition("240p", 426, 240, "avc1.4d4015")
+        wait(lambda: recorder.health().sessions_started == 1)
+        hand_over(1)
+        wait(lambda: recorder.health().segments_written == 4 and recorder.health().pending == 0)
+        # Then the session lists the source and 240p only, and only their segments are stored
+        (session,) = catalogue.list_recording_sessions("cam")
+        assert [(r.name, r.width, r.height) for r in session.renditions] == [
+            ("source", 640, 360), ("240p", 426, 240)
+        ]  # fmt: skip
+        assert sorted({s.rendition for s in segments(store)}) == ["240p", "source"]
+        assert len(segments(store)) == 4 and recorder.health().spool_bytes == 0
+        assert sorted(p.name for p in recorder.spool_dir.iterdir()) == []  # dropped files are deleted
+    finally:
+        recorder.close(2)
+
+
+def test_redundant_renditions_keep_the_source_then_the_highest_bandwidth() -> None:
+    from reelay.recording.recorder import redundant_renditions
+
+    def r(name: str, w: int, h: int, bw: int) -> Rendition:
+        return Rendition(name=name, width=w, height=h, bandwidth=bw, codecs="avc1.640028", playlist="x.m3u8")
+
+    assert redundant_renditions([r("source", 1280, 720, 1), r("720p", 1280, 720, 5000)]) == {"720p"}
+    # two rungs of one size: the better one stays; unknown sizes are never duplicates
+    ladder = [r("source", 1920, 1080, 1), r("a", 1280, 720, 2000), r("b", 1280, 720, 4000), r("c", 0, 0, 9)]
+    assert redundant_renditions(ladder) == {"a"}
+    assert redundant_renditions([r("source", 0, 0, 1), r("x", 0, 0, 2), r("y", 0, 0, 3)]) == set()
+    assert redundant_renditions([r("source", 640, 360, 1), r("360p", 640, 360, 1)]) == {"360p"}
 
 
 def test_renditions_segments_given_one_start_time_share_sequence_numbers(tmp_path: Path) -> None:

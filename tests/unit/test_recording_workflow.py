@@ -189,6 +189,51 @@ def test_a_reconnect_inside_the_window_is_one_video_with_a_discontinuity(world) 
     assert media.count("#EXT-X-PROGRAM-DATE-TIME") == 2
 
 
+def test_a_camera_whose_size_changes_after_a_reconnect_gets_its_largest_resolution(world) -> None:
+    # Given a 640x360 camera that comes back from a reconnect inside the window at 1280x720
+    cat, store, ctx = world
+    sid = session(cat)
+    cat.heartbeat_recording_session(
+        sid, "w1", media_at=T0 + timedelta(seconds=10), now=T0 + timedelta(seconds=10)
+    )
+    big = R[0].model_copy(update={"width": 1280, "height": 720, "codecs": "avc1.64001f"})
+    again, continued = cat.start_recording_session(
+        "cam1", "w1", renditions=[big], now=T0 + timedelta(seconds=20)
+    )
+    assert continued and again.session_id == sid
+    # and later comes back small again (a second writer, after a task restart, at 640x360)
+    small, _ = cat.start_recording_session("cam1", "w2", renditions=R, now=T0 + timedelta(seconds=30))
+    assert small.session_id == sid
+    record(store, "cam1", sid, "w1", ("source", "360p"), range(0, 5))
+    record(
+        store, "cam1", sid, "w1", ("source",), range(5, 10), discontinuity_at=(5,), t0_ms=1_780_000_030_000
+    )
+    cat.end_recording_session(sid)
+    # When it is finalized
+    out = WorkflowRunner(ctx).start(sid)
+    assert out["status"] == "ready", out
+    # Then the master states the source's largest picture and the codec level it needs; 360p stays
+    master = parse_master_playlist(store.get_bytes(f"outputs/{out['videoId']}/master.m3u8").decode())
+    by_uri = {v.uri: v for v in master}
+    assert by_uri["source/index.m3u8"].resolution == (1280, 720)
+    assert by_uri["source/index.m3u8"].attributes["CODECS"].startswith("avc1.64001f")
+    assert by_uri["360p/index.m3u8"].resolution == (640, 360)
+    # And the size changes after a discontinuity in the source's playlist
+    media = store.get_bytes(f"outputs/{out['videoId']}/source/index.m3u8").decode()
+    assert media.count("#EXT-X-DISCONTINUITY\n") == 1
+
+
+def test_merged_renditions_keep_the_largest_picture_and_add_new_ones() -> None:
+    from reelay.catalogue._recordings import merge_renditions
+
+    big = R[0].model_copy(update={"width": 1920, "height": 1080})
+    extra = R[1].model_copy(update={"name": "240p", "width": 426, "height": 240})
+    assert merge_renditions(R, [big]) == [big, R[1]]
+    assert merge_renditions([big, R[1]], R) == [big, R[1]]  # a smaller picture later changes nothing
+    assert merge_renditions(R, [extra]) == [*R, extra]
+    assert merge_renditions(R, []) == list(R) and merge_renditions([], R) == list(R)
+
+
 def test_a_per_stream_store_is_opened_by_reference_and_copied_for_playback(world) -> None:
     cat, media, ctx = world
     other = FakeStore()
