@@ -144,10 +144,16 @@ class RelayPipeline:
         *,
         on_problem: Callable[[str], None] = lambda _reason: None,
         recording: RecordingSpec | None = None,
+        raw_caps: str | None = None,
     ) -> None:
         if make_sink is None and recording is None:
             raise ValueError("a relay pipeline needs a sink, a recording, or both")
+        if raw_caps is not None and recording is not None:
+            raise ValueError("a pipeline of raw frames has no recording branch")
         self.source = source
+        # Raw frames (decoded, any codec) to the sink instead of H.264: the source side of the slate
+        # layout (reelay.relay.slate), whose encoder lives in a pipeline of its own.
+        self.raw_caps = raw_caps
         self.meter = FlowMeter()
         self.on_problem = on_problem  # a permanent configuration problem, found once caps are known
         self.pipeline = Gst.Pipeline.new("relay")
@@ -254,6 +260,10 @@ class RelayPipeline:
         self.video_linked = True
         self.codec = name
         mode = self.source.video
+        if self.raw_caps is not None:
+            log.info("decoding %s for the encoder branch", name)
+            self._append_chain(pad, self._decoder(self.raw_caps))
+            return
         if name == "video/x-h264" and mode != "transcode":
             log.info("relaying %s without re-encoding", name)
             chain = [_make("h264parse", config_interval=-1), _make("h264timestamper")]
@@ -285,6 +295,14 @@ class RelayPipeline:
             ),
             _make("capsfilter", caps=Gst.Caps.from_string("video/x-h264,profile=main")),
             _make("h264parse", config_interval=-1),
+        ]
+
+    def _decoder(self, caps: str) -> list[Gst.Element]:
+        return [
+            _make("decodebin"),
+            _make("videoconvert"),
+            _make("videoscale", add_borders=True),
+            _make("capsfilter", caps=Gst.Caps.from_string(caps)),
         ]
 
     def _append_chain(self, pad: Gst.Pad, chain: list[Gst.Element]) -> None:
