@@ -164,9 +164,11 @@ class RelayPipeline:
         self.queue: Gst.Element | None = None
         self.sink: Gst.Element | None = None
         if make_sink is not None:
+            # Raw frames are big (3 MB each at 1080p): a few of them, never seconds' worth.
             self.queue = _make(
-                "queue", "to-sink", max_size_buffers=0, max_size_bytes=0, max_size_time=4 * Gst.SECOND
-            )
+                "queue", "to-sink", max_size_buffers=8 if raw_caps else 0, max_size_bytes=0,
+                max_size_time=0 if raw_caps else 4 * Gst.SECOND,
+            )  # fmt: skip
             self.sink = make_sink()
             self.pipeline.add(self.queue)
             self.pipeline.add(self.sink)

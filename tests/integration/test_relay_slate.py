@@ -105,3 +105,24 @@ def test_sigterm_during_the_slate_drains_and_exits_0(
     assert stopped.lease_owner is None
     assert "signal SIGTERM" in full_log(relay_rig, stream)
     assert "EOS did not reach the sinks" not in full_log(relay_rig, stream)
+
+
+def test_kvs_down_then_back_in_transcode_mode_is_not_rebuilt(
+    relay_rig: RelayRig, rtsp_camera: RtspCamera
+) -> None:
+    # Given a camera relayed in transcode mode (the slate layout)
+    stream = relaying(relay_rig, rtsp_camera.url, video="transcode")
+    rebuilt_before = relay_rig.stream(stream.stream_id).reconnects
+    # When KVS goes away, then comes back
+    relay_rig.kvs.refuse_connections()
+    down = relay_rig.wait_state(stream, "reconnecting", timeout=30)
+    assert down.outage_cause and "KVS unreachable" in down.outage_cause
+    before = relay_rig.persisted(stream)
+    relay_rig.kvs.start()
+    # Then kvssink reconnects by itself (no rebuild), the camera's fragments resume, the outage ends,
+    # and the camera was never replaced by the slate (the camera never went away)
+    relay_rig.wait_persisted(stream, before, timeout=40)
+    up = relay_rig.wait_state(stream, "running", timeout=30)
+    assert up.outage_cause is None and up.reconnects == rebuilt_before
+    assert "showing the slate" not in full_log(relay_rig, stream)
+    wait_until(lambda: metric_sum(relay_rig, stream, "OutageSeconds") > 0, 10, "OutageSeconds")
