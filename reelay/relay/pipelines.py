@@ -4,6 +4,10 @@
                        ├─ other codec / transcode: decodebin ─ x264enc ─ h264parse ──┼─ avc/au ─ queue ─ sink
                        └─ audio and anything else: fakesink
 
+In the slate layout (transcode mode, ``reelay.relay.slate``) the video branch only decodes: any codec,
+``decodebin ─ videoconvert ─ videoscale ─ raw caps``, into an appsink; the encoder and kvssink run in a
+pipeline of their own that outlives this one.
+
 When the stream records, a tee follows the avc/au capsfilter: one branch to the KVS queue and sink
 (none when the stream does not relay to KVS), one recording branch,
 
@@ -134,6 +138,14 @@ def _make(factory: str, name: str | None = None, **props: object) -> Gst.Element
     return element
 
 
+def link_sink(queue: Gst.Element, sink: Gst.Element) -> None:
+    """Link ``queue`` to the sink's video input (kvssink has request pads for audio and video: the
+    video one is asked for by name)."""
+    sink_pad = sink.get_static_pad("sink") or sink.request_pad_simple("video_%u")
+    if sink_pad is None or queue.get_static_pad("src").link(sink_pad) != Gst.PadLinkReturn.OK:
+        raise RuntimeError("the sink does not accept H.264 (avc, au)")
+
+
 class RelayPipeline:
     """Builds the pipeline for ``source`` into ``make_sink()``. ``meter`` counts what reaches the sink."""
 
@@ -172,10 +184,7 @@ class RelayPipeline:
             self.sink = make_sink()
             self.pipeline.add(self.queue)
             self.pipeline.add(self.sink)
-            # kvssink has request pads for audio and video: ask for the video one by name.
-            sink_pad = self.sink.get_static_pad("sink") or self.sink.request_pad_simple("video_%u")
-            if sink_pad is None or self.queue.get_static_pad("src").link(sink_pad) != Gst.PadLinkReturn.OK:
-                raise RuntimeError("the sink does not accept H.264 (avc, au)")
+            link_sink(self.queue, self.sink)
         self.recording: Gst.Bin | None = None
         self.entry: Gst.Element
         if recording is not None:

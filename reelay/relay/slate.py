@@ -26,6 +26,7 @@ the epoch time of its first frame to each frame's PTS), so an ack says which it 
 from __future__ import annotations
 
 import bisect
+import itertools
 import logging
 import threading
 import time
@@ -35,6 +36,7 @@ from dataclasses import dataclass
 
 from reelay.media._gst import Gst, GstVideo
 from reelay.media.runner import FlowMeter
+from reelay.relay.pipelines import RELAY_CAPS, _make, link_sink
 
 log = logging.getLogger(__name__)
 
@@ -89,15 +91,6 @@ class FrameFormat:
 FIRST_SOURCE_CAPS = "video/x-raw,format=I420"  # the first build takes the camera's size and rate
 
 
-def _make(factory: str, name: str | None = None, **props: object) -> Gst.Element:
-    element = Gst.ElementFactory.make(factory, name)
-    if element is None:
-        raise RuntimeError(f"the GStreamer element {factory!r} is not installed")
-    for key, value in props.items():
-        element.set_property(key.rstrip("_").replace("_", "-"), value)
-    return element
-
-
 def render_slate(fmt: FrameFormat, text: str, timeout_seconds: float = 10.0) -> Gst.Buffer:
     """One frame of ``fmt`` saying ``text``, white on dark grey, rendered once."""
     pipeline = Gst.Pipeline.new("slate")
@@ -106,9 +99,12 @@ def render_slate(fmt: FrameFormat, text: str, timeout_seconds: float = 10.0) -> 
     src.set_property("foreground-color", 0xFF202428)
     chain = [
         src,
-        _make("capsfilter", caps=Gst.Caps.from_string(
-            f"video/x-raw,width={fmt.width},height={fmt.height},framerate={fmt.fps_n}/{fmt.fps_d}"
-        )),  # fmt: skip
+        _make(
+            "capsfilter",
+            caps=Gst.Caps.from_string(
+                f"video/x-raw,width={fmt.width},height={fmt.height},framerate={fmt.fps_n}/{fmt.fps_d}"
+            ),
+        ),
         _make("textoverlay", text=text, font_desc="Sans Bold 20", shaded_background=False),
         _make("videoconvert"),
         _make("capsfilter", caps=Gst.Caps.from_string(fmt.caps())),
@@ -116,7 +112,7 @@ def render_slate(fmt: FrameFormat, text: str, timeout_seconds: float = 10.0) -> 
     ]
     for element in chain:
         pipeline.add(element)
-    for a, b in zip(chain, chain[1:], strict=False):
+    for a, b in itertools.pairwise(chain):
         if not a.link(b):
             raise RuntimeError(f"could not link {a.get_name()} to {b.get_name()} for the slate")
     try:
@@ -145,7 +141,7 @@ class EncoderBranch:
     ) -> None:
         self.fmt = fmt
         self.spec = slate
-        self.on_switch = on_switch  # called (off the loop) with True when the slate starts, False when it ends
+        self.on_switch = on_switch  # (off the loop) True when the slate starts, False when it ends
         self.slate_frame = render_slate(fmt, slate.text)
         self.frame_ns = int(Gst.SECOND * fmt.fps_d / fmt.fps_n)
         self.meter = FlowMeter()  # what reaches the sink: camera and slate alike
@@ -169,21 +165,20 @@ class EncoderBranch:
             self.encoder,
             _make("capsfilter", caps=Gst.Caps.from_string("video/x-h264,profile=main")),
             _make("h264parse", config_interval=-1),
-            _make("capsfilter", caps=Gst.Caps.from_string("video/x-h264,stream-format=avc,alignment=au")),
+            _make("capsfilter", caps=Gst.Caps.from_string(RELAY_CAPS)),
             self.queue,
         ]
         for element in [*chain, self.sink]:
             self.pipeline.add(element)
-        for a, b in zip(chain, chain[1:], strict=False):
+        for a, b in itertools.pairwise(chain):
             if not a.link(b):
                 raise RuntimeError(f"could not link {a.get_name()} to {b.get_name()}")
-        sink_pad = self.sink.get_static_pad("sink") or self.sink.request_pad_simple("video_%u")
-        if sink_pad is None or self.queue.get_static_pad("src").link(sink_pad) != Gst.PadLinkReturn.OK:
-            raise RuntimeError("the sink does not accept H.264 (avc, au)")
+        link_sink(self.queue, self.sink)
         self.meter.attach(self.queue.get_static_pad("sink"))
         out = self.queue.get_static_pad("src")
         self._first_probe: tuple[Gst.Pad, int] | None = (
-            out, out.add_probe(Gst.PadProbeType.BUFFER, self._on_first_out)
+            out,
+            out.add_probe(Gst.PadProbeType.BUFFER, self._on_first_out),
         )
         self._lock = threading.Lock()
         self._last_pts = -1
@@ -269,7 +264,9 @@ class EncoderBranch:
                 self.camera_frames += 1
             self.appsrc.emit("push-buffer", frame)
         if switched:
-            log.info("relay %s", "showing the slate" if slate else "back to the camera", extra={"slate": slate})
+            log.info(
+                "relay %s", "showing the slate" if slate else "back to the camera", extra={"slate": slate}
+            )
             try:
                 self.on_switch(slate)
             except Exception:
