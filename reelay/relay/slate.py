@@ -239,12 +239,18 @@ class EncoderBranch:
             self._stop.wait(max(0.0, delay))
 
     def _push(self, buffer: Gst.Buffer, *, slate: bool) -> None:
-        clock = self.pipeline.get_clock()
-        if clock is None:
-            return  # not playing yet (kvssink still connecting): nothing can be stamped
+        # Not playing yet (kvssink still connecting): no running time to stamp the frame with. The
+        # appsrc is the last element set to PLAYING, after the pipeline gave it its clock and base time
+        # (the pipeline itself may stay PAUSED until a sink that prerolls gets a first frame).
+        clock = self.appsrc.get_clock()
+        if clock is None or self.appsrc.current_state != Gst.State.PLAYING:
+            return
         switched = False
         with self._lock:
-            pts = max(clock.get_time() - self.pipeline.get_base_time(), self._last_pts + 1)
+            now = clock.get_time() - self.appsrc.get_base_time()
+            if now < 0:
+                return
+            pts = max(now, self._last_pts + 1)
             frame = buffer.copy()  # the metadata only: the memory is shared
             frame.pts = pts
             frame.dts = Gst.CLOCK_TIME_NONE
@@ -290,8 +296,9 @@ class EncoderBranch:
         pts = timecode_ms * 1_000_000 - origin[1] + origin[0]
         with self._lock:
             starts = [p for p, _ in self._switches]
-            # A fragment starts on its period's first frame, give or take a millisecond (ms timecodes).
-            index = bisect.bisect_right(starts, pts + 2_000_000) - 1
+            # A fragment starts on its period's first frame: the timecode is in ms, and the origin is
+            # read a moment apart from kvssink's own. Half a frame either way is still that frame.
+            index = bisect.bisect_right(starts, pts + self.frame_ns // 2) - 1
             if index < 0:
                 return None
             return self._switches[index][1], index == len(starts) - 1
