@@ -14,7 +14,7 @@ import pytest
 from local.cameras import RtspCamera
 from reelay.media._gst import Gst
 from reelay.relay.pipelines import RelayPipeline, SourceSpec
-from reelay.relay.slate import SlateSpec
+from reelay.relay.slate import FrameFormat, SlateSpec, render_slate
 from reelay.relay.supervisor import RECONNECTING, RUNNING, RelayPolicy, Supervisor
 from tests.camera_fixtures import rtsp_camera
 from transcoder.relay import check_source_host
@@ -269,3 +269,24 @@ def test_a_kvs_side_failure_in_the_slate_layout_rebuilds_both_pipelines(rtsp_cam
     finally:
         supervisor.stop()
         loop.join(15)
+
+
+@pytest.mark.parametrize(
+    ("caps", "expected"),
+    [
+        ("video/x-raw,format=I420,width=640,height=360,framerate=25/1", (640, 360, 25, 1, 1, 1)),
+        # a camera that announces no rate (variable) gets the slate at 30 fps; no aspect ratio is square
+        ("video/x-raw,format=I420,width=720,height=576,framerate=0/1,pixel-aspect-ratio=16/15",
+         (720, 576, 30, 1, 16, 15)),
+        ("video/x-raw,format=I420,width=320,height=240", (320, 240, 30, 1, 1, 1)),
+    ],
+)  # fmt: skip
+def test_the_encoder_input_is_the_first_frames_size_and_rate(caps: str, expected: tuple[int, ...]) -> None:
+    fmt = FrameFormat.from_caps(Gst.Caps.from_string(caps))
+    assert (fmt.width, fmt.height, fmt.fps_n, fmt.fps_d, fmt.par_n, fmt.par_d) == expected
+    # later builds must deliver exactly that size (any rate: frames are stamped as they arrive)
+    assert f"width={expected[0]},height={expected[1]}" in fmt.source_caps()
+    assert "framerate" not in fmt.source_caps() and "framerate" in fmt.caps()
+    # and the slate is rendered at that size, as I420
+    slate = render_slate(fmt, "camera offline")
+    assert slate.get_size() == expected[0] * expected[1] * 3 // 2
