@@ -148,8 +148,8 @@ class EncoderBranch:
         self.pipeline = Gst.Pipeline.new("relay-kvs")
         self.appsrc = _make(
             "appsrc", "frames", is_live=True, format=Gst.Format.TIME, do_timestamp=False, block=False,
-            caps=Gst.Caps.from_string(fmt.caps()), max_buffers=max(2, round(fmt.fps)), max_bytes=0,
-        )  # fmt: skip
+            caps=Gst.Caps.from_string(fmt.caps()), max_buffers=8, max_bytes=0,
+        )  # fmt: skip  # raw frames (3 MB each at 1080p): a few, dropped once the encoder falls behind
         self.appsrc.set_property("leaky-type", 1)  # upstream: a full queue drops the newest frame
         self.encoder = _make(
             "x264enc", "encoder", tune="zerolatency", speed_preset="veryfast", bitrate=bitrate_kbps,
