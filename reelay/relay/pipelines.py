@@ -170,6 +170,8 @@ class RelayPipeline:
         self.on_problem = on_problem  # a permanent configuration problem, found once caps are known
         self.pipeline = Gst.Pipeline.new("relay")
         self._handlers: list[tuple[Gst.Element, int]] = []  # (element, handler id), undone by release()
+        self._probes: list[tuple[Gst.Pad, int]] = []  # (pad, probe id), undone by release()
+        self._keyed = False  # raw frames: a key frame reached the decoder
         self.video_linked = False
         self.codec: str | None = None
 
@@ -223,6 +225,9 @@ class RelayPipeline:
             if element.handler_is_connected(handler_id):
                 element.disconnect(handler_id)
         self.meter.detach()
+        probes, self._probes = self._probes, []
+        for pad, probe_id in probes:
+            pad.remove_probe(probe_id)
 
     # --- sources ------------------------------------------------------------------------------
     def _add_source(self) -> None:
@@ -273,6 +278,8 @@ class RelayPipeline:
         mode = self.source.video
         if self.raw_caps is not None:
             log.info("decoding %s for the encoder branch", name)
+            # A source joined mid-GOP would be decoded to garbage until its next key frame: skip to it.
+            self._probes.append((pad, pad.add_probe(Gst.PadProbeType.BUFFER, self._until_keyframe)))
             self._append_chain(pad, self._decoder(self.raw_caps))
             return
         if name == "video/x-h264" and mode != "transcode":
@@ -307,6 +314,14 @@ class RelayPipeline:
             _make("capsfilter", caps=Gst.Caps.from_string("video/x-h264,profile=main")),
             _make("h264parse", config_interval=-1),
         ]
+
+    def _until_keyframe(self, _pad: Gst.Pad, info: Gst.PadProbeInfo) -> Gst.PadProbeReturn:
+        if self._keyed:
+            return Gst.PadProbeReturn.OK
+        if info.get_buffer().has_flags(Gst.BufferFlags.DELTA_UNIT):
+            return Gst.PadProbeReturn.DROP
+        self._keyed = True
+        return Gst.PadProbeReturn.OK
 
     def _decoder(self, caps: str) -> list[Gst.Element]:
         return [

@@ -105,13 +105,16 @@ def render_slate(fmt: FrameFormat, text: str, timeout_seconds: float = 10.0) -> 
                 f"video/x-raw,width={fmt.width},height={fmt.height},framerate={fmt.fps_n}/{fmt.fps_d}"
             ),
         ),
-        _make("textoverlay", text=text, font_desc="Sans Bold 20", shaded_background=False),
+        _make("textoverlay", "text", text=text, font_desc="Sans Bold 20", shaded_background=False),
         _make("videoconvert"),
         _make("capsfilter", caps=Gst.Caps.from_string(fmt.caps())),
         _make("appsink", "out", sync=False),
     ]
     for element in chain:
         pipeline.add(element)
+    overlay = pipeline.get_by_name("text")
+    Gst.util_set_object_arg(overlay, "valignment", "center")
+    Gst.util_set_object_arg(overlay, "halignment", "center")
     for a, b in itertools.pairwise(chain):
         if not a.link(b):
             raise RuntimeError(f"could not link {a.get_name()} to {b.get_name()} for the slate")
