@@ -138,6 +138,12 @@ class Settings(BaseSettings):
     relay_metrics_seconds: float = 60.0
     relay_recycle_after_rebuilds: int = 500  # then the task re-executes itself during an outage; 0: never
     relay_work_dir: str = "/tmp/reelay-relay"  # kvssink's credential file, one per stream
+    # Transcode mode (video "transcode", or a source that is not H.264): while the source is down, KVS
+    # is fed a slate with this text from the same encoder, so its timeline has no hole. Passthrough has
+    # no encoder and no slate; nor has a stream that records (its branch needs the source's H.264).
+    relay_slate: bool = True
+    relay_slate_text: str = Field(default="camera offline", min_length=1, max_length=80)
+    relay_slate_after_seconds: float = Field(default=1.0, gt=0, le=30)  # no camera frame this long
 
     # Recording: where sessions go (reelay.recording.stores). A stream's own store, or one its store
     # webhook names, wins; else this store (URL forms as for media_store_url; None: the media store).

@@ -28,6 +28,7 @@ from reelay.recording.recorder import SOURCE_RENDITION, Recorder, planned_rendit
 from reelay.recording.stores import resolve_store
 from reelay.recording.writer import PickedStore, SessionWriter
 from reelay.relay.credentials import CredentialFile, botocore_provider
+from reelay.relay.slate import SlateSpec
 from reelay.relay.sources import check_resolved_host
 from reelay.relay.supervisor import RelayPolicy
 from reelay.relay.task import RelayTask, RelayTaskConfig, kvssink_factory
@@ -62,6 +63,9 @@ def config_from(settings: Settings) -> RelayTaskConfig:
         lease_seconds=settings.relay_lease_seconds,
         metrics_seconds=settings.relay_metrics_seconds,
         recycle_after_rebuilds=settings.relay_recycle_after_rebuilds,
+        slate=SlateSpec(settings.relay_slate_text, settings.relay_slate_after_seconds)
+        if settings.relay_slate
+        else None,
         policy=RelayPolicy(
             stall_seconds=settings.relay_stall_seconds,
             start_seconds=settings.relay_start_seconds,

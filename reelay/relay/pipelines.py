@@ -4,6 +4,10 @@
                        ├─ other codec / transcode: decodebin ─ x264enc ─ h264parse ──┼─ avc/au ─ queue ─ sink
                        └─ audio and anything else: fakesink
 
+In the slate layout (transcode mode, ``reelay.relay.slate``) the video branch only decodes: any codec,
+``decodebin ─ videoconvert ─ videoscale ─ raw caps``, into an appsink; the encoder and kvssink run in a
+pipeline of their own that outlives this one.
+
 When the stream records, a tee follows the avc/au capsfilter: one branch to the KVS queue and sink
 (none when the stream does not relay to KVS), one recording branch,
 
@@ -134,6 +138,14 @@ def _make(factory: str, name: str | None = None, **props: object) -> Gst.Element
     return element
 
 
+def link_sink(queue: Gst.Element, sink: Gst.Element) -> None:
+    """Link ``queue`` to the sink's video input (kvssink has request pads for audio and video: the
+    video one is asked for by name)."""
+    sink_pad = sink.get_static_pad("sink") or sink.request_pad_simple("video_%u")
+    if sink_pad is None or queue.get_static_pad("src").link(sink_pad) != Gst.PadLinkReturn.OK:
+        raise RuntimeError("the sink does not accept H.264 (avc, au)")
+
+
 class RelayPipeline:
     """Builds the pipeline for ``source`` into ``make_sink()``. ``meter`` counts what reaches the sink."""
 
@@ -144,30 +156,37 @@ class RelayPipeline:
         *,
         on_problem: Callable[[str], None] = lambda _reason: None,
         recording: RecordingSpec | None = None,
+        raw_caps: str | None = None,
     ) -> None:
         if make_sink is None and recording is None:
             raise ValueError("a relay pipeline needs a sink, a recording, or both")
+        if raw_caps is not None and recording is not None:
+            raise ValueError("a pipeline of raw frames has no recording branch")
         self.source = source
+        # Raw frames (decoded, any codec) to the sink instead of H.264: the source side of the slate
+        # layout (reelay.relay.slate), whose encoder lives in a pipeline of its own.
+        self.raw_caps = raw_caps
         self.meter = FlowMeter()
         self.on_problem = on_problem  # a permanent configuration problem, found once caps are known
         self.pipeline = Gst.Pipeline.new("relay")
         self._handlers: list[tuple[Gst.Element, int]] = []  # (element, handler id), undone by release()
+        self._probes: list[tuple[Gst.Pad, int]] = []  # (pad, probe id), undone by release()
+        self._keyed = False  # raw frames: a key frame reached the decoder
         self.video_linked = False
         self.codec: str | None = None
 
         self.queue: Gst.Element | None = None
         self.sink: Gst.Element | None = None
         if make_sink is not None:
+            # Raw frames are big (3 MB each at 1080p): a few of them, never seconds' worth.
             self.queue = _make(
-                "queue", "to-sink", max_size_buffers=0, max_size_bytes=0, max_size_time=4 * Gst.SECOND
-            )
+                "queue", "to-sink", max_size_buffers=8 if raw_caps else 0, max_size_bytes=0,
+                max_size_time=0 if raw_caps else 4 * Gst.SECOND,
+            )  # fmt: skip
             self.sink = make_sink()
             self.pipeline.add(self.queue)
             self.pipeline.add(self.sink)
-            # kvssink has request pads for audio and video: ask for the video one by name.
-            sink_pad = self.sink.get_static_pad("sink") or self.sink.request_pad_simple("video_%u")
-            if sink_pad is None or self.queue.get_static_pad("src").link(sink_pad) != Gst.PadLinkReturn.OK:
-                raise RuntimeError("the sink does not accept H.264 (avc, au)")
+            link_sink(self.queue, self.sink)
         self.recording: Gst.Bin | None = None
         self.entry: Gst.Element
         if recording is not None:
@@ -206,6 +225,9 @@ class RelayPipeline:
             if element.handler_is_connected(handler_id):
                 element.disconnect(handler_id)
         self.meter.detach()
+        probes, self._probes = self._probes, []
+        for pad, probe_id in probes:
+            pad.remove_probe(probe_id)
 
     # --- sources ------------------------------------------------------------------------------
     def _add_source(self) -> None:
@@ -254,6 +276,12 @@ class RelayPipeline:
         self.video_linked = True
         self.codec = name
         mode = self.source.video
+        if self.raw_caps is not None:
+            log.info("decoding %s for the encoder branch", name)
+            # A source joined mid-GOP would be decoded to garbage until its next key frame: skip to it.
+            self._probes.append((pad, pad.add_probe(Gst.PadProbeType.BUFFER, self._until_keyframe)))
+            self._append_chain(pad, self._decoder(self.raw_caps))
+            return
         if name == "video/x-h264" and mode != "transcode":
             log.info("relaying %s without re-encoding", name)
             chain = [_make("h264parse", config_interval=-1), _make("h264timestamper")]
@@ -285,6 +313,22 @@ class RelayPipeline:
             ),
             _make("capsfilter", caps=Gst.Caps.from_string("video/x-h264,profile=main")),
             _make("h264parse", config_interval=-1),
+        ]
+
+    def _until_keyframe(self, _pad: Gst.Pad, info: Gst.PadProbeInfo) -> Gst.PadProbeReturn:
+        if self._keyed:
+            return Gst.PadProbeReturn.OK
+        if info.get_buffer().has_flags(Gst.BufferFlags.DELTA_UNIT):
+            return Gst.PadProbeReturn.DROP
+        self._keyed = True
+        return Gst.PadProbeReturn.OK
+
+    def _decoder(self, caps: str) -> list[Gst.Element]:
+        return [
+            _make("decodebin"),
+            _make("videoconvert"),
+            _make("videoscale", add_borders=True),
+            _make("capsfilter", caps=Gst.Caps.from_string(caps)),
         ]
 
     def _append_chain(self, pad: Gst.Pad, chain: list[Gst.Element]) -> None:

@@ -10,6 +10,13 @@ So KVS-side health comes from the fragment acks. Media flowing with no ack for `
 seconds is an outage of its own ("KVS unreachable"), which the supervisor reports but does not
 rebuild for: kvssink reconnects within milliseconds of KVS coming back, and a rebuild would throw
 its buffer away.
+
+In transcode mode the supervisor can keep KVS's side up through a source outage (``slate``): the
+encoder and kvssink then run in a pipeline of their own that outlives the source pipeline, and show a
+"camera offline" slate while the source is rebuilt (``reelay.relay.slate``). Only the source side is
+rebuilt on a source drop; a KVS-side failure (kvssink's stream-error, an error, a start that never
+comes) rebuilds both. The outage is accounted exactly as without the slate: it lasts until KVS
+acknowledges a fragment of the camera again, and acks of slate fragments never end it.
 """
 
 from __future__ import annotations
@@ -23,10 +30,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from reelay.media._gst import GLib, Gst, ensure_init
-from reelay.media.runner import DROP_EOS, DROP_ERROR, DROP_STALL, DROP_START, Drop, PipelineRunner
+from reelay.media.runner import (
+    DROP_EOS,
+    DROP_ERROR,
+    DROP_STALL,
+    DROP_START,
+    Drop,
+    FlowMeter,
+    PipelineRunner,
+)
 from reelay.relay.kvssink import Ack
 from reelay.relay.pipelines import RecordingSpec, RelayPipeline, SourceSpec
 from reelay.relay.probe import probe_for
+from reelay.relay.slate import FIRST_SOURCE_CAPS, EncoderBranch, FrameFormat, SlateSpec
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +100,8 @@ class RelayHealth:
     pipelines_built: int = 0
     recent_outages: tuple[Outage, ...] = field(default_factory=tuple)
     outage_seconds_closed: float = 0.0  # all outages of this task that have ended
+    slate: bool = False  # KVS is being fed the slate now (transcode mode, source down)
+    slate_fragments_persisted: int = 0  # of fragments_persisted, those that were the slate
 
 
 # Sinks are built with the supervisor's two callbacks; both may run on any thread.
@@ -101,6 +119,7 @@ class Supervisor:
         expects_acks: bool = True,
         on_change: Callable[[RelayHealth], None] | None = None,
         check_source: Callable[[str], None] | None = None,
+        slate: SlateSpec | None = None,
         rng: Callable[[], float] = random.random,
         wall: Callable[[], float] = time.time,
     ) -> None:
@@ -113,6 +132,7 @@ class Supervisor:
         self.on_change = on_change
         # Run before every connect: a name can start resolving to a forbidden address at any time.
         self.check_source = check_source
+        self.slate = slate  # feed KVS a slate during source outages (transcode mode only)
         self._rng = rng
         self._wall = wall
         self._lock = threading.Lock()
@@ -131,10 +151,18 @@ class Supervisor:
         self._running_since: float | None = None
         self._last_ack_mono: float | None = None
         self._rate_window: deque[tuple[float, int]] = deque()
+        self._rate_meter: FlowMeter | None = None
         self._gaps: deque[float] = deque(maxlen=50)
         self._last_buffers = 0
         self._last_flow_mono: float | None = None
         self._permanent_problem: str | None = None
+        self._last_camera_ack_mono: float | None = None  # an ack of a camera fragment (not the slate)
+        self._codec: str | None = None  # the source's video codec, once a pipeline has seen it
+        self._format: FrameFormat | None = None  # the encoder's input in the slate layout, once known
+        self._branch: EncoderBranch | None = None
+        self._branch_runner: PipelineRunner | None = None
+        self._branch_generation = 0
+        self._branch_pending = False
         self.stopped = threading.Event()
 
     # --- public -------------------------------------------------------------------------------
@@ -166,12 +194,17 @@ class Supervisor:
                 self._health = replace(h, fragment_errors=h.fragment_errors + 1)
                 return
             self._last_ack_mono = now  # any ack shows KVS is there
+            branch = self._branch
+            slate = branch is not None and branch.is_slate(ack.timecode_ms)
+            if branch is None or branch.is_current_camera(ack.timecode_ms):
+                self._last_camera_ack_mono = now  # the camera's media reaches KVS (again)
             if ack.kind != "persisted":
                 return
             # "The last fragment KVS acknowledged" is the last one it persisted.
             self._health = replace(
                 h,
                 fragments_persisted=h.fragments_persisted + 1,
+                slate_fragments_persisted=h.slate_fragments_persisted + int(slate),
                 last_ack_at=self._wall(),
                 last_ack_timecode_ms=ack.timecode_ms or h.last_ack_timecode_ms,
                 last_fragment_number=ack.fragment_number or h.last_fragment_number,
@@ -206,14 +239,25 @@ class Supervisor:
                 self._schedule_rebuild(f"source refused before connecting: {getattr(exc, 'message', exc)}")
                 return
         make_sink = self.make_sink
+        slate_layout = self._uses_slate()
+        sink: Callable[[], Gst.Element] | None
+        if slate_layout:
+            sink = lambda: self._frames_sink(generation)  # noqa: E731
+        elif make_sink is not None:
+            sink = lambda: make_sink(self._on_ack, self._on_sink_fatal)  # noqa: E731
+        else:
+            sink = None
         try:
             relay = RelayPipeline(
                 self.source,
-                (lambda: make_sink(self._on_ack, self._on_sink_fatal)) if make_sink is not None else None,
+                sink,
                 on_problem=lambda reason: self._call_soon(
                     lambda: self._drop(generation, Drop(DROP_ERROR, reason, "config"))
                 ),
-                recording=self.recording,
+                recording=None if slate_layout else self.recording,
+                raw_caps=(self._format.source_caps() if self._format else FIRST_SOURCE_CAPS)
+                if slate_layout
+                else None,
             )
         except Exception as exc:  # a missing element, a sink that will not link: retry like a drop
             log.exception("could not build the relay pipeline")
@@ -241,6 +285,135 @@ class Supervisor:
             start_seconds=self.policy.start_seconds,
         )
 
+    # --- the slate layout ---------------------------------------------------------------------------
+    def _uses_slate(self) -> bool:
+        """Transcode mode (asked for, or a source that is not H.264 in auto mode), relaying to KVS, with
+        the slate on. A recording stream keeps the one-pipeline layout (its branch needs the H.264)."""
+        if self.slate is None or self.make_sink is None or self.recording is not None:
+            return False
+        mode = self.source.video
+        return mode == "transcode" or (mode == "auto" and self._codec not in (None, "video/x-h264"))
+
+    def _frames_sink(self, generation: int) -> Gst.Element:
+        """The source pipeline's end in the slate layout: an appsink handing each frame to the branch."""
+        sink = Gst.ElementFactory.make("appsink", "frames")
+        if sink is None:
+            raise RuntimeError("the GStreamer element 'appsink' is not installed")
+        # sync: frames leave at their time (an HLS segment arrives in a burst); a slow encoder branch
+        # costs this pipeline the oldest frames, never its pace.
+        for key, value in (("sync", True), ("emit-signals", True), ("max-buffers", 2), ("drop", True)):
+            sink.set_property(key, value)
+        sink.connect("new-sample", self._on_frame, generation)
+        return sink
+
+    def _on_frame(self, appsink: Gst.Element, generation: int) -> Gst.FlowReturn:
+        """A camera frame (the source pipeline's streaming thread)."""
+        sample = appsink.emit("pull-sample")
+        if sample is None or generation != self._generation:
+            return Gst.FlowReturn.OK
+        branch = self._branch
+        if branch is not None:
+            branch.camera(sample.get_buffer())
+        elif not self._branch_pending and not self._stopping:
+            self._branch_pending = True  # the first frame fixes the encoder's input for good
+            fmt = self._format or FrameFormat.from_caps(sample.get_caps())
+            self._call_soon(lambda: self._start_branch(fmt))
+        return Gst.FlowReturn.OK
+
+    def _start_branch(self, fmt: FrameFormat) -> None:
+        """On the loop: the encoder pipeline (x264enc and a new kvssink), fed from now on."""
+        self._branch_pending = False
+        if self._stopping or self._branch is not None or self.make_sink is None or self.slate is None:
+            return
+        self._format = fmt
+        self._branch_generation += 1
+        bgen = self._branch_generation
+        make_sink = self.make_sink
+
+        def on_fatal(reason: str) -> None:
+            self._call_soon(lambda: self._drop_branch(bgen, Drop(DROP_ERROR, reason, "sink")))
+
+        try:
+            branch = EncoderBranch(
+                fmt,
+                lambda: make_sink(self._on_ack, on_fatal),
+                slate=self.slate,
+                keyframe_seconds=self.source.keyframe_seconds,
+                bitrate_kbps=self.source.transcode_bitrate_kbps,
+                on_switch=self._on_switch,
+            )
+        except Exception as exc:
+            log.exception("could not build the encoder pipeline")
+            self._drop_branch(bgen, Drop(DROP_ERROR, f"could not build the encoder pipeline: {exc}", "sink"))
+            return
+        log.info(
+            "encoder pipeline built: %dx%d at %d/%d fps, slate on",
+            fmt.width, fmt.height, fmt.fps_n, fmt.fps_d,
+        )  # fmt: skip
+        runner = PipelineRunner(
+            branch.pipeline,
+            # the slate keeps media flowing while the camera is away: no media is the encoder stuck
+            stall_seconds=max(self.policy.stall_seconds, 2 * self.slate.after_seconds) + 1,
+            tick_seconds=self.policy.tick_seconds,
+            last_activity=branch.meter.last_activity,
+            teardown_seconds=self.policy.stop_seconds + 5,
+        )
+        self._branch, self._branch_runner = branch, runner
+        runner.start_live(
+            on_drop=lambda drop: self._drop_branch(bgen, drop),
+            context=self._context,
+            start_seconds=self.policy.start_seconds,
+        )
+        branch.start_slate_clock()
+
+    def _on_switch(self, slate: bool) -> None:
+        """The branch started or ended the slate (any thread): no camera input while it shows."""
+        if slate:
+            self._set(slate=True, input_bitrate_bps=0, media_flowing=False)
+        else:
+            self._set(slate=False)
+
+    def _drop_branch(self, bgen: int, drop: Drop) -> None:
+        """The encoder pipeline failed (KVS's side): rebuild everything, as without the slate."""
+        if bgen != self._branch_generation or self._stopping:
+            return
+        self._branch_generation += 1
+        if drop.debug:
+            log.info("drop detail from %s: %s", drop.element, drop.debug)
+        if drop.cause == DROP_START:
+            cause = f"{KVS_UNREACHABLE}: the sink did not start within {self.policy.start_seconds:g} s"
+        elif drop.cause == DROP_STALL:
+            cause = f"KVS error: the encoder pipeline stalled ({drop.message})"
+        else:
+            cause = f"KVS error: {drop.message}"
+        self._generation += 1  # the source pipeline's pending drops and frames are stale now
+        runner, relay, self._runner, self._relay = self._runner, self._relay, None, None
+        self._running_since = None
+        self._teardown(runner, relay, drain=False)
+        self._teardown_branch(drain=False)
+        self._schedule_rebuild(cause)
+
+    def _teardown_branch(self, *, drain: bool) -> None:
+        branch, runner = self._branch, self._branch_runner
+        self._branch, self._branch_runner = None, None
+        if branch is not None:
+            branch.stop_slate_clock()
+        if runner is not None:
+            runner.stop(drain=drain, eos_seconds=self.policy.stop_seconds)
+        if branch is not None:
+            branch.release()
+        self._set(slate=False)
+
+    def _relayout(self) -> None:
+        """The first pipeline found a source that is not H.264 in auto mode: rebuild at once in the slate
+        layout (no outage: nothing was relayed yet)."""
+        log.info("the source is %s: rebuilding with the encoder in its own pipeline (slate)", self._codec)
+        self._generation += 1
+        runner, relay, self._runner, self._relay = self._runner, self._relay, None, None
+        self._running_since = None
+        self._teardown(runner, relay, drain=False)
+        self._build()
+
     def _stall_seconds(self) -> float:
         # HLS arrives a segment at a time: the gap between bursts is normal, so the threshold follows
         # the gaps seen on this feed (twice the longest), never below the policy's.
@@ -255,8 +428,21 @@ class Supervisor:
     def _tick(self, generation: int) -> None:
         if generation != self._generation or self._relay is None or self._runner is None:
             return
+        if self._codec is None and self._relay.codec is not None:
+            self._codec = self._relay.codec
+            if self._relay.raw_caps is None and self._uses_slate():
+                self._relayout()
+                return
         now = time.monotonic()
-        buffers, total = self._relay.meter.snapshot()
+        branch = self._branch
+        buffers, _ = self._relay.meter.snapshot()
+        # The input bitrate: the H.264 into the sink (the encoder's own in the slate layout; none while
+        # the slate is on).
+        meter = self._relay.meter if self._relay.raw_caps is None else branch.meter if branch else None
+        if meter is not self._rate_meter:  # counted from another meter: start the window afresh
+            self._rate_meter = meter
+            self._rate_window.clear()
+        total = meter.snapshot()[1] if meter is not None else 0
         if buffers != self._last_buffers:
             if self._last_flow_mono is not None and self._running_since is not None:
                 self._gaps.append(now - self._last_flow_mono)
@@ -267,9 +453,9 @@ class Supervisor:
         while self._rate_window and now - self._rate_window[0][0] > 5.0:
             self._rate_window.popleft()
         bitrate = 0
-        if len(self._rate_window) >= 2:
+        if len(self._rate_window) >= 2 and not (branch is not None and branch.showing_slate):
             (t0, b0), (t1, b1) = self._rate_window[0], self._rate_window[-1]
-            bitrate = int((b1 - b0) * 8 / (t1 - t0)) if t1 > t0 else 0
+            bitrate = max(0, int((b1 - b0) * 8 / (t1 - t0))) if t1 > t0 else 0
         flowing = self._last_flow_mono is not None and now - self._last_flow_mono < self._runner.stall_seconds
         playing = self._runner.playing_since is not None
 
@@ -290,6 +476,8 @@ class Supervisor:
         if self.expects_acks and self._running_since is not None:
             last_ack = self._last_ack_mono
             if self._health.state != RUNNING:
+                # Acks of the slate show KVS is there, not that the camera is back.
+                last_ack = self._last_camera_ack_mono
                 # Recovered once KVS acknowledges something sent since the outage began.
                 since = max(self._running_since, self._outage_started_mono or 0.0)
                 if last_ack is not None and last_ack >= since:
@@ -308,6 +496,8 @@ class Supervisor:
             log.info("drop detail from %s: %s", drop.element, drop.debug)
         runner, relay, self._runner, self._relay = self._runner, self._relay, None, None
         self._running_since = None
+        if self._branch is not None:
+            self._branch.camera_lost()  # the slate at once, while the source is rebuilt
         self._teardown(runner, relay, drain=False)
         self._schedule_rebuild(cause)
 
@@ -419,7 +609,9 @@ class Supervisor:
         self._stopping = True
         self._set(state=STOPPING)
         runner, relay, self._runner, self._relay = self._runner, self._relay, None, None
-        self._teardown(runner, relay, drain=True)
+        # In the slate layout the source side has nothing to flush: the encoder pipeline drains.
+        self._teardown(runner, relay, drain=self._branch is None)
+        self._teardown_branch(drain=True)
         self._loop.quit()
 
     def _teardown(self, runner: PipelineRunner | None, relay: RelayPipeline | None, *, drain: bool) -> None:

@@ -34,6 +34,7 @@ from reelay.observability import METRICS_NAMESPACE
 from reelay.ports import StreamCatalogue
 from reelay.relay.credentials import CredentialFile, CredentialProvider
 from reelay.relay.pipelines import RecordingSpec, SourceSpec
+from reelay.relay.slate import SlateSpec
 from reelay.relay.supervisor import (
     KVS_UNREACHABLE,
     RECONNECTING,
@@ -69,6 +70,8 @@ class RelayTaskConfig:
     recycle_after_rebuilds: int = 500
     policy: RelayPolicy = field(default_factory=RelayPolicy)
     recorder_close_seconds: float = 30.0  # at the end, how long the spool may take to reach the store
+    # Transcode mode: a slate to KVS while the source is down (None: off). See reelay.relay.slate.
+    slate: SlateSpec | None = field(default_factory=SlateSpec)
 
 
 def kvssink_factory(*, stream_name: str, region: str, credential_path: Path) -> SinkFactory:
@@ -123,6 +126,7 @@ class RelayTask:
         self._done = threading.Event()
         self._last_emitted = {
             "reconnects": 0, "persisted": 0, "errors": 0, "written": 0, "dropped": 0, "frames": 0,
+            "slate": 0,
         }  # fmt: skip
         self._outage_seconds_emitted = 0.0
 
@@ -171,6 +175,7 @@ class RelayTask:
             recording=recording,
             policy=self.config.policy,
             check_source=self.check_source,
+            slate=self.config.slate,
         )
         self.supervisor = supervisor
         loop = threading.Thread(target=supervisor.run, name="relay-loop", daemon=True)
@@ -312,10 +317,20 @@ class RelayTask:
             unit=MetricUnit.Count,
             value=h.fragment_errors - self._last_emitted["errors"],
         )
+        # Fragments of the slate are in FragmentsPersisted too (KVS stored them): these say how many.
+        m.add_metric(
+            name="SlateFragmentsPersisted",
+            unit=MetricUnit.Count,
+            value=h.slate_fragments_persisted - self._last_emitted["slate"],
+        )
+        m.add_metric(name="SlateOn", unit=MetricUnit.Count, value=1 if h.slate else 0)
         if self.credentials is not None and self.credentials.expires_at is not None:
             left = (self.credentials.expires_at - datetime.now(UTC)).total_seconds()
             m.add_metric(name="CredentialSecondsLeft", unit=MetricUnit.Seconds, value=max(0.0, left))
-        last = {"reconnects": h.reconnects, "persisted": h.fragments_persisted, "errors": h.fragment_errors}
+        last = {
+            "reconnects": h.reconnects, "persisted": h.fragments_persisted, "errors": h.fragment_errors,
+            "slate": h.slate_fragments_persisted,
+        }  # fmt: skip
         if self.recorder is not None:
             r = self.recorder.health()
             m.add_metric(

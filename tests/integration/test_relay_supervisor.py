@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import itertools
 import socket
 import threading
 import time
@@ -13,6 +14,7 @@ import pytest
 from local.cameras import RtspCamera
 from reelay.media._gst import Gst
 from reelay.relay.pipelines import RelayPipeline, SourceSpec
+from reelay.relay.slate import FrameFormat, SlateSpec, render_slate
 from reelay.relay.supervisor import RECONNECTING, RUNNING, RelayPolicy, Supervisor
 from tests.camera_fixtures import rtsp_camera
 from transcoder.relay import check_source_host
@@ -151,3 +153,140 @@ def test_a_released_relay_pipeline_is_freed_and_an_unreleased_one_is_not() -> No
     del survivor
     gc.collect()
     assert kept_ref() is None
+
+
+# --- the slate (transcode mode): KVS's side outlives the camera ---------------------------------------
+def test_the_slate_keeps_the_encoder_fed_with_monotonic_timestamps_and_the_same_caps(
+    rtsp_camera: RtspCamera,
+) -> None:
+    # Given a relay in transcode mode, with the slate on, into a sink that records what it gets
+    seen: list[tuple[int, bool, str]] = []  # (PTS, key frame?, caps) of each buffer the sink takes
+    sinks: list[Gst.Element] = []
+
+    def recording_sink(_on_ack, _on_fatal):  # type: ignore[no-untyped-def]
+        sink = Gst.ElementFactory.make("fakesink")
+        sink.set_property("signal-handoffs", True)
+
+        def handoff(_sink: Gst.Element, buf: Gst.Buffer, pad: Gst.Pad) -> None:
+            key = not buf.has_flags(Gst.BufferFlags.DELTA_UNIT)
+            seen.append((buf.pts, key, pad.get_current_caps().to_string()))
+
+        sink.connect("handoff", handoff)
+        sinks.append(sink)
+        return sink
+
+    policy = RelayPolicy(stall_seconds=2, backoff_initial=0.25, backoff_cap=0.5)
+    slate = SlateSpec(text="camera offline", after_seconds=0.5)
+    supervisor = Supervisor(
+        SourceSpec(rtsp_camera.url, video="transcode"),
+        recording_sink,
+        expects_acks=False,
+        policy=policy,
+        slate=slate,
+    )
+    loop = threading.Thread(target=supervisor.run, daemon=True)
+    loop.start()
+    try:
+        assert _wait_for(lambda: supervisor.health().state == RUNNING and len(seen) > 15, 20)
+        # When the camera dies for 3 s, then comes back
+        rtsp_camera.kill()
+        assert _wait_for(lambda: supervisor.health().slate, 10), supervisor.health()
+        assert supervisor.health().state == RECONNECTING
+        during = len(seen)
+        time.sleep(3)
+        slate_frames = len(seen) - during
+        rtsp_camera.start()
+        assert _wait_for(lambda: supervisor.health().state == RUNNING and not supervisor.health().slate, 20)
+        time.sleep(1)
+    finally:
+        supervisor.stop()
+        loop.join(15)
+    # Then the encoder was fed all along: about 15 frames a second of slate while the camera was away
+    assert slate_frames >= 30, slate_frames
+    # through one sink (one kvssink: never rebuilt for a source drop), with one set of caps
+    assert len(sinks) == 1
+    assert len({caps for _pts, _key, caps in seen}) == 1
+    assert "stream-format=(string)avc" in seen[0][2] and "width=(int)320" in seen[0][2]
+    # with timestamps that only ever go forward, and no gap longer than the slate's delay and a bit
+    stamps = [pts for pts, _key, _caps in seen]
+    assert all(b > a for a, b in itertools.pairwise(stamps))
+    assert max(b - a for a, b in itertools.pairwise(stamps)) < (slate.after_seconds + 0.5) * Gst.SECOND
+    # and the outage was still an outage, with its cause and duration
+    outage = supervisor.health().recent_outages[-1]
+    assert "source" in outage.cause and outage.duration_seconds >= 2.5
+
+
+def test_passthrough_has_no_slate(rtsp_camera: RtspCamera) -> None:
+    # Given an H.264 camera in auto mode (passthrough: no encoder to feed) with the slate on
+    supervisor = Supervisor(SourceSpec(rtsp_camera.url), fakesink, expects_acks=False, slate=SlateSpec())
+    loop = threading.Thread(target=supervisor.run, daemon=True)
+    loop.start()
+    try:
+        assert _wait_for(lambda: supervisor.health().state == RUNNING, 20), supervisor.health()
+        rtsp_camera.kill()
+        assert _wait_for(lambda: supervisor.health().state == RECONNECTING, 10)
+        time.sleep(1.5)
+        # Then the outage is an outage, with no slate and no encoder pipeline
+        assert not supervisor.health().slate and supervisor._branch is None
+    finally:
+        supervisor.stop()
+        loop.join(15)
+
+
+def test_a_kvs_side_failure_in_the_slate_layout_rebuilds_both_pipelines(rtsp_camera: RtspCamera) -> None:
+    # Given a relay in transcode mode whose first sink fails as kvssink does on a fatal stream error
+    # (its stream-error signal, which the sink factory wires to on_fatal) once media has flowed a while
+    built: list[Gst.Element] = []
+
+    def failing_first(_on_ack, on_fatal):  # type: ignore[no-untyped-def]
+        sink = Gst.ElementFactory.make("fakesink")
+        if not built:
+            sink.set_property("signal-handoffs", True)
+            count = itertools.count()
+            sink.connect(
+                "handoff",
+                lambda *_: next(count) == 30 and on_fatal("kvssink stream error 0x52000049"),
+            )
+        built.append(sink)
+        return sink
+
+    supervisor = Supervisor(
+        SourceSpec(rtsp_camera.url, video="transcode"),
+        failing_first,
+        expects_acks=False,
+        policy=RelayPolicy(backoff_initial=0.25, backoff_cap=0.5),
+        slate=SlateSpec(),
+    )
+    loop = threading.Thread(target=supervisor.run, daemon=True)
+    loop.start()
+    try:
+        # Then the failure is an outage of KVS's side, and both pipelines are rebuilt (a new sink)
+        assert _wait_for(lambda: supervisor.health().recoveries >= 1 and len(built) == 2, 30), built
+        outage = supervisor.health().recent_outages[-1]
+        assert outage.cause == "KVS error: kvssink stream error 0x52000049"
+        assert len(built) == 2 and supervisor.health().pipelines_built == 2
+        assert supervisor.health().state == RUNNING and not supervisor.health().slate
+    finally:
+        supervisor.stop()
+        loop.join(15)
+
+
+@pytest.mark.parametrize(
+    ("caps", "expected"),
+    [
+        ("video/x-raw,format=I420,width=640,height=360,framerate=25/1", (640, 360, 25, 1, 1, 1)),
+        # a camera that announces no rate (variable) gets the slate at 30 fps; no aspect ratio is square
+        ("video/x-raw,format=I420,width=720,height=576,framerate=0/1,pixel-aspect-ratio=16/15",
+         (720, 576, 30, 1, 16, 15)),
+        ("video/x-raw,format=I420,width=320,height=240", (320, 240, 30, 1, 1, 1)),
+    ],
+)  # fmt: skip
+def test_the_encoder_input_is_the_first_frames_size_and_rate(caps: str, expected: tuple[int, ...]) -> None:
+    fmt = FrameFormat.from_caps(Gst.Caps.from_string(caps))
+    assert (fmt.width, fmt.height, fmt.fps_n, fmt.fps_d, fmt.par_n, fmt.par_d) == expected
+    # later builds must deliver exactly that size (any rate: frames are stamped as they arrive)
+    assert f"width={expected[0]},height={expected[1]}" in fmt.source_caps()
+    assert "framerate" not in fmt.source_caps() and "framerate" in fmt.caps()
+    # and the slate is rendered at that size, as I420
+    slate = render_slate(fmt, "camera offline")
+    assert slate.get_size() == expected[0] * expected[1] * 3 // 2
