@@ -15,8 +15,8 @@ from reelay.media import hls
 from reelay.media._gst import Gst, ensure_init
 from reelay.media.ladder import PRESETS, choose_ladder
 from reelay.media.pipeline import (
-    DECODER_THREADS,
     _FACTORIES,
+    DECODER_THREADS,
     RAW_QUEUE_FRAMES,
     TranscodeCancelled,
     TranscodeResult,
