@@ -46,8 +46,8 @@ synth: bootstrap ## synthesize every stack offline, with cdk-nag
 deploy: bootstrap ## deploy every stack to the account in your AWS credentials
 	PATH=$(CURDIR)/.venv/bin:$$PATH $(CDK) deploy --all --require-approval broadening $(CDK_ARGS)
 
-bench: bootstrap ## benchmarks: figures as ratios against peers measured in the same run
-	$(PY) -m tests.bench
+bench: bootstrap ## benchmarks as ratios against peers in the same run; BENCH="ladder --seconds 20" picks
+	$(PY) -m tests.bench $(BENCH)
 
 clean:
 	rm -rf cdk.out .build .pytest_cache

@@ -2,7 +2,7 @@
 
 One decode feeds every rendition, and the smaller renditions are scaled from a larger one::
 
-    filesrc ! decodebin ─ video ─ queue ! videoconvert ! videoflip(auto) ! videoconvert ! videorate
+    filesrc ! decodebin ─ video ─ queue ! videoconvert [! videoflip(auto) ! videoconvert] ! videorate
         ! video/x-raw,format=I420,framerate=F,colorimetry=C ! tee
             ─┬─ queue ! videoscale ! 1920x1080 ─────────────────── ! x264enc ! h264parse ! hlssink2
              ├─ queue ! videoscale ! 1280x720 ! tee ─ queue ────── ! x264enc ! h264parse ! hlssink2
@@ -26,12 +26,17 @@ Decisions:
 - Every video branch uses the same GOP (fps x segment seconds), no scene-cut keyframes and no open GOP;
   hlssink2 also requests a keyframe at each segment boundary. All encoders see the same frames
   (videorate makes the rate constant before the tee), so every rendition cuts at the same timestamps.
-- videoflip video-direction=auto applies the orientation tag: phone video comes out upright.
+- videoflip video-direction=auto applies the orientation tag: phone video comes out upright. Only a source
+  the probe found oriented gets it: on an upright one it would copy every frame to change nothing.
 - Memory: a raw 1080p I420 frame is ~3 MB, and x264enc keeps every input frame until the encoder emits
   it (lookahead plus frame threads), on top of x264's own copy. So the raw-video queues hold only
   ``RAW_QUEUE_FRAMES`` (not queue's 200 buffers / 10 MB / 1 s; the encoders' lookahead already smooths
   their pace), and each encoder gets threads in proportion to its share of the pixels instead of x264's
-  1.5 x cores apiece: the encoders already run in parallel, and every extra frame thread holds frames.
+  1.5 x cores apiece (``ladder_encoder_threads``): the encoders already run in parallel, and every extra
+  frame thread holds frames and costs CPU. The decoder runs one thread (``DECODER_THREADS``) and copies
+  each frame once into pooled buffers (no direct rendering, see ``_on_decoder_added``).
+  The x264 settings are otherwise ffmpeg's: x264's option string in both sides' output (SEI) differs
+  only in ``threads`` (ffmpeg: x264's automatic 3 per encoder on 2 cores; here 1).
 - Audio-only input is refused by ``probe`` (MediaError "no video stream"): Reelay is a video catalogue
   and its players, posters and thumbnails all assume a picture.
 
@@ -80,6 +85,7 @@ AUDIO_CODEC = "mp4a.40.2"  # AAC LC, what avenc_aac produces
 MAX_FPS = 60
 DEFAULT_FPS = Fraction(30)
 POSTER_MAX_WIDTH = 1280
+DECODER_THREADS = 1  # libav video decoder threads: one decodes 1080p far faster than the ladder encodes it
 RAW_QUEUE_FRAMES = 2  # raw frames a video queue may hold: enough to keep the encoders fed, measured
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 
@@ -155,6 +161,22 @@ def encoder_threads(spec: RenditionSpec, ladder: Sequence[RenditionSpec], cores:
     cores = cores or len(os.sched_getaffinity(0)) or 1
     total = sum(r.width * r.height for r in ladder) or 1
     return max(1, math.ceil(1.5 * cores * spec.width * spec.height / total))
+
+
+def ladder_encoder_threads(
+    spec: RenditionSpec, ladder: Sequence[RenditionSpec], cores: int | None = None
+) -> int:
+    """x264 frame threads for one rendition of a file's ladder: its share of the pixels times the cores,
+    rounded, at least 1 (on 2 cores every rung of the default ladder gets one).
+
+    The ladder's encoders already run side by side, so frame threads add no parallelism the machine
+    has spare; they cost CPU (x264 at 1080p veryfast: 9 % more with 2 threads than with 1) and a frame
+    of memory each (30 MB at 1080p). A live recording keeps ``encoder_threads``: its sliced threads
+    bound each frame's latency, which a file's transcode does not need.
+    """
+    cores = cores or len(os.sched_getaffinity(0)) or 1
+    total = sum(r.width * r.height for r in ladder) or 1
+    return max(1, int(cores * spec.width * spec.height / total + 0.5))
 
 
 def x264_encoder(
@@ -289,12 +311,15 @@ class _Job:
         self.decodebin.connect("pad-added", self._on_pad_added)
         self.decodebin.connect("no-more-pads", self._on_no_more_pads)
 
+        self.decodebin.connect("deep-element-added", self._on_decoder_added)
+
         self.video_in = _raw_queue("video_in")
         vtee = _make("tee", "video_tee")
         self.video_caps = _caps(self._raw_caps())
+        # videoflip copies every frame even when it has nothing to turn: only an oriented source gets it.
+        turn = [_make("videoflip", video_direction="auto"), _make("videoconvert")] if self._oriented() else []
         _link_chain(
-            p, self.video_in, _make("videoconvert"), _make("videoflip", video_direction="auto"),
-            _make("videoconvert"), _make("videorate"), self.video_caps, vtee,
+            p, self.video_in, _make("videoconvert"), *turn, _make("videorate"), self.video_caps, vtee,
         )  # fmt: skip
         vtee.get_static_pad("sink").add_probe(Gst.PadProbeType.BUFFER, self._on_video_buffer)
 
@@ -326,6 +351,22 @@ class _Job:
             if tee is not None:
                 tees[spec.name] = tee
         self._add_poster(vtee)
+
+    def _oriented(self) -> bool:
+        return self.info.rotation != 0 or self.info.mirrored
+
+    def _on_decoder_added(self, _bin: Gst.Bin, _sub: Gst.Bin, element: Gst.Element) -> None:
+        """Set up libav's video decoder (avdec_*) as decodebin makes it; see DECODER_THREADS.
+
+        Direct rendering is off: with it, libav decodes into buffers it keeps as references, so the
+        base class copies every frame it pushes into freshly allocated memory (to make it writable),
+        and those copies, held downstream by the encoders, cost 40 MB more at peak than copying each
+        frame once into pooled buffers, which is what avdec does without it.
+        """
+        if isinstance(element, GstVideo.VideoDecoder) and element.find_property("max-threads") is not None:
+            element.set_property("max-threads", DECODER_THREADS)
+            if element.find_property("direct-rendering") is not None:
+                element.set_property("direct-rendering", False)
 
     def _raw_caps(self, colorimetry: str | None = None) -> str:
         rate = f"{self.fps.numerator}/{self.fps.denominator}"
@@ -367,7 +408,7 @@ class _Job:
         p.add(sink)
         encoder = x264_encoder(
             spec, name=f"x264_{spec.name}", preset=self.x264_preset, segment_seconds=self.segment_seconds,
-            threads=encoder_threads(spec, self.ladder), gop=self.gop,
+            threads=ladder_encoder_threads(spec, self.ladder), gop=self.gop,
         )  # fmt: skip
         parse = _make("h264parse")
         queue = _raw_queue()

@@ -29,6 +29,8 @@ class MediaInfo:
     video_codec: str | None
     audio_codec: str | None
     container: str | None
+    # The orientation tag also mirrors the picture ("flip-rotate-N"): the transcode must turn it even at 0.
+    mirrored: bool = False
 
 
 _CONTAINERS = {
@@ -97,13 +99,15 @@ def _container_name(caps: Gst.Caps | None) -> str | None:
     return _CONTAINERS.get(name, name.split("/", 1)[-1].removeprefix("x-"))
 
 
-def _rotation(tags: Gst.TagList | None) -> int:
+def _orientation(tags: Gst.TagList | None) -> str:
     if tags is None:
-        return 0
+        return ""
     ok, orientation = tags.get_string(Gst.TAG_IMAGE_ORIENTATION)
-    if not ok or not orientation:
-        return 0
-    m = re.search(r"rotate-(90|180|270)", orientation)
+    return orientation if ok and orientation else ""
+
+
+def _rotation(tags: Gst.TagList | None) -> int:
+    m = re.search(r"rotate-(90|180|270)", _orientation(tags))
     return int(m.group(1)) if m else 0
 
 
@@ -296,6 +300,7 @@ def probe(path: Path, *, timeout_seconds: float = 30) -> MediaInfo:
         width=width,
         height=height,
         rotation=rotation,
+        mirrored=_orientation(video.tags).startswith("flip-"),
         fps=fps,
         # A 0/1 frame rate is how demuxers say "variable"; the pipeline makes the output constant anyway.
         variable_frame_rate=fps is None,

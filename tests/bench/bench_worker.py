@@ -5,12 +5,21 @@ moto SQS queue, and ``python -m transcoder.worker`` (its own process, so its pea
 started against a temporary MariaDB database. The clock starts when the job is enqueued ("upload
 complete"). Progressive publishing is measured against its peer in the same run: the time to ready,
 which is how long a viewer would wait if the video were published only at the end.
+
+The worker's realtime factor is printed next to the pipeline's, measured in the same run: the same
+``transcode`` on the same file in a process of its own, plugins loaded before the clock starts as the
+worker loads them. Both sides also count CPU seconds (the worker's from /proc between enqueue and
+ready, the pipeline's from getrusage around ``transcode``): what the worker spends on top of the
+pipeline (polling, download, probe, publishing, the catalogue) shows as CPU, not only as wall time,
+which a loaded machine blurs.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import resource
 import shutil
 import signal
 import subprocess
@@ -49,7 +58,8 @@ def run(ctx: BenchContext) -> list[Row]:
             QueueName="bench-transcode", Attributes={"VisibilityTimeout": "300"}
         )["QueueUrl"]
         with scratch_database(prefix="reelay_bench") as db_url:
-            return _measure(source, work, media, db_url, db_url.rsplit("/", 1)[1], endpoint, queue_url)
+            rows = _measure(source, work, media, db_url, db_url.rsplit("/", 1)[1], endpoint, queue_url)
+        return rows + _against_pipeline(rows, source, work / "pipeline")
     finally:
         moto.stop()
         if not os.environ.get("REELAY_BENCH_KEEP"):
@@ -107,9 +117,13 @@ def _measure(
         )
         services.store.put_file(key, source, content_type="video/mp4")
         services.catalogue.mark_uploaded(video_id, size_bytes=source.stat().st_size, content_type="video/mp4")
+        cpu_before, idle_mb = _process_cpu(worker.pid), _rss_mb(worker.pid)
+        threads_before = _thread_cpu(worker.pid)
+        threads: dict[int, tuple[str, float]] = {}
         services.queue.send(TranscodeJob(videoId=video_id, sourceKey=key, jobId=f"bench-{video_id}"))
         enqueued = time.monotonic()
         first_playable = ready = None
+        job_cpu = 0.0
         while ready is None:
             if worker.poll() is not None:
                 raise RuntimeError(f"the worker exited early; see {work / 'worker.log'}")
@@ -123,6 +137,8 @@ def _measure(
                 raise RuntimeError(f"the job failed: {video.failure_reason}")
             if video.status == VideoStatus.READY:
                 ready = now - enqueued
+                job_cpu = _process_cpu(worker.pid) - cpu_before
+            threads.update(_thread_cpu(worker.pid))
             time.sleep(0.1)
         worker.send_signal(signal.SIGTERM)
         _, status, rusage = os.wait4(worker.pid, 0)
@@ -132,6 +148,13 @@ def _measure(
             worker.kill()
             worker.wait()
     duration = probe(source).duration_seconds or 0.0
+    # Threads Python starts keep the interpreter's name; GStreamer names its streaming threads (and the
+    # encoders' and decoder's threads inherit those names).
+    python_cpu = sum(
+        cpu - threads_before.get(tid, ("", 0.0))[1]
+        for tid, (name, cpu) in threads.items()
+        if name.startswith("python")
+    )
     first = first_playable if first_playable is not None else ready
     peak_mb = rusage.ru_maxrss / 1024
     note = f"{duration:.0f}s 1080p source, ladder {LADDER}"
@@ -142,5 +165,86 @@ def _measure(
             BENCH, "progressive publish", "first playable / ready", first / ready, "ratio", "lower is better"
         ),
         Row(BENCH, "worker", "realtime factor (source s / job s)", duration / ready, "x", note),
+        Row(BENCH, "worker", "CPU time of the job", job_cpu, "s", "user + system, enqueue to ready"),
+        Row(
+            BENCH,
+            "worker",
+            "CPU of its Python threads",
+            python_cpu,
+            "s",
+            f"{100 * python_cpu / job_cpu:.1f} % of the job: the orchestration, sampled every 0.1 s",
+        ),
         Row(BENCH, "worker", "peak memory (max RSS)", peak_mb, "MB", "transcoder.worker process"),
+        Row(BENCH, "worker", "memory before the job (RSS)", idle_mb, "MB", "started, plugins loaded"),
     ]
+
+
+def _process_cpu(pid: int) -> float:
+    """User + system CPU seconds of a live process so far, all its threads (/proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _thread_cpu(pid: int) -> dict[int, tuple[str, float]]:
+    """{thread id: (name, user + system CPU seconds)} of a live process's threads."""
+    out = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            stat = (task / "stat").read_text()
+        except OSError:  # the thread ended
+            continue
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat.rsplit(")", 1)[1].split()
+        out[int(task.name)] = (name, (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"))
+    return out
+
+
+def _rss_mb(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(status.split("VmRSS:", 1)[1].split()[0]) / 1024
+
+
+def _against_pipeline(rows: list[Row], source: Path, out: Path) -> list[Row]:
+    """The pipeline alone on the same file, right after the worker's job, and the worker's overhead."""
+    shutil.rmtree(out, ignore_errors=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.bench.bench_worker", str(source), str(out)],
+        cwd=ROOT, check=True, capture_output=True, text=True, timeout=3600,
+    )  # fmt: skip
+    alone = json.loads(done.stdout.strip().splitlines()[-1])
+    worker = {r.metric: r.value for r in rows if r.subject == "worker"}
+    rtf, cpu = worker["realtime factor (source s / job s)"], worker["CPU time of the job"]
+    pipe_rtf = alone["duration"] / alone["wall"]
+    load = f"load {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
+    same = "transcode() only, same ladder"
+    return [
+        Row(BENCH, "pipeline alone", "realtime factor", pipe_rtf, "x", f"{same}; {load}"),
+        Row(BENCH, "worker / pipeline", "realtime factor ratio", rtf / pipe_rtf, "", "1: no overhead"),
+        Row(BENCH, "pipeline alone", "CPU time", alone["cpu"], "s", "user + system around transcode()"),
+        Row(BENCH, "worker - pipeline", "orchestration CPU", cpu - alone["cpu"], "s",
+            f"{100 * (cpu / alone['cpu'] - 1):.1f} % on top of the pipeline's CPU"),
+    ]  # fmt: skip
+
+
+def _pipeline_child(source: Path, out: Path) -> None:
+    """Runs in its own process: what the worker's transcode stage does, timed without the start-up."""
+    from reelay.media.ladder import choose_ladder
+    from reelay.media.pipeline import transcode, warm_up
+    from reelay.media.probe import probe
+    from reelay.settings import Settings
+
+    settings = Settings()
+    warm_up()
+    info = probe(source)
+    ladder = choose_ladder(info, LADDER, settings.ladder_overrides)
+    before, started = resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
+    transcode(
+        source, out, ladder, info, segment_seconds=settings.segment_seconds, x264_preset=settings.x264_preset
+    )
+    wall, after = time.monotonic() - started, resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    print(json.dumps({"wall": wall, "cpu": cpu, "duration": info.duration_seconds or 0.0}))
+
+
+if __name__ == "__main__":
+    _pipeline_child(Path(sys.argv[1]), Path(sys.argv[2]))

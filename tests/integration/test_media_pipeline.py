@@ -16,11 +16,13 @@ from reelay.media._gst import Gst, ensure_init
 from reelay.media.ladder import PRESETS, choose_ladder
 from reelay.media.pipeline import (
     _FACTORIES,
+    DECODER_THREADS,
     RAW_QUEUE_FRAMES,
     TranscodeCancelled,
     TranscodeResult,
     _Job,
     encoder_threads,
+    ladder_encoder_threads,
     planned_renditions,
     scale_parents,
     transcode,
@@ -460,7 +462,7 @@ def test_raw_video_queues_hold_a_few_frames_and_encoders_share_the_cores(tmp_pat
         threads = {
             e.get_name(): e.get_property("threads") for e in elements if e.get_name().startswith("x264_")
         }
-        assert threads == {f"x264_{s.name}": encoder_threads(s, ladder) for s in ladder}
+        assert threads == {f"x264_{s.name}": ladder_encoder_threads(s, ladder) for s in ladder}
         assert threads["x264_1080p"] == max(threads.values()) and min(threads.values()) >= 1
     finally:
         job.pipeline.set_state(Gst.State.NULL)
@@ -473,6 +475,57 @@ def test_raw_video_queues_hold_a_few_frames_and_encoders_share_the_cores(tmp_pat
 def test_encoder_threads_scale_with_cores_and_pixels(cores, expected):
     ladder = [PRESETS[n] for n in ("1080p", "720p", "480p", "360p")]
     assert [encoder_threads(s, ladder, cores) for s in ladder] == expected
+
+
+def _factories(job: _Job) -> list[str]:
+    return [e.get_factory().get_name() for e in job.pipeline.iterate_recurse()]
+
+
+def test_only_an_oriented_source_goes_through_videoflip(tmp_path: Path):
+    # Given an upright source (videoflip would copy each of its frames to change nothing)
+    src = make_clip(tmp_path / "s.mp4", seconds=1, audio=False)
+    info = probe(src)
+    assert (info.rotation, info.mirrored) == (0, False)
+    cases = {"upright": (info, False), "rotated": (replace(info, rotation=180), True),
+             "mirrored": (replace(info, mirrored=True), True)}  # fmt: skip
+    for case, (oriented, expected) in cases.items():
+        # When the pipeline is built for it, Then only a rotated or mirrored source gets a videoflip
+        job = _Job(src, tmp_path / case, choose_ladder(oriented), oriented, SEGMENT, "veryfast")
+        try:
+            assert ("videoflip" in _factories(job)) is expected, case
+        finally:
+            job.release()
+
+
+def test_the_video_decoder_runs_one_thread_and_copies_into_pooled_buffers(tmp_path: Path):
+    # Given the pipeline for a full-HD source
+    src = make_clip(tmp_path / "s.mp4", seconds=1, width=1920, height=1080, audio=False)
+    info = probe(src)
+    job = _Job(src, tmp_path / "out", choose_ladder(info), info, SEGMENT, "veryfast")
+    try:
+        # When it starts and decodebin has made its decoder
+        job.pipeline.set_state(Gst.State.PAUSED)
+        job.pipeline.get_state(10 * Gst.SECOND)
+        decoders = [e for e in job.decodebin.iterate_recurse() if e.get_factory().get_name() == "avdec_h264"]
+        # Then libav decodes on one thread, without direct rendering (which made a copy per frame anyway,
+        # into fresh memory that the encoders then held)
+        assert len(decoders) == 1
+        assert decoders[0].get_property("max-threads") == DECODER_THREADS == 1
+        assert decoders[0].get_property("direct-rendering") is False
+    finally:
+        job.pipeline.set_state(Gst.State.NULL)
+        job.release()
+
+
+@pytest.mark.parametrize(
+    ("cores", "expected"), [(1, [1, 1, 1, 1]), (2, [1, 1, 1, 1]), (4, [2, 1, 1, 1]), (8, [5, 2, 1, 1])]
+)
+def test_a_files_encoders_get_frame_threads_only_for_their_share_of_the_cores(cores, expected):
+    # Given the default ladder: together its encoders take as many threads as there are cores, roughly
+    ladder = [PRESETS[n] for n in ("1080p", "720p", "480p", "360p")]
+    assert [ladder_encoder_threads(s, ladder, cores) for s in ladder] == expected
+    # And a one-rendition ladder uses every core
+    assert ladder_encoder_threads(ladder[0], ladder[:1], cores) == cores
 
 
 def test_smaller_renditions_are_scaled_from_the_largest_exact_copy_of_the_picture():
