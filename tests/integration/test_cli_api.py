@@ -609,10 +609,10 @@ def test_export_ranges_are_checked_and_failures_explained(
     assert code == 1 and "end <= 10.0 (the duration)" in err
     code, _, err = cli("recordings", "export", sid, ended, "--start", "0", "--end", "5")
     assert code == 1 and "the session is ended, not ready" in err
-    # Where exports do not run (AWS for now): the API's 503 in its own words, exit 5, not repeated
+    # An export the API could not start (Step Functions refused it): its 503 in its words, exit 5, once
     api.exports_available = False
     code, _, err = cli("recordings", "export", sid, ready, "--start", "0", "--end", "5")
-    assert code == 5 and "MP4 exports do not run in this deployment yet" in err
+    assert code == 5 and "the export could not be started; try again" in err
     assert api.count("POST", r"/exports$") == before + 3  # the 400, the 409 and this one, once each
     api.exports_available = True
     # An export that fails: exit 1 with its reason, nothing written
