@@ -72,11 +72,19 @@ class VideoCatalogue(Protocol):
 
     def delete(self, video_id: str) -> None: ...
 
-    def set_visibility(self, video_id: str, visibility: VideoVisibility) -> Video: ...
+    def set_visibility(
+        self, video_id: str, visibility: VideoVisibility, *, event: OutboxEvent | None = None
+    ) -> Video:
+        """Set the visibility; ``event`` (about a subject only: ``media.relocate``) is recorded in the
+        outbox in the same transaction."""
+        ...
 
-    def moderate(self, record: ModerationRecord, *, unpublished: bool | None = None) -> ModerationRecord:
+    def moderate(
+        self, record: ModerationRecord, *, unpublished: bool | None = None, event: OutboxEvent | None = None
+    ) -> ModerationRecord:
         """Record a moderation in the audit log and, when ``unpublished`` is given, set the video's
-        flag, in one transaction. NotFound for an unknown video. Returns the record with its id."""
+        flag, in one transaction, with ``event`` (about a subject only) in the outbox. NotFound for an
+        unknown video. Returns the record with its id."""
         ...
 
     def list_moderation(self, *, limit: int, cursor: str | None = None) -> ModerationPage:
@@ -437,6 +445,11 @@ class ObjectStore(Protocol):
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]: ...
 
     def delete(self, key: str) -> None: ...
+
+    def copy(self, src_key: str, dst_key: str) -> None:
+        """Copy one object inside the store, its content type, metadata and cache control kept.
+        NotFound when ``src_key`` does not exist."""
+        ...
 
     def delete_prefix(self, prefix: str) -> int: ...
 

@@ -33,6 +33,7 @@ from reelay.catalogue._common import (
     encode_cursor,
     event_row,
     stream_changes,
+    subject_event_row,
     to_db_time,
 )
 from reelay.catalogue._stream_recording import recording_changes
@@ -167,17 +168,27 @@ class MemoryCatalogue(MemoryRecordings):
             self._record(event.video_id, stored, event.subject)
 
     # --- visibility and moderation ------------------------------------------------------------
-    def set_visibility(self, video_id: str, visibility: VideoVisibility) -> Video:
+    def set_visibility(
+        self, video_id: str, visibility: VideoVisibility, *, event: OutboxEvent | None = None
+    ) -> Video:
         visibility = check_visibility(visibility)
+        stored = subject_event_row(event)
         with self._lock:
             row = self._row(video_id)
             self._touch(row, visibility=visibility)
+            if event is not None:
+                self._record(None, stored, event.subject)
             return row.video.model_copy(deep=True)
 
-    def moderate(self, record: ModerationRecord, *, unpublished: bool | None = None) -> ModerationRecord:
+    def moderate(
+        self, record: ModerationRecord, *, unpublished: bool | None = None, event: OutboxEvent | None = None
+    ) -> ModerationRecord:
         check_moderation(record)
+        stored = subject_event_row(event)
         with self._lock:
             row = self._row(record.video_id)
+            if event is not None:
+                self._record(None, stored, event.subject)
             if unpublished is not None:
                 self._touch(row, unpublished=unpublished)
             stored = record.model_copy(

@@ -39,6 +39,7 @@ from reelay.catalogue._common import (
     is_subject,
     is_video_id,
     stream_changes,
+    subject_event_row,
     to_db_time,
 )
 from reelay.catalogue._stream_recording import (
@@ -181,13 +182,19 @@ class MySQLCatalogue(MySQLRecordings):
 
     # --- the transcode lifecycle --------------------------------------------------------------
     # --- visibility and moderation ------------------------------------------------------------
-    def set_visibility(self, video_id: str, visibility: VideoVisibility) -> Video:
+    def set_visibility(
+        self, video_id: str, visibility: VideoVisibility, *, event: OutboxEvent | None = None
+    ) -> Video:
         value = check_visibility(visibility).value
         sql = f"UPDATE videos SET visibility = %s, updatedAt = {_NOW} WHERE videoId = %s"
+        stored = subject_event_row(event)
 
         def work(conn: Connection) -> Video | None:
             # Matched rows, not changed rows, count (the provider sets CLIENT.FOUND_ROWS): same value is fine.
-            _execute(conn, sql, (value, video_id))
+            if not _execute(conn, sql, (value, video_id)):
+                return None
+            if event is not None and stored is not None:
+                insert_event(conn, stored, video_id=None, subject=event.subject)
             return _fetch(conn, video_id)
 
         video = self._run(work) if is_video_id(video_id) else None
@@ -195,13 +202,18 @@ class MySQLCatalogue(MySQLRecordings):
             raise NotFound(f"video {video_id} not found")
         return video
 
-    def moderate(self, record: ModerationRecord, *, unpublished: bool | None = None) -> ModerationRecord:
+    def moderate(
+        self, record: ModerationRecord, *, unpublished: bool | None = None, event: OutboxEvent | None = None
+    ) -> ModerationRecord:
         check_moderation(record)
+        stored = subject_event_row(event)
 
         def work(conn: Connection) -> ModerationRecord | None:
             with conn.cursor() as cur:
                 if cur.execute("SELECT 1 FROM videos WHERE videoId = %s FOR UPDATE", (record.video_id,)) == 0:
                     return None
+                if event is not None and stored is not None:
+                    insert_event(conn, stored, video_id=None, subject=event.subject)
                 if unpublished is not None:
                     cur.execute(
                         f"UPDATE videos SET unpublished = %s, updatedAt = {_NOW} WHERE videoId = %s",
