@@ -54,7 +54,7 @@ class MediaEndpoint:
         self,
         *,
         output_prefix: str,
-        private_output_prefix: str,
+        private_output_prefix: str = "private-outputs/",  # Settings.private_output_prefix's default
         store: Any = None,
         signing_key: str | None = None,
     ) -> None:

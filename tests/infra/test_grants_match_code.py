@@ -49,6 +49,10 @@ OPERATION_ACTIONS: dict[str, frozenset[str]] = {
     "upload_part": frozenset({"s3:PutObject"}),
     "complete_multipart_upload": frozenset({"s3:PutObject"}),
     "abort_multipart_upload": frozenset({"s3:AbortMultipartUpload"}),
+    # CopyObject is authorized as a read of the source and a write of the copy; the managed copy
+    # (objects over 5 GiB) first HEADs the source, then copies in parts.
+    "copy_object": frozenset({"s3:GetObject", "s3:PutObject"}),
+    "copy": frozenset({"s3:GetObject", "s3:PutObject", "s3:ListBucket"}),
     "delete_object": frozenset({"s3:DeleteObject"}),
     "delete_objects": frozenset({"s3:DeleteObject"}),
     "list_objects_v2": frozenset({"s3:ListBucket"}),
@@ -129,6 +133,8 @@ class RoleUse:
 NO_CDN_IN_SWEEP = {
     "reelay.events.OutboxSweep._invalidate": "its OutboxSweep has no CDN (cdn=None): it flushes only"
     " the events of its own changes, none of which is a CDN invalidation",
+    "reelay.events.OutboxSweep._relocate": "its OutboxSweep moves no media (relocate=None): it flushes"
+    " only the events of its own changes, none of which is a media move",
 }
 
 # Role (the logical-id prefix of its IAM role) -> the code that runs with it.

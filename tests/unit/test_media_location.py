@@ -1,0 +1,217 @@
+"""A private video's media leaves the public prefix, whatever races it (reelay.media_location).
+
+Fakes behind the real relocator, outbox sweep and transcode service: a switch while the video is
+transcoding, a switch back, an unlisted video, a deleted one, a move that fails half-way, a visibility
+that changes during a move, and the transcoder writing by visibility and squaring a switch at the end.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from reelay.catalogue.memory import MemoryCatalogue
+from reelay.events import DEFAULT_LEASE_SECONDS, MEDIA_RELOCATE, OutboxSweep, media_relocation
+from reelay.media_location import MediaMoved, MediaRelocator
+from reelay.models import Video, VideoStatus, VideoVisibility
+from reelay.settings import Settings
+from reelay.transcode import Outcome
+from tests.fakes import FakeCdn, FakeEvents, FakeStore
+from tests.unit.test_transcode import VIDEO_ID, FakeEncoder, make_service, new_catalogue, new_store, run
+
+NAMES = ("master.m3u8", "360p/index.m3u8", "360p/a1/seg_00000.ts", "360p/a1/seg_00001.ts", "poster.jpg")
+
+
+def _ready(catalogue: MemoryCatalogue, video_id: str = "v1", **fields: object) -> Video:
+    catalogue.create(
+        Video(
+            video_id=video_id, video_key=f"uploads/{video_id}", display_name="v", owner_id="o", email="o@x.io"
+        )
+    )
+    catalogue.mark_uploaded(video_id, size_bytes=10, content_type="video/mp4")
+    catalogue.claim(video_id, "w", 60)
+    catalogue.complete(video_id, "w", duration_seconds=1.0, renditions=[])
+    return catalogue.get(video_id)
+
+
+def _publish(store: FakeStore, prefix: str, video_id: str = "v1", names: tuple[str, ...] = NAMES) -> None:
+    for name in names:
+        store.put_bytes(f"{prefix}{video_id}/{name}", name.encode(), content_type="x/y")
+
+
+def _where(store: FakeStore, video_id: str = "v1") -> dict[str, set[str]]:
+    found: dict[str, set[str]] = {}
+    for key in store.objects:
+        if key.count("/") < 2:  # an upload
+            continue
+        top, vid, rest = key.split("/", 2)
+        if vid == video_id:
+            found.setdefault(top, set()).add(rest)
+    return found
+
+
+def test_an_unlisted_video_stays_on_the_public_prefix() -> None:
+    catalogue, store, cdn = MemoryCatalogue(), FakeStore(), FakeCdn()
+    _ready(catalogue)
+    _publish(store, "outputs/")
+    catalogue.set_visibility("v1", VideoVisibility.UNLISTED)
+    assert MediaRelocator(catalogue, store, Settings(), cdn).reconcile("v1") == 0
+    assert _where(store) == {"outputs": set(NAMES)} and cdn.invalidated == []
+
+
+def test_a_switch_while_transcoding_moves_segments_now_and_playlists_once_the_worker_is_done() -> None:
+    # Given a processing video whose worker has published some of it under the public prefix
+    catalogue, store, cdn = MemoryCatalogue(), FakeStore(), FakeCdn()
+    catalogue.create(
+        Video(video_id="v1", video_key="uploads/v1", display_name="v", owner_id="o", email="o@x")
+    )
+    catalogue.mark_uploaded("v1", size_bytes=10, content_type="video/mp4")
+    catalogue.claim("v1", "w", 60)
+    _publish(store, "outputs/")
+    relocator = MediaRelocator(catalogue, store, Settings(), cdn)
+    # When the owner makes it private
+    catalogue.set_visibility("v1", VideoVisibility.PRIVATE)
+    assert relocator.reconcile("v1") == 3
+    # Then its segments and poster leave the public prefix at once (and its cached copies go), while
+    # the playlists its worker still rewrites stay: public playlists whose segments are gone
+    assert _where(store) == {
+        "outputs": {"master.m3u8", "360p/index.m3u8"},
+        "private-outputs": {"360p/a1/seg_00000.ts", "360p/a1/seg_00001.ts", "poster.jpg"},
+    }
+    assert cdn.invalidated == [["/outputs/v1/*"]]
+    # And the worker goes on writing where it started; once it completed, the move takes everything
+    store.put_bytes("outputs/v1/360p/a1/seg_00002.ts", b"late")
+    catalogue.complete("v1", "w", duration_seconds=1.0, renditions=[])
+    assert relocator.reconcile("v1") == 3
+    assert _where(store) == {"private-outputs": {*NAMES, "360p/a1/seg_00002.ts"}}
+
+
+def test_a_switch_back_to_public_before_the_move_ran_leaves_the_media_where_it_is() -> None:
+    # Two switches, one move acted on after both: it reconciles to the visibility now (public)
+    catalogue, store = MemoryCatalogue(), FakeStore()
+    _ready(catalogue)
+    _publish(store, "outputs/")
+    catalogue.set_visibility("v1", VideoVisibility.PRIVATE, event=media_relocation("v1"))
+    catalogue.set_visibility("v1", VideoVisibility.PUBLIC, event=media_relocation("v1"))
+    sweep = OutboxSweep(catalogue, None, relocate=MediaRelocator(catalogue, store, Settings()).reconcile)
+    assert sweep.flush().published == 2
+    assert _where(store) == {"outputs": set(NAMES)}
+
+
+def test_a_deleted_videos_media_is_deleted_under_both_prefixes() -> None:
+    catalogue, store = MemoryCatalogue(), FakeStore()
+    _publish(store, "outputs/", names=NAMES[:2])
+    _publish(store, "private-outputs/", names=NAMES[2:])
+    _publish(store, "outputs/", video_id="v10")  # another video whose id starts the same
+    assert MediaRelocator(catalogue, store, Settings()).reconcile("v1") == 0
+    assert _where(store) == {} and _where(store, "v10") == {"outputs": set(NAMES)}
+
+
+def test_a_move_that_fails_half_way_is_retried_by_the_outbox_sweep_and_loses_nothing() -> None:
+    class FlakyStore(FakeStore):
+        fail = True
+        copies = 0
+
+        def copy(self, src_key: str, dst_key: str) -> None:
+            self.copies += 1
+            if self.fail and self.copies == 3:
+                raise ConnectionError("store down")
+            super().copy(src_key, dst_key)
+
+    now = [datetime(2026, 12, 1, 12, tzinfo=UTC)]
+    catalogue, store = MemoryCatalogue(clock=lambda: now[0]), FlakyStore()
+    _ready(catalogue)
+    _publish(store, "outputs/")
+    relocator = MediaRelocator(catalogue, store, Settings(), workers=1)
+    catalogue.set_visibility("v1", VideoVisibility.PRIVATE, event=media_relocation("v1"))
+    sweep = OutboxSweep(catalogue, None, relocate=relocator.reconcile)
+    # When the store fails on the third copy: nothing is deleted, the event stays
+    assert sweep.flush().failed == 1
+    assert _where(store)["outputs"] == set(NAMES) and catalogue.pending_events()[0] == 1
+    # Then the sweep after the lease moves all of it
+    store.fail = False
+    now[0] += timedelta(seconds=DEFAULT_LEASE_SECONDS + 1)
+    assert sweep.flush().published == 1
+    assert _where(store) == {"private-outputs": set(NAMES)} and catalogue.pending_events()[0] == 0
+
+
+def test_a_sweep_that_cannot_move_media_leaves_the_event_for_one_that_can() -> None:
+    now = [datetime(2026, 12, 1, 12, tzinfo=UTC)]
+    catalogue, store = MemoryCatalogue(clock=lambda: now[0]), FakeStore()
+    _ready(catalogue)
+    _publish(store, "outputs/")
+    catalogue.set_visibility("v1", VideoVisibility.PRIVATE, event=media_relocation("v1"))
+    # A sweep for events only (as the upload-events function's) claims it but cannot act on it
+    assert OutboxSweep(catalogue, FakeEvents()).flush().failed == 1
+    assert catalogue.pending_events()[0] == 1 and _where(store) == {"outputs": set(NAMES)}
+    # Nor is it one a flush of the video's own events claims (it is about its subject only)
+    now[0] += timedelta(seconds=DEFAULT_LEASE_SECONDS + 1)
+    assert OutboxSweep(catalogue, FakeEvents()).flush(video_id="v1").published == 0
+    # The outbox sweep, which can, does it
+    (event,) = catalogue.claim_events(limit=10, lease_seconds=1)
+    assert event.event_type == MEDIA_RELOCATE and event.video_id is None
+    now[0] += timedelta(seconds=2)
+    relocate = MediaRelocator(catalogue, store, Settings()).reconcile
+    assert OutboxSweep(catalogue, FakeEvents(), relocate=relocate).flush().published == 1
+    assert _where(store) == {"private-outputs": set(NAMES)}
+
+
+def test_a_visibility_change_during_a_move_keeps_the_sources() -> None:
+    # Given a move to private whose copies are under way when the owner switches back to public
+    catalogue = MemoryCatalogue()
+    _ready(catalogue)
+
+    class SwitchingStore(FakeStore):
+        def copy(self, src_key: str, dst_key: str) -> None:
+            super().copy(src_key, dst_key)
+            catalogue.set_visibility("v1", VideoVisibility.PUBLIC)
+
+    store = SwitchingStore()
+    _publish(store, "outputs/")
+    catalogue.set_visibility("v1", VideoVisibility.PRIVATE)
+    # Then the move stops before deleting anything (the newer event takes it from there)
+    with pytest.raises(MediaMoved):
+        MediaRelocator(catalogue, store, Settings()).reconcile("v1")
+    assert _where(store)["outputs"] == set(NAMES)
+    # And that newer move brings the copies back where the video now belongs
+    MediaRelocator(catalogue, store, Settings()).reconcile("v1")
+    assert _where(store) == {"outputs": set(NAMES)}
+
+
+@pytest.mark.parametrize("visibility", [VideoVisibility.PRIVATE, VideoVisibility.UNLISTED])
+def test_the_transcoder_writes_where_the_visibility_says(tmp_path, visibility) -> None:
+    settings = Settings(work_dir=str(tmp_path / "w"), ladder="360p,240p", max_attempts=3, lease_seconds=60)
+    catalogue, store = new_catalogue(), new_store()
+    catalogue.set_visibility(VIDEO_ID, visibility)
+    assert run(make_service(catalogue, store, FakeEvents(), settings, FakeEncoder())) is Outcome.DONE
+    expected = "private-outputs" if visibility == VideoVisibility.PRIVATE else "outputs"
+    assert set(_where(store, VIDEO_ID)) == {expected}
+    assert catalogue.pending_events() == (0, 0.0)  # video.ready and the move check both done
+
+
+def test_a_switch_to_private_while_transcoding_ends_with_all_of_it_private(tmp_path) -> None:
+    # Given a job under way, publishing progressively under the public prefix
+    settings = Settings(work_dir=str(tmp_path / "w"), ladder="360p,240p", max_attempts=3, lease_seconds=60)
+    catalogue, store, cdn = new_catalogue(), new_store(), FakeCdn()
+    switched = threading.Event()
+
+    def switch(_out_dir: object) -> None:
+        # When the owner makes it private mid-job and the API's move runs at once
+        from reelay.videos import VideoService
+
+        VideoService(catalogue, store, settings, cdn).set_visibility("u1", VIDEO_ID, VideoVisibility.PRIVATE)
+        switched.set()
+
+    service = make_service(catalogue, store, FakeEvents(), settings, FakeEncoder(segments=4, during=switch))
+    service.cdn = cdn  # type: ignore[assignment]
+    assert run(service) is Outcome.DONE and switched.is_set()
+    # Then once the job is done nothing of it is left on the public prefix, and the public path's
+    # cached copies were dropped
+    outputs = {k for k in store.objects if f"/{VIDEO_ID}/" in k and not k.startswith("uploads/")}
+    assert outputs and all(k.startswith(f"private-outputs/{VIDEO_ID}/") for k in outputs), sorted(outputs)
+    assert f"private-outputs/{VIDEO_ID}/master.m3u8" in outputs
+    assert [f"/outputs/{VIDEO_ID}/*"] in cdn.invalidated
+    assert catalogue.get(VIDEO_ID).status == VideoStatus.READY
+    assert catalogue.pending_events() == (0, 0.0)
