@@ -522,9 +522,9 @@ class JobQueue(Protocol):
 class PlaybackSigner(Protocol):
     """Signs access to one video's media (every playlist and segment under its prefix) for a while.
 
-    ``base_url`` is where the signed media is served (CloudFront's signed path, or the local
-    gateway's /media/outputs); the query goes on the master playlist's URL and the player repeats it
-    on every request under ``{base_url}/{video_id}/``.
+    ``base_url`` is where the signed media is served (CloudFront's /private-outputs path, or the local
+    gateway's /media/private-outputs: private videos' own prefix); the query goes on the master
+    playlist's URL and the player repeats it on every request under ``{base_url}/{video_id}/``.
     """
 
     base_url: str

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -163,6 +163,22 @@ class Settings(BaseSettings):
     recording_segment_seconds: float = 2.0  # segments split at the first keyframe after this long
     # The recording workflow's state machine; unset locally, where the workflow runs in-process.
     recording_state_machine_arn: str | None = None
+
+    @model_validator(mode="after")
+    def _output_prefixes_apart(self) -> Settings:
+        # Neither output prefix may hold the other: the public path would then reach private media.
+        public, private = self.output_prefix, self.private_output_prefix
+        if (
+            not public.endswith("/")
+            or not private.endswith("/")
+            or public.startswith(private)
+            or private.startswith(public)
+        ):
+            raise ValueError(
+                "REELAY_OUTPUT_PREFIX and REELAY_PRIVATE_OUTPUT_PREFIX must end with '/' and neither may"
+                " contain the other"
+            )
+        return self
 
 
 @lru_cache(maxsize=1)

@@ -215,3 +215,26 @@ def test_a_switch_to_private_while_transcoding_ends_with_all_of_it_private(tmp_p
     assert [f"/outputs/{VIDEO_ID}/*"] in cdn.invalidated
     assert catalogue.get(VIDEO_ID).status == VideoStatus.READY
     assert catalogue.pending_events() == (0, 0.0)
+
+
+@pytest.mark.parametrize(
+    "prefixes",
+    [
+        {"private_output_prefix": "outputs/private/"},  # the public path would serve it
+        {"output_prefix": "private-outputs/public/"},
+        {"output_prefix": "outputs"},
+        {"private_output_prefix": "private-outputs"},
+    ],
+)
+def test_output_prefixes_that_overlap_are_a_configuration_error(prefixes: dict[str, str]) -> None:
+    with pytest.raises(ValueError, match="neither may contain the other"):
+        Settings(**prefixes)
+
+
+def test_the_signed_base_url_defaults_to_the_public_ones_at_the_private_prefix() -> None:
+    from reelay.wiring import Services
+
+    signer = Services(Settings(playback_base_url="https://cdn.example/outputs")).playback_signer
+    assert signer.base_url == "https://cdn.example/private-outputs"
+    with pytest.raises(RuntimeError, match="REELAY_PLAYBACK_SIGNED_BASE_URL"):
+        _ = Services(Settings(playback_base_url="https://cdn.example/elsewhere")).playback_signer
