@@ -218,12 +218,9 @@ def _private_base(settings: Settings) -> str:
     """The signed media's base URL by default: the public one's, at the private output prefix."""
     base = settings.playback_base_url.rstrip("/")
     public = "/" + settings.output_prefix.strip("/")
-    if not base.endswith(public):
-        raise RuntimeError(
-            "REELAY_PLAYBACK_SIGNED_BASE_URL must be set: the playback base URL does not end"
-            " with the output prefix"
-        )
-    return base[: -len(public)] + "/" + settings.private_output_prefix.strip("/")
+    # Served at the output prefix's place; a base that does not end with it gets a sibling path.
+    root = base[: -len(public)] if base.endswith(public) else base.rsplit("/", 1)[0]
+    return root + "/" + settings.private_output_prefix.strip("/")
 
 
 _services: Services | None = None

@@ -236,5 +236,5 @@ def test_the_signed_base_url_defaults_to_the_public_ones_at_the_private_prefix()
 
     signer = Services(Settings(playback_base_url="https://cdn.example/outputs")).playback_signer
     assert signer.base_url == "https://cdn.example/private-outputs"
-    with pytest.raises(RuntimeError, match="REELAY_PLAYBACK_SIGNED_BASE_URL"):
-        _ = Services(Settings(playback_base_url="https://cdn.example/elsewhere")).playback_signer
+    other = Services(Settings(playback_base_url="https://cdn.example/media/hls")).playback_signer
+    assert other.base_url == "https://cdn.example/media/private-outputs"
