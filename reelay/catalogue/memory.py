@@ -172,23 +172,23 @@ class MemoryCatalogue(MemoryRecordings):
         self, video_id: str, visibility: VideoVisibility, *, event: OutboxEvent | None = None
     ) -> Video:
         visibility = check_visibility(visibility)
-        stored = subject_event_row(event)
+        relocation = subject_event_row(event)
         with self._lock:
             row = self._row(video_id)
             self._touch(row, visibility=visibility)
             if event is not None:
-                self._record(None, stored, event.subject)
+                self._record(None, relocation, event.subject)
             return row.video.model_copy(deep=True)
 
     def moderate(
         self, record: ModerationRecord, *, unpublished: bool | None = None, event: OutboxEvent | None = None
     ) -> ModerationRecord:
         check_moderation(record)
-        stored = subject_event_row(event)
+        relocation = subject_event_row(event)
         with self._lock:
             row = self._row(record.video_id)
             if event is not None:
-                self._record(None, stored, event.subject)
+                self._record(None, relocation, event.subject)
             if unpublished is not None:
                 self._touch(row, unpublished=unpublished)
             stored = record.model_copy(

@@ -187,14 +187,14 @@ class MySQLCatalogue(MySQLRecordings):
     ) -> Video:
         value = check_visibility(visibility).value
         sql = f"UPDATE videos SET visibility = %s, updatedAt = {_NOW} WHERE videoId = %s"
-        stored = subject_event_row(event)
+        relocation = subject_event_row(event)
 
         def work(conn: Connection) -> Video | None:
             # Matched rows, not changed rows, count (the provider sets CLIENT.FOUND_ROWS): same value is fine.
             if not _execute(conn, sql, (value, video_id)):
                 return None
-            if event is not None and stored is not None:
-                insert_event(conn, stored, video_id=None, subject=event.subject)
+            if event is not None and relocation is not None:
+                insert_event(conn, relocation, video_id=None, subject=event.subject)
             return _fetch(conn, video_id)
 
         video = self._run(work) if is_video_id(video_id) else None
@@ -206,14 +206,14 @@ class MySQLCatalogue(MySQLRecordings):
         self, record: ModerationRecord, *, unpublished: bool | None = None, event: OutboxEvent | None = None
     ) -> ModerationRecord:
         check_moderation(record)
-        stored = subject_event_row(event)
+        relocation = subject_event_row(event)
 
         def work(conn: Connection) -> ModerationRecord | None:
             with conn.cursor() as cur:
                 if cur.execute("SELECT 1 FROM videos WHERE videoId = %s FOR UPDATE", (record.video_id,)) == 0:
                     return None
-                if event is not None and stored is not None:
-                    insert_event(conn, stored, video_id=None, subject=event.subject)
+                if event is not None and relocation is not None:
+                    insert_event(conn, relocation, video_id=None, subject=event.subject)
                 if unpublished is not None:
                     cur.execute(
                         f"UPDATE videos SET unpublished = %s, updatedAt = {_NOW} WHERE videoId = %s",

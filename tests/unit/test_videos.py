@@ -235,7 +235,9 @@ def test_delete_invalidates_the_videos_outputs_on_the_cdn(output_prefix: str) ->
     svc.delete("alice", video.video_id)
     # Then the CDN is asked to drop everything under that video's outputs, and nothing else
     # (under either prefix: it may have been private, or on its way)
-    assert cdn.invalidated == [[f"/{output_prefix}{video.video_id}/*", f"/private-outputs/{video.video_id}/*"]]
+    assert cdn.invalidated == [
+        [f"/{output_prefix}{video.video_id}/*", f"/private-outputs/{video.video_id}/*"]
+    ]
     # And a refused delete (not the owner) invalidates nothing
     with pytest.raises(Forbidden):
         svc.delete("bob", other.video_id)
