@@ -365,9 +365,11 @@ class VideoService:
 
     def _move_media(self, video_id: str) -> None:
         """Act on the video's recorded ``media.relocate`` now; a failure is the outbox sweep's to retry."""
-        from reelay.media_location import move_media_now
+        from reelay.media_location import API_MOVE_SECONDS, move_media_now
 
-        move_media_now(self.catalogue, self.store, self.settings, self.cdn, video_id)
+        move_media_now(
+            self.catalogue, self.store, self.settings, self.cdn, video_id, budget_seconds=API_MOVE_SECONDS
+        )
 
     # --- moderation --------------------------------------------------------------------------
     def unpublish(self, moderator: Viewer, video_id: str, reason: str, *, unpublished: bool = True) -> Video:

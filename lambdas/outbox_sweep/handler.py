@@ -50,8 +50,14 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     # It also moves media between the public and private prefixes (media.relocate) that the fast path
     # (the API, the worker) left undone.
     relocator = MediaRelocator(services.catalogue, services.store, services.settings, services.cdn)
+
+    def relocate(video_id: str) -> int:
+        # A big video's move goes on in the next sweep (it keeps its progress) rather than outlive this one.
+        budget = context.get_remaining_time_in_millis() / 1000 - RESERVE_MILLIS / 1000
+        return relocator.reconcile(video_id, budget_seconds=max(1.0, budget))
+
     relay = OutboxSweep(
-        services.catalogue, services.events, metrics=metrics, cdn=services.cdn, relocate=relocator.reconcile
+        services.catalogue, services.events, metrics=metrics, cdn=services.cdn, relocate=relocate
     )
     published, failed = sweep(relay, context)
     pending, oldest_age = services.catalogue.pending_events()

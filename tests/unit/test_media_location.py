@@ -238,3 +238,25 @@ def test_the_signed_base_url_defaults_to_the_public_ones_at_the_private_prefix()
     assert signer.base_url == "https://cdn.example/private-outputs"
     other = Services(Settings(playback_base_url="https://cdn.example/media/hls")).playback_signer
     assert other.base_url == "https://cdn.example/media/private-outputs"
+
+
+def test_a_move_out_of_time_keeps_its_progress_and_the_next_run_finishes_it(monkeypatch) -> None:
+    import reelay.media_location as media_location
+    from reelay.media_location import MoveUnfinished
+
+    # Given a private video with more objects than one step of a move, and no time to spare
+    monkeypatch.setattr(media_location, "CHUNK", 2)
+    catalogue, store, cdn = MemoryCatalogue(), FakeStore(), FakeCdn()
+    _ready(catalogue)
+    _publish(store, "outputs/")
+    catalogue.set_visibility("v1", VideoVisibility.PRIVATE)
+    relocator = MediaRelocator(catalogue, store, Settings(), cdn)
+    # When a run has no budget left after its first step
+    with pytest.raises(MoveUnfinished, match="moved 2 .* 3 left"):
+        relocator.reconcile("v1", budget_seconds=0)
+    # Then what it moved stays moved (and the public path's cached copies are already being dropped)
+    assert len(_where(store)["private-outputs"]) == 2 and len(_where(store)["outputs"]) == 3
+    assert cdn.invalidated == [["/outputs/v1/*"]]
+    # And the next run moves the rest
+    assert relocator.reconcile("v1") == 3
+    assert _where(store) == {"private-outputs": set(NAMES)}
