@@ -252,7 +252,7 @@ def test_a_move_out_of_time_keeps_its_progress_and_the_next_run_finishes_it(monk
     catalogue.set_visibility("v1", VideoVisibility.PRIVATE)
     relocator = MediaRelocator(catalogue, store, Settings(), cdn)
     # When a run has no budget left after its first step
-    with pytest.raises(MoveUnfinished, match="moved 2 .* 3 left"):
+    with pytest.raises(MoveUnfinished, match=r"moved 2 .* 3 left"):
         relocator.reconcile("v1", budget_seconds=0)
     # Then what it moved stays moved (and the public path's cached copies are already being dropped)
     assert len(_where(store)["private-outputs"]) == 2 and len(_where(store)["outputs"]) == 3
