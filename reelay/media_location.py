@@ -18,14 +18,21 @@ While a video is queued or processing its worker rewrites its playlists, so a mo
 (``*.m3u8``) where they are; the worker's own event at the end moves them. Until then a private video's
 public playlists name segments that are no longer there.
 
-What a move cannot rule out: two opposite switches within the second or so that one move's deletes
-take, acted on by two processes at once, can delete an object from both prefixes. The move re-reads
-the video before deleting, which narrows that window to the deletes themselves.
+One mover at a time per video: a move holds the catalogue's media-move lease on the video
+(``claim_media_move``), and a mover that cannot get it raises ``MoveBusy``, leaving its event in the
+outbox for a retry. Without it, two opposite switches acted on by two processes at once could lose
+objects from both prefixes: one deleting the public copies the other had just copied back, the other
+then deleting the private ones. The lease is fenced: before each step's deletes the mover renews it
+(refused once it ran out and may have passed to another mover: ``MoveLeaseLost``, nothing deleted),
+and deletes only within half a lease of that renewal, so a mover stalled past its lease never deletes
+under the next one. When the visibility changes during a move, the mover goes round again toward the
+new one, under the same lease.
 """
 
 from __future__ import annotations
 
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 from reelay.errors import NotFound
@@ -43,6 +50,10 @@ CHUNK = 200
 # The API moves a video's media while the owner waits (API Gateway gives up after 29 s): what is left
 # after this long is the outbox sweep's, once the event's lease has run out.
 API_MOVE_SECONDS = 10.0
+# The mover's lease on a video, renewed before each step's deletes; a step deletes within half of it.
+MOVE_LEASE_SECONDS = 120
+# Visibility changes a move follows under one lease before it leaves the rest to a retry.
+MAX_ROUNDS = 3
 
 
 class MoveUnfinished(RuntimeError):
@@ -50,7 +61,15 @@ class MoveUnfinished(RuntimeError):
 
 
 class MediaMoved(RuntimeError):
-    """The video's visibility changed again while its media was being moved: the newer event moves it."""
+    """The video's visibility kept changing while its media was being moved: a retry moves it."""
+
+
+class MoveBusy(RuntimeError):
+    """Another mover holds the video's lease: the event stays in the outbox and is retried."""
+
+
+class MoveLeaseLost(RuntimeError):
+    """The mover's lease ran out mid-move (it may be another's now): it stopped before deleting."""
 
 
 class MediaRelocator:
@@ -73,45 +92,79 @@ class MediaRelocator:
 
     def reconcile(self, video_id: str, *, budget_seconds: float | None = None) -> int:
         """Move the video's objects from the other prefix to its own; how many moved. A deleted video's
-        media is deleted wherever it is. Raises on a store or catalogue error (the event is retried).
+        media is deleted wherever it is. Raises on a store or catalogue error (the event is retried),
+        ``MoveBusy`` when another mover holds the video.
 
         It moves ``CHUNK`` objects at a time, each chunk copied then deleted, so a run cut short (a
         Lambda's timeout) keeps its progress. Past ``budget_seconds`` it stops after a chunk and
         raises ``MoveUnfinished``: the event stays in the outbox, and the next run moves the rest."""
+        mover = f"mover-{uuid.uuid4()}"
+        if not self.catalogue.claim_media_move(video_id, mover, MOVE_LEASE_SECONDS):
+            raise MoveBusy(f"another mover is moving video {video_id}'s media")
         try:
-            video = self.catalogue.get(video_id)
-        except NotFound:
-            removed = delete_outputs(self.store, self.settings, video_id)
-            if removed:
-                logger.info(
-                    "media of a deleted video removed", extra={"videoId": video_id, "removed": removed}
-                )
-            return 0
+            return self._reconcile(video_id, mover, budget_seconds)
+        finally:
+            try:
+                self.catalogue.release_media_move(video_id, mover)
+            except Exception as exc:  # it runs out by itself
+                logger.warning("media move lease kept", extra={"videoId": video_id, "error": str(exc)})
+
+    def _reconcile(self, video_id: str, mover: str, budget_seconds: float | None) -> int:
         deadline = None if budget_seconds is None else time.monotonic() + budget_seconds
-        private = video.owner_only
+        moved = 0
+        for _ in range(MAX_ROUNDS):
+            try:
+                video = self.catalogue.get(video_id)
+            except NotFound:
+                removed = delete_outputs(self.store, self.settings, video_id)
+                if removed:
+                    logger.info(
+                        "media of a deleted video removed", extra={"videoId": video_id, "removed": removed}
+                    )
+                return moved
+            private = video.owner_only
+            in_flight = video.status in (VideoStatus.QUEUED, VideoStatus.PROCESSING)
+            count, settled = self._move(video_id, mover, private, in_flight=in_flight, deadline=deadline)
+            moved += count
+            # Settled, unless it turned back after the step's last look (its deletes then took the
+            # copies' sources: nothing lost, but the other way round now).
+            if settled and self._owner_only(video_id) == private:
+                return moved
+        raise MediaMoved(f"video {video_id} kept changing visibility while its media moved")
+
+    def _move(
+        self, video_id: str, mover: str, private: bool, *, in_flight: bool, deadline: float | None
+    ) -> tuple[int, bool]:
+        """One round toward ``private``: how many objects moved, and False when the visibility changed
+        meanwhile (the caller goes round again)."""
         source = output_prefix(self.settings, video_id, private=not private)
         target = output_prefix(self.settings, video_id, private=private)
-        in_flight = video.status in (VideoStatus.QUEUED, VideoStatus.PROCESSING)
         keys = [
             info.key
             for info in self.store.list(source)
             if not (in_flight and info.key.endswith(".m3u8"))  # its worker still rewrites them
         ]
         if not keys:
-            return 0
+            return 0, True
         moved = 0
         with ThreadPoolExecutor(max_workers=min(self.workers, len(keys)), thread_name_prefix="move") as pool:
             for start in range(0, len(keys), CHUNK):
                 chunk = keys[start : start + CHUNK]
                 copied = [k for k in pool.map(lambda k: self._copy(k, target + k[len(source) :]), chunk) if k]
-                if self.catalogue.get(video_id).owner_only != private:
-                    raise MediaMoved(f"video {video_id} changed visibility while its media moved")
+                # The fence: deletes only under a lease renewed now, and only within half of it.
+                if not self.catalogue.renew_media_move(video_id, mover, MOVE_LEASE_SECONDS):
+                    raise MoveLeaseLost(f"the lease on moving video {video_id}'s media ran out")
+                fence = time.monotonic() + MOVE_LEASE_SECONDS / 2
+                if self._owner_only(video_id) != private:
+                    # Turned back meanwhile: what was copied stays where it was too; the next round
+                    # moves it the other way.
+                    return moved, False
                 # Leaving the public prefix, its cached copies must go too; recorded before the deletes,
                 # so a crash after them still drops them. (Cached copies under the private path answer
                 # signed requests only: nothing to drop when a video turns public.)
                 if self.cdn is not None and private and start == 0:
                     self.catalogue.record_event(cdn_invalidation(video_id, [f"/{source}*"]))
-                list(pool.map(self.store.delete, copied))
+                list(pool.map(self._delete, copied, [fence] * len(copied)))
                 moved += len(copied)
                 left = len(keys) - start - len(chunk)
                 if left and deadline is not None and time.monotonic() > deadline:
@@ -119,7 +172,18 @@ class MediaRelocator:
                     raise MoveUnfinished(f"moved {moved} of video {video_id}'s objects; {left} left")
         self._drop_cached(video_id, private)
         logger.info("media moved", extra={"videoId": video_id, "to": target, "objects": moved})
-        return moved
+        return moved, True
+
+    def _owner_only(self, video_id: str) -> bool | None:
+        try:
+            return self.catalogue.get(video_id).owner_only
+        except NotFound:  # deleted meanwhile: the next round deletes its media
+            return None
+
+    def _delete(self, key: str, fence: float) -> None:
+        if time.monotonic() > fence:  # stalled past half the lease: it may be another mover's by now
+            raise MoveLeaseLost(f"a step's deletes outlived half the move's lease ({key!r} kept)")
+        self.store.delete(key)
 
     def _drop_cached(self, video_id: str, private: bool) -> None:
         if self.cdn is not None and private:
@@ -155,9 +219,12 @@ def move_media_now(
 __all__ = [
     "API_MOVE_SECONDS",
     "CHUNK",
+    "MOVE_LEASE_SECONDS",
     "MOVE_WORKERS",
     "MediaMoved",
     "MediaRelocator",
+    "MoveBusy",
+    "MoveLeaseLost",
     "MoveUnfinished",
     "move_media_now",
 ]

@@ -169,6 +169,22 @@ class VideoCatalogue(Protocol):
         """How many outbox events wait, and the age in seconds of the oldest (0.0 when none)."""
         ...
 
+    # --- the media mover's lease (reelay.media_location) ------------------------------------------
+    def claim_media_move(self, video_id: str, mover_id: str, lease_seconds: int) -> bool:
+        """Take the lease on moving ``video_id``'s media for ``mover_id`` (unique per claim): True when
+        no one holds a live one. Any video id, deleted or not (a deleted video's media is deleted
+        under it)."""
+        ...
+
+    def renew_media_move(self, video_id: str, mover_id: str, lease_seconds: int) -> bool:
+        """Extend ``mover_id``'s lease by ``lease_seconds`` from now. False when it no longer holds a
+        live one (it ran out, and may have passed to another mover): it must then delete nothing."""
+        ...
+
+    def release_media_move(self, video_id: str, mover_id: str) -> None:
+        """Let the lease go, if ``mover_id`` still holds it (otherwise nothing happens)."""
+        ...
+
 
 class EventOutbox(Protocol):
     """The outbox part of the catalogue, all that ``reelay.events.OutboxSweep`` needs."""

@@ -94,6 +94,7 @@ class MemoryCatalogue(MemoryRecordings):
         self._event_ids = itertools.count(1)
         self._lock = threading.RLock()
         self._clock = clock
+        self._media_moves: dict[str, tuple[str, datetime]] = {}  # videoId: (mover, lease expiry)
         self._uploaded: dict[tuple[str, date], int] = {}  # (owner, UTC day) -> bytes, as upload_usage
 
     # --- plain CRUD ---------------------------------------------------------------------------
@@ -378,6 +379,34 @@ class MemoryCatalogue(MemoryRecordings):
     def delete_event(self, event_id: int) -> None:
         with self._lock:
             self._events.pop(event_id, None)
+
+    # --- the media mover's lease ----------------------------------------------------------------
+    def claim_media_move(self, video_id: str, mover_id: str, lease_seconds: int) -> bool:
+        check_task_id(mover_id)
+        check_lease_seconds(lease_seconds)
+        with self._lock:
+            now = to_db_time(self._clock())
+            held = self._media_moves.get(video_id)
+            if held is not None and held[0] != mover_id and held[1] >= now:
+                return False
+            self._media_moves[video_id] = (mover_id, now + timedelta(seconds=lease_seconds))
+            return True
+
+    def renew_media_move(self, video_id: str, mover_id: str, lease_seconds: int) -> bool:
+        check_lease_seconds(lease_seconds)
+        with self._lock:
+            now = to_db_time(self._clock())
+            held = self._media_moves.get(video_id)
+            if held is None or held[0] != mover_id or held[1] < now:
+                return False
+            self._media_moves[video_id] = (mover_id, now + timedelta(seconds=lease_seconds))
+            return True
+
+    def release_media_move(self, video_id: str, mover_id: str) -> None:
+        with self._lock:
+            held = self._media_moves.get(video_id)
+            if held is not None and held[0] == mover_id:
+                del self._media_moves[video_id]
 
     def pending_events(self) -> tuple[int, float]:
         with self._lock:

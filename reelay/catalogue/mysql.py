@@ -412,6 +412,42 @@ class MySQLCatalogue(MySQLRecordings):
             raise InvalidInput("event_id must be an integer")
         self._run(lambda conn: _execute(conn, "DELETE FROM event_outbox WHERE eventId = %s", (event_id,)))
 
+    # --- the media mover's lease ----------------------------------------------------------------
+    def claim_media_move(self, video_id: str, mover_id: str, lease_seconds: int) -> bool:
+        check_task_id(mover_id)
+        check_lease_seconds(lease_seconds)
+        # Assignments run left to right: the owner changes only when the lease ran out, and the
+        # expiry moves only for the owner it then has.
+        sql = (
+            "INSERT INTO media_moves (videoId, ownerId, expiresAt)"
+            f" VALUES (%s, %s, {_NOW} + INTERVAL %s SECOND) ON DUPLICATE KEY UPDATE"
+            f" ownerId = IF(expiresAt < {_NOW}, VALUES(ownerId), ownerId),"
+            " expiresAt = IF(ownerId = VALUES(ownerId), VALUES(expiresAt), expiresAt)"
+        )
+
+        def work(conn: Connection) -> bool:
+            _execute(conn, sql, (video_id, mover_id, lease_seconds))
+            with conn.cursor() as cur:
+                cur.execute("SELECT ownerId FROM media_moves WHERE videoId = %s", (video_id,))
+                row = cur.fetchone()
+            return row is not None and row["ownerId"] == mover_id
+
+        return is_video_id(video_id) and self._run(work)
+
+    def renew_media_move(self, video_id: str, mover_id: str, lease_seconds: int) -> bool:
+        check_lease_seconds(lease_seconds)
+        sql = (
+            f"UPDATE media_moves SET expiresAt = {_NOW} + INTERVAL %s SECOND"
+            f" WHERE videoId = %s AND ownerId = %s AND expiresAt >= {_NOW}"
+        )
+        args = (lease_seconds, video_id, mover_id)
+        return is_video_id(video_id) and self._run(lambda conn: _execute(conn, sql, args)) == 1
+
+    def release_media_move(self, video_id: str, mover_id: str) -> None:
+        sql = "DELETE FROM media_moves WHERE videoId = %s AND ownerId = %s"
+        if is_video_id(video_id):
+            self._run(lambda conn: _execute(conn, sql, (video_id, mover_id)))
+
     def pending_events(self) -> tuple[int, float]:
         sql = (
             "SELECT COUNT(*) AS pending,"

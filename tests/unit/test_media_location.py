@@ -14,7 +14,7 @@ import pytest
 
 from reelay.catalogue.memory import MemoryCatalogue
 from reelay.events import DEFAULT_LEASE_SECONDS, MEDIA_RELOCATE, OutboxSweep, media_relocation
-from reelay.media_location import MediaMoved, MediaRelocator
+from reelay.media_location import MediaMoved, MediaRelocator, MoveLeaseLost
 from reelay.models import Video, VideoStatus, VideoVisibility
 from reelay.settings import Settings
 from reelay.transcode import Outcome
@@ -158,26 +158,131 @@ def test_a_sweep_that_cannot_move_media_leaves_the_event_for_one_that_can() -> N
     assert _where(store) == {"private-outputs": set(NAMES)}
 
 
-def test_a_visibility_change_during_a_move_keeps_the_sources() -> None:
+class SwitchingStore(FakeStore):
+    """Each copy switches the video's visibility: to public, or (``flip``) to the other one."""
+
+    def __init__(self, catalogue: MemoryCatalogue, *, flip: bool) -> None:
+        super().__init__()
+        self.catalogue, self.flip = catalogue, flip
+
+    def copy(self, src_key: str, dst_key: str) -> None:
+        super().copy(src_key, dst_key)
+        private = self.flip and self.catalogue.get("v1").visibility == VideoVisibility.PUBLIC
+        self.catalogue.set_visibility("v1", VideoVisibility.PRIVATE if private else VideoVisibility.PUBLIC)
+
+
+@pytest.mark.parametrize("flip", [False, True])
+def test_a_visibility_change_during_a_move_loses_nothing(flip: bool) -> None:
     # Given a move to private whose copies are under way when the owner switches back to public
+    # (or keeps switching)
     catalogue = MemoryCatalogue()
     _ready(catalogue)
-
-    class SwitchingStore(FakeStore):
-        def copy(self, src_key: str, dst_key: str) -> None:
-            super().copy(src_key, dst_key)
-            catalogue.set_visibility("v1", VideoVisibility.PUBLIC)
-
-    store = SwitchingStore()
+    store = SwitchingStore(catalogue, flip=flip)
     _publish(store, "outputs/")
     catalogue.set_visibility("v1", VideoVisibility.PRIVATE)
-    # Then the move stops before deleting anything (the newer event takes it from there)
+    if not flip:
+        # Then the move deletes none of the sources it copied, and goes round again toward public:
+        # the copies come back where the video now belongs, nothing lost
+        MediaRelocator(catalogue, store, Settings()).reconcile("v1")
+        assert _where(store) == {"outputs": set(NAMES)}
+        return
+    # Then a visibility that keeps changing leaves the move to a retry, with nothing lost
     with pytest.raises(MediaMoved):
         MediaRelocator(catalogue, store, Settings()).reconcile("v1")
+    where = _where(store)
+    assert where.get("outputs", set()) | where.get("private-outputs", set()) == set(NAMES)
+    # The lease was let go: a retry can take it
+    assert catalogue.claim_media_move("v1", "probe", 60)
+
+
+class GatedStore(FakeStore):
+    """One mover's view of a shared store whose deletes wait at a gate: the test decides when the
+    mover's first step deletes, so another mover can run in between (a forced interleaving)."""
+
+    def __init__(self, shared: FakeStore) -> None:
+        self.shared = shared
+        self.deleting = threading.Event()  # the mover reached its deletes
+        self.gate = threading.Event()  # the test lets them through
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.shared, name)
+
+    def delete(self, key: str) -> None:
+        self.deleting.set()
+        assert self.gate.wait(10), "the test never opened the gate"
+        self.shared.delete(key)
+
+
+def test_two_opposite_moves_at_once_lose_no_object() -> None:
+    # Given a public video's media, switched to private: mover A (one process) copies it all to the
+    # private prefix and stops right before its deletes
+    catalogue = MemoryCatalogue()
+    _ready(catalogue)
+    shared = FakeStore()
+    _publish(shared, "outputs/")
+    catalogue.set_visibility("v1", VideoVisibility.PRIVATE)
+    gated = GatedStore(shared)
+    mover_a = MediaRelocator(catalogue, gated, Settings())  # type: ignore[arg-type]
+    errors: list[BaseException] = []
+
+    def run_a() -> None:
+        try:
+            mover_a.reconcile("v1")
+        except BaseException as exc:
+            errors.append(exc)
+
+    a = threading.Thread(target=run_a)
+    a.start()
+    assert gated.deleting.wait(10)
+    # When the owner switches back to public and mover B (another process) acts on that at once
+    catalogue.set_visibility("v1", VideoVisibility.PUBLIC)
+    sweep_b = OutboxSweep(catalogue, None, relocate=MediaRelocator(catalogue, shared, Settings()).reconcile)
+    catalogue.record_event(media_relocation("v1"))
+    sweep_b.flush(subject="media:v1")
+    # And A's deletes go through afterwards
+    gated.gate.set()
+    a.join(10)
+    assert not a.is_alive() and not errors
+    # Then every object is still somewhere (today: B deleted the private copies, A the public ones)
+    where = _where(shared)
+    kept = where.get("outputs", set()) | where.get("private-outputs", set())
+    assert kept == set(NAMES)
+    # B could not move while A held the video: its event stays for a retry, which settles it
+    # under the visibility the video has now
+    assert [e.event_type for e in catalogue.claim_events(limit=10, lease_seconds=1, subject="media:v1")] == []
+    later = datetime.now(UTC).replace(tzinfo=None) + timedelta(seconds=DEFAULT_LEASE_SECONDS + 1)
+    catalogue._clock = lambda: later  # type: ignore[method-assign]
+    OutboxSweep(catalogue, None, relocate=MediaRelocator(catalogue, shared, Settings()).reconcile).flush(
+        subject="media:v1"
+    )
+    assert _where(shared) == {"outputs": set(NAMES)}
+    assert catalogue.claim_events(limit=10, lease_seconds=1, subject="media:v1") == []
+
+
+def test_a_mover_whose_lease_ran_out_deletes_nothing() -> None:
+    # Given a mover that copied a step and stalled until its lease passed to another mover
+    now = [datetime(2026, 1, 1)]
+    catalogue = MemoryCatalogue(clock=lambda: now[0])
+    _ready(catalogue)
+    store = FakeStore()
+    _publish(store, "outputs/")
+    catalogue.set_visibility("v1", VideoVisibility.PRIVATE)
+
+    class StallingStore(FakeStore):
+        def __getattr__(self, name: str) -> object:
+            return getattr(store, name)
+
+        def copy(self, src_key: str, dst_key: str) -> None:
+            store.copy(src_key, dst_key)
+            now[0] = datetime(2026, 1, 1, 1)  # an hour later: the lease ran out
+            assert catalogue.claim_media_move("v1", "another", 600)
+
+    stalled = MediaRelocator(catalogue, StallingStore.__new__(StallingStore), Settings())
+    with pytest.raises(MoveLeaseLost):
+        stalled.reconcile("v1")
+    # Then it deleted none of its sources, and left the other mover's lease alone
     assert _where(store)["outputs"] == set(NAMES)
-    # And that newer move brings the copies back where the video now belongs
-    MediaRelocator(catalogue, store, Settings()).reconcile("v1")
-    assert _where(store) == {"outputs": set(NAMES)}
+    assert not catalogue.claim_media_move("v1", "a third", 60)
 
 
 @pytest.mark.parametrize("visibility", [VideoVisibility.PRIVATE, VideoVisibility.UNLISTED])
