@@ -551,7 +551,8 @@ class PlaybackSigner(Protocol):
 
 
 class CdnInvalidator(Protocol):
-    """Drops cached copies of published media (CloudFront). Never raises: deletion must not fail on it."""
+    """Drops cached copies of published media (CloudFront). Raises when the CDN refused or was not
+    reached: call it through the outbox (``cdn.invalidate`` events, reelay.events), which retries."""
 
     def invalidate(self, paths: list[str]) -> None:
         """paths: URL paths on the distribution, e.g. ``/outputs/{videoId}/*``."""
