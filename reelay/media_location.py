@@ -150,6 +150,8 @@ class MediaRelocator:
         with ThreadPoolExecutor(max_workers=min(self.workers, len(keys)), thread_name_prefix="move") as pool:
             for start in range(0, len(keys), CHUNK):
                 chunk = keys[start : start + CHUNK]
+                if start and not self.catalogue.renew_media_move(video_id, mover, MOVE_LEASE_SECONDS):
+                    raise MoveLeaseLost(f"the lease on moving video {video_id}'s media ran out")
                 copied = [k for k in pool.map(lambda k: self._copy(k, target + k[len(source) :]), chunk) if k]
                 # The fence: deletes only under a lease renewed now, and only within half of it.
                 if not self.catalogue.renew_media_move(video_id, mover, MOVE_LEASE_SECONDS):
