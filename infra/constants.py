@@ -41,6 +41,9 @@ BUCKET_DEPLOYMENT_SINGLETON = "Custom::CDKBucketDeployment8693BB64968944B69AAFB0
 UPLOAD_PREFIX = "uploads/"
 OUTPUT_PREFIX = "outputs/"
 PLAYBACK_PATH = "/outputs"
+# Private and unpublished videos' media (Settings.private_output_prefix): served only on the signed
+# path below, never by the public one (reelay.media_location).
+PRIVATE_OUTPUT_PREFIX = "private-outputs/"
 
 # Lambda handlers ("module.function" inside the shared code asset).
 API_HANDLER = "lambdas.api.handler.lambda_handler"
@@ -183,9 +186,9 @@ OPERATORS_GROUP = "operators"
 # The Cognito group whose members may unpublish and delete any video (REELAY_MODERATORS_GROUP).
 MODERATORS_GROUP = "moderators"
 # Private videos' media is served at this path of the playback distribution, which only serves
-# requests signed with a key of the playback key group; a CloudFront Function drops the prefix
-# before the origin (the objects stay under outputs/).
-SIGNED_PLAYBACK_PREFIX = "/private"
+# requests signed with a key of the playback key group. The path is the objects' own prefix (no
+# rewrite), and the public behaviours refuse it however it is spelt (media_storage.py).
+SIGNED_PLAYBACK_PATH = "/" + PRIVATE_OUTPUT_PREFIX.rstrip("/")
 
 
 def recording_state_machine_name(stage: str) -> str:

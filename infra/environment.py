@@ -15,7 +15,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import IConstruct
 
 from infra.config import ReelayConfig
-from infra.constants import MEDIA_BUCKET_NAME, OUTPUT_PREFIX, UPLOAD_PREFIX
+from infra.constants import MEDIA_BUCKET_NAME, OUTPUT_PREFIX, PRIVATE_OUTPUT_PREFIX, UPLOAD_PREFIX
 from infra.nag import acknowledge
 
 
@@ -85,6 +85,7 @@ class PlatformRefs:
             "REELAY_MEDIA_STORE_URL": f"s3://{Aws.REGION}/{self.media_bucket.bucket_name}",
             "REELAY_UPLOAD_PREFIX": UPLOAD_PREFIX,
             "REELAY_OUTPUT_PREFIX": OUTPUT_PREFIX,
+            "REELAY_PRIVATE_OUTPUT_PREFIX": PRIVATE_OUTPUT_PREFIX,
             "REELAY_PLAYBACK_BASE_URL": self.playback_base_url,
             "REELAY_DB_SECRET_ARN": self.db_secret.secret_arn,
             "REELAY_DB_NAME": self.config.db_name,

@@ -1,20 +1,21 @@
 """``/media/<key>``: what S3 (presigned PUTs) and CloudFront (playback) do in AWS.
 
-Uploads are private: only keys under the output prefix can be read. Reads stream the file store's
-own file, so werkzeug can answer Range requests the way hls.js expects.
+Uploads are private: only keys under the output prefixes (and recordings' segments) can be read. Reads
+stream the file store's own file, so werkzeug can answer Range requests the way hls.js expects.
 
-A private (or unpublished) video's media, every playlist and segment, is read only with a signed
-query for the video's prefix that has not expired (reelay.playback): what CloudFront's signed path
-does in AWS. Public and unlisted videos' media needs no signature.
+As CloudFront's two paths in AWS, the line is drawn by prefix, not by asking the catalogue: media under
+the output prefix (public and unlisted videos) is served to anyone; media under the private output
+prefix (private and unpublished videos, reelay.media_location) only with a signed query for the
+video's prefix that has not expired (reelay.playback). A video that turns private has its media moved
+off the public prefix, so its old unsigned URLs find nothing, here as behind CloudFront.
 """
 
 from __future__ import annotations
 
 import logging
 import mimetypes
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from werkzeug.exceptions import ClientDisconnected
 from werkzeug.utils import send_file
@@ -24,11 +25,6 @@ from infra.constants import HLS_CONTENT_TYPES
 from local.gateway import CORS_HEADERS, error
 from reelay.errors import ReelayError
 from reelay.playback import check_signed_access, media_prefix
-from reelay.recording.layout import EXPORT_MEDIA_DIR
-
-# What the catalogue says about a video's media: anyone may read it, only with a signature, or the
-# video is not in the catalogue (its media is not served).
-Access = Literal["public", "signed", "missing"]
 
 log = logging.getLogger(__name__)
 
@@ -58,13 +54,13 @@ class MediaEndpoint:
         self,
         *,
         output_prefix: str,
+        private_output_prefix: str = "private-outputs/",  # Settings.private_output_prefix's default
         store: Any = None,
-        access: Callable[[str], Access] | None = None,
         signing_key: str | None = None,
     ) -> None:
         self._output_prefix = output_prefix
+        self._private_prefix = private_output_prefix
         self.store = store  # the file store; set once services exist
-        self.access = access  # a video's access rule, from the catalogue; set once services exist
         self.signing_key = signing_key  # the playback signatures' key (the file store's)
 
     def handle(self, request: Request, key: str) -> Response:
@@ -79,29 +75,18 @@ class MediaEndpoint:
         return error(405, "method_not_allowed", f"{request.method} is not allowed on media.")
 
     def _read(self, request: Request, key: str) -> Response:
-        if not key.startswith(self._output_prefix) and not _recording_segment(key):
+        private = key.startswith(self._private_prefix)
+        if not key.startswith(self._output_prefix) and not private and not _recording_segment(key):
             # Same answer as a private S3 object behind CloudFront: nothing to see here.
             return error(403, "forbidden", "Only published media can be read.")
-        if self.store is None or (self.access is None and key.startswith(self._output_prefix)):
+        if self.store is None:
             return error(503, "not_ready", "The media store is not ready yet.")
-        signed = False
-        video_id = key[len(self._output_prefix) :].split("/", 1)[0]
-        # A recording's MP4 exports sit beside the videos' outputs (outputs/exports/<session>/<id>.mp4):
-        # served like CloudFront's public /outputs/* path, by their unguessable ids, not by a video.
-        if key.startswith(self._output_prefix) and video_id != EXPORT_MEDIA_DIR:
-            assert self.access is not None
-            try:
-                access = self.access(video_id)
-            except ReelayError as e:
-                return error(e.status, e.code, e.message)
-            if access == "missing":
-                return error(404, "not_found", "No such media.")
-            if access == "signed":
-                prefix = media_prefix(self._output_prefix, video_id)
-                refused = check_signed_access(self.signing_key, prefix, key, request.args)
-                if refused is not None:
-                    return error(403, "forbidden", f"{refused[0].upper()}{refused[1:]}.")
-                signed = True
+        if private:
+            video_id = key[len(self._private_prefix) :].split("/", 1)[0]
+            prefix = media_prefix(self._private_prefix, video_id)
+            refused = check_signed_access(self.signing_key, prefix, key, request.args)
+            if refused is not None:
+                return error(403, "forbidden", f"{refused[0].upper()}{refused[1:]}.")
         try:
             path = self.store.local_path(key)
         except ReelayError as e:
@@ -112,7 +97,7 @@ class MediaEndpoint:
         # Playlists change while a video is still transcoding; segments never change. A private
         # video's media is for one viewer: no shared cache may keep it.
         cache = "no-cache" if key.endswith(".m3u8") else "max-age=86400"
-        response.headers["Cache-Control"] = f"private, {cache}" if signed else cache
+        response.headers["Cache-Control"] = f"private, {cache}" if private else cache
         response.headers.update(CORS_HEADERS)
         return response
 

@@ -25,7 +25,7 @@ from local.database import PrivateMariaDB
 from local.gateway import Gateway, LambdaContext, RedactSecrets
 from local.gateway_faults import Faults
 from local.identity import LocalConfirmationIdentity
-from local.media import Access, MediaEndpoint
+from local.media import MediaEndpoint
 from local.users import DurableUsers
 from local.web import WebApp, web_config
 from local.workers import Background, SqsEventSource, deliver_with_retries
@@ -138,7 +138,9 @@ class Platform:
 
         media_root = self.state_dir / "media"
         media_root.mkdir(parents=True, exist_ok=True)
-        self.media = MediaEndpoint(output_prefix=base.output_prefix)
+        self.media = MediaEndpoint(
+            output_prefix=base.output_prefix, private_output_prefix=base.private_output_prefix
+        )
         self._start_live_parts()
 
         # Bind first: with --port 0 the URLs in the settings need the port the OS picked.
@@ -164,6 +166,7 @@ class Platform:
             events_topic_arn=self.aws.events_topic_arn,
             aws_endpoint_url=moto_url,
             playback_base_url=f"{self.api_url}/media/{base.output_prefix.strip('/')}",
+            playback_signed_base_url=f"{self.api_url}/media/{base.private_output_prefix.strip('/')}",
             file_store_public_url=f"{self.api_url}/media",
             # A key from the environment wins; else one made once and kept, so URLs survive restarts.
             file_store_signing_key=base.file_store_signing_key or self._signing_key(),
@@ -181,7 +184,6 @@ class Platform:
         self.services = self._build_services()
         self.media.store = self.services.store
         self.media.signing_key = self.settings.file_store_signing_key
-        self.media.access = self._media_access
         self._reenqueue_in_flight()
         self._redeliver_landed_uploads()
         if not opts.no_workers:
@@ -217,14 +219,6 @@ class Platform:
         logging.getLogger("werkzeug").propagate = True
         for h in logging.getLogger("werkzeug").handlers:
             logging.getLogger("werkzeug").removeHandler(h)
-
-    def _media_access(self, video_id: str) -> Access:
-        """Who may read a video's media: the catalogue's word, as CloudFront's two paths are in AWS."""
-        try:
-            video = self.services.catalogue.get(video_id)
-        except NotFound:
-            return "missing"
-        return "signed" if video.owner_only else "public"
 
     def _signing_key(self, name: str = "signing-key") -> str:
         path = self.state_dir / name

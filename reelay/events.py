@@ -16,10 +16,16 @@ One kind of event is not published but acted on: ``cdn.invalidate`` (``cdn_inval
 CDN to drop paths, for media that was deleted, failed or turned private. It goes through the outbox so
 that an invalidation CloudFront refused or never received is retried like a publish; with no CDN
 configured (the local platform) there is nothing to drop and it is simply done.
+
+Another is acted on too: ``media.relocate`` (``media_relocation``) moves a video's media to the prefix
+its visibility calls for (reelay.media_location), after a visibility change, an unpublish or a
+transcode. Only sweeps given a ``relocate`` action claim it for real: the outbox sweep (which claims
+every event), and whoever changed the visibility, flushing that subject at once.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,6 +66,21 @@ def cdn_invalidation(video_id: str, paths: list[str]) -> OutboxEvent:
     )
 
 
+MEDIA_RELOCATE = "media.relocate"
+
+
+def media_subject(video_id: str) -> str:
+    return f"media:{video_id}"
+
+
+def media_relocation(video_id: str) -> OutboxEvent:
+    """Move a video's media to the prefix its visibility calls for *when it is acted on*, at least
+    once. About the video by subject only: it must outlive the row (a deleted video's media goes)."""
+    return OutboxEvent(
+        event_type=MEDIA_RELOCATE, subject=media_subject(video_id), detail={"videoId": video_id}
+    )
+
+
 @dataclass(frozen=True)
 class FlushResult:
     published: int = 0
@@ -77,10 +98,14 @@ class OutboxSweep:
         lease_seconds: int = DEFAULT_LEASE_SECONDS,
         metrics: Any = None,
         cdn: CdnInvalidator | None = None,
+        relocate: Callable[[str], object] | None = None,
     ) -> None:
         self.catalogue = catalogue
         self.publisher = publisher
         self.cdn = cdn  # acts on cdn.invalidate events; None: nothing caches media, they are done
+        # Acts on media.relocate events (reelay.media_location.MediaRelocator.reconcile); None: this
+        # sweep leaves them to one that can (an event it claims anyway fails and is retried).
+        self.relocate = relocate
         self.lease_seconds = lease_seconds
         self.metrics = metrics  # a Powertools metrics provider; its owner flushes it
 
@@ -127,6 +152,8 @@ class OutboxSweep:
         try:
             if event.event_type == CDN_INVALIDATE:
                 self._invalidate(event)
+            elif event.event_type == MEDIA_RELOCATE:
+                self._relocate(event)
             elif self.publisher is None:  # a sweep for CDN invalidations only
                 raise RuntimeError("this sweep has no event publisher")
             else:
@@ -148,6 +175,11 @@ class OutboxSweep:
         if self.cdn is not None:
             self.cdn.invalidate([str(p) for p in event.detail.get("paths", [])])
 
+    def _relocate(self, event: OutboxEvent) -> None:
+        if self.relocate is None:
+            raise RuntimeError("this sweep does not move media")
+        self.relocate(str(event.detail["videoId"]))
+
     def _count(self, name: str, value: int) -> None:
         if self.metrics is not None and value:
             self.metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
@@ -156,9 +188,12 @@ class OutboxSweep:
 __all__ = [
     "CDN_INVALIDATE",
     "DEFAULT_LEASE_SECONDS",
+    "MEDIA_RELOCATE",
     "FlushResult",
     "OutboxSweep",
     "cdn_invalidation",
     "cdn_subject",
+    "media_relocation",
+    "media_subject",
     "video_failed",
 ]

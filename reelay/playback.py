@@ -9,6 +9,9 @@ travels with each request rather than as cookies because the API (API Gateway) a
 
 - In AWS: CloudFront signed URLs with a custom policy whose resource is the prefix wildcard
   (reelay.adapters.cloudfront_signing), served on CloudFront's signed path only.
+
+The prefix is the private output prefix (``private-outputs/{videoId}/``): a private video's media
+lives there, where the public unsigned path cannot reach it (reelay.media_location).
 - Locally: this module's HMAC signer, checked by the gateway's media endpoint (local/media.py).
 
 Public and unlisted videos are never signed: their media stays cacheable at the plain path.

@@ -72,11 +72,19 @@ class VideoCatalogue(Protocol):
 
     def delete(self, video_id: str) -> None: ...
 
-    def set_visibility(self, video_id: str, visibility: VideoVisibility) -> Video: ...
+    def set_visibility(
+        self, video_id: str, visibility: VideoVisibility, *, event: OutboxEvent | None = None
+    ) -> Video:
+        """Set the visibility; ``event`` (about a subject only: ``media.relocate``) is recorded in the
+        outbox in the same transaction."""
+        ...
 
-    def moderate(self, record: ModerationRecord, *, unpublished: bool | None = None) -> ModerationRecord:
+    def moderate(
+        self, record: ModerationRecord, *, unpublished: bool | None = None, event: OutboxEvent | None = None
+    ) -> ModerationRecord:
         """Record a moderation in the audit log and, when ``unpublished`` is given, set the video's
-        flag, in one transaction. NotFound for an unknown video. Returns the record with its id."""
+        flag, in one transaction, with ``event`` (about a subject only) in the outbox. NotFound for an
+        unknown video. Returns the record with its id."""
         ...
 
     def list_moderation(self, *, limit: int, cursor: str | None = None) -> ModerationPage:
@@ -159,6 +167,22 @@ class VideoCatalogue(Protocol):
 
     def pending_events(self) -> tuple[int, float]:
         """How many outbox events wait, and the age in seconds of the oldest (0.0 when none)."""
+        ...
+
+    # --- the media mover's lease (reelay.media_location) ------------------------------------------
+    def claim_media_move(self, video_id: str, mover_id: str, lease_seconds: int) -> bool:
+        """Take the lease on moving ``video_id``'s media for ``mover_id`` (unique per claim): True when
+        no one holds a live one. Any video id, deleted or not (a deleted video's media is deleted
+        under it)."""
+        ...
+
+    def renew_media_move(self, video_id: str, mover_id: str, lease_seconds: int) -> bool:
+        """Extend ``mover_id``'s lease by ``lease_seconds`` from now. False when it no longer holds a
+        live one (it ran out, and may have passed to another mover): it must then delete nothing."""
+        ...
+
+    def release_media_move(self, video_id: str, mover_id: str) -> None:
+        """Let the lease go, if ``mover_id`` still holds it (otherwise nothing happens)."""
         ...
 
 
@@ -438,6 +462,11 @@ class ObjectStore(Protocol):
 
     def delete(self, key: str) -> None: ...
 
+    def copy(self, src_key: str, dst_key: str) -> None:
+        """Copy one object inside the store, its content type, metadata and cache control kept.
+        NotFound when ``src_key`` does not exist."""
+        ...
+
     def delete_prefix(self, prefix: str) -> int: ...
 
     def set_tags(self, key: str, tags: Mapping[str, str]) -> None:
@@ -509,9 +538,9 @@ class JobQueue(Protocol):
 class PlaybackSigner(Protocol):
     """Signs access to one video's media (every playlist and segment under its prefix) for a while.
 
-    ``base_url`` is where the signed media is served (CloudFront's signed path, or the local
-    gateway's /media/outputs); the query goes on the master playlist's URL and the player repeats it
-    on every request under ``{base_url}/{video_id}/``.
+    ``base_url`` is where the signed media is served (CloudFront's /private-outputs path, or the local
+    gateway's /media/private-outputs: private videos' own prefix); the query goes on the master
+    playlist's URL and the player repeats it on every request under ``{base_url}/{video_id}/``.
     """
 
     base_url: str
@@ -522,7 +551,8 @@ class PlaybackSigner(Protocol):
 
 
 class CdnInvalidator(Protocol):
-    """Drops cached copies of published media (CloudFront). Never raises: deletion must not fail on it."""
+    """Drops cached copies of published media (CloudFront). Raises when the CDN refused or was not
+    reached: call it through the outbox (``cdn.invalidate`` events, reelay.events), which retries."""
 
     def invalidate(self, paths: list[str]) -> None:
         """paths: URL paths on the distribution, e.g. ``/outputs/{videoId}/*``."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -19,10 +19,14 @@ class Settings(BaseSettings):
     media_store_url: str = "file:///tmp/reelay-media"
     upload_prefix: str = "uploads/"
     output_prefix: str = "outputs/"
+    # Where the HLS output of private (and unpublished) videos lives instead: a prefix the public,
+    # unsigned playback path cannot reach (reelay.media_location moves a video's objects between them).
+    private_output_prefix: str = "private-outputs/"
     # Public base URL that serves output_prefix (CloudFront domain, or the local gateway's /media).
     playback_base_url: str = "http://localhost:8080/media/outputs"
-    # Private videos' media: the base URL of the signed path (CloudFront's /private/outputs, which
-    # trusts the playback key group; unset: playback_base_url, where the local gateway checks them).
+    # Private videos' media: the base URL of the signed path that serves private_output_prefix
+    # (CloudFront's /private-outputs, which trusts the playback key group; unset: playback_base_url
+    # with its output prefix replaced, where the local gateway checks the signatures).
     playback_signed_base_url: str | None = None
     # CloudFront signing (AWS): the public key's id, and the secret holding the private key's PEM.
     playback_key_pair_id: str | None = None
@@ -167,6 +171,22 @@ class Settings(BaseSettings):
     recording_state_machine_arn: str | None = None
     # The MP4 range export workflow's state machine (AWS); unset locally (the local runner runs it).
     recording_export_state_machine_arn: str | None = None
+
+    @model_validator(mode="after")
+    def _output_prefixes_apart(self) -> Settings:
+        # Neither output prefix may hold the other: the public path would then reach private media.
+        public, private = self.output_prefix, self.private_output_prefix
+        if (
+            not public.endswith("/")
+            or not private.endswith("/")
+            or public.startswith(private)
+            or private.startswith(public)
+        ):
+            raise ValueError(
+                "REELAY_OUTPUT_PREFIX and REELAY_PRIVATE_OUTPUT_PREFIX must end with '/' and neither may"
+                " contain the other"
+            )
+        return self
 
 
 @lru_cache(maxsize=1)

@@ -29,7 +29,7 @@ from reelay.events import OutboxSweep, video_failed
 from reelay.models import TranscodeJob, Video, VideoStatus, utcnow
 from reelay.ports import EventPublisher, JobQueue, ObjectStore, VideoCatalogue
 from reelay.settings import Settings
-from reelay.videos import output_prefix
+from reelay.videos import delete_outputs
 
 logger = Logger(service="stuck-sweep")
 
@@ -130,7 +130,7 @@ class StuckVideoSweep:
 
     def _remove_partial_output(self, video_id: str) -> None:
         try:
-            self.store.delete_prefix(output_prefix(self.settings, video_id))
+            delete_outputs(self.store, self.settings, video_id)
         except Exception as exc:  # the failure itself matters more than the clean-up
             logger.warning("could not remove partial output", extra={"videoId": video_id, "error": str(exc)})
 

@@ -28,14 +28,15 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import AmazonCloudWatchEMFProvider
 
 from reelay.errors import InvalidInput, MediaError, NotFound
-from reelay.events import OutboxSweep, cdn_invalidation, cdn_subject, video_failed
+from reelay.events import OutboxSweep, cdn_invalidation, cdn_subject, media_relocation, video_failed
 from reelay.lease import LeaseKeeper
 from reelay.media import hls
+from reelay.media_location import move_media_now
 from reelay.models import OutboxEvent, Rendition, TranscodeJob, Video, VideoStatus
 from reelay.observability import METRICS_NAMESPACE
 from reelay.ports import CdnInvalidator, EventPublisher, ObjectStore, VideoCatalogue
 from reelay.settings import Settings
-from reelay.videos import output_prefix, retire_upload, upload_key
+from reelay.videos import delete_outputs, output_paths, retire_upload, upload_key, video_output_prefix
 
 logger = Logger(service="transcoder")
 # A metric set of its own: the local platform runs the worker in the same process as handlers that
@@ -463,7 +464,9 @@ class TranscodeService:
         self._check(stop)
         out_dir = tmp / "out"
         out_dir.mkdir()
-        prefix = output_prefix(self.settings, video.video_id)
+        # The prefix the video's visibility calls for as this attempt starts (private media under
+        # its own); a switch while it runs is squared by the move recorded when it completes.
+        prefix = video_output_prefix(self.settings, video)
         # Segments are cached as immutable: each attempt writes its own keys, so a CDN never serves an
         # earlier attempt's bytes under a name the playlists of this one use.
         segment_dir = attempt_segment_dir(video.attempts)
@@ -537,8 +540,19 @@ class TranscodeService:
         # the job down the error path (a last attempt would fail a ready video). A publish that fails
         # now is retried by the outbox sweep.
         self.relay.flush_quietly(video_id=job.video_id)
+        self._settle_media(job, log)
         self._count_success(result, renditions, state, started, log)
         return Outcome.DONE
+
+    def _settle_media(self, job: TranscodeJob, log: Callable[..., None]) -> None:
+        """Move what this job (or an earlier attempt) wrote under the prefix the video no longer calls
+        for: its visibility may have changed while it ran. Through the outbox, so the sweep retries it."""
+        try:
+            self.catalogue.record_event(media_relocation(job.video_id))
+        except Exception as exc:  # the video is ready; a later visibility change moves its media anyway
+            log("warning", "could not queue the media move of a finished video", error=_describe(exc))
+            return
+        move_media_now(self.catalogue, self.store, self.settings, self.cdn, job.video_id)
 
     def _count_success(
         self,
@@ -749,15 +763,16 @@ class TranscodeService:
         retire_upload(self.store, video)  # the lifecycle rule expires a failed video's upload
         # Never leave half a video behind: drop whatever was published progressively, at the origin and
         # in the CDN (its segments were playable, and are cached as immutable).
-        prefix = output_prefix(self.settings, job.video_id)
         try:
-            self.store.delete_prefix(prefix)
+            delete_outputs(self.store, self.settings, job.video_id)
         except Exception as exc:  # the failure itself matters more than the clean-up
             log("warning", "could not remove partial output", error=_describe(exc))
         if self.cdn is not None:
             # Through the outbox: an invalidation CloudFront refuses now is retried by the sweep.
             try:
-                self.catalogue.record_event(cdn_invalidation(job.video_id, [f"/{prefix}*"]))
+                self.catalogue.record_event(
+                    cdn_invalidation(job.video_id, output_paths(self.settings, job.video_id))
+                )
             except Exception as exc:  # the origin is clean; a stale edge copy expires with its cache
                 log("warning", "could not queue the failed video's CDN invalidation", error=_describe(exc))
             else:
@@ -784,7 +799,7 @@ class TranscodeService:
         if video is not None and video.video_key.startswith(self.settings.upload_prefix):
             uploads.add(video.video_key)
         try:
-            removed = self.store.delete_prefix(output_prefix(self.settings, job.video_id))
+            removed = delete_outputs(self.store, self.settings, job.video_id)
             for key in sorted(uploads):
                 self.store.delete(key)
         except Exception as exc:  # nothing to retry against: the row that named it is gone
@@ -881,7 +896,7 @@ def mark_dead_job(
         logger.warning("dead job: fail() did not take", extra=ids)
         return False
     try:
-        store.delete_prefix(output_prefix(settings, job.video_id))
+        delete_outputs(store, settings, job.video_id)
     except Exception as exc:  # the failure itself matters more than the clean-up
         logger.warning("could not remove partial output", extra={**ids, "error": _describe(exc)})
     retire_upload(store, claimed)  # the lifecycle rule expires a failed video's upload

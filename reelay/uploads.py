@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from enum import StrEnum
 from urllib.parse import unquote_plus
 
 from reelay.errors import NotFound
 from reelay.events import OutboxSweep, video_failed
-from reelay.models import TranscodeJob, VideoStatus
+from reelay.models import TranscodeJob, Video, VideoStatus, utcnow
 from reelay.observability import logger
 from reelay.ports import EventPublisher, JobQueue, ObjectStore, VideoCatalogue
 from reelay.settings import Settings
 from reelay.videos import upload_key
+
+# A notification for a video queued at least this long ago, and never claimed, sends its job again:
+# Lambda retries a failed invocation after a minute, then two.
+RESEND_AFTER = timedelta(seconds=30)
 
 
 class UploadOutcome(StrEnum):
@@ -31,12 +37,15 @@ class UploadEventService:
         queue: JobQueue,
         events: EventPublisher,
         settings: Settings,
+        *,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.catalogue = catalogue
         self.store = store
         self.queue = queue
         self.events = events
         self.settings = settings
+        self.clock = clock  # the catalogue's time (naive UTC), to tell a retried notification
 
     def video_id_for(self, key: str) -> str | None:
         """The video id of an upload key, or None. Keys arrive URL-encoded from S3 (`+`, %xx).
@@ -69,6 +78,16 @@ class UploadEventService:
             logger.warning("upload onto a failed video; not queued", extra={"video_id": video_id})
             self._discard(video.video_key, video_id)
             return UploadOutcome.REFUSED
+        if (
+            video.status == VideoStatus.QUEUED
+            and video.attempts == 0
+            and self.clock() - video.updated_at >= RESEND_AFTER
+        ):
+            # Queued a while ago and never claimed: its job may never have gone out (a send failed, and
+            # this is Lambda's retry of the notification, a minute or more later). Send it again: a
+            # second message for a queued video is harmless, as workers lease the video and drop a
+            # duplicate job. (S3's own duplicate notifications come together, and are not re-sent.)
+            return self._send(video, video.size_bytes or size, resent=True)
         if video.status != VideoStatus.AWAITING_UPLOAD:
             logger.info(
                 "duplicate upload notification", extra={"video_id": video_id, "status": video.status.value}
@@ -103,14 +122,19 @@ class UploadEventService:
         if not self.catalogue.mark_uploaded(video_id, size_bytes=size, content_type=content_type):
             logger.info("upload already queued", extra={"video_id": video_id})
             return UploadOutcome.DUPLICATE
+        return self._send(video, size)
+
+    def _send(self, video: Video, size: int, *, resent: bool = False) -> UploadOutcome:
+        """Send the video's job. A send that fails leaves the video queued and raises: the retried
+        notification sends it again, and once Lambda's retries are spent the stuck sweep sees a queued
+        video past its deadline and re-sends it (reelay.stuck). It is never left awaiting an upload
+        that landed, where nothing would look for it."""
         job = TranscodeJob.for_video(video)
-        try:
-            self.queue.send(job)
-        except Exception:
-            # Back to awaiting_upload (its object is there), so the retried notification sends the job.
-            self.catalogue.reopen_upload(video_id)
-            raise
-        logger.info("transcode queued", extra={"video_id": video_id, "job_id": job.job_id, "size": size})
+        self.queue.send(job)
+        logger.info(
+            "transcode queued",
+            extra={"video_id": video.video_id, "job_id": job.job_id, "size": size, "resent": resent},
+        )
         return UploadOutcome.QUEUED
 
     def _discard(self, store_key: str, video_id: str) -> None:

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from reelay.errors import Conflict, Forbidden, InvalidInput, NotFound
-from reelay.events import OutboxSweep, cdn_invalidation
+from reelay.events import OutboxSweep, cdn_invalidation, media_relocation
 from reelay.models import ModerationAction, ModerationRecord, Video, VideoStatus, VideoVisibility
 from reelay.observability import logger
 from reelay.playback import PlaybackUnavailable
@@ -87,9 +87,32 @@ def retire_upload(store: ObjectStore, video: Video) -> None:
         )
 
 
-def output_prefix(settings: Settings, video_id: str) -> str:
+def output_prefix(settings: Settings, video_id: str, *, private: bool = False) -> str:
+    """Where a video's HLS output lives: under the public output prefix, or, for a private or
+    unpublished video, under the private one, which the unsigned playback path cannot reach."""
     # The trailing slash keeps a prefix delete of one video off another whose id starts the same.
-    return f"{settings.output_prefix}{video_id}/"
+    base = settings.private_output_prefix if private else settings.output_prefix
+    return f"{base}{video_id}/"
+
+
+def video_output_prefix(settings: Settings, video: Video) -> str:
+    """The prefix ``video``'s media belongs under now (its visibility and unpublished flag decide)."""
+    return output_prefix(settings, video.video_id, private=video.owner_only)
+
+
+def output_prefixes(settings: Settings, video_id: str) -> tuple[str, str]:
+    """Both places a video's media may be (public, private): a move may be under way."""
+    return output_prefix(settings, video_id), output_prefix(settings, video_id, private=True)
+
+
+def output_paths(settings: Settings, video_id: str) -> list[str]:
+    """The CDN path patterns of both of a video's output prefixes."""
+    return [f"/{prefix}*" for prefix in output_prefixes(settings, video_id)]
+
+
+def delete_outputs(store: ObjectStore, settings: Settings, video_id: str) -> int:
+    """Delete a video's media under both output prefixes; how many objects went."""
+    return sum(store.delete_prefix(prefix) for prefix in output_prefixes(settings, video_id))
 
 
 def part_lengths(size_bytes: int, part_size: int) -> list[tuple[int, int]]:
@@ -291,11 +314,13 @@ class VideoService:
 
     # --- changing ----------------------------------------------------------------------------
     def set_visibility(self, owner_id: str, video_id: str, visibility: VideoVisibility) -> Video:
-        before = self.owned(owner_id, video_id)
-        video = self.catalogue.set_visibility(video_id, VideoVisibility(visibility))
-        if not before.owner_only and video.owner_only:
-            # Copies cached at the public path while it was public must not outlive the change.
-            self._drop_from_cdn(video_id)
+        self.owned(owner_id, video_id)
+        # The move of its media to the prefix the new visibility calls for is recorded with the
+        # change, then made at once; the outbox sweep retries it (reelay.media_location).
+        video = self.catalogue.set_visibility(
+            video_id, VideoVisibility(visibility), event=media_relocation(video_id)
+        )
+        self._move_media(video_id)
         logger.info("visibility changed", extra={"video_id": video_id, "visibility": video.visibility.value})
         return video
 
@@ -321,7 +346,8 @@ class VideoService:
         video_id = video.video_id
         with contextlib.suppress(NotFound):  # already gone is what we wanted
             self.store.delete(video.video_key)
-        removed = self.store.delete_prefix(output_prefix(self.settings, video_id))
+        # Both prefixes: a move between them may have been under way.
+        removed = delete_outputs(self.store, self.settings, video_id)
         self.catalogue.delete(video_id)
         # Segments are cached as immutable for a year: without this the CDN keeps serving them.
         self._drop_from_cdn(video_id)
@@ -333,9 +359,17 @@ class VideoService:
         invalidation stays in the outbox and the outbox sweep tries it again (reelay.events)."""
         if self.cdn is None:
             return
-        event = cdn_invalidation(video_id, [f"/{output_prefix(self.settings, video_id)}*"])
+        event = cdn_invalidation(video_id, output_paths(self.settings, video_id))
         self.catalogue.record_event(event)
         OutboxSweep(self.catalogue, None, cdn=self.cdn).flush_quietly(subject=event.subject)
+
+    def _move_media(self, video_id: str) -> None:
+        """Act on the video's recorded ``media.relocate`` now; a failure is the outbox sweep's to retry."""
+        from reelay.media_location import API_MOVE_SECONDS, move_media_now
+
+        move_media_now(
+            self.catalogue, self.store, self.settings, self.cdn, video_id, budget_seconds=API_MOVE_SECONDS
+        )
 
     # --- moderation --------------------------------------------------------------------------
     def unpublish(self, moderator: Viewer, video_id: str, reason: str, *, unpublished: bool = True) -> Video:
@@ -343,9 +377,12 @@ class VideoService:
         reason = self._moderation_reason(reason)
         video = self.catalogue.get(video_id)
         action = ModerationAction.UNPUBLISH if unpublished else ModerationAction.REPUBLISH
-        self.catalogue.moderate(self._record(moderator, video, action, reason), unpublished=unpublished)
-        if unpublished and not video.owner_only:
-            self._drop_from_cdn(video_id)
+        self.catalogue.moderate(
+            self._record(moderator, video, action, reason),
+            unpublished=unpublished,
+            event=media_relocation(video_id),
+        )
+        self._move_media(video_id)  # unpublished media is private media: off the public prefix
         logger.info("video moderated", extra={"video_id": video_id, "action": action.value})
         return self.catalogue.get(video_id)
 

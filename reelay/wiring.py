@@ -108,7 +108,7 @@ class Services:
     def playback_signer(self) -> PlaybackSigner:
         """CloudFront signed URLs in AWS (key from Secrets Manager); the local gateway's HMAC elsewhere."""
         s = self.settings
-        base = s.playback_signed_base_url or s.playback_base_url
+        base = s.playback_signed_base_url or _private_base(s)
         if s.playback_signing_secret_arn and s.playback_key_pair_id:
             from reelay.adapters.cloudfront_signing import CloudFrontPlaybackSigner, secret_pem
 
@@ -121,7 +121,9 @@ class Services:
             return CloudFrontPlaybackSigner(base, s.playback_key_pair_id, pem)
         from reelay.playback import HmacPlaybackSigner
 
-        return HmacPlaybackSigner(s.file_store_signing_key, base_url=base, output_prefix=s.output_prefix)
+        return HmacPlaybackSigner(
+            s.file_store_signing_key, base_url=base, output_prefix=s.private_output_prefix
+        )
 
     @cached_property
     def launcher(self) -> RelayLauncher:
@@ -216,6 +218,15 @@ class Services:
             starter=lambda: self.recording_starter,
             exports=self.export_launcher,
         )
+
+
+def _private_base(settings: Settings) -> str:
+    """The signed media's base URL by default: the public one's, at the private output prefix."""
+    base = settings.playback_base_url.rstrip("/")
+    public = "/" + settings.output_prefix.strip("/")
+    # Served at the output prefix's place; a base that does not end with it gets a sibling path.
+    root = base[: -len(public)] if base.endswith(public) else base.rsplit("/", 1)[0]
+    return root + "/" + settings.private_output_prefix.strip("/")
 
 
 _services: Services | None = None

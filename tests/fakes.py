@@ -66,6 +66,11 @@ class FakeStore:
         self.objects.pop(key, None)
         self.tags.pop(key, None)
 
+    def copy(self, src_key: str, dst_key: str) -> None:
+        if src_key not in self.objects:
+            raise NotFound(f"object {src_key!r} does not exist")
+        self.objects[dst_key] = self.objects[src_key]
+
     def set_tags(self, key: str, tags: Mapping[str, str]) -> None:
         if key not in self.objects:
             raise NotFound(f"object {key!r} does not exist")

@@ -18,6 +18,7 @@ from infra.constants import (
     API_HANDLER,
     GATEWAY_ERROR_CODES,
     OUTPUT_PREFIX,
+    PRIVATE_OUTPUT_PREFIX,
     UPLOAD_PREFIX,
     recording_export_state_machine_name,
     recording_state_machine_name,
@@ -212,15 +213,29 @@ class RestApi(Construct):
         refs.acknowledge_prefix_grant(
             fn, UPLOAD_PREFIX, "Presigns uploads under uploads/, one key per video id chosen by the API."
         )
-        # Deleting a video removes its renditions.
+        # Deleting a video removes its renditions; a visibility change moves them between the public
+        # and private prefixes (CopyObject is a read of the source and a write of the copy).
         fn.add_to_role_policy(
-            iam.PolicyStatement(actions=["s3:DeleteObject"], resources=[refs.objects_arn(OUTPUT_PREFIX)])
+            iam.PolicyStatement(
+                actions=["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+                resources=[refs.objects_arn(OUTPUT_PREFIX), refs.objects_arn(PRIVATE_OUTPUT_PREFIX)],
+            )
         )
-        refs.acknowledge_prefix_grant(
-            fn, OUTPUT_PREFIX, "Deletes a deleted video's renditions under outputs/<videoId>/ (any key)."
-        )
+        for prefix in (OUTPUT_PREFIX, PRIVATE_OUTPUT_PREFIX):
+            refs.acknowledge_prefix_grant(
+                fn,
+                prefix,
+                f"Deletes a deleted video's renditions under {prefix}<videoId>/, and moves them between the"
+                " public and private prefixes when its visibility changes (any key of the video).",
+            )
         fn.add_to_role_policy(
-            refs.list_media(UPLOAD_PREFIX, OUTPUT_PREFIX, "recordings/_manifests/", EXPORT_STATE_PREFIX)
+            refs.list_media(
+                UPLOAD_PREFIX,
+                OUTPUT_PREFIX,
+                PRIVATE_OUTPUT_PREFIX,
+                "recordings/_manifests/",
+                EXPORT_STATE_PREFIX,
+            )
         )
         # The recordings routes: a live playlist reads a session's chunk manifests; an export's state
         # is written (running) when it starts and read by GET …/exports/{exportId}.

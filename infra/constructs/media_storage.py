@@ -1,9 +1,15 @@
 """Media storage: the private bucket for uploads and HLS output, and CloudFront for playback.
 
-Public and unlisted videos play from ``/outputs/...``: unsigned and cached. Private videos play from
-``/private/outputs/...``, a path that serves only requests signed with the playback key group's key
-(custom-policy signed URLs on the video's prefix, reelay.adapters.cloudfront_signing); a CloudFront
-Function drops ``/private`` before the origin. The private key lives in the PlaybackSigningKey secret.
+Public and unlisted videos play from ``/outputs/...``: unsigned and cached. Private and unpublished
+videos' media lives under its own prefix, ``private-outputs/`` (reelay.media_location moves a video's
+objects when its visibility changes), and plays from ``/private-outputs/...``, a path that serves only
+requests signed with the playback key group's key (custom-policy signed URLs on the video's prefix,
+reelay.adapters.cloudfront_signing). The viewer URL is the object key, so no function rewrites it.
+
+The public behaviours (the default and ``*.m3u8``) serve ``/outputs/`` and ``/recordings/`` only: a
+viewer-request function refuses any other path, however it is spelt (``/private%2Doutputs/`` decodes to
+the private prefix at S3, though it matches no signed behaviour). The private key lives in the
+PlaybackSigningKey secret.
 """
 
 from __future__ import annotations
@@ -22,7 +28,8 @@ from infra.constants import (
     HLS_CONTENT_TYPES,
     OUTPUT_PREFIX,
     PLAYBACK_PATH,
-    SIGNED_PLAYBACK_PREFIX,
+    PRIVATE_OUTPUT_PREFIX,
+    SIGNED_PLAYBACK_PATH,
     UPLOAD_PREFIX,
 )
 from infra.nag import acknowledge
@@ -53,15 +60,24 @@ function handler(event) {
 """
 
 
-# The signed path's requests reach the origin at the same keys as the public path's.
-_UNSIGN_PATH_FUNCTION = f"""
-function handler(event) {{
+# What the public (unsigned) behaviours may serve: public videos' outputs and recordings' segments.
+# The check is on the decoded path too, since S3 decodes it into the key; dot segments are refused
+# (no key Reelay writes has one). Anything else, the private prefix above all, answers 403.
+PUBLIC_PATHS = ("/" + OUTPUT_PREFIX, "/" + RECORDING_PREFIX)
+_PUBLIC_PATHS_FUNCTION = """
+var PUBLIC = %s;
+function handler(event) {
   var request = event.request;
-  if (request.uri.indexOf('{SIGNED_PLAYBACK_PREFIX}/') === 0) {{
-    request.uri = request.uri.substring({len(SIGNED_PLAYBACK_PREFIX)});
-  }}
-  return request;
-}}
+  var raw = request.uri;
+  var decoded;
+  try { decoded = decodeURIComponent(raw); } catch (e) { decoded = ''; }
+  if (decoded.indexOf('/.') === -1 && decoded.indexOf('\\\\') === -1) {
+    for (var i = 0; i < PUBLIC.length; i++) {
+      if (raw.indexOf(PUBLIC[i]) === 0 && decoded.indexOf(PUBLIC[i]) === 0) { return request; }
+    }
+  }
+  return { statusCode: 403, statusDescription: 'Forbidden' };
+}
 """
 
 
@@ -218,19 +234,22 @@ class MediaStorage(Construct):
                 function=mime, event_type=cloudfront.FunctionEventType.VIEWER_RESPONSE
             )
         ]
-        unsign = cloudfront.Function(
+        public_only = cloudfront.Function(
             self,
-            "SignedPathToOrigin",
-            code=cloudfront.FunctionCode.from_inline(_UNSIGN_PATH_FUNCTION),
+            "PublicPathsOnly",
+            code=cloudfront.FunctionCode.from_inline(
+                _PUBLIC_PATHS_FUNCTION % ("[" + ", ".join(f"'{p}'" for p in PUBLIC_PATHS) + "]")
+            ),
             runtime=cloudfront.FunctionRuntime.JS_2_0,
-            comment="Signed playback path to the objects' keys",
+            comment="The unsigned path serves public outputs and recording segments only",
         )
-        signed_associations = [
+        public_associations = [
             *mime_association,
             cloudfront.FunctionAssociation(
-                function=unsign, event_type=cloudfront.FunctionEventType.VIEWER_REQUEST
+                function=public_only, event_type=cloudfront.FunctionEventType.VIEWER_REQUEST
             ),
         ]
+        signed_path = SIGNED_PLAYBACK_PATH.strip("/")
         # Playlists change while a video is still transcoding (progressive publish): cache briefly.
         playlist_cache = cloudfront.CachePolicy(
             self,
@@ -243,7 +262,7 @@ class MediaStorage(Construct):
         self.distribution = cloudfront.Distribution(
             self,
             "Playback",
-            comment="Reelay HLS playback (outputs/ only)",
+            comment="Reelay HLS playback (outputs/ unsigned, private-outputs/ signed)",
             default_behavior=cloudfront.BehaviorOptions(
                 origin=origin,
                 viewer_protocol_policy=cloudfront.ViewerProtocolPolicy.HTTPS_ONLY,
@@ -251,21 +270,21 @@ class MediaStorage(Construct):
                 cached_methods=cloudfront.CachedMethods.CACHE_GET_HEAD_OPTIONS,
                 cache_policy=cloudfront.CachePolicy.CACHING_OPTIMIZED,
                 response_headers_policy=cors_headers,
-                function_associations=mime_association,
+                function_associations=public_associations,
             ),
             additional_behaviors={
                 # First: the signed path's playlists and segments (CloudFront takes the first match).
-                f"{SIGNED_PLAYBACK_PREFIX.strip('/')}/*.m3u8": cloudfront.BehaviorOptions(
+                f"{signed_path}/*.m3u8": cloudfront.BehaviorOptions(
                     origin=origin,
                     viewer_protocol_policy=cloudfront.ViewerProtocolPolicy.HTTPS_ONLY,
                     allowed_methods=cloudfront.AllowedMethods.ALLOW_GET_HEAD_OPTIONS,
                     cached_methods=cloudfront.CachedMethods.CACHE_GET_HEAD_OPTIONS,
                     cache_policy=playlist_cache,
                     response_headers_policy=cors_headers,
-                    function_associations=signed_associations,
+                    function_associations=mime_association,
                     trusted_key_groups=[self.playback_key_group],
                 ),
-                f"{SIGNED_PLAYBACK_PREFIX.strip('/')}/*": cloudfront.BehaviorOptions(
+                f"{signed_path}/*": cloudfront.BehaviorOptions(
                     origin=origin,
                     viewer_protocol_policy=cloudfront.ViewerProtocolPolicy.HTTPS_ONLY,
                     allowed_methods=cloudfront.AllowedMethods.ALLOW_GET_HEAD_OPTIONS,
@@ -273,7 +292,7 @@ class MediaStorage(Construct):
                     # The signature is checked on every request, cached or not; it is not in the key.
                     cache_policy=cloudfront.CachePolicy.CACHING_OPTIMIZED,
                     response_headers_policy=cors_headers,
-                    function_associations=signed_associations,
+                    function_associations=mime_association,
                     trusted_key_groups=[self.playback_key_group],
                 ),
                 "*.m3u8": cloudfront.BehaviorOptions(
@@ -283,7 +302,7 @@ class MediaStorage(Construct):
                     cached_methods=cloudfront.CachedMethods.CACHE_GET_HEAD_OPTIONS,
                     cache_policy=playlist_cache,
                     response_headers_policy=cors_headers,
-                    function_associations=mime_association,
+                    function_associations=public_associations,
                 ),
             },
             enable_logging=True,
@@ -301,6 +320,7 @@ class MediaStorage(Construct):
                 # wrote them: the segments (*.ts) under recordings/ are readable, manifests are not.
                 resources=[
                     self.bucket.arn_for_objects(f"{OUTPUT_PREFIX}*"),
+                    self.bucket.arn_for_objects(f"{PRIVATE_OUTPUT_PREFIX}*"),
                     self.bucket.arn_for_objects(f"{RECORDING_PREFIX}*.ts"),
                 ],
                 conditions={
@@ -317,12 +337,12 @@ class MediaStorage(Construct):
         )
         Annotations.of(self.distribution).acknowledge_warning(
             "@aws-cdk/aws-cloudfront-origins:updateImportedBucketPolicyOac",
-            "The media bucket policy grants CloudFront outputs/* and recording segments only"
-            " (CloudFrontReadsOutputsOnly).",
+            "The media bucket policy grants CloudFront outputs/*, private-outputs/* and recording segments"
+            " only (CloudFrontReadsOutputsOnly).",
         )
         self.playback_base_url = f"https://{self.distribution.distribution_domain_name}{PLAYBACK_PATH}"
         self.signed_playback_base_url = (
-            f"https://{self.distribution.distribution_domain_name}{SIGNED_PLAYBACK_PREFIX}{PLAYBACK_PATH}"
+            f"https://{self.distribution.distribution_domain_name}{SIGNED_PLAYBACK_PATH}"
         )
         acknowledge(
             self.distribution,

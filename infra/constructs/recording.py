@@ -30,6 +30,7 @@ from infra.bundling import REPO_ROOT
 from infra.constants import (
     DOCKER_EXCLUDES,
     OUTPUT_PREFIX,
+    PRIVATE_OUTPUT_PREFIX,
     TRANSCODER_DOCKERFILE,
     recording_export_state_machine_name,
     recording_state_machine_name,
@@ -41,6 +42,9 @@ from reelay.recording.layout import EXPORT_STATE_PREFIX
 from reelay.recording.workflow import RECORDING_EXPORT_WORKFLOW, RECORDING_WORKFLOW, Step, Workflow
 
 RECORDING_PREFIX = "recordings/"
+# Retention deletes a session's keys, its exports' and its video's outputs (wherever its visibility
+# put them).
+RETENTION_PREFIXES = (RECORDING_PREFIX, OUTPUT_PREFIX, PRIVATE_OUTPUT_PREFIX, EXPORT_STATE_PREFIX)
 STEPS_HANDLER = "lambdas.recording_steps.handler.lambda_handler"
 SWEEP_HANDLER = "lambdas.recording_sweep.handler.lambda_handler"
 EXPORT_COMMAND = ("python3", "-m", "transcoder.export")
@@ -226,13 +230,11 @@ class Recording(Construct):
         function.add_to_role_policy(
             iam.PolicyStatement(
                 actions=["s3:DeleteObject"],  # delete_prefix: a listing and batch deletes, no reads
-                resources=[
-                    refs.objects_arn(p) for p in (RECORDING_PREFIX, OUTPUT_PREFIX, EXPORT_STATE_PREFIX)
-                ],
+                resources=[refs.objects_arn(p) for p in RETENTION_PREFIXES],
             )
         )
-        function.add_to_role_policy(refs.list_media(RECORDING_PREFIX, OUTPUT_PREFIX, EXPORT_STATE_PREFIX))
-        for prefix in (RECORDING_PREFIX, OUTPUT_PREFIX, EXPORT_STATE_PREFIX):
+        function.add_to_role_policy(refs.list_media(*RETENTION_PREFIXES))
+        for prefix in RETENTION_PREFIXES:
             refs.acknowledge_prefix_grant(
                 function, prefix, "Retention deletes an expired recording's keys, which are per session."
             )

@@ -28,6 +28,7 @@ from infra.constants import (
     OUTBOX_SWEEP_RATE_MINUTES,
     OUTBOX_SWEEP_SERVICE,
     OUTPUT_PREFIX,
+    PRIVATE_OUTPUT_PREFIX,
     STUCK_SWEEP_HANDLER,
     STUCK_SWEEP_RATE_MINUTES,
     STUCK_SWEEP_SERVICE,
@@ -100,15 +101,38 @@ def backlog_steps(max_tasks: int, jobs_per_task: int) -> list[appscaling.Scaling
     return steps
 
 
+OUTPUT_PREFIXES = (OUTPUT_PREFIX, PRIVATE_OUTPUT_PREFIX)  # public, and private videos' media
+
+
 def _grant_output_cleanup(refs: PlatformRefs, fn: lambda_.IFunction, whose: str) -> None:
-    """List and delete under outputs/ only: a function that fails a video removes its partial output."""
+    """List and delete under the output prefixes only: a function that fails a video removes its
+    partial output, wherever its visibility put it."""
     fn.add_to_role_policy(
-        iam.PolicyStatement(actions=["s3:DeleteObject"], resources=[refs.objects_arn(OUTPUT_PREFIX)])
+        iam.PolicyStatement(
+            actions=["s3:DeleteObject"], resources=[refs.objects_arn(p) for p in OUTPUT_PREFIXES]
+        )
     )
-    fn.add_to_role_policy(refs.list_media(OUTPUT_PREFIX))
-    refs.acknowledge_prefix_grant(
-        fn.role or fn, OUTPUT_PREFIX, f"Removes the partial HLS output under outputs/<videoId>/ {whose}."
+    fn.add_to_role_policy(refs.list_media(*OUTPUT_PREFIXES))
+    for prefix in OUTPUT_PREFIXES:
+        refs.acknowledge_prefix_grant(
+            fn.role or fn, prefix, f"Removes the partial HLS output under {prefix}<videoId>/ {whose}."
+        )
+
+
+def grant_media_moves(refs: PlatformRefs, role: iam.IRole) -> None:
+    """Move a video's media between the output prefixes (reelay.media_location): list, copy (a read
+    and a write) and delete under both."""
+    role.add_to_principal_policy(
+        iam.PolicyStatement(
+            actions=["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+            resources=[refs.objects_arn(p) for p in OUTPUT_PREFIXES],
+        )
     )
+    role.add_to_principal_policy(refs.list_media(*OUTPUT_PREFIXES))
+    for prefix in OUTPUT_PREFIXES:
+        refs.acknowledge_prefix_grant(
+            role, prefix, f"Moves a video's media between the public and private prefixes ({prefix}<id>/)."
+        )
 
 
 class Transcoder(Construct):
@@ -187,14 +211,12 @@ class Transcoder(Construct):
                 resources=[refs.objects_arn(UPLOAD_PREFIX)],
             )
         )
-        role.add_to_principal_policy(
-            iam.PolicyStatement(
-                actions=["s3:PutObject", "s3:DeleteObject"], resources=[refs.objects_arn(OUTPUT_PREFIX)]
-            )
-        )
-        # Listing outputs/ lets a failed job remove what it published progressively; listing
-        # uploads/ makes HEAD of a missing source answer 404 rather than 403.
-        role.add_to_principal_policy(refs.list_media(UPLOAD_PREFIX, OUTPUT_PREFIX))
+        # It writes a video's output under the prefix its visibility calls for, removes it on failure,
+        # and once the job is done moves whatever a visibility change left under the other prefix
+        # (reelay.media_location): read, write, delete and list under both output prefixes.
+        grant_media_moves(refs, role)
+        # Listing uploads/ makes HEAD of a missing source answer 404 rather than 403.
+        role.add_to_principal_policy(refs.list_media(UPLOAD_PREFIX))
         refs.transcode_queue.grant_consume_messages(role)
         # A SIGTERM hand-back re-sends the job as a fresh message (it must not use up an attempt).
         refs.transcode_queue.grant_send_messages(role)
@@ -220,9 +242,6 @@ class Transcoder(Construct):
             UPLOAD_PREFIX,
             "Downloads the source of the job it claimed (and removes it if the video was deleted meanwhile);"
             " source keys are per video.",
-        )
-        refs.acknowledge_prefix_grant(
-            role, OUTPUT_PREFIX, "Writes (and on failure removes) HLS output under outputs/<videoId>/."
         )
         acknowledge(
             role,
@@ -412,6 +431,10 @@ class Transcoder(Construct):
             "Sweeps the event outbox: publishes video events a crash or an SNS outage delayed",
             OUTBOX_SWEEP_RATE_MINUTES,
         )
+        # It also moves the media a visibility change or a finished job left under the wrong prefix.
+        fn_role = self.outbox_sweep.function.role
+        assert fn_role is not None
+        grant_media_moves(refs, fn_role)
         # It also retries the CDN invalidations a delete, a failure or a move to private left behind.
         invalidate = refs.invalidate_playback(self)
         if invalidate is not None and refs.cdn_distribution_id:

@@ -13,6 +13,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from reelay.events import OutboxSweep
+from reelay.media_location import MediaRelocator
 from reelay.observability import MetricUnit, logger, metrics, tracer
 from reelay.wiring import get_services
 
@@ -46,9 +47,19 @@ def sweep(relay: OutboxSweep, context: LambdaContext) -> tuple[int, int]:
 @tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     services = get_services()
-    published, failed = sweep(
-        OutboxSweep(services.catalogue, services.events, metrics=metrics, cdn=services.cdn), context
+    # It also moves media between the public and private prefixes (media.relocate) that the fast path
+    # (the API, the worker) left undone.
+    relocator = MediaRelocator(services.catalogue, services.store, services.settings, services.cdn)
+
+    def relocate(video_id: str) -> int:
+        # A big video's move goes on in the next sweep (it keeps its progress) rather than outlive this one.
+        budget = context.get_remaining_time_in_millis() / 1000 - RESERVE_MILLIS / 1000
+        return relocator.reconcile(video_id, budget_seconds=max(1.0, budget))
+
+    relay = OutboxSweep(
+        services.catalogue, services.events, metrics=metrics, cdn=services.cdn, relocate=relocate
     )
+    published, failed = sweep(relay, context)
     pending, oldest_age = services.catalogue.pending_events()
     metrics.add_metric(name=METRIC_PENDING, unit=MetricUnit.Count, value=pending)
     metrics.add_metric(name=METRIC_OLDEST_AGE, unit=MetricUnit.Seconds, value=oldest_age)

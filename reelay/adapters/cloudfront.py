@@ -1,5 +1,9 @@
 """Drop CloudFront's cached copies of deleted media (segments are cached ``immutable`` for a year).
 
+A refused or unsent invalidation raises ``CdnInvalidationFailed``. Every caller goes through the
+outbox (``reelay.events.OutboxSweep``, acting on ``cdn.invalidate`` events), which logs it, keeps the
+event and retries it: deleting a video never fails on the cache, and the cache is still dropped.
+
 boto3 is imported when the first invalidation is sent, not with this module: the API builds its
 VideoService (and this invalidator) on the first GET /videos, which must not pay for boto3.
 """
@@ -11,7 +15,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
-from reelay.errors import InvalidInput
+from reelay.errors import InvalidInput, ReelayError
 from reelay.settings import Settings
 
 logger = Logger(child=True)
@@ -19,9 +23,13 @@ logger = Logger(child=True)
 MAX_PATHS = 3000  # CloudFront's limit of paths per invalidation batch
 
 
+class CdnInvalidationFailed(ReelayError):
+    """CloudFront refused an invalidation, or could not be reached: the outbox retries it."""
+
+
 class CloudFrontInvalidator:
-    """A CdnInvalidator for one distribution. Failures are logged, never raised: the media is
-    already deleted at the origin, and the cache expires on its own at worst."""
+    """A CdnInvalidator for one distribution. A failed batch raises ``CdnInvalidationFailed`` (the
+    batches before it are sent; a retry sends them again, which only costs an invalidation)."""
 
     def __init__(self, distribution_id: str, client: Any = None, *, settings: Settings | None = None) -> None:
         if not distribution_id or not distribution_id.strip():
@@ -54,12 +62,15 @@ class CloudFrontInvalidator:
                         "CallerReference": f"reelay-{uuid.uuid4().hex}",
                     },
                 )
-            except Exception as e:  # deletion must never fail on the cache
-                logger.error(
-                    "CDN invalidation failed; cached copies expire on their own",
-                    extra={"distribution_id": self.distribution_id, "paths": batch, "error": error_code(e)},
+            except Exception as e:  # the outbox keeps the event and retries it
+                code = error_code(e)
+                logger.warning(
+                    "CDN invalidation refused",
+                    extra={"distribution_id": self.distribution_id, "paths": batch, "error": code},
                 )
-                continue
+                raise CdnInvalidationFailed(
+                    f"CloudFront did not invalidate {len(batch)} paths: {code}"
+                ) from e
             logger.info(
                 "CDN invalidation created",
                 extra={
@@ -77,4 +88,4 @@ class NoCdnInvalidator:
         logger.debug("no CDN configured; nothing to invalidate", extra={"paths": paths})
 
 
-__all__ = ["CloudFrontInvalidator", "NoCdnInvalidator"]
+__all__ = ["CdnInvalidationFailed", "CloudFrontInvalidator", "NoCdnInvalidator"]

@@ -240,6 +240,15 @@ def event_row(event: OutboxEvent, video_id: str | None, subject: str | None = No
     return event.event_key, kind, detail
 
 
+def subject_event_row(event: OutboxEvent | None) -> tuple[str, str, str] | None:
+    """An event recorded beside a change, about its subject only (it must outlive the video's row)."""
+    if event is None:
+        return None
+    if not isinstance(event, OutboxEvent) or event.subject is None:
+        raise InvalidInput("an event recorded with this change needs a subject")
+    return event_row(event, None, event.subject)
+
+
 # --- streams ----------------------------------------------------------------------------------
 STREAM_NAME_MAX = 255
 SOURCE_URL_MAX = 2048

@@ -33,6 +33,7 @@ from reelay.catalogue._common import (
     encode_cursor,
     event_row,
     stream_changes,
+    subject_event_row,
     to_db_time,
 )
 from reelay.catalogue._stream_recording import recording_changes
@@ -93,6 +94,7 @@ class MemoryCatalogue(MemoryRecordings):
         self._event_ids = itertools.count(1)
         self._lock = threading.RLock()
         self._clock = clock
+        self._media_moves: dict[str, tuple[str, datetime]] = {}  # videoId: (mover, lease expiry)
         self._uploaded: dict[tuple[str, date], int] = {}  # (owner, UTC day) -> bytes, as upload_usage
 
     # --- plain CRUD ---------------------------------------------------------------------------
@@ -167,17 +169,27 @@ class MemoryCatalogue(MemoryRecordings):
             self._record(event.video_id, stored, event.subject)
 
     # --- visibility and moderation ------------------------------------------------------------
-    def set_visibility(self, video_id: str, visibility: VideoVisibility) -> Video:
+    def set_visibility(
+        self, video_id: str, visibility: VideoVisibility, *, event: OutboxEvent | None = None
+    ) -> Video:
         visibility = check_visibility(visibility)
+        relocation = subject_event_row(event)
         with self._lock:
             row = self._row(video_id)
             self._touch(row, visibility=visibility)
+            if event is not None:
+                self._record(None, relocation, event.subject)
             return row.video.model_copy(deep=True)
 
-    def moderate(self, record: ModerationRecord, *, unpublished: bool | None = None) -> ModerationRecord:
+    def moderate(
+        self, record: ModerationRecord, *, unpublished: bool | None = None, event: OutboxEvent | None = None
+    ) -> ModerationRecord:
         check_moderation(record)
+        relocation = subject_event_row(event)
         with self._lock:
             row = self._row(record.video_id)
+            if event is not None:
+                self._record(None, relocation, event.subject)
             if unpublished is not None:
                 self._touch(row, unpublished=unpublished)
             stored = record.model_copy(
@@ -367,6 +379,34 @@ class MemoryCatalogue(MemoryRecordings):
     def delete_event(self, event_id: int) -> None:
         with self._lock:
             self._events.pop(event_id, None)
+
+    # --- the media mover's lease ----------------------------------------------------------------
+    def claim_media_move(self, video_id: str, mover_id: str, lease_seconds: int) -> bool:
+        check_task_id(mover_id)
+        check_lease_seconds(lease_seconds)
+        with self._lock:
+            now = to_db_time(self._clock())
+            held = self._media_moves.get(video_id)
+            if held is not None and held[0] != mover_id and held[1] >= now:
+                return False
+            self._media_moves[video_id] = (mover_id, now + timedelta(seconds=lease_seconds))
+            return True
+
+    def renew_media_move(self, video_id: str, mover_id: str, lease_seconds: int) -> bool:
+        check_lease_seconds(lease_seconds)
+        with self._lock:
+            now = to_db_time(self._clock())
+            held = self._media_moves.get(video_id)
+            if held is None or held[0] != mover_id or held[1] < now:
+                return False
+            self._media_moves[video_id] = (mover_id, now + timedelta(seconds=lease_seconds))
+            return True
+
+    def release_media_move(self, video_id: str, mover_id: str) -> None:
+        with self._lock:
+            held = self._media_moves.get(video_id)
+            if held is not None and held[0] == mover_id:
+                del self._media_moves[video_id]
 
     def pending_events(self) -> tuple[int, float]:
         with self._lock:

@@ -39,6 +39,7 @@ from reelay.catalogue._common import (
     is_subject,
     is_video_id,
     stream_changes,
+    subject_event_row,
     to_db_time,
 )
 from reelay.catalogue._stream_recording import (
@@ -181,13 +182,19 @@ class MySQLCatalogue(MySQLRecordings):
 
     # --- the transcode lifecycle --------------------------------------------------------------
     # --- visibility and moderation ------------------------------------------------------------
-    def set_visibility(self, video_id: str, visibility: VideoVisibility) -> Video:
+    def set_visibility(
+        self, video_id: str, visibility: VideoVisibility, *, event: OutboxEvent | None = None
+    ) -> Video:
         value = check_visibility(visibility).value
         sql = f"UPDATE videos SET visibility = %s, updatedAt = {_NOW} WHERE videoId = %s"
+        relocation = subject_event_row(event)
 
         def work(conn: Connection) -> Video | None:
             # Matched rows, not changed rows, count (the provider sets CLIENT.FOUND_ROWS): same value is fine.
-            _execute(conn, sql, (value, video_id))
+            if not _execute(conn, sql, (value, video_id)):
+                return None
+            if event is not None and relocation is not None:
+                insert_event(conn, relocation, video_id=None, subject=event.subject)
             return _fetch(conn, video_id)
 
         video = self._run(work) if is_video_id(video_id) else None
@@ -195,13 +202,18 @@ class MySQLCatalogue(MySQLRecordings):
             raise NotFound(f"video {video_id} not found")
         return video
 
-    def moderate(self, record: ModerationRecord, *, unpublished: bool | None = None) -> ModerationRecord:
+    def moderate(
+        self, record: ModerationRecord, *, unpublished: bool | None = None, event: OutboxEvent | None = None
+    ) -> ModerationRecord:
         check_moderation(record)
+        relocation = subject_event_row(event)
 
         def work(conn: Connection) -> ModerationRecord | None:
             with conn.cursor() as cur:
                 if cur.execute("SELECT 1 FROM videos WHERE videoId = %s FOR UPDATE", (record.video_id,)) == 0:
                     return None
+                if event is not None and relocation is not None:
+                    insert_event(conn, relocation, video_id=None, subject=event.subject)
                 if unpublished is not None:
                     cur.execute(
                         f"UPDATE videos SET unpublished = %s, updatedAt = {_NOW} WHERE videoId = %s",
@@ -399,6 +411,42 @@ class MySQLCatalogue(MySQLRecordings):
         if isinstance(event_id, bool) or not isinstance(event_id, int):
             raise InvalidInput("event_id must be an integer")
         self._run(lambda conn: _execute(conn, "DELETE FROM event_outbox WHERE eventId = %s", (event_id,)))
+
+    # --- the media mover's lease ----------------------------------------------------------------
+    def claim_media_move(self, video_id: str, mover_id: str, lease_seconds: int) -> bool:
+        check_task_id(mover_id)
+        check_lease_seconds(lease_seconds)
+        # Assignments run left to right: the owner changes only when the lease ran out, and the
+        # expiry moves only for the owner it then has.
+        sql = (
+            "INSERT INTO media_moves (videoId, ownerId, expiresAt)"
+            f" VALUES (%s, %s, {_NOW} + INTERVAL %s SECOND) ON DUPLICATE KEY UPDATE"
+            f" ownerId = IF(expiresAt < {_NOW}, VALUES(ownerId), ownerId),"
+            " expiresAt = IF(ownerId = VALUES(ownerId), VALUES(expiresAt), expiresAt)"
+        )
+
+        def work(conn: Connection) -> bool:
+            _execute(conn, sql, (video_id, mover_id, lease_seconds))
+            with conn.cursor() as cur:
+                cur.execute("SELECT ownerId FROM media_moves WHERE videoId = %s", (video_id,))
+                row = cur.fetchone()
+            return row is not None and row["ownerId"] == mover_id
+
+        return is_video_id(video_id) and self._run(work)
+
+    def renew_media_move(self, video_id: str, mover_id: str, lease_seconds: int) -> bool:
+        check_lease_seconds(lease_seconds)
+        sql = (
+            f"UPDATE media_moves SET expiresAt = {_NOW} + INTERVAL %s SECOND"
+            f" WHERE videoId = %s AND ownerId = %s AND expiresAt >= {_NOW}"
+        )
+        args = (lease_seconds, video_id, mover_id)
+        return is_video_id(video_id) and self._run(lambda conn: _execute(conn, sql, args)) == 1
+
+    def release_media_move(self, video_id: str, mover_id: str) -> None:
+        sql = "DELETE FROM media_moves WHERE videoId = %s AND ownerId = %s"
+        if is_video_id(video_id):
+            self._run(lambda conn: _execute(conn, sql, (video_id, mover_id)))
 
     def pending_events(self) -> tuple[int, float]:
         sql = (

@@ -412,6 +412,22 @@ class FileStore:
     def tags(self, key: str) -> dict[str, str]:
         return dict(self._sidecar(key).get("tags") or {})
 
+    def copy(self, src_key: str, dst_key: str) -> None:
+        """Copy an object and its sidecar's content type, metadata and cache control (as CopyObject)."""
+        src = self.local_path(src_key)
+        sidecar = self._sidecar(src_key)
+        try:
+            with open(src, "rb") as f:
+                self._write(
+                    dst_key,
+                    iter(lambda: f.read(_CHUNK), b""),
+                    sidecar.get("contentType"),
+                    sidecar.get("metadata"),
+                    sidecar.get("cacheControl"),
+                )
+        except FileNotFoundError as e:  # deleted between the check and the read
+            raise NotFound(f"object {src_key!r} does not exist") from e
+
     # --- deleting --------------------------------------------------------------------------------
     def delete(self, key: str) -> None:
         """Idempotent, like S3: deleting a missing key is not an error."""

@@ -220,6 +220,24 @@ class S3Store:
         except (ClientError, BotoCoreError) as e:
             raise self._fail("delete", key, e) from e
 
+    def copy(self, src_key: str, dst_key: str) -> None:
+        """A server-side copy (CopyObject: the object's headers and metadata come along)."""
+        source = {"Bucket": self.bucket, "Key": self.full_key(src_key)}
+        try:
+            self._client.copy_object(
+                Bucket=self.bucket, Key=self.full_key(dst_key), CopySource=source, MetadataDirective="COPY"
+            )
+        except ClientError as e:
+            if str(e.response.get("Error", {}).get("Code", "")) != "InvalidRequest":
+                raise self._fail("copy", src_key, e) from e
+            # CopyObject takes at most 5 GiB (a long recording's MP4): the managed copy goes in parts.
+            try:
+                self._client.copy(source, self.bucket, self.full_key(dst_key))
+            except (ClientError, BotoCoreError) as e2:
+                raise self._fail("copy", src_key, e2) from e2
+        except BotoCoreError as e:
+            raise self._fail("copy", src_key, e) from e
+
     def set_tags(self, key: str, tags: Mapping[str, str]) -> None:
         tag_set = [{"Key": k, "Value": v} for k, v in sorted(check_tags(tags).items())]
         try:

@@ -3,7 +3,8 @@
 Its owner uploads it as private through the web front end and watches it: hls.js carries the signed
 query to every playlist and segment, and the clock advances. Another signed-in user and an anonymous
 visitor get "No such video", and the media endpoint answers 403 to a direct fetch of a segment without
-the signature (or with an expired one). A moderator, made with ``make-moderator``, unpublishes and
+the signature (or with an expired one). Made public and then private again, its old unsigned URLs find
+nothing: its media moved off the public path. A moderator, made with ``make-moderator``, unpublishes and
 deletes it, each step in the audit log.
 """
 
@@ -97,7 +98,10 @@ def test_a_private_video_plays_for_its_owner_only(
 
     # When the owner watches it, Then it plays: every playlist and segment was fetched signed
     signed: list[str] = []
-    page.on("request", lambda r: signed.append(r.url) if f"/media/outputs/{video_id}/" in r.url else None)
+    page.on(
+        "request",
+        lambda r: signed.append(r.url) if f"/media/private-outputs/{video_id}/" in r.url else None,
+    )
     item.get_by_role("link", name="Watch now").click()
     expect(page.get_by_role("heading", name="Only mine")).to_be_visible()
     assert plays(page)
@@ -145,10 +149,31 @@ def test_a_private_video_plays_for_its_owner_only(
     expect(my_item(page, "Only mine").get_by_label("Who can watch Only mine")).to_have_value("public")
     public = api.call("GET", f"/videos/{video_id}").json()
     assert "?" not in public["playbackUrl"]
-    assert requests.get(segment, timeout=10).status_code == 200
+    assert f"/media/outputs/{video_id}/" in public["playbackUrl"]
+    open_segment = segment.replace("/media/private-outputs/", "/media/outputs/")
+    assert requests.get(open_segment, timeout=10).status_code == 200
+    # (its media moved back to the public prefix: the signed private path has nothing left)
+    assert requests.get(segment, params=query, timeout=10).status_code == 404
     stranger.goto(f"{web.url}/watch/{video_id}")
     expect(stranger.get_by_role("heading", name="Only mine")).to_be_visible()
     assert plays(stranger)
+
+    # When the owner makes it private again (after anyone could learn its id and media URLs)
+    r = api.call("PATCH", f"/videos/{video_id}", token=token, json={"visibility": "private"})
+    assert r.status_code == 200 and r.json()["visibility"] == "private", r.text
+    # Then the unsigned URLs that worked while it was public open nothing: its media left that path
+    public_master = public["playbackUrl"]
+    open_variant = variant.replace("/media/private-outputs/", "/media/outputs/")
+    for url in (public_master, open_variant, open_segment):
+        r = requests.get(url, timeout=10)
+        assert r.status_code in (403, 404) and r.json()["error"] in ("forbidden", "not_found"), (url, r.text)
+    assert requests.get(open_segment, timeout=10).status_code == 404
+    # And its owner's new signed link plays it from the private path
+    again = api.call("GET", f"/me/videos/{video_id}", token=token).json()["playbackUrl"]
+    assert f"/media/private-outputs/{video_id}/" in again
+    _, private_segment = media_files(again)
+    assert requests.get(private_segment, params=dict(parse_qsl(urlsplit(again).query)), timeout=10).ok
+    assert requests.get(private_segment, timeout=10).status_code == 403
 
 
 def test_a_moderator_unpublishes_and_deletes_with_an_audit_record(
@@ -180,11 +205,14 @@ def test_a_moderator_unpublishes_and_deletes_with_an_audit_record(
         "POST", f"/moderation/videos/{video_id}/unpublish", token=mo, json={"reason": "reported spam"}
     )
     assert r.status_code == 200 and r.json()["unpublished"] is True, r.text
-    # Then the public sees nothing, its media needs a signature, and Alice still plays it signed
+    # Then the public sees nothing, its old unsigned URL opens nothing (its media left the public
+    # path), and Alice still plays it signed, from the private path
     assert api.call("GET", f"/videos/{video_id}").status_code == 404
-    assert requests.get(video["playbackUrl"], timeout=10).status_code == 403
+    assert requests.get(video["playbackUrl"], timeout=10).status_code == 404
     mine = api.call("GET", f"/me/videos/{video_id}", token=alice).json()
+    assert f"/media/private-outputs/{video_id}/" in mine["playbackUrl"]
     assert mine["unpublished"] is True and requests.get(mine["playbackUrl"], timeout=10).status_code == 200
+    assert requests.get(mine["playbackUrl"].split("?", 1)[0], timeout=10).status_code == 403
 
     # When Mo deletes it, Then it and its media are gone
     r = api.call("POST", f"/moderation/videos/{video_id}/delete", token=mo, json={"reason": "repeat offence"})

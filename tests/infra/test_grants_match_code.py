@@ -22,12 +22,14 @@ from __future__ import annotations
 
 import ast
 import importlib
+import importlib.util
 import inspect
 import textwrap
 import types
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -49,6 +51,10 @@ OPERATION_ACTIONS: dict[str, frozenset[str]] = {
     "upload_part": frozenset({"s3:PutObject"}),
     "complete_multipart_upload": frozenset({"s3:PutObject"}),
     "abort_multipart_upload": frozenset({"s3:AbortMultipartUpload"}),
+    # CopyObject is authorized as a read of the source and a write of the copy; the managed copy
+    # (objects over 5 GiB) first HEADs the source, then copies in parts.
+    "copy_object": frozenset({"s3:GetObject", "s3:PutObject"}),
+    "copy": frozenset({"s3:GetObject", "s3:PutObject", "s3:ListBucket"}),
     "delete_object": frozenset({"s3:DeleteObject"}),
     "delete_objects": frozenset({"s3:DeleteObject"}),
     "list_objects_v2": frozenset({"s3:ListBucket"}),
@@ -130,6 +136,8 @@ class RoleUse:
 NO_CDN_IN_SWEEP = {
     "reelay.events.OutboxSweep._invalidate": "its OutboxSweep has no CDN (cdn=None): it flushes only"
     " the events of its own changes, none of which is a CDN invalidation",
+    "reelay.events.OutboxSweep._relocate": "its OutboxSweep moves no media (relocate=None): it flushes"
+    " only the events of its own changes, none of which is a media move",
 }
 
 # Role (the logical-id prefix of its IAM role) -> the code that runs with it.
@@ -185,7 +193,7 @@ def _service_classes() -> dict[str, list[Any]]:
         func = getattr(member, "func", None)
         if func is None:
             continue
-        tree = ast.parse(textwrap.dedent(inspect.getsource(func)))
+        tree = _source(func)
         classes = [
             getattr(importlib.import_module(node.module), alias.name)
             for node in ast.walk(tree)
@@ -194,6 +202,43 @@ def _service_classes() -> dict[str, list[Any]]:
         ]
         found[name] = [c for c in classes if _own(c)]
     return found
+
+
+class SourceChanged(RuntimeError):
+    """A module's file changed on disk after it was imported: its functions' line numbers no longer
+    point at their code, so reading them now would walk some other code."""
+
+
+@cache
+def _file_lines(path: str) -> tuple[str, ...]:
+    """A source file's lines, read once per run: every function of a module comes from one version."""
+    with open(path, encoding="utf-8") as f:
+        return tuple(f.read().splitlines(keepends=True))
+
+
+def _source(func: Any) -> ast.AST:
+    """The parsed source of ``func`` (unwrapped from its decorators).
+
+    Not ``inspect.getsource``: it re-reads a file whose modification time changed, while the function's
+    line numbers stay those of the version imported. A file saved during a run (``tests/infra`` takes
+    minutes) then shifts every function below the edit: the walk parsed the wrong lines and missed
+    calls, and the outbox sweep's role was once found with GetObject and PutObject in excess (its
+    ``store.copy`` unseen). Here the lines are read once, and a function whose lines do not hold its own
+    ``def`` fails the run with a reason instead of being walked wrong."""
+    func = inspect.unwrap(func)
+    code = func.__code__
+    lines = _file_lines(code.co_filename)
+    block = inspect.getblock(list(lines[code.co_firstlineno - 1 :]))
+    tree = ast.parse(textwrap.dedent("".join(block)))
+    top = tree.body[0] if tree.body else None
+    if func.__name__ != "<lambda>" and not (
+        isinstance(top, ast.FunctionDef | ast.AsyncFunctionDef) and top.name == func.__name__
+    ):
+        raise SourceChanged(
+            f"{code.co_filename}:{code.co_firstlineno} no longer holds {func.__qualname__}: the file changed"
+            " on disk after it was imported; run the test again"
+        )
+    return tree
 
 
 def _resolve(node: ast.expr, scope: dict[str, Any]) -> Any:
@@ -249,7 +294,9 @@ def reachable(entries: Iterable[str], skip: Iterable[str] = ()) -> list[tuple[An
     functions: dict[int, tuple[Any, ast.AST]] = {}
     classes: dict[int, type] = {}
     names: set[str] = set()
-    seen: set[int] = set()
+    # Holds what it saw, not just ids: an id is unique only among live objects, so a freed one's id
+    # could come back as another object's and skip it.
+    seen: dict[int, Any] = {}
     todo: list[Any] = []
     for entry in entries:
         module_name, _, attr = entry.partition(":")
@@ -268,16 +315,15 @@ def reachable(entries: Iterable[str], skip: Iterable[str] = ()) -> list[tuple[An
             obj = todo.pop()
             if id(obj) in seen:
                 continue
-            seen.add(id(obj))
+            seen[id(obj)] = obj
             if not _own(obj) or f"{obj.__module__}.{obj.__qualname__}".startswith(tuple(skip)):
                 continue
             if inspect.isclass(obj):
                 classes[id(obj)] = obj
                 continue
-            try:
-                tree = ast.parse(textwrap.dedent(inspect.getsource(obj)))
-            except (OSError, TypeError):
-                continue
+            if not inspect.isfunction(inspect.unwrap(obj)) or not _has_file(obj):
+                continue  # generated code (a dataclass's __init__): no source to read
+            tree = _source(obj)
             functions[id(obj)] = (obj, tree)
             scope = dict(vars(importlib.import_module(obj.__module__)))
             for node in ast.walk(tree):
@@ -295,6 +341,11 @@ def reachable(entries: Iterable[str], skip: Iterable[str] = ()) -> list[tuple[An
                 if (name in names or name in _ALWAYS) and id(method) not in seen:
                     todo.append(method)
     return list(functions.values())
+
+
+def _has_file(func: Any) -> bool:
+    filename = inspect.unwrap(func).__code__.co_filename
+    return not filename.startswith("<") and Path(filename).is_file()
 
 
 # --- 2. the port calls in that code ----------------------------------------------------------------
@@ -445,3 +496,30 @@ def test_a_dropped_grant_would_be_caught(synthesized, stacks) -> None:
     # Then the comparison names it as missing, with the call that needs it
     needs = needed_actions(ROLES[role])
     assert [a for a in needs if a not in granted] == ["s3:DeleteObject"]
+
+
+def test_a_source_saved_after_import_fails_the_walk_instead_of_misleading_it(tmp_path) -> None:
+    # Given a module imported, then saved again with lines added above its functions (an editor
+    # saving during a run)
+    path = tmp_path / "edited_module.py"
+    path.write_text(
+        "def first(store):\n    store.copy('a', 'b')\n\n\ndef second(store):\n    store.list('p')\n"
+    )
+    spec = importlib.util.spec_from_file_location("edited_module", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    path.write_text("import os\n\n\n\n" + path.read_text())
+    # inspect reads the new file at the old line numbers: first's "source" starts elsewhere
+    assert not inspect.getsource(module.first).startswith("def first")
+    # Then the walk's reader refuses, naming the function and what happened
+    with pytest.raises(SourceChanged, match="first: the file changed on disk after it was imported"):
+        _source(module.first)
+
+
+def test_the_walk_reads_the_same_code_every_time() -> None:
+    # The outbox sweep's walk (the role once found with an excess) finds the same calls on every run
+    use = ROLES["TranscoderOutboxSweepFunctionServiceRole"]
+    runs = [{a: sorted(why) for a, why in needed_actions(use).items()} for _ in range(3)]
+    assert runs[0] == runs[1] == runs[2]
+    assert {"s3:GetObject", "s3:PutObject"} <= set(runs[0])  # its media moves copy

@@ -103,9 +103,13 @@ def test_sweep_may_publish_events_invalidate_playback_and_read_the_app_secret_on
     ]
     by_action = {a: s for s in statements for a in statement_actions(s)}
     # Then it may publish to the events topic (and use that topic's key), invalidate the playback
-    # distribution (the CDN invalidations in the outbox), read the app DB secret, and send traces:
-    # nothing else
+    # distribution (the CDN invalidations in the outbox), move media between the output prefixes
+    # (media.relocate), read the app DB secret, and send traces: nothing else
     assert set(by_action) == {
+        "s3:GetObject",
+        "s3:PutObject",
+        "s3:DeleteObject",
+        "s3:ListBucket",
         "sns:Publish",
         "cloudfront:CreateInvalidation",
         "kms:Decrypt",
@@ -119,6 +123,13 @@ def test_sweep_may_publish_events_invalidate_playback_and_read_the_app_secret_on
     assert "EventsKey" in json.dumps(by_action["kms:GenerateDataKey*"]["Resource"])
     assert ":distribution/" in json.dumps(by_action["cloudfront:CreateInvalidation"]["Resource"])
     assert "REELAY_CDN_DISTRIBUTION_ID" in fn["Environment"]["Variables"]
+    for action in ("s3:GetObject", "s3:PutObject", "s3:DeleteObject"):
+        resources = json.dumps(by_action[action]["Resource"])
+        assert resources.count("/outputs/*") == 1 and resources.count("/private-outputs/*") == 1, resources
+    assert by_action["s3:ListBucket"]["Condition"] == {
+        "StringLike": {"s3:prefix": ["outputs/*", "private-outputs/*"]}
+    }
+    assert fn["Environment"]["Variables"]["REELAY_PRIVATE_OUTPUT_PREFIX"] == "private-outputs/"
     app_secret = _ref_id(stacks.data, stacks.data.database.app_secret)
     assert app_secret in json.dumps(by_action["secretsmanager:GetSecretValue"]["Resource"])
     # And "*" only for X-Ray, which has no resource ARNs

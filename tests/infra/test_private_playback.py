@@ -1,7 +1,8 @@
 """Private playback in the templates: the key group CloudFront checks signed URLs against (its public
 key is the config's PEM), the Secrets Manager secret holding the private key, the signed path's
-behaviours (trusted key group, a viewer-request function back to the objects' keys), the public
-path left unsigned and cached, and the API function's environment and read grant on the secret."""
+behaviours (trusted key group on private-outputs/, the private videos' own prefix), the public path
+left unsigned and cached but unable to reach that prefix however it is spelt, and the API function's
+environment and read grant on the secret."""
 
 from __future__ import annotations
 
@@ -40,32 +41,63 @@ def test_only_the_signed_path_trusts_the_key_group_and_the_public_path_stays_uns
     template = synthesized.template(stacks.storage)
     (group_id,) = resources(template, "AWS::CloudFront::KeyGroup")
     by_path = {b["PathPattern"]: b for b in config["CacheBehaviors"]}
-    for path in ("private/*.m3u8", "private/*"):
+    # The signed path is the private videos' own prefix: the viewer path is the key, nothing rewrites it
+    assert list(by_path)[:2] == ["private-outputs/*.m3u8", "private-outputs/*"]
+    for path in ("private-outputs/*.m3u8", "private-outputs/*"):
         behavior = by_path[path]
         assert behavior["TrustedKeyGroups"] == [{"Ref": group_id}]
         events = [a["EventType"] for a in behavior["FunctionAssociations"]]
+        assert events == ["viewer-response"]
+    # The public path (and the default behaviour) serve without signatures, cached as before, each
+    # behind the function that keeps it to public paths
+    for behavior in (by_path["*.m3u8"], config["DefaultCacheBehavior"]):
+        assert "TrustedKeyGroups" not in behavior
+        events = [a["EventType"] for a in behavior["FunctionAssociations"]]
         assert sorted(events) == ["viewer-request", "viewer-response"]
-    # The public path (and the default behaviour) serve without signatures, cached as before
-    assert (
-        "TrustedKeyGroups" not in by_path["*.m3u8"]
-        and "TrustedKeyGroups" not in config["DefaultCacheBehavior"]
-    )
     assert "TrustedSigners" not in json.dumps(config)
     # And the signed path's segments are cached with the query left out of the key (the signatures
     # differ per viewer; CloudFront checks them on every request, cached or not)
-    assert by_path["private/*"]["CachePolicyId"] == config["DefaultCacheBehavior"]["CachePolicyId"]
+    assert by_path["private-outputs/*"]["CachePolicyId"] == config["DefaultCacheBehavior"]["CachePolicyId"]
+
+
+def test_cloudfront_may_read_the_private_prefix_it_serves_signed(synthesized, stacks) -> None:
+    template = synthesized.template(stacks.storage)
+    (policy,) = [
+        p
+        for p in resources(template, "AWS::S3::BucketPolicy").values()
+        if "CloudFrontReadsOutputsOnly" in json.dumps(props(p))
+    ]
+    (statement,) = [
+        st
+        for st in props(policy)["PolicyDocument"]["Statement"]
+        if st.get("Sid") == "CloudFrontReadsOutputsOnly"
+    ]
+    text = json.dumps(statement["Resource"])
+    assert '/outputs/*"' in text and '/private-outputs/*"' in text and '/recordings/*.ts"' in text
 
 
 @pytest.mark.parametrize(
-    ("uri", "expected"),
+    ("uri", "served"),
     [
-        ("/private/outputs/v1/master.m3u8", "/outputs/v1/master.m3u8"),
-        ("/private/outputs/v1/720p/00001.ts", "/outputs/v1/720p/00001.ts"),
-        ("/outputs/v1/master.m3u8", "/outputs/v1/master.m3u8"),
-        ("/privateer/x", "/privateer/x"),
+        ("/outputs/v1/master.m3u8", True),
+        ("/outputs/v1/720p/a1/seg_00001.ts", True),
+        ("/outputs/exports/s1/e1.mp4", True),
+        ("/recordings/s1/x/w/720p/00001.ts", True),
+        # A private video's media, however the path is spelt, is refused before the origin
+        ("/private-outputs/v1/master.m3u8", False),
+        ("/private%2Doutputs/v1/master.m3u8", False),
+        ("/%70rivate-outputs/v1/master.m3u8", False),
+        ("/outputs/../private-outputs/v1/master.m3u8", False),
+        ("/outputs/%2e%2e/private-outputs/v1/master.m3u8", False),
+        ("/outputs%2F..%2Fprivate-outputs/v1/master.m3u8", False),
+        ("/outputs/v1\\..\\..\\private-outputs/v1/x.ts", False),
+        ("/%6Futputs/v1/master.m3u8", False),  # S3 would read it, but nothing spells it so
+        ("/uploads/v1", False),
+        ("/outputs/%E0%A4%A", False),  # not decodable
+        ("/", False),
     ],
 )
-def test_the_signed_paths_function_maps_to_the_objects_keys(synthesized, stacks, uri, expected) -> None:
+def test_the_public_paths_function_serves_public_media_only(synthesized, stacks, uri, served) -> None:
     template = synthesized.template(stacks.storage)
     (code,) = [
         props(f)["FunctionCode"]
@@ -76,7 +108,11 @@ def test_the_signed_paths_function_maps_to_the_objects_keys(synthesized, stacks,
         f"{code}\nprocess.stdout.write(JSON.stringify(handler({json.dumps({'request': {'uri': uri}})})));"
     )
     out = subprocess.run(["node", "-e", script], capture_output=True, text=True, timeout=60, check=True)
-    assert json.loads(out.stdout)["uri"] == expected
+    answer = json.loads(out.stdout)
+    if served:
+        assert answer == {"uri": uri}  # the request itself, unchanged
+    else:
+        assert answer["statusCode"] == 403 and "uri" not in answer
 
 
 def test_the_api_reads_the_signing_secret_and_nothing_else_does(synthesized, stacks) -> None:
@@ -95,7 +131,7 @@ def test_the_api_reads_the_signing_secret_and_nothing_else_does(synthesized, sta
     ]
     env = props(function)["Environment"]["Variables"]
     assert set(env) >= {"REELAY_PLAYBACK_SIGNED_BASE_URL", "REELAY_PLAYBACK_KEY_PAIR_ID"}
-    assert "/private/outputs" in json.dumps(env["REELAY_PLAYBACK_SIGNED_BASE_URL"])
+    assert json.dumps(env["REELAY_PLAYBACK_SIGNED_BASE_URL"]).endswith('/private-outputs"]]}')
     assert env["REELAY_PLAYBACK_URL_EXPIRES_SECONDS"] == str(ReelayConfig().playback_url_expires_seconds)
     # The API's role may read the secret (GetSecretValue on it, imported from the storage stack)
     reads = []

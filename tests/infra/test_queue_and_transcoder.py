@@ -153,19 +153,26 @@ def test_worker_task_role_is_least_privilege(worker_template):
     for s in role_statements:
         for a in _actions(s):
             resource = json.dumps(s["Resource"])
-            for prefix in ("uploads", "outputs"):
-                if resource.endswith(f'"/{prefix}/*"]]}}'):
+            for prefix in ("uploads", "outputs", "private-outputs"):
+                if f'"/{prefix}/*"]]}}' in resource:
                     prefixes.setdefault(a, set()).add(prefix)
-    # And S3 is split by prefix: read uploads/, write outputs/, list only those two prefixes; delete
-    # on both (failed output, and the source of a video deleted while it was transcoded)
-    assert prefixes["s3:GetObject"] == {"uploads"}
-    assert prefixes["s3:PutObject"] == {"outputs"}
-    assert prefixes["s3:DeleteObject"] == {"uploads", "outputs"}
+    # And S3 is split by prefix: read uploads/; read, write and delete under both output prefixes
+    # (it writes where the video's visibility says, removes a failed output, and moves what a switch
+    # left under the other one); delete the source of a video deleted while it was transcoded
+    outputs = {"outputs", "private-outputs"}
+    assert prefixes["s3:GetObject"] == {"uploads", *outputs}
+    assert prefixes["s3:PutObject"] == outputs
+    assert prefixes["s3:DeleteObject"] == {"uploads", *outputs}
     assert '"s3:PutObject"' not in json.dumps([s for s in role_statements if "/uploads/" in json.dumps(s)])
     # And a failed video's upload may be tagged for its lifecycle expiry (uploads/ only)
     assert prefixes["s3:PutObjectTagging"] == {"uploads"}
-    (listing,) = [s for s in role_statements if "s3:ListBucket" in _actions(s)]
-    assert listing["Condition"] == {"StringLike": {"s3:prefix": ["uploads/*", "outputs/*"]}}
+    listed = [
+        p
+        for s in role_statements
+        if "s3:ListBucket" in _actions(s)
+        for p in s["Condition"]["StringLike"]["s3:prefix"]
+    ]
+    assert sorted(listed) == ["outputs/*", "private-outputs/*", "uploads/*"]
     # And the queue is consumed and sent to (a SIGTERM hand-back re-sends the job), on that queue only
     assert {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility"} <= set(by_action)
     assert "TranscodeJobs" in by_action["sqs:SendMessage"]
@@ -322,19 +329,20 @@ def test_dead_jobs_function_may_only_list_and_delete_outputs_and_tag_uploads(wor
     # Given the dead-jobs function's role statements
     statements = [s for lid, s in _statements(worker_template) if lid.startswith("TranscoderDeadJobs")]
     s3 = [s for s in statements if any(a.startswith("s3:") for a in _actions(s))]
-    # Then it may delete objects under outputs/ only, and list only that prefix (no read, no write)
+    # Then it may delete objects under the output prefixes only (public and private), and list only
+    # those (no read, no write)
     assert sorted(a for s in s3 for a in _actions(s)) == [
         "s3:DeleteObject",
         "s3:ListBucket",
         "s3:PutObjectTagging",
     ]
     (delete,) = [s for s in s3 if _actions(s) == ["s3:DeleteObject"]]
-    assert json.dumps(delete["Resource"]).endswith('"/outputs/*"]]}')
+    assert [r["Fn::Join"][1][-1] for r in delete["Resource"]] == ["/outputs/*", "/private-outputs/*"]
     # And tag the upload of a video it failed (uploads/ only), for the lifecycle rule to expire it
     (tag,) = [s for s in s3 if _actions(s) == ["s3:PutObjectTagging"]]
     assert json.dumps(tag["Resource"]).endswith('"/uploads/*"]]}')
     (listing,) = [s for s in s3 if _actions(s) == ["s3:ListBucket"]]
-    assert listing["Condition"] == {"StringLike": {"s3:prefix": ["outputs/*"]}}
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": ["outputs/*", "private-outputs/*"]}}
 
 
 def _evaluate(expression: str, visible: int, inflight: int) -> float:

@@ -148,7 +148,7 @@ def test_the_recording_functions_open_sealed_stores_and_the_sweep_applies_retent
     # And the sweep may delete an expired recording's keys, its exports' and its video's outputs
     deletes = [s for s in statements if "s3:DeleteObject" in json.dumps(s.get("Action"))]
     resources = json.dumps([s["Resource"] for s in deletes])
-    for prefix in ("/recordings/*", "/outputs/*", "/recording-exports/*"):
+    for prefix in ("/recordings/*", "/outputs/*", "/private-outputs/*", "/recording-exports/*"):
         assert prefix in resources
 
 

@@ -110,13 +110,14 @@ def test_cloudfront_reads_only_the_output_prefix_through_oac(synthesized, stacks
         for s in props(policy)["PolicyDocument"]["Statement"]
         if s["Effect"] == "Allow" and s.get("Principal") == {"Service": "cloudfront.amazonaws.com"}
     ]
-    # Then it is one GetObject on outputs/* (and recording segments) of the media bucket, for this
-    # distribution only
+    # Then it is one GetObject on outputs/* and private-outputs/* (served signed only) and recording
+    # segments of the media bucket, for this distribution only
     assert len(grants) == 1
     (grant,) = grants
     assert grant["Action"] == "s3:GetObject"
     assert grant["Resource"] == [
         {"Fn::Join": ["", [{"Fn::GetAtt": [media_id, "Arn"]}, "/outputs/*"]]},
+        {"Fn::Join": ["", [{"Fn::GetAtt": [media_id, "Arn"]}, "/private-outputs/*"]]},
         {"Fn::Join": ["", [{"Fn::GetAtt": [media_id, "Arn"]}, "/recordings/*.ts"]]},
     ]
     assert "distribution/" in json.dumps(grant["Condition"]["StringEquals"]["AWS:SourceArn"])
@@ -135,7 +136,11 @@ def test_distribution_is_https_only_logged_with_cors_and_hls_mime_types(synthesi
         assert behavior["FunctionAssociations"][0]["EventType"] == "viewer-response"
     # And playlists are cached briefly (they grow while a video is still transcoding), on the signed
     # path of private videos (matched first) as on the public one
-    assert [b["PathPattern"] for b in config["CacheBehaviors"]] == ["private/*.m3u8", "private/*", "*.m3u8"]
+    assert [b["PathPattern"] for b in config["CacheBehaviors"]] == [
+        "private-outputs/*.m3u8",
+        "private-outputs/*",
+        "*.m3u8",
+    ]
     # And access is logged
     assert config["Logging"]["Prefix"] == "cloudfront/playback/"
     template.has_resource_properties(

@@ -47,7 +47,8 @@ def test_the_stuck_sweep_may_send_jobs_and_remove_outputs_only(template, functio
     # It re-sends jobs (SendMessage, on the transcode queue), removes a failed video's outputs,
     # publishes video.failed and reads the app DB secret
     assert "Transcode" in json.dumps(by_action["sqs:SendMessage"]["Resource"])
-    assert "outputs/*" in json.dumps(by_action["s3:DeleteObject"]["Resource"])
+    assert "/outputs/*" in json.dumps(by_action["s3:DeleteObject"]["Resource"])
+    assert "/private-outputs/*" in json.dumps(by_action["s3:DeleteObject"]["Resource"])
     assert "uploads" not in json.dumps(by_action["s3:DeleteObject"]["Resource"])
     assert "sns:Publish" in by_action and "secretsmanager:GetSecretValue" in by_action
     assert not any(a.startswith("sqs:Receive") or a.startswith("sqs:Delete") for a in by_action)

@@ -87,6 +87,7 @@ def world(request: pytest.FixtureRequest) -> Iterator[World]:
         cur.execute("DELETE FROM moderation_audit")
         cur.execute("DELETE FROM event_outbox")
         cur.execute("DELETE FROM streams")
+        cur.execute("DELETE FROM media_moves")
     providers = [ConnectionProvider.from_url(url), ConnectionProvider.from_url(url)]
     try:
         yield World(MySQLCatalogue(providers[0]), MySQLCatalogue(providers[1]))
@@ -463,6 +464,54 @@ def test_an_expired_lease_passes_to_another_worker_and_the_first_loses_it(world:
     assert not world.catalogue.release(video.video_id, "w1")
     got = world.other.get(video.video_id)
     assert (got.status, got.failure_reason) == (VideoStatus.PROCESSING, None)
+
+
+def test_one_media_mover_at_a_time_fenced_by_its_id(world: World) -> None:
+    # Given mover A holds video v1's media-move lease (any video id: a deleted video's too)
+    assert world.catalogue.claim_media_move("v1", "mover-a", 60)
+    # Then mover B, on other connections, cannot take it, nor renew or release it
+    assert not world.other.claim_media_move("v1", "mover-b", 60)
+    assert not world.other.renew_media_move("v1", "mover-b", 60)
+    world.other.release_media_move("v1", "mover-b")
+    assert not world.other.claim_media_move("v1", "mover-b", 60)
+    # Other videos are free; A renews its own
+    assert world.other.claim_media_move("v2", "mover-b", 60)
+    assert world.catalogue.renew_media_move("v1", "mover-a", 60)
+    # When A lets go, Then B takes it, and A's late renewal is refused
+    world.catalogue.release_media_move("v1", "mover-a")
+    assert world.other.claim_media_move("v1", "mover-b", 60)
+    assert not world.catalogue.renew_media_move("v1", "mover-a", 60)
+
+
+def test_an_expired_media_move_lease_passes_on_and_its_holder_cannot_renew_it(world: World) -> None:
+    # Given mover A's one-second lease ran out
+    assert world.catalogue.claim_media_move("v1", "mover-a", 1)
+    time.sleep(1.3)
+    # Then A cannot renew it (it must delete nothing), and B takes it
+    assert not world.catalogue.renew_media_move("v1", "mover-a", 60)
+    assert world.other.claim_media_move("v1", "mover-b", 60)
+    # And A's release does not free B's lease
+    world.catalogue.release_media_move("v1", "mover-a")
+    assert not world.catalogue.claim_media_move("v1", "mover-c", 60)
+
+
+def test_concurrent_media_move_claims_give_it_to_one(world: World) -> None:
+    barrier = threading.Barrier(2)
+    won: list[bool] = []
+
+    def claim(catalogue: VideoCatalogue, mover: str) -> None:
+        barrier.wait()
+        won.append(catalogue.claim_media_move("v9", mover, 60))
+
+    threads = [
+        threading.Thread(target=claim, args=(world.catalogue, "mover-a")),
+        threading.Thread(target=claim, args=(world.other, "mover-b")),
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(won) == [False, True]
 
 
 def test_a_heartbeat_keeps_the_lease_alive(world: World) -> None:
@@ -864,7 +913,7 @@ def test_migrations_apply_once_in_order(fresh_url: str) -> None:
     second = migrate(provider)
     provider.close()
     # Then the first run applies every migration in order and the second applies nothing
-    assert first == ["0001", "0002", "0003", "0004", "0005", "0006", "0007", "0009", "0010"]
+    assert first == ["0001", "0002", "0003", "0004", "0005", "0006", "0007", "0009", "0010", "0011"]
     assert second == []
     with _root(fresh_url).cursor() as cur:
         cur.execute("SELECT version, name, appliedAt FROM schema_migrations ORDER BY version")
@@ -879,6 +928,7 @@ def test_migrations_apply_once_in_order(fresh_url: str) -> None:
         ("0007", "recording_api"),
         ("0009", "visibility_moderation"),
         ("0010", "upload_quota"),
+        ("0011", "media_moves"),
     ]
     assert all(isinstance(at, datetime) for _, _, at in rows)
 
@@ -917,6 +967,7 @@ def test_concurrent_migrations_do_not_race(fresh_url: str) -> None:
         "0007",
         "0009",
         "0010",
+        "0011",
     ]
 
 
@@ -1101,11 +1152,11 @@ def test_migrate_handler_create_update_delete(handler_db: str) -> None:
     created = lambda_handler(_event("Create"), FakeContext())
     assert created == {
         "PhysicalResourceId": PHYSICAL_ID,
-        "Data": {"applied": "0001,0002,0003,0004,0005,0006,0007,0009,0010", "schemaVersion": "0010"},
+        "Data": {"applied": "0001,0002,0003,0004,0005,0006,0007,0009,0010,0011", "schemaVersion": "0011"},
     }
     # When the stack is updated, Then nothing is pending and the physical id stays the same
     updated = lambda_handler(_event("Update", PhysicalResourceId=PHYSICAL_ID), FakeContext())
-    assert updated == {"PhysicalResourceId": PHYSICAL_ID, "Data": {"applied": "", "schemaVersion": "0010"}}
+    assert updated == {"PhysicalResourceId": PHYSICAL_ID, "Data": {"applied": "", "schemaVersion": "0011"}}
     # When the stack is deleted, Then the data stays
     conn = _root(handler_db)
     with conn.cursor() as cur:
@@ -1116,7 +1167,7 @@ def test_migrate_handler_create_update_delete(handler_db: str) -> None:
         cur.execute("SELECT COUNT(*) FROM videos")
         assert cur.fetchone() == (0,)
         cur.execute("SELECT COUNT(*) FROM schema_migrations")
-        assert cur.fetchone() == (10,)  # nine migrations and the marker
+        assert cur.fetchone() == (11,)  # ten migrations and the marker
     conn.close()
 
 

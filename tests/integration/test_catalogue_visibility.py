@@ -142,3 +142,39 @@ def test_migration_0009_can_run_again_after_a_run_that_died_half_way(migrated_ur
         )
         assert cur.fetchone() == (2,)
     conn.close()
+
+
+def test_a_visibility_change_or_moderation_records_its_media_move_in_the_same_transaction(
+    catalogue,  # noqa: F811
+) -> None:
+    from reelay.events import MEDIA_RELOCATE, media_relocation, media_subject
+
+    video = ready(catalogue)
+    # When the owner makes it private, with the move of its media
+    changed = catalogue.set_visibility(
+        video.video_id, VideoVisibility.PRIVATE, event=media_relocation(video.video_id)
+    )
+    assert changed.visibility == VideoVisibility.PRIVATE
+    # And a moderator unpublishes it, with another
+    catalogue.moderate(record(video.video_id), unpublished=True, event=media_relocation(video.video_id))
+    # Then both moves wait in the outbox, about the video's media subject only (they outlive its row)
+    claimed = catalogue.claim_events(limit=10, lease_seconds=60, subject=media_subject(video.video_id))
+    assert [(e.event_type, e.video_id, e.detail["videoId"]) for e in claimed] == [
+        (MEDIA_RELOCATE, None, video.video_id)
+    ] * 2
+    catalogue.delete(video.video_id)
+    assert catalogue.pending_events()[0] == 2
+    # And a change refused (no such video) records nothing; an event without a subject is refused
+    with pytest.raises(NotFound):
+        catalogue.set_visibility("nope", VideoVisibility.PRIVATE, event=media_relocation("nope"))
+    with pytest.raises(NotFound):
+        catalogue.moderate(record("nope"), unpublished=True, event=media_relocation("nope"))
+    other = ready(catalogue)
+    from reelay.events import video_failed
+
+    with pytest.raises(InvalidInput, match="needs a subject"):
+        catalogue.set_visibility(
+            other.video_id, VideoVisibility.PRIVATE, event=video_failed(other.video_id, "x")
+        )
+    assert catalogue.get(other.video_id).visibility == VideoVisibility.PUBLIC
+    assert catalogue.pending_events()[0] == 2

@@ -362,3 +362,29 @@ def test_the_local_platform_runs_the_sweep_on_a_schedule():
 
     # Then its first run already re-enqueued the video
     assert [j.video_id for j in queue.sent] == [VIDEO_ID]
+
+
+def test_a_job_that_could_not_be_sent_through_every_retry_is_sent_by_the_sweep(tmp_path: Path) -> None:
+    # Given an upload whose job cannot be sent: SQS refuses it through the notification and both of
+    # Lambda's retries (the event then goes to the failure queue, and nothing retries it)
+    p = Platform(tmp_path)
+    key = p.upload()
+
+    class DownQueue(FakeQueue):
+        def send(self, job: TranscodeJob) -> None:
+            raise ConnectionError("sqs down")
+
+    uploads = UploadEventService(p.catalogue, p.store, DownQueue(), p.events, p.settings)
+    for _ in range(3):
+        with pytest.raises(ConnectionError):
+            uploads.handle_object_created(key, 35)
+        p.clock.advance(minutes=1)
+    # Then the video is queued, not awaiting its upload: the sweep sees it once its deadline passed
+    assert p.catalogue.get(VIDEO_ID).status == VideoStatus.QUEUED
+    assert p.sweep.run().stuck == 0  # not yet
+    p.clock.advance(seconds=p.settings.stuck_queued_seconds)
+    result = p.sweep.run()
+    assert result.requeued == [VIDEO_ID] and [j.video_id for j in p.queue.sent] == [VIDEO_ID]
+    # And the job it sent gets the video done
+    assert p.deliver("w1") == Outcome.DONE
+    assert p.status() == VideoStatus.READY

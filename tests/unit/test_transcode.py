@@ -1020,7 +1020,7 @@ def test_a_failed_video_is_dropped_from_the_cdn_too(catalogue, store, events, se
     assert catalogue.get(VIDEO_ID).failure_reason == "corrupt frame"
     assert [k for k in store.objects if k.startswith(OUT)] == []
     if isinstance(cdn, FakeCdn):
-        assert cdn.invalidated == [[f"/{OUT}*"]]
+        assert cdn.invalidated == [[f"/{OUT}*", f"/private-{OUT}*"]]
     # And a refused invalidation waits in the outbox for the sweep (video.failed went out); a done one
     # does not
     assert catalogue.pending_events()[0] == (0 if isinstance(cdn, FakeCdn) else 1)

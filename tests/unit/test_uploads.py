@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
 from lambdas.upload_events.handler import UploadEventsFailed, lambda_handler
 from reelay.catalogue.memory import MemoryCatalogue
 from reelay.errors import StorageError
-from reelay.models import TranscodeJob, Video, VideoStatus
+from reelay.models import TranscodeJob, Video, VideoStatus, utcnow
 from reelay.settings import Settings
 from reelay.uploads import UploadEventService, UploadOutcome
 from reelay.wiring import Services, set_services
@@ -202,11 +204,24 @@ def test_a_queue_failure_leaves_the_video_requeueable(services: Services) -> Non
     # When sending the job fails
     with pytest.raises(ConnectionError):
         services.uploads.handle_object_created(key, 100)
-    # Then the video is not stuck in queued: it awaits its upload again, and a retried notification queues it
-    assert services.catalogue.get(video_id).status == VideoStatus.AWAITING_UPLOAD
-    services.__dict__["queue"] = FakeQueue()
-    services.__dict__.pop("uploads", None)
-    assert services.uploads.handle_object_created(key, 100) == UploadOutcome.QUEUED
+    # Then the video stays queued (where the stuck sweep looks, should every retry fail too; never
+    # awaiting an upload that landed, where nothing would), and the retried notification sends its job
+    assert services.catalogue.get(video_id).status == VideoStatus.QUEUED
+    queue = FakeQueue()
+    in_a_minute = UploadEventService(
+        services.catalogue,
+        services.store,
+        queue,
+        services.events,
+        services.settings,
+        clock=lambda: utcnow() + timedelta(minutes=1),
+    )
+    assert in_a_minute.handle_object_created(key, 100) == UploadOutcome.QUEUED
+    assert [j.video_id for j in queue.sent] == [video_id]
+    # And once a worker claimed it, a late notification sends nothing more
+    assert services.catalogue.claim(video_id, "w1", 60) is not None
+    assert in_a_minute.handle_object_created(key, 100) == UploadOutcome.DUPLICATE
+    assert len(queue.sent) == 1
 
 
 @pytest.mark.parametrize("how", ["rejected-upload", "transcode-failure"])
@@ -294,6 +309,10 @@ def test_a_malformed_record_is_logged_and_skipped(services: Services) -> None:
 def test_a_transient_failure_does_not_poison_the_others_and_asks_for_a_retry(
     services: Services, failure: Exception
 ) -> None:
+    # (the catalogue's clock a minute behind: Lambda retries a failed event after a minute)
+    services.__dict__["catalogue"] = MemoryCatalogue(clock=lambda: utcnow() - timedelta(minutes=1))
+    for built in ("videos", "uploads"):
+        services.__dict__.pop(built, None)
     ok, stuck = new_video(services), new_video(services)
     landed(services, ok)
     landed(services, stuck)
@@ -310,12 +329,13 @@ def test_a_transient_failure_does_not_poison_the_others_and_asks_for_a_retry(
     # When the queue fails for the first record
     with pytest.raises(UploadEventsFailed, match="1 of 2"):
         lambda_handler(event, FakeLambdaContext())
-    # Then the second record was still queued, and the failed video can be queued by the retry
+    # Then the second record was still queued, and the failed video stays queued for the retry
     assert [j.video_id for j in sent] == [ok]
-    assert services.catalogue.get(stuck).status == VideoStatus.AWAITING_UPLOAD
+    assert services.catalogue.get(stuck).status == VideoStatus.QUEUED
     services.__dict__["queue"] = FakeQueue()
     services.__dict__.pop("uploads", None)
+    # And once a worker has claimed the first video, the retry sends only the job that never went out
+    assert services.catalogue.claim(ok, "w1", 60) is not None
     result = lambda_handler(event, FakeLambdaContext())
-    # And the retry does not queue the first video twice
     assert result == {"outcomes": {"queued": 1, "duplicate": 1}}
     assert [j.video_id for j in services.queue.sent] == [stuck]  # type: ignore[attr-defined]

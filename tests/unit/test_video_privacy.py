@@ -89,21 +89,21 @@ def test_a_private_video_plays_for_its_owner_with_a_signature_for_its_whole_pref
     _, body, _ = call(api_event("GET", f"/me/videos/{private.video_id}", claims=ALICE))
     # Then the master and poster URLs carry a signed query
     url = urlsplit(body["playbackUrl"])
+    # on the signed path, which serves the private output prefix the public path cannot reach
     assert (
         f"{url.scheme}://{url.netloc}{url.path}"
-        == f"https://cdn.example/outputs/{private.video_id}/master.m3u8"
+        == f"https://cdn.example/private-outputs/{private.video_id}/master.m3u8"
     )
     query = dict(parse_qsl(url.query))
     assert set(query) == {"exp", "sig"}
     assert urlsplit(body["thumbnailUrl"]).query == url.query
     # that opens every playlist and segment of this video, and nothing of another
     key = services.settings.file_store_signing_key
-    prefix = f"outputs/{private.video_id}/"
+    prefix = f"private-outputs/{private.video_id}/"
     for name in ("master.m3u8", "360p/index.m3u8", "360p/seg_00042.ts", "poster.jpg"):
         assert check_signed_access(key, prefix, prefix + name, query) is None
-    assert check_signed_access(
-        key, f"outputs/{public.video_id}/", f"outputs/{public.video_id}/master.m3u8", query
-    )
+    for other in (f"private-outputs/{public.video_id}/", f"outputs/{private.video_id}/"):
+        assert check_signed_access(key, other, f"{other}master.m3u8", query)
     # And a public video's URLs are plain: cacheable and unsigned, for its owner as for anyone
     _, body, _ = call(api_event("GET", f"/me/videos/{public.video_id}", claims=ALICE))
     assert body["playbackUrl"] == f"https://cdn.example/outputs/{public.video_id}/master.m3u8"
@@ -226,29 +226,50 @@ def test_a_processing_video_is_404_to_others_and_shows_its_owner_its_progress(se
     assert body["status"] == VideoStatus.PROCESSING
 
 
-def test_cached_public_copies_are_invalidated_when_a_video_goes_private_or_is_unpublished() -> None:
+def test_a_private_videos_media_leaves_the_public_prefix_and_its_cached_copies_go() -> None:
     from reelay.catalogue.memory import MemoryCatalogue
     from reelay.settings import Settings
     from reelay.videos import VideoService, Viewer
     from tests.fakes import FakeCdn, FakeStore
 
-    cdn = FakeCdn()
-    svc = VideoService(MemoryCatalogue(), FakeStore(), Settings(), cdn)
+    cdn, store = FakeCdn(), FakeStore()
+    svc = VideoService(MemoryCatalogue(), store, Settings(), cdn)
     video, _ = svc.create_upload("alice", "a@x.io", "v", "", "video/mp4", 10)
     other, _ = svc.create_upload("alice", "a@x.io", "w", "", "video/mp4", 10)
-    # Public -> unlisted keeps the same public path: nothing to drop
+    media = ("master.m3u8", "360p/index.m3u8", "360p/a1/seg_00000.ts", "poster.jpg")
+    for v in (video, other):
+        for name in media:
+            store.put_bytes(f"outputs/{v.video_id}/{name}", name.encode(), content_type="x/y")
+
+    def where(video_id: str) -> set[str]:
+        return {k.split("/", 1)[0] for k in store.objects if f"/{video_id}/" in k}
+
+    # Public -> unlisted keeps the same public path: nothing moves, nothing to drop
     svc.set_visibility("alice", video.video_id, VideoVisibility.UNLISTED)
-    assert cdn.invalidated == []
-    # Unlisted -> private: the public path's cached copies go
+    assert where(video.video_id) == {"outputs"} and cdn.invalidated == []
+    # Unlisted -> private: every object moves to the private prefix (bytes and headers kept), and the
+    # public path's cached copies go
     svc.set_visibility("alice", video.video_id, VideoVisibility.PRIVATE)
+    assert where(video.video_id) == {"private-outputs"}
+    assert store.objects[f"private-outputs/{video.video_id}/poster.jpg"] == (b"poster.jpg", "x/y", {})
     assert cdn.invalidated == [[f"/outputs/{video.video_id}/*"]]
-    # Private -> private again, or back to public: nothing more
+    # Private -> private again: nothing more; back to public: the media comes back, nothing to drop
     svc.set_visibility("alice", video.video_id, VideoVisibility.PRIVATE)
-    svc.set_visibility("alice", video.video_id, VideoVisibility.PUBLIC)
     assert len(cdn.invalidated) == 1
-    # A moderator's unpublish drops them too
+    svc.set_visibility("alice", video.video_id, VideoVisibility.PUBLIC)
+    assert where(video.video_id) == {"outputs"} and len(cdn.invalidated) == 1
+    assert svc.catalogue.pending_events() == (0, 0.0)  # every move (and invalidation) was done
+    # A moderator's unpublish moves it off the public prefix too, and republishing brings it back
     svc.unpublish(Viewer("mo", "mo@x.io", moderator=True), other.video_id, "spam")
+    assert where(other.video_id) == {"private-outputs"}
     assert cdn.invalidated[-1] == [f"/outputs/{other.video_id}/*"]
+    svc.unpublish(Viewer("mo", "mo@x.io", moderator=True), other.video_id, "ok", unpublished=False)
+    assert where(other.video_id) == {"outputs"}
+    # Deleting a private video deletes its media under the private prefix, and drops both paths
+    svc.set_visibility("alice", other.video_id, VideoVisibility.PRIVATE)
+    svc.delete("alice", other.video_id)
+    assert where(other.video_id) == set()
+    assert cdn.invalidated[-1] == [f"/outputs/{other.video_id}/*", f"/private-outputs/{other.video_id}/*"]
     # and a plain user cannot moderate, even by calling the service directly
     with pytest.raises(Forbidden, match="only moderators"):
         svc.unpublish(Viewer("bob"), video.video_id, "mine now")

@@ -234,7 +234,10 @@ def test_delete_invalidates_the_videos_outputs_on_the_cdn(output_prefix: str) ->
     # When the owner deletes a video
     svc.delete("alice", video.video_id)
     # Then the CDN is asked to drop everything under that video's outputs, and nothing else
-    assert cdn.invalidated == [[f"/{output_prefix}{video.video_id}/*"]]
+    # (under either prefix: it may have been private, or on its way)
+    assert cdn.invalidated == [
+        [f"/{output_prefix}{video.video_id}/*", f"/private-outputs/{video.video_id}/*"]
+    ]
     # And a refused delete (not the owner) invalidates nothing
     with pytest.raises(Forbidden):
         svc.delete("bob", other.video_id)
@@ -282,5 +285,5 @@ def test_an_invalidation_the_cdn_refused_is_retried_by_the_outbox_sweep() -> Non
     assert sweep.flush().published == 0  # still leased by the failed first try
     now[0] += timedelta(seconds=DEFAULT_LEASE_SECONDS + 1)
     assert sweep.flush().published == 1
-    assert cdn.invalidated == [[f"/outputs/{video.video_id}/*"]]
+    assert cdn.invalidated == [[f"/outputs/{video.video_id}/*", f"/private-outputs/{video.video_id}/*"]]
     assert catalogue.pending_events()[0] == 0
