@@ -71,6 +71,10 @@ AUDIO_AAC = "audiotestsrc is-live=true wave=sine freq=440 ! audioconvert ! avenc
 def rtsp_video(codec: str, fps: int = FPS, keyframe_seconds: int = KEYFRAME_SECONDS,
                bitrate_kbps: int = BITRATE_KBPS) -> str:  # fmt: skip
     if codec == "h264":
+        # Kept on purpose, as real GStreamer-based cameras send it: x264's sliced threads give two
+        # slices a picture, and rtph264pay config-interval=-1 (1.22) repeats SPS/PPS before *each*
+        # slice of a key frame, which a byte-stream parser takes for two access units. The relay must
+        # cope (reelay.relay.pipelines.RTP_DEPAYLOADERS; tests/picture_check.py checks the picture).
         return f"{h264(fps, keyframe_seconds, bitrate_kbps)} ! rtph264pay name=pay0 pt=96 config-interval=-1"
     # H.265 and MJPEG: codecs the relay cannot pass through to KVS, so it must transcode. (MPEG-4
     # part 2 from avenc_mpeg4 was tried: gst-rtsp-server 1.22 sends only the preroll packets of any

@@ -43,6 +43,9 @@ and sends nothing: h264timestamper computes the DTS from the stream itself.
 The sink is whatever ``make_sink`` builds: kvssink in production, a recorder or a fakesink in tests.
 kvssink takes its codec data once per element instance, so every rebuild builds a new sink too.
 Audio is not relayed: the KVS stream carries one H.264 track.
+
+RTSP H.264 and H.265 skip parsebin: ``rtspsrc ─ rtph26Xdepay ─ avc|hvc1/au`` feeds the video branch
+directly (see ``RTP_DEPAYLOADERS`` for why); other RTSP codecs still go through parsebin.
 """
 
 from __future__ import annotations
@@ -67,6 +70,21 @@ log = logging.getLogger(__name__)
 
 VIDEO_MODES = ("auto", "passthrough", "transcode")
 RELAY_CAPS = "video/x-h264,stream-format=avc,alignment=au"
+
+
+# RTSP video that the relay depayloads itself: RTP encoding-name -> (depayloader, what it must put out).
+# Out of band parameter sets (avc/hvc1) and whole access units: a depayloader that puts out byte-stream
+# passes on the SPS/PPS that a sender repeats in band, and rtph264pay config-interval=-1 (GStreamer
+# 1.22, as in many GStreamer-based cameras) repeats them before *every* slice of a key frame. In a
+# multi-slice picture (x264's sliced threads, most hardware encoders) an SPS after a slice starts a
+# new access unit (H.264 7.4.1.2.3), so h264parse (parsebin's, or ours) cut each key frame in two
+# half-pictures: the decoder conceals the missing rows and every frame predicted from them is damaged
+# until the next key frame. Asked for avc/hvc1, the depayloader keeps them in the caps' codec data and
+# h264parse puts them back once, at the start of the key frame's access unit.
+RTP_DEPAYLOADERS = {
+    "H264": ("rtph264depay", "video/x-h264,stream-format=avc,alignment=au"),
+    "H265": ("rtph265depay", "video/x-h265,stream-format=hvc1,alignment=au"),
+}
 
 
 class UnrelayableSource(Exception):
@@ -237,7 +255,7 @@ class RelayPipeline:
             # TCP interleaved: one connection, no UDP ports to open, and a broken link shows as EOF.
             src = _make("rtspsrc", "source", location=self.source.url, protocols=4, latency=200,
                         tcp_timeout=timeout_us, do_retransmission=False)  # fmt: skip
-            self._connect(src, "pad-added", lambda _s, pad: self._link_to(pad, self.parse))
+            self._connect(src, "pad-added", self._on_rtsp_pad)
             self.pipeline.add(src)
         elif protocol == "srt":
             # No auto-reconnect: srtsrc then warns forever and never errors; the supervisor reconnects.
@@ -258,6 +276,31 @@ class RelayPipeline:
             self.pipeline.add(demux)
             src.link(demux)
             self._connect(demux, "pad-added", lambda _d, pad: self._link_to(pad, self.parse))
+
+    def _on_rtsp_pad(self, _src: Gst.Element, pad: Gst.Pad) -> None:
+        """H.264 and H.265 get a depayloader of our own that puts out whole access units with the
+        parameter sets in the caps (avc/hvc1), not parsebin's byte-stream: see ``RTP_DEPAYLOADERS``.
+        Other video (MJPEG, ...) goes through parsebin; audio is not relayed."""
+        caps = pad.get_current_caps() or pad.query_caps(None)
+        rtp = caps.get_structure(0) if caps and caps.get_size() else None
+        media = rtp.get_string("media") if rtp is not None else None
+        if media != "video" or self.video_linked:
+            self._discard(pad)
+            return
+        encoding = (rtp.get_string("encoding-name") or "").upper() if rtp is not None else ""
+        if encoding not in RTP_DEPAYLOADERS:
+            self._link_to(pad, self.parse)
+            return
+        factory, out_caps = RTP_DEPAYLOADERS[encoding]
+        depay = _make(factory)
+        aligned = _make("capsfilter", caps=Gst.Caps.from_string(out_caps))
+        self.pipeline.add(depay)
+        self.pipeline.add(aligned)
+        depay.link(aligned)
+        self._on_parsed_pad(self.parse, aligned.get_static_pad("src"))
+        aligned.sync_state_with_parent()
+        depay.sync_state_with_parent()
+        pad.link(depay.get_static_pad("sink"))
 
     def _link_to(self, pad: Gst.Pad, element: Gst.Element) -> None:
         sink = element.get_static_pad("sink")

@@ -2,11 +2,12 @@
 no hole. While the camera is down, the same encoder is fed a "camera offline" picture.
 
     source pipeline (rebuilt on every drop, as in passthrough):
-        source ─ parsebin ─ decodebin ─ videoconvert ─ videoscale ─ I420 WxH ─ queue ─ appsink ─┐
+        source ─ parsebin* ─ decodebin ─ videoconvert ─ videoscale ─ I420 WxH ─ queue ─ appsink ─┐
                                                                                    frames (no copy)
     encoder pipeline (one per kvssink, kept through source drops):                              │
         appsrc (live) ─ queue ─ x264enc ─ h264parse ─ avc/au ─ queue ─ kvssink  ◀───────────────┘
           ▲ the slate picture, at the camera's frame rate, once no camera frame came for ``after_seconds``
+    (* RTSP H.264/H.265: the relay's own depayloader instead, see ``pipelines.RTP_DEPAYLOADERS``)
 
 Why two pipelines joined by appsink/appsrc, and not an input-selector or a compositor in one pipeline:
 the source side keeps being what it was (its own bus, its own runner, every drop rule and the probe

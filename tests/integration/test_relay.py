@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from tests.camera_fixtures import (
     srt_camera,
     srt_proxy,
 )
+from tests.picture_check import check_picture
 from tests.relay_fixtures import RelayRig, relay_database, relay_rig, wait_until
 
 __all__ = [  # fixtures used by name
@@ -92,6 +94,26 @@ def test_each_source_type_is_relayed_without_reencoding(
     assert stream.lease_owner == f"local-{stream.stream_id}" and stream.reconnects == 0
     # Passthrough: the task built no encoder (it logs the branch it built).
     assert "without re-encoding" in relay_rig.log(stream) and "transcoding" not in relay_rig.log(stream)
+
+
+@pytest.mark.parametrize("video", ["passthrough", "transcode"])
+@pytest.mark.parametrize("camera", ["rtsp_camera", "hls_camera", "srt_camera"])
+def test_the_picture_kvs_stores_is_intact(
+    relay_rig: RelayRig, camera: str, video: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """Every frame of what KVS stored decodes to the camera's pattern. The cameras' H.264 has two
+    slices a picture (x264's sliced threads) and the RTSP one repeats SPS/PPS before each slice of a
+    key frame: relayed through parsebin, each key frame was cut in two and every frame was damaged."""
+    cam: Camera = request.getfixturevalue(camera)
+    stream = relaying(relay_rig, cam.url, video=video)
+    relay_rig.wait_persisted(stream, 4, timeout=40)
+    live = tmp_path / "live.mkv"
+    url = f"{relay_rig.kvs.url}/_reelay/streams/{stream.kvs_stream_name}/live.mkv?last=3"
+    with urllib.request.urlopen(url, timeout=10) as r:
+        live.write_bytes(r.read())
+    picture = check_picture(live, tmp_path)
+    assert picture.damaged == 0, picture
+    assert picture.frames >= 20, picture
 
 
 def test_a_source_that_is_not_h264_is_transcoded(relay_rig: RelayRig, rtsp_h265_camera: RtspCamera) -> None:

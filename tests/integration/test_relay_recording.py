@@ -27,6 +27,7 @@ from reelay.relay.streams import StreamService
 from reelay.settings import Settings
 from reelay.storage.file import FileStore
 from tests.camera_fixtures import rtsp_camera
+from tests.picture_check import check_picture
 from tests.relay_fixtures import OWNER, RelayRig, child_environment, relay_database, wait_until
 
 __all__ = ["relay_database", "rtsp_camera"]  # fixtures used by name
@@ -176,6 +177,22 @@ def test_a_stream_that_only_records_runs_without_kvs(rig: RecordingRig, rtsp_cam
     rig.streams.stop(OWNER, stream.stream_id)
     wait_until(lambda: rig.relays.pid(stream.stream_id) is None, 30, "the task to end")
     assert rig.catalogue.list_recording_sessions(stream.stream_id)[0].state == RecordingState.ENDED
+
+
+def test_the_recorded_source_rendition_is_intact(
+    rig: RecordingRig, rtsp_camera: RtspCamera, tmp_path: Path
+) -> None:
+    """The recording's source segments decode to the camera's pattern, frame after frame (the RTSP
+    camera's key frames come in two slices with SPS/PPS repeated before each: see RTP_DEPAYLOADERS)."""
+    stream = rig.record(rtsp_camera.url, relay=False)
+    keys = sorted(rig.wait_segments(stream, 4))  # one writer, one rendition: in sequence order
+    assert all("/source/" in key for key in keys), keys
+    segments = [rig.store_root / key for key in keys]
+    joined = tmp_path / "recorded.ts"
+    joined.write_bytes(b"".join(p.read_bytes() for p in segments[1:4]))
+    picture = check_picture(joined, tmp_path)
+    assert picture.damaged == 0, picture
+    assert picture.frames >= 20, picture
 
 
 def test_a_source_down_longer_than_the_window_ends_the_session_and_its_return_starts_another(
