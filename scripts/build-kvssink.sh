@@ -51,8 +51,12 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
   echo "build-kvssink: installing Debian packages: ${missing[*]}" >&2
-  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  # Another apt run (a second worktree's bootstrap) may hold apt's locks: wait for it.
+  for try in 1 2 3 4 5 6 7 8 9 10 11 12; do
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900 update -qq && break
+    [ "$try" = 12 ] && exit 1; sleep 10
+  done
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900 install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
 # One build at a time per destination: worktrees and parallel `make` runs share the cache.
