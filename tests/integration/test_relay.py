@@ -44,9 +44,10 @@ __all__ = [  # fixtures used by name
 pytestmark = [pytest.mark.media, pytest.mark.mysql]
 
 
-def relaying(rig: RelayRig, url: str, **kwargs: str) -> Stream:
-    """A started stream whose fragments are persisting at the stand-in."""
-    stream = rig.add(url, **kwargs)
+def relaying(rig: RelayRig, source: str | Stream, **kwargs: str) -> Stream:
+    """A started stream (or a new one from a source URL) whose fragments are persisting at the
+    stand-in."""
+    stream = rig.add(source, **kwargs) if isinstance(source, str) else source
     rig.wait_persisted(stream, 1, timeout=40)
     rig.wait_state(stream, "running", timeout=20)
     # the health the task reports on its lease beat catches up with the stand-in
@@ -79,41 +80,41 @@ def outage_seconds(rig: RelayRig, stream: Stream) -> float:
 
 
 # --- relaying each kind of source -----------------------------------------------------------------
-@pytest.mark.parametrize("camera", ["hls_camera", "rtsp_camera", "srt_camera"])
-def test_each_source_type_is_relayed_without_reencoding(
-    relay_rig: RelayRig, camera: str, request: pytest.FixtureRequest
-) -> None:
-    cam: Camera = request.getfixturevalue(camera)
-    stream = relaying(relay_rig, cam.url)
-    assert stream.input_bitrate_bps and stream.input_bitrate_bps > 0
-    assert stream.last_fragment_number and stream.last_fragment_ack_at is not None
-    # ...and it is a fragment KVS really persisted, by its number
-    persisted = {f.fragmentNumber for f in relay_rig.kvs.persisted(stream.kvs_stream_name)}
-    assert stream.last_fragment_number in persisted
-    assert stream.credentials_expire_at is not None
-    assert stream.lease_owner == f"local-{stream.stream_id}" and stream.reconnects == 0
-    # Passthrough: the task built no encoder (it logs the branch it built).
-    assert "without re-encoding" in relay_rig.log(stream) and "transcoding" not in relay_rig.log(stream)
-
-
-@pytest.mark.parametrize("video", ["passthrough", "transcode"])
 @pytest.mark.parametrize("camera", ["rtsp_camera", "hls_camera", "srt_camera"])
-def test_the_picture_kvs_stores_is_intact(
-    relay_rig: RelayRig, camera: str, video: str, request: pytest.FixtureRequest, tmp_path: Path
+def test_each_source_type_is_relayed_and_the_picture_kvs_stores_is_intact(
+    relay_rig: RelayRig, camera: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
-    """Every frame of what KVS stored decodes to the camera's pattern. The cameras' H.264 has two
-    slices a picture (x264's sliced threads) and the RTSP one repeats SPS/PPS before each slice of a
-    key frame: relayed through parsebin, each key frame was cut in two and every frame was damaged."""
+    """One camera, relayed twice at once: as it comes (auto, which for H.264 is passthrough) and
+    re-encoded. Every frame of what KVS stored decodes to the camera's pattern. The cameras' H.264
+    has two slices a picture (x264's sliced threads) and the RTSP one repeats SPS/PPS before each
+    slice of a key frame: relayed through parsebin, each key frame was cut in two and every frame
+    was damaged."""
     cam: Camera = request.getfixturevalue(camera)
-    stream = relaying(relay_rig, cam.url, video=video)
-    relay_rig.wait_persisted(stream, 4, timeout=40)
-    live = tmp_path / "live.mkv"
-    url = f"{relay_rig.kvs.url}/_reelay/streams/{stream.kvs_stream_name}/live.mkv?last=3"
-    with urllib.request.urlopen(url, timeout=10) as r:
-        live.write_bytes(r.read())
-    picture = check_picture(live, tmp_path)
-    assert picture.damaged == 0, picture
-    assert picture.frames >= 20, picture
+    as_is = relay_rig.add(cam.url)
+    encoded = relay_rig.add(cam.url, video="transcode")
+    as_is, encoded = (relaying(relay_rig, s) for s in (as_is, encoded))
+
+    # The stream's status, as an operator reads it
+    assert as_is.input_bitrate_bps and as_is.input_bitrate_bps > 0
+    assert as_is.last_fragment_number and as_is.last_fragment_ack_at is not None
+    # ...and it is a fragment KVS really persisted, by its number
+    persisted = {f.fragmentNumber for f in relay_rig.kvs.persisted(as_is.kvs_stream_name)}
+    assert as_is.last_fragment_number in persisted
+    assert as_is.credentials_expire_at is not None
+    assert as_is.lease_owner == f"local-{as_is.stream_id}" and as_is.reconnects == 0
+    # Passthrough: the task built no encoder (it logs the branch it built).
+    assert "without re-encoding" in relay_rig.log(as_is) and "transcoding" not in relay_rig.log(as_is)
+    assert "decoding video/x-h264 for the encoder branch" in (relay_rig.log_dir / f"{encoded.stream_id}.log").read_text()
+
+    for stream in (as_is, encoded):
+        relay_rig.wait_persisted(stream, 4, timeout=40)
+        live = tmp_path / f"{stream.stream_id}.mkv"
+        url = f"{relay_rig.kvs.url}/_reelay/streams/{stream.kvs_stream_name}/live.mkv?last=3"
+        with urllib.request.urlopen(url, timeout=10) as r:
+            live.write_bytes(r.read())
+        picture = check_picture(live, tmp_path)
+        assert picture.damaged == 0, (stream.video_mode, picture)
+        assert picture.frames >= 20, (stream.video_mode, picture)
 
 
 def test_a_source_that_is_not_h264_is_transcoded(relay_rig: RelayRig, rtsp_h265_camera: RtspCamera) -> None:
