@@ -127,6 +127,9 @@ METRIC_INPUT_BITRATE = "InputBitrate"
 METRIC_FRAGMENTS_PERSISTED = "FragmentsPersisted"
 METRIC_FRAGMENT_ERRORS = "FragmentErrors"
 METRIC_CREDENTIAL_SECONDS_LEFT = "CredentialSecondsLeft"
+# Transcode mode: 1 while KVS is fed the "camera offline" slate; the slate's fragments KVS persisted.
+METRIC_SLATE_ON = "SlateOn"
+METRIC_SLATE_FRAGMENTS_PERSISTED = "SlateFragmentsPersisted"
 # Metrics the reconciler emits (reelay.relay.reconciler).
 METRIC_STREAMS_DOWN = "StreamsDown"
 METRIC_RELAY_TASKS_STARTED = "RelayTasksStarted"

@@ -224,6 +224,8 @@ class Stream(BaseModel):
     last_fragment_timecode: int | None = None  # ms, the acked Cluster's timecode
     last_fragment_ack_at: datetime | None = None
     credentials_expire_at: datetime | None = None
+    slate_since: datetime | None = None  # KVS is fed the "camera offline" slate since then (None: not)
+    slate_fragments_persisted: int = 0  # fragments of the slate KVS persisted, since the task started
     lease_owner: str | None = None  # the relay task's id (ECS task ARN, or the local child's id)
     lease_expires_at: datetime | None = None
     lease_token: int = 0  # fencing counter: +1 on every successful claim
@@ -246,7 +248,9 @@ class StreamHealth:
     """What a relay task reports about its stream (``StreamCatalogue.report_stream_health``).
 
     Times are naive UTC (or aware, converted). ``outage_cause`` and ``outage_since`` are None while the
-    feed is up; ``reconnects`` counts pipeline rebuilds since the task started.
+    feed is up; ``reconnects`` counts pipeline rebuilds since the task started. ``slate_since`` is when
+    the relay began feeding KVS its "camera offline" slate (transcode mode), None while it does not;
+    ``slate_fragments_persisted`` counts the slate's fragments KVS persisted since the task started.
     """
 
     state: StreamState
@@ -258,6 +262,8 @@ class StreamHealth:
     last_fragment_timecode: int | None = None
     last_fragment_ack_at: datetime | None = None
     credentials_expire_at: datetime | None = None
+    slate_since: datetime | None = None
+    slate_fragments_persisted: int = 0
 
 
 # --- recording sessions -----------------------------------------------------------------------------

@@ -155,6 +155,17 @@ def _state(stream: dict[str, Any]) -> str:
     return text
 
 
+def _slate(stream: dict[str, Any]) -> str | None:
+    """Whether KVS is fed the "camera offline" slate (transcode mode), since when, and its fragments."""
+    fragments = stream.get("slateFragmentsPersisted") or 0
+    counted = f"{fragments} slate fragment{'s' if fragments != 1 else ''} persisted" if fragments else ""
+    if stream.get("slateOn"):
+        since = stream.get("slateSince")
+        on = f"on since {since} ({_ago(since)})" if since else "on"
+        return f"{on}, {counted}" if counted else on
+    return f"off, {counted}" if counted else None
+
+
 def status_view(s: dict[str, Any]) -> RenderableType:
     since = s.get("stateSince")
     expires = s.get("credentialsExpireAt")
@@ -169,6 +180,7 @@ def status_view(s: dict[str, Any]) -> RenderableType:
                 ("state", _state(s)),
                 ("since", f"{since} ({_ago(since)})" if since else None),
                 ("reconnects", s.get("reconnects")),
+                ("slate", _slate(s)),
                 ("input", _bitrate(s.get("inputBitrateBps"))),
                 ("last ack", _ago(s.get("lastFragmentAckedAt"))),
                 ("credentials", f"expire {_ago(expires)}" if expires else None),
@@ -191,7 +203,7 @@ def streams_view(items: list[dict[str, Any]]) -> RenderableType:
             (
                 s.get("streamId"),
                 s.get("name"),
-                _state(s),
+                _state(s) + (", slate on" if s.get("slateOn") else ""),
                 _ago(s.get("stateSince")),
                 s.get("reconnects"),
                 _bitrate(s.get("inputBitrateBps")),
@@ -288,6 +300,9 @@ def status(app: App, stream_id: str) -> None:
     """A stream's health in one line; exit 1 when it wants to run but is not running."""
     stream = call(app, "GET", f"/streams/{stream_id}")
     line = f"{stream.get('name') or stream_id}: {_state(stream)}"
+    if stream.get("slateOn"):
+        started = _ago(stream.get("slateSince"))
+        line += f", KVS gets the slate (started {started})" if started else ", KVS gets the slate"
     if stream.get("state") == "running":
         line += f", {_bitrate(stream.get('inputBitrateBps')) or 'no bitrate yet'}"
         line += f", {stream.get('reconnects') or 0} reconnects"

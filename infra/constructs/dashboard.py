@@ -33,6 +33,8 @@ from infra.constants import (
     METRIC_RECONNECTS,
     METRIC_RELAY_TASKS_STARTED,
     METRIC_RELAY_TASKS_STOPPED,
+    METRIC_SLATE_FRAGMENTS_PERSISTED,
+    METRIC_SLATE_ON,
     METRIC_STREAM_UP,
     METRIC_STREAMS_DOWN,
     METRICS_NAMESPACE,
@@ -182,7 +184,7 @@ class OperationsDashboard(Construct):
         self.api_5xx_alarm.add_alarm_action(action)
 
     def _relay_section(self) -> None:
-        """Live relay: each stream's state, reconnects, outages, bitrate, KVS acks and credentials."""
+        """Live relay: each stream's state, reconnects, outages, bitrate, KVS acks, credentials and slate."""
         streams_up = cloudwatch.MathExpression(
             expression=f"SUM({relay_search(METRIC_STREAM_UP, 'Maximum', _RELAY_PERIOD)})",
             using_metrics={},
@@ -238,6 +240,18 @@ class OperationsDashboard(Construct):
                         (METRIC_RECONCILE_ERRORS, "Launch/stop errors"),
                     )
                 ],
+                width=8,
+            ),
+        )
+        # Transcode mode: which streams feed KVS the "camera offline" slate, and how much of what KVS
+        # stored was the slate. No alarm of its own: the slate is on only while the camera is down, so
+        # the stream is "reconnecting" and StreamsDownAlarm fires after 2 minutes (see Relay._alarms).
+        self.dashboard.add_widgets(
+            cloudwatch.GraphWidget(
+                title="Relay slate to KVS (camera offline)",
+                left=[per_stream(METRIC_SLATE_ON, "Maximum", "Slate on")],
+                right=[per_stream(METRIC_SLATE_FRAGMENTS_PERSISTED, "Sum", "Slate fragments persisted")],
+                left_y_axis=cloudwatch.YAxisProps(min=0, max=1, show_units=False),
                 width=8,
             ),
         )

@@ -282,6 +282,11 @@ class Relay(Construct):
     def _alarms(self, alarm_topic: sns.ITopic) -> None:
         # The reconciler reports every minute, streams or not: silence means it is broken, and then
         # nothing replaces a dead task. Two periods, so one late schedule is not an alarm.
+        # The slate (transcode mode) needs no alarm of its own: it shows only while the camera is quiet,
+        # and a quiet camera is a drop within the stall threshold (2 s; HLS up to 20 s), which makes the
+        # stream "reconnecting" until KVS acknowledges the camera again (acks of the slate never end the
+        # outage). So a stream on the slate for over 2 minutes is a stream down for over 2 minutes, and
+        # this alarm fires; a "slate over 5 minutes" alarm would only ever repeat it 3 minutes later.
         self.streams_down_alarm = cloudwatch.Alarm(
             self,
             "StreamsDownAlarm",

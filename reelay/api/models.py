@@ -545,6 +545,16 @@ class StreamOut(_Wire):
     credentials_expire_at: UtcDateTime | None = Field(
         default=None, description="When the relay task's AWS credentials expire"
     )
+    slate_on: bool = Field(
+        default=False,
+        description='Whether KVS is being fed the "camera offline" slate now (transcode mode, camera down)',
+    )
+    slate_since: UtcDateTime | None = Field(
+        default=None, description="Since when KVS is fed the slate; null while it is not"
+    )
+    slate_fragments_persisted: int = Field(
+        default=0, description="Fragments of the slate KVS persisted since the relay task started"
+    )
     task: RelayTaskOut | None = None
     created_at: UtcDateTime
     updated_at: UtcDateTime
@@ -585,6 +595,9 @@ class StreamOut(_Wire):
             last_fragment_timecode=stream.last_fragment_timecode,
             last_fragment_acked_at=stream.last_fragment_ack_at,
             credentials_expire_at=stream.credentials_expire_at,
+            slate_on=stream.slate_since is not None,
+            slate_since=stream.slate_since,
+            slate_fragments_persisted=stream.slate_fragments_persisted,
             task=task,
             created_at=stream.created_at,
             updated_at=stream.updated_at,

@@ -320,9 +320,9 @@ def check_health(health: StreamHealth) -> StreamHealth:
         state = StreamState(health.state)
     except ValueError:
         raise InvalidInput(f"state must be one of {', '.join(s.value for s in StreamState)}") from None
-    for name in ("reconnects", "input_bitrate_bps", "last_fragment_timecode"):
+    for name in ("reconnects", "slate_fragments_persisted", "input_bitrate_bps", "last_fragment_timecode"):
         value = getattr(health, name)
-        if name != "reconnects" and value is None:
+        if name in ("input_bitrate_bps", "last_fragment_timecode") and value is None:
             continue
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**63:
             raise InvalidInput(f"{name} must be a non-negative integer")
@@ -343,6 +343,7 @@ def check_health(health: StreamHealth) -> StreamHealth:
         outage_since=_db_time_or_none("outage_since", health.outage_since),
         last_fragment_ack_at=_db_time_or_none("last_fragment_ack_at", health.last_fragment_ack_at),
         credentials_expire_at=_db_time_or_none("credentials_expire_at", health.credentials_expire_at),
+        slate_since=_db_time_or_none("slate_since", health.slate_since),
     )
 
 
@@ -365,6 +366,8 @@ def _health_of(stream: Stream) -> StreamHealth:
         last_fragment_timecode=stream.last_fragment_timecode,
         last_fragment_ack_at=stream.last_fragment_ack_at,
         credentials_expire_at=stream.credentials_expire_at,
+        slate_since=stream.slate_since,
+        slate_fragments_persisted=stream.slate_fragments_persisted,
     )
 
 

@@ -584,6 +584,7 @@ class MemoryCatalogue(MemoryRecordings):
                 outage_cause=None,
                 outage_since=None,
                 input_bitrate_bps=None,
+                slate_since=None,
                 lease_owner=None,
                 lease_expires_at=None,
                 task_started_at=None,
@@ -614,6 +615,8 @@ class MemoryCatalogue(MemoryRecordings):
                 ),
                 last_fragment_ack_at=h.last_fragment_ack_at or stream.last_fragment_ack_at,
                 credentials_expire_at=h.credentials_expire_at,
+                slate_since=h.slate_since,
+                slate_fragments_persisted=h.slate_fragments_persisted,
                 heartbeat_at=now,
             )
             return True
@@ -708,6 +711,7 @@ _STREAM_TIMES = (
     "outage_since",
     "last_fragment_ack_at",
     "credentials_expire_at",
+    "slate_since",
     "lease_expires_at",
     "task_started_at",
     "heartbeat_at",

@@ -647,8 +647,9 @@ class MySQLCatalogue(MySQLRecordings):
         args = (stream_id, task_id, check_token(token))
         sql = (
             f"UPDATE streams SET stateSince = IF(state = 'stopped', stateSince, {_NOW}), state = 'stopped',"
-            " outageCause = NULL, outageSince = NULL, inputBitrateBps = NULL, leaseOwner = NULL,"
-            f" leaseExpiresAt = NULL, taskStartedAt = NULL, updatedAt = {_NOW} WHERE {_LEASED}"
+            " outageCause = NULL, outageSince = NULL, inputBitrateBps = NULL, slateSince = NULL,"
+            " leaseOwner = NULL, leaseExpiresAt = NULL, taskStartedAt = NULL,"
+            f" updatedAt = {_NOW} WHERE {_LEASED}"
         )
 
         def work(conn: Connection) -> bool:
@@ -666,6 +667,7 @@ class MySQLCatalogue(MySQLRecordings):
             " lastFragmentNumber = COALESCE(%s, lastFragmentNumber),"
             " lastFragmentTimecode = COALESCE(%s, lastFragmentTimecode),"
             " lastFragmentAckAt = COALESCE(%s, lastFragmentAckAt), credentialsExpireAt = %s,"
+            " slateSince = %s, slateFragmentsPersisted = %s,"
             f" heartbeatAt = {_NOW}, updatedAt = {_NOW}"
             " WHERE streamId = %s AND leaseToken = %s AND leaseOwner IS NOT NULL"
         )
@@ -680,6 +682,8 @@ class MySQLCatalogue(MySQLRecordings):
             h.last_fragment_timecode,
             h.last_fragment_ack_at,
             h.credentials_expire_at,
+            h.slate_since,
+            h.slate_fragments_persisted,
             stream_id,
             check_token(token),
         )
@@ -739,8 +743,9 @@ _STREAM_COLUMNS = (
     " recordEnabled, recordObjectStoreUrl, recordStoreSecret, webhookUrl, retentionDays,"
     " reconnectWindowSeconds, recordRenditions, desiredState, state, stateSince, outageCause, outageSince,"
     " reconnects, inputBitrateBps,"
-    " lastFragmentNumber, lastFragmentTimecode, lastFragmentAckAt, credentialsExpireAt, leaseOwner,"
-    " leaseExpiresAt, leaseToken, taskStartedAt, heartbeatAt, createdAt, updatedAt, deletedAt"
+    " lastFragmentNumber, lastFragmentTimecode, lastFragmentAckAt, credentialsExpireAt,"
+    " slateSince, slateFragmentsPersisted, leaseOwner, leaseExpiresAt, leaseToken, taskStartedAt,"
+    " heartbeatAt, createdAt, updatedAt, deletedAt"
 )
 _STREAM_SELECT = f"SELECT {_STREAM_COLUMNS} FROM streams"
 _STREAM_LIVE = "SELECT 1 FROM streams WHERE streamId = %s AND deletedAt IS NULL"
@@ -801,6 +806,8 @@ def _stream_row(stream: Stream) -> dict[str, Any]:
         "lastFragmentTimecode": stream.last_fragment_timecode,
         "lastFragmentAckAt": at(stream.last_fragment_ack_at),
         "credentialsExpireAt": at(stream.credentials_expire_at),
+        "slateSince": at(stream.slate_since),
+        "slateFragmentsPersisted": stream.slate_fragments_persisted,
         "leaseOwner": stream.lease_owner,
         "leaseExpiresAt": at(stream.lease_expires_at),
         "leaseToken": stream.lease_token,
@@ -837,6 +844,8 @@ def _to_stream(row: dict[str, Any]) -> Stream:
         last_fragment_timecode=row["lastFragmentTimecode"],
         last_fragment_ack_at=at(row["lastFragmentAckAt"]),
         credentials_expire_at=at(row["credentialsExpireAt"]),
+        slate_since=at(row["slateSince"]),
+        slate_fragments_persisted=row["slateFragmentsPersisted"],
         lease_owner=row["leaseOwner"],
         lease_expires_at=at(row["leaseExpiresAt"]),
         lease_token=row["leaseToken"],

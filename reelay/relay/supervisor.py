@@ -100,8 +100,13 @@ class RelayHealth:
     pipelines_built: int = 0
     recent_outages: tuple[Outage, ...] = field(default_factory=tuple)
     outage_seconds_closed: float = 0.0  # all outages of this task that have ended
-    slate: bool = False  # KVS is being fed the slate now (transcode mode, source down)
+    slate_since: float | None = None  # wall clock: KVS is fed the slate since then (None: it is not)
     slate_fragments_persisted: int = 0  # of fragments_persisted, those that were the slate
+
+    @property
+    def slate(self) -> bool:
+        """KVS is being fed the slate now (transcode mode, the camera quiet or down)."""
+        return self.slate_since is not None
 
 
 # Sinks are built with the supervisor's two callbacks; both may run on any thread.
@@ -369,9 +374,9 @@ class Supervisor:
     def _on_switch(self, slate: bool) -> None:
         """The branch started or ended the slate (any thread): no camera input while it shows."""
         if slate:
-            self._set(slate=True, input_bitrate_bps=0, media_flowing=False)
+            self._set(slate_since=self._wall(), input_bitrate_bps=0, media_flowing=False)
         else:
-            self._set(slate=False)
+            self._set(slate_since=None)
 
     def _drop_branch(self, bgen: int, drop: Drop) -> None:
         """The encoder pipeline failed (KVS's side): rebuild everything, as without the slate."""
@@ -402,7 +407,7 @@ class Supervisor:
             runner.stop(drain=drain, eos_seconds=self.policy.stop_seconds)
         if branch is not None:
             branch.release()
-        self._set(slate=False)
+        self._set(slate_since=None)
 
     def _relayout(self) -> None:
         """The first pipeline found a source that is not H.264 in auto mode: rebuild at once in the slate

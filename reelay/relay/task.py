@@ -292,6 +292,8 @@ class RelayTask:
             last_fragment_timecode=h.last_ack_timecode_ms,
             last_fragment_ack_at=_utc(h.last_ack_at),
             credentials_expire_at=self.credentials.expires_at if self.credentials else None,
+            slate_since=_utc(h.slate_since),
+            slate_fragments_persisted=h.slate_fragments_persisted,
         )
 
     # --- metrics ------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -249,35 +250,84 @@ def test_the_streams_list_at_phone_width_and_its_polling(phone: Page, live_web: 
     assert width <= PHONE["width"], width
 
 
+def stubbed_stream(n: int, state: str, **overrides: Any) -> dict[str, Any]:
+    """A stream as the API answers it, for pages whose answers a test stubs."""
+    return {
+        "streamId": f"s{n:02d}",
+        "name": f"Camera {n:02d}",
+        "sourceUrl": f"rtsp://cam{n}.example/live",
+        "sourceProtocol": "rtsp",
+        "sourceSecrets": [],
+        "kvsStreamName": f"reelay-s{n:02d}",
+        "video": "auto",
+        "desiredState": "stopped" if state in ("stopped", "stopping") else "running",
+        "state": state,
+        "stateSince": "2026-01-02T03:04:05.000Z",
+        "outageCause": "the camera stopped answering (RTSP timeout)" if state == "reconnecting" else None,
+        "outageSince": "2026-01-02T03:04:05.000Z" if state == "reconnecting" else None,
+        "reconnects": n,
+        "inputBitrateBps": 1_250_000 if state == "running" else None,
+        "lastFragmentNumber": None,
+        "lastFragmentTimecode": None,
+        "lastFragmentAckedAt": None,
+        "credentialsExpireAt": None,
+        "slateOn": False,
+        "slateSince": None,
+        "slateFragmentsPersisted": 0,
+        "task": None,
+        "createdAt": "2026-01-02T03:04:05.000Z",
+        "updatedAt": "2026-01-02T03:04:05.000Z",
+    } | overrides
+
+
+def test_the_stream_page_and_the_list_show_the_slate_on_since_when_then_off(
+    page: Page, live_web: PlatformProcess
+) -> None:
+    # Given a transcoded camera that is down, KVS fed the slate for a minute (the answers are stubbed:
+    # the real slate, through the real relay, is tests/integration/test_relay_slate.py)
+    since = (datetime.now(UTC) - timedelta(seconds=70)).isoformat(timespec="milliseconds")
+    since = since.replace("+00:00", "Z")
+    slate = {"video": "transcode", "slateOn": True, "slateSince": since, "slateFragmentsPersisted": 35}
+    answers = {"s01": stubbed_stream(1, "reconnecting", **slate), "s02": stubbed_stream(2, "running")}
+    page.route(
+        re.compile(r".*/streams/s0[12]$"), lambda route: route.fulfill(json=answers[route.request.url[-3:]])
+    )
+    page.route(
+        re.compile(r".*/streams\?limit=.*"),
+        lambda route: route.fulfill(json={"items": list(answers.values()), "nextCursor": None}),
+    )
+    email = new_email()
+    Api(live_web).sign_up(email)
+    log_in(page, live_web, email)
+
+    # When the list opens, Then the slate is tagged on that stream's state, and on no other
+    page.goto(live_web.url + "/live")
+    expect(page.get_by_role("row", name="Camera 01").get_by_test_id("slate")).to_have_text("▨slate")
+    expect(page.get_by_role("row", name="Camera 02").get_by_test_id("slate")).to_have_count(0)
+
+    # When its page opens, Then the health says the slate is on, since when, and its fragments
+    page.get_by_role("link", name="Camera 01").click()
+    expect(page.get_by_role("status").get_by_test_id("slate")).to_be_visible()
+    shown = fact(page, "Slate to KVS")
+    expect(shown).to_contain_text(re.compile(r"^“camera offline” since 1 min ago "))
+    expect(shown.locator("time")).to_have_attribute("datetime", since)
+    expect(shown).to_contain_text("35 slate fragments persisted")
+
+    # When the camera is back (the page polls), Then the slate is off and its fragments still counted
+    answers["s01"] = stubbed_stream(1, "running", **(slate | {"slateOn": False, "slateSince": None}))
+    expect(shown).to_have_text("off · 35 slate fragments persisted", timeout=10_000)
+    expect(page.get_by_test_id("slate")).to_have_count(0)
+    # And a stream that never had the slate says off, and nothing more
+    page.goto(live_web.url + "/live/s02")
+    expect(fact(page, "Slate to KVS")).to_have_text("off")
+
+
 def test_the_list_pages_through_streams_and_names_every_state(page: Page, live_web: PlatformProcess) -> None:
     # Given 25 streams in every state (the list answers are stubbed: paging and badges are the page's)
     states = ["running", "starting", "reconnecting", "stopping", "stopped", "failed"]
 
     def stream(n: int) -> dict[str, Any]:
-        state = states[n % len(states)]
-        return {
-            "streamId": f"s{n:02d}",
-            "name": f"Camera {n:02d}",
-            "sourceUrl": f"rtsp://cam{n}.example/live",
-            "sourceProtocol": "rtsp",
-            "sourceSecrets": [],
-            "kvsStreamName": f"reelay-s{n:02d}",
-            "video": "auto",
-            "desiredState": "stopped" if state in ("stopped", "stopping") else "running",
-            "state": state,
-            "stateSince": "2026-01-02T03:04:05.000Z",
-            "outageCause": "the camera stopped answering (RTSP timeout)" if state == "reconnecting" else None,
-            "outageSince": "2026-01-02T03:04:05.000Z" if state == "reconnecting" else None,
-            "reconnects": n,
-            "inputBitrateBps": 1_250_000 if state == "running" else None,
-            "lastFragmentNumber": None,
-            "lastFragmentTimecode": None,
-            "lastFragmentAckedAt": None,
-            "credentialsExpireAt": None,
-            "task": None,
-            "createdAt": "2026-01-02T03:04:05.000Z",
-            "updatedAt": "2026-01-02T03:04:05.000Z",
-        }
+        return stubbed_stream(n, states[n % len(states)])
 
     asked: list[str] = []
 

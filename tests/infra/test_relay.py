@@ -338,6 +338,9 @@ def test_streams_down_alarm_fires_after_two_minutes_down_or_a_silent_reconciler(
     # And a reconciler that stops reporting is an alarm too
     assert alarm["TreatMissingData"] == "breaching"
     assert "Alarms" in json.dumps(alarm["AlarmActions"])
+    # And the slate has no alarm of its own: a stream on the slate is "reconnecting" (the camera is down;
+    # test_relay_slate asserts it), so this alarm already fires once the slate has lasted 2 minutes
+    assert not [a for a in _alarms(template).values() if "Slate" in json.dumps(a)]
 
 
 @pytest.mark.parametrize(
@@ -408,6 +411,14 @@ def test_dashboard_has_a_relay_section(synthesized, stacks):
     ]
     assert expressions("KVS credential seconds left") == [search("CredentialSecondsLeft", "Minimum")]
     assert graphs["KVS credential seconds left"]["annotations"]["horizontal"][0]["value"] == 300
+    # And in transcode mode, which streams feed KVS the slate (0/1) and how many fragments were the slate
+    assert expressions("Relay slate to KVS (camera offline)") == [
+        search("SlateOn", "Maximum"),
+        search("SlateFragmentsPersisted", "Sum"),
+    ]
+    slate = graphs["Relay slate to KVS (camera offline)"]
+    assert [m[0].get("yAxis", "left") == "left" for m in slate["metrics"]] == [True, False]
+    assert slate["yAxis"]["left"]["min"] == 0 and slate["yAxis"]["left"]["max"] == 1
     # And the reconciler's launches, stops and errors
     assert [m[1] for m in plain("Relay reconciler")] == [
         "RelayTasksStarted",

@@ -913,7 +913,7 @@ def test_migrations_apply_once_in_order(fresh_url: str) -> None:
     second = migrate(provider)
     provider.close()
     # Then the first run applies every migration in order and the second applies nothing
-    assert first == ["0001", "0002", "0003", "0004", "0005", "0006", "0007", "0009", "0010", "0011"]
+    assert first == ["0001", "0002", "0003", "0004", "0005", "0006", "0007", "0009", "0010", "0011", "0012"]
     assert second == []
     with _root(fresh_url).cursor() as cur:
         cur.execute("SELECT version, name, appliedAt FROM schema_migrations ORDER BY version")
@@ -929,6 +929,7 @@ def test_migrations_apply_once_in_order(fresh_url: str) -> None:
         ("0009", "visibility_moderation"),
         ("0010", "upload_quota"),
         ("0011", "media_moves"),
+        ("0012", "stream_slate"),
     ]
     assert all(isinstance(at, datetime) for _, _, at in rows)
 
@@ -968,6 +969,7 @@ def test_concurrent_migrations_do_not_race(fresh_url: str) -> None:
         "0009",
         "0010",
         "0011",
+        "0012",
     ]
 
 
@@ -1054,6 +1056,9 @@ def test_schema_keeps_the_seed_columns_and_adds_the_product_tables(migrated_url:
         "recordStoreSecret",
         "reconnectWindowSeconds",
         "recordRenditions",
+        # 0012: since when the relay feeds KVS the slate, and the slate's fragments persisted
+        "slateSince",
+        "slateFragmentsPersisted",
     }
     assert columns["recording_sessions"] == {
         "sessionId",
@@ -1152,11 +1157,14 @@ def test_migrate_handler_create_update_delete(handler_db: str) -> None:
     created = lambda_handler(_event("Create"), FakeContext())
     assert created == {
         "PhysicalResourceId": PHYSICAL_ID,
-        "Data": {"applied": "0001,0002,0003,0004,0005,0006,0007,0009,0010,0011", "schemaVersion": "0011"},
+        "Data": {
+            "applied": "0001,0002,0003,0004,0005,0006,0007,0009,0010,0011,0012",
+            "schemaVersion": "0012",
+        },
     }
     # When the stack is updated, Then nothing is pending and the physical id stays the same
     updated = lambda_handler(_event("Update", PhysicalResourceId=PHYSICAL_ID), FakeContext())
-    assert updated == {"PhysicalResourceId": PHYSICAL_ID, "Data": {"applied": "", "schemaVersion": "0011"}}
+    assert updated == {"PhysicalResourceId": PHYSICAL_ID, "Data": {"applied": "", "schemaVersion": "0012"}}
     # When the stack is deleted, Then the data stays
     conn = _root(handler_db)
     with conn.cursor() as cur:
@@ -1167,7 +1175,7 @@ def test_migrate_handler_create_update_delete(handler_db: str) -> None:
         cur.execute("SELECT COUNT(*) FROM videos")
         assert cur.fetchone() == (0,)
         cur.execute("SELECT COUNT(*) FROM schema_migrations")
-        assert cur.fetchone() == (11,)  # ten migrations and the marker
+        assert cur.fetchone() == (12,)  # eleven migrations and the marker
     conn.close()
 
 

@@ -387,6 +387,26 @@ def test_streams_lifecycle_for_an_operator(cli: Cli, api: FakeApi) -> None:
     assert (code, out.strip()) == (0, "Lobby: running, 2.50 Mbit/s, 2 reconnects")
     code, out, _ = cli("streams", "show", sid)
     assert "source:     rtsp://cam/lobby" in out and "input:      2.50 Mbit/s" in out
+    assert "slate" not in out  # never shown: no slate line
+    # The camera is down and KVS is fed the slate: show, status and list say so, with since when
+    api.streams[sid].update(
+        state="reconnecting",
+        outageCause="source stalled",
+        slateOn=True,
+        slateSince="2026-12-01T10:05:00Z",
+        slateFragmentsPersisted=3,
+    )
+    code, out, _ = cli("streams", "show", sid)
+    assert "slate:      on since 2026-12-01T10:05:00Z (" in out and ", 3 slate fragments persisted" in out
+    code, out, _ = cli("streams", "status", sid)
+    assert code == 1 and out.startswith(
+        "Lobby: reconnecting (wants running): source stalled, KVS gets the slate (started "
+    )
+    assert "slate on" in cli("streams", "list")[1]
+    # Back to the camera: the slate is off, its fragments still counted
+    api.streams[sid].update(state="running", outageCause=None, slateOn=False, slateSince=None)
+    code, out, _ = cli("streams", "show", sid)
+    assert "slate:      off, 3 slate fragments persisted" in out
 
     code, out, _ = cli("--json", "streams", "watch", sid, "--interval", "0.1", "--count", "3")
     lines = out.splitlines()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import time
+from datetime import UTC
 
 import pytest
 
@@ -25,6 +26,11 @@ KEYFRAME_SECONDS = 2.0  # the relay's encoder: a fragment at least every 2 s
 
 def metric_sum(rig: RelayRig, stream: Stream, name: str) -> float:
     return sum(sum(doc.get(name, [0.0])) for doc in rig.metrics(stream))
+
+
+def slate_fragments(rig: RelayRig, stream: Stream) -> int:
+    """The slate's fragments KVS persisted, as the task last reported them to the catalogue."""
+    return rig.stream(stream.stream_id).slate_fragments_persisted
 
 
 def full_log(rig: RelayRig, stream: Stream) -> str:
@@ -53,6 +59,12 @@ def test_a_camera_killed_in_transcode_mode_gets_a_slate_and_the_timeline_has_no_
     # ...while fragments kept arriving at the stand-in: the slate, from the same encoder
     during = [f for f in relay_rig.kvs.persisted(stream.kvs_stream_name) if f.serverTimestamp > killed_at + 2]
     assert len(during) >= 2, during
+    # ...and the catalogue shows the slate on, since it started (after the camera's last frame), and
+    # counts its fragments (the task reports on its lease beat)
+    assert still.slate_since is not None, "the slate is not in the catalogue"
+    slate_since = still.slate_since.replace(tzinfo=UTC).timestamp()
+    assert killed_at - 2 < slate_since < killed_at + 8, (killed_at, slate_since)
+    wait_until(lambda: slate_fragments(relay_rig, stream) >= 2, 10, "slate fragments counted")
 
     # When the camera comes back
     rtsp_camera.start()
@@ -61,6 +73,11 @@ def test_a_camera_killed_in_transcode_mode_gets_a_slate_and_the_timeline_has_no_
     assert up.outage_cause is None
     wait_until(lambda: "back to the camera" in full_log(relay_rig, stream), 15, "the switch back")
     relay_rig.wait_persisted(stream, relay_rig.persisted(stream) + 1, timeout=30)
+    # And the catalogue shows the slate off again, its fragments still counted
+    after = wait_until(
+        lambda: (now := relay_rig.stream(stream.stream_id)).slate_since is None and now, 10, "the slate off"
+    )
+    assert after.slate_fragments_persisted >= 2
 
     # Then the fragment timeline has no hole across the whole outage: one fragment at least every key
     # frame interval (plus a little: a stamp is when a frame reached the encoder)
@@ -78,6 +95,14 @@ def test_a_camera_killed_in_transcode_mode_gets_a_slate_and_the_timeline_has_no_
     wait_until(lambda: metric_sum(relay_rig, stream, "SlateFragmentsPersisted") >= 2, 10, "slate fragments")
     slate = metric_sum(relay_rig, stream, "SlateFragmentsPersisted")
     assert slate < metric_sum(relay_rig, stream, "FragmentsPersisted")
+    # ...the same count as the catalogue's, once both have caught up (no slate since the camera came back)
+    wait_until(
+        lambda: (
+            metric_sum(relay_rig, stream, "SlateFragmentsPersisted") == slate_fragments(relay_rig, stream)
+        ),
+        10,
+        "the metric and the catalogue to agree on the slate's fragments",
+    )
 
 
 def test_sigterm_during_the_slate_drains_and_exits_0(

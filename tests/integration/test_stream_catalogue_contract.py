@@ -331,6 +331,62 @@ def test_health_reports_are_stored_and_the_last_ack_survives_a_report_without_on
             cat.report_stream_health(stream.stream_id, token, bad)
 
 
+def test_the_slate_is_reported_with_its_since_and_fragments_and_ends_with_the_task(cat: Any) -> None:
+    # Given a stream whose relay task runs in transcode mode
+    stream = running(cat, video_mode=VideoMode.TRANSCODE)
+    assert (stream.slate_since, stream.slate_fragments_persisted) == (None, 0)
+    token = cat.claim_stream_lease(stream.stream_id, "task-a", 30)
+    since = T0 + timedelta(microseconds=456_789)
+    # When it reports that KVS is fed the slate, the camera being down
+    assert cat.report_stream_health(
+        stream.stream_id,
+        token,
+        StreamHealth(
+            state=StreamState.RECONNECTING,
+            outage_cause="source stalled",
+            outage_since=since,
+            reconnects=1,
+            slate_since=since,
+            slate_fragments_persisted=2**40,
+        ),
+    )
+    # Then the catalogue shows the slate on since then (to the millisecond), and its fragments
+    on = cat.get_stream(stream.stream_id)
+    assert (on.slate_since, on.slate_fragments_persisted) == (T0 + timedelta(milliseconds=456), 2**40)
+    # When the camera is back: the slate is off, its count stays as reported
+    assert cat.report_stream_health(
+        stream.stream_id,
+        token,
+        StreamHealth(state=StreamState.RUNNING, reconnects=1, slate_fragments_persisted=2**40 + 1),
+    )
+    off = cat.get_stream(stream.stream_id)
+    assert (off.slate_since, off.slate_fragments_persisted) == (None, 2**40 + 1)
+    # And a task that goes away with the slate on leaves no slate showing on the stopped stream
+    assert cat.report_stream_health(
+        stream.stream_id, token, StreamHealth(state=StreamState.RECONNECTING, slate_since=T0)
+    )
+    assert cat.set_desired_state(stream.stream_id, DesiredState.STOPPED)
+    assert cat.release_stream_lease(stream.stream_id, "task-a", token)
+    assert cat.get_stream(stream.stream_id).slate_since is None
+    # And a bad slate report is refused with a clear error
+    token = _restart(cat, stream, "task-b")
+    bad_reports: list[tuple[dict[str, Any], str]] = [
+        ({"slate_fragments_persisted": -1}, "slate_fragments_persisted"),
+        ({"slate_fragments_persisted": True}, "slate_fragments_persisted"),
+        ({"slate_since": "now"}, "slate_since"),
+    ]
+    for bad, field in bad_reports:
+        with pytest.raises(InvalidInput, match=field):
+            cat.report_stream_health(stream.stream_id, token, StreamHealth(state=StreamState.RUNNING, **bad))
+
+
+def _restart(cat: Any, stream: Stream, task_id: str) -> int:
+    assert cat.set_desired_state(stream.stream_id, DesiredState.RUNNING)
+    token = cat.claim_stream_lease(stream.stream_id, task_id, 30)
+    assert token is not None
+    return int(token)
+
+
 def test_stopping_makes_renew_fail_and_release_clears_the_task(cat: Any) -> None:
     stream = running(cat)
     token = cat.claim_stream_lease(stream.stream_id, "task-a", 30)

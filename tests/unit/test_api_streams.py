@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -133,6 +134,43 @@ def test_get_shows_what_the_relay_task_reports(services: Services) -> None:  # n
         assert out[key].endswith("Z"), key
     assert out["task"]["taskId"] == "arn:aws:ecs:eu-west-1:1:task/relay/abc"
     assert set(out["task"]) == {"taskId", "startedAt", "heartbeatAt", "leaseExpiresAt"}
+
+
+def test_get_and_the_list_show_whether_the_slate_is_on_and_since_when(services: Services) -> None:  # noqa: F811
+    # Given a started stream whose relay task has never reported the slate
+    stream_id = create(video="transcode")["streamId"]
+    assert send("POST", f"/streams/{stream_id}/start")[0] == 202
+    fresh = send("GET", f"/streams/{stream_id}")[1]
+    assert (fresh["slateOn"], fresh["slateSince"], fresh["slateFragmentsPersisted"]) == (False, None, 0)
+    cat: Any = services.catalogue
+    token = cat.claim_stream_lease(stream_id, "task-1", 30)
+    since = utcnow() - timedelta(seconds=42)
+
+    # When the task reports that KVS is being fed the slate (the camera is down)
+    down = StreamHealth(
+        state=StreamState.RECONNECTING,
+        outage_cause="source stalled",
+        outage_since=since,
+        reconnects=1,
+        slate_since=since,
+        slate_fragments_persisted=5,
+    )
+    cat.report_stream_health(stream_id, token, down)
+
+    # Then the stream and the list show the slate on, since when, and its fragments
+    out = send("GET", f"/streams/{stream_id}")[1]
+    assert (out["slateOn"], out["slateFragmentsPersisted"]) == (True, 5)
+    assert out["slateSince"].endswith("Z")
+    shown = datetime.fromisoformat(out["slateSince"].replace("Z", "+00:00")).replace(tzinfo=None)
+    assert abs(shown - since) < timedelta(milliseconds=1)
+    assert send("GET", "/streams")[1]["items"] == [out]
+
+    # When the camera is back: the slate is off, and the count of its fragments stays
+    cat.report_stream_health(
+        stream_id, token, StreamHealth(state=StreamState.RUNNING, reconnects=1, slate_fragments_persisted=6)
+    )
+    up = send("GET", f"/streams/{stream_id}")[1]
+    assert (up["slateOn"], up["slateSince"], up["slateFragmentsPersisted"]) == (False, None, 6)
 
 
 def test_start_and_stop_answer_202_and_are_idempotent(services: Services) -> None:  # noqa: F811
@@ -303,7 +341,10 @@ def test_the_openapi_document_covers_the_streams_routes(services: Services) -> N
     assert "sourceSecret" not in schemas["StreamOut"]["properties"]
     shown = set(schemas["StreamOut"]["properties"])
     assert {"desiredState", "state", "stateSince", "outageCause", "reconnects", "inputBitrateBps",
-            "lastFragmentNumber", "credentialsExpireAt", "task"} <= shown  # fmt: skip
+            "lastFragmentNumber", "credentialsExpireAt", "slateOn", "slateSince", "slateFragmentsPersisted",
+            "task"} <= shown  # fmt: skip
+    slate = schemas["StreamOut"]["properties"]["slateSince"]
+    assert "slate" in slate["description"] and "null" in slate["description"]
 
 
 def test_a_deployment_without_keys_answers_503_and_stores_nothing(services: Services) -> None:  # noqa: F811

@@ -92,6 +92,11 @@ export interface Stream {
   lastFragmentTimecode: number | null;
   lastFragmentAckedAt: string | null;
   credentialsExpireAt: string | null;
+  // The "camera offline" slate fed to KVS while the camera is down (transcode mode): on since when, and
+  // how many of its fragments KVS persisted since the relay task started.
+  slateOn?: boolean;
+  slateSince?: string | null;
+  slateFragmentsPersisted?: number;
   task: RelayTask | null;
   createdAt: string;
   updatedAt: string;

@@ -31,6 +31,20 @@ export function StreamBadge({ stream, pending }: { stream: Stream; pending?: "st
   );
 }
 
+/** Whether KVS is fed the "camera offline" slate (transcode mode, the camera down): a word and a shape,
+ * like the state badge, so it never relies on colour alone. Nothing while the slate is off. */
+export function SlateTag({ stream }: { stream: Stream }) {
+  if (!stream.slateOn) return null;
+  return (
+    <span className="badge slate-badge" data-testid="slate" title="KVS gets the “camera offline” slate">
+      <span aria-hidden="true" className="shape">
+        ▨
+      </span>
+      slate
+    </span>
+  );
+}
+
 /** A time as "12 s ago", with the exact time on hover and for machines. */
 export function Ago({ iso, empty = "—" }: { iso: string | null | undefined; empty?: string }) {
   if (!iso) return <span className="muted">{empty}</span>;

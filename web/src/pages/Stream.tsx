@@ -10,7 +10,7 @@ import {
   recordForm,
   type RecordErrors,
 } from "../components/RecordingBits";
-import { Ago, Fact, OperatorsOnlyPage, StreamBadge } from "../components/StreamBits";
+import { Ago, Fact, OperatorsOnlyPage, SlateTag, StreamBadge } from "../components/StreamBits";
 import { formatBitrate, formatDateTime } from "../format";
 import { useInterval, useLoad, usePageVisible, useTitle } from "../hooks";
 import type { Stream } from "../types";
@@ -96,7 +96,7 @@ export function StreamPage() {
           <p className="muted stream-sub">
             {/* A live region: a screen reader hears the state change (the badge changes only then). */}
             <span role="status">
-              <StreamBadge stream={s} pending={shown} />
+              <StreamBadge stream={s} pending={shown} /> <SlateTag stream={s} />
             </span>
             <span>
               since <Ago iso={s.stateSince} />
@@ -137,6 +137,21 @@ export function StreamPage() {
                 </>
               ) : (
                 <span className="muted">none</span>
+              )}
+            </Fact>
+            <Fact term="Slate to KVS">
+              {s.slateOn ? (
+                <>
+                  “camera offline” since <Ago iso={s.slateSince} /> <Exact iso={s.slateSince} />
+                </>
+              ) : (
+                <span className="muted">off</span>
+              )}
+              {(s.slateFragmentsPersisted ?? 0) > 0 && (
+                <span className="muted">
+                  {" "}
+                  · {s.slateFragmentsPersisted} slate fragment{s.slateFragmentsPersisted === 1 ? "" : "s"} persisted
+                </span>
               )}
             </Fact>
             <Fact term="Reconnects">{s.reconnects}</Fact>

@@ -1,7 +1,7 @@
 import { Link } from "react-router";
 import { api } from "../api";
 import { Alert } from "../components/Alert";
-import { Ago, OperatorsOnlyPage, StreamBadge } from "../components/StreamBits";
+import { Ago, OperatorsOnlyPage, SlateTag, StreamBadge } from "../components/StreamBits";
 import { formatBitrate } from "../format";
 import { useCursorPages, useInterval, useLoad, usePageVisible, useTitle } from "../hooks";
 
@@ -68,7 +68,7 @@ export function StreamsPage() {
                   <code>{s.sourceUrl}</code>
                 </td>
                 <td data-label="State">
-                  <StreamBadge stream={s} />
+                  <StreamBadge stream={s} /> <SlateTag stream={s} />
                 </td>
                 <td data-label="Since">
                   <Ago iso={s.stateSince} />
