@@ -187,3 +187,11 @@ def test_a_delete_that_cannot_get_the_move_lease_answers_409(monkeypatch: pytest
         VideoService(catalogue, store, Settings()).delete("o", "v1")
     assert caught.value.status == 409 and "being moved" in caught.value.message
     assert catalogue.get("v1") and len([k for k in store.objects if k.startswith("outputs/v1/")]) == 5
+
+
+def test_the_api_documents_the_409_of_a_delete_during_a_move() -> None:
+    from reelay.api.app import openapi_document
+
+    spec = openapi_document()
+    for path, method in (("/videos/{videoId}", "delete"), ("/moderation/videos/{videoId}/delete", "post")):
+        assert "409" in {str(code) for code in spec["paths"][path][method]["responses"]}
