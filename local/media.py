@@ -6,8 +6,10 @@ stream the file store's own file, so werkzeug can answer Range requests the way 
 As CloudFront's two paths in AWS, the line is drawn by prefix, not by asking the catalogue: media under
 the output prefix (public and unlisted videos) is served to anyone; media under the private output
 prefix (private and unpublished videos, reelay.media_location) only with a signed query for the
-video's prefix that has not expired (reelay.playback). A video that turns private has its media moved
-off the public prefix, so its old unsigned URLs find nothing, here as behind CloudFront.
+video's prefix that has not expired (reelay.playback); a private recording's segments lie inside its
+video's prefix, and its MP4 exports sign their session's exports prefix. A video that turns private
+has its media moved off the public prefix, so its old unsigned URLs find nothing, here as behind
+CloudFront.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from werkzeug.wrappers import Request, Response
 from infra.constants import HLS_CONTENT_TYPES
 from local.gateway import CORS_HEADERS, error
 from reelay.errors import ReelayError
-from reelay.playback import check_signed_access, media_prefix
+from reelay.playback import check_signed_access, media_prefix, signed_scope
 
 log = logging.getLogger(__name__)
 
@@ -82,8 +84,7 @@ class MediaEndpoint:
         if self.store is None:
             return error(503, "not_ready", "The media store is not ready yet.")
         if private:
-            video_id = key[len(self._private_prefix) :].split("/", 1)[0]
-            prefix = media_prefix(self._private_prefix, video_id)
+            prefix = media_prefix(self._private_prefix, signed_scope(key[len(self._private_prefix) :]))
             refused = check_signed_access(self.signing_key, prefix, key, request.args)
             if refused is not None:
                 return error(403, "forbidden", f"{refused[0].upper()}{refused[1:]}.")

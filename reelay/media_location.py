@@ -27,21 +27,33 @@ then deleting the private ones. The lease is fenced: before each step's deletes 
 and deletes only within half a lease of that renewal, so a mover stalled past its lease never deletes
 under the next one. When the visibility changes during a move, the mover goes round again toward the
 new one, under the same lease.
+
+A recording's video has more media than its output prefix (``media_places``): its segments stay where
+the recorder wrote them, ``recordings/{streamId}/{sessionId}/``, and its playlists point there; its MP4
+exports live under ``outputs/exports/{sessionId}/``. A private recording's segments move with it, to
+``private-outputs/{videoId}/recordings/{streamId}/{sessionId}/`` (inside the video's own prefix, so
+the one signature of its prefix covers every segment), its exports to
+``private-outputs/exports/{sessionId}/``, and its playlists are rewritten on the way (not copied) so
+their segment URIs name where the segments now are. Segments move first, playlists last.
 """
 
 from __future__ import annotations
 
+import posixpath
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from reelay.errors import NotFound
 from reelay.events import OutboxSweep, cdn_invalidation, cdn_subject, media_subject
-from reelay.models import VideoStatus
+from reelay.models import Video, VideoSource, VideoStatus
 from reelay.observability import logger
 from reelay.ports import CdnInvalidator, ObjectStore, VideoCatalogue
+from reelay.recording import layout
+from reelay.recording.steps import PLAYLIST_CACHE, PLAYLIST_TYPE
 from reelay.settings import Settings
-from reelay.videos import delete_outputs, output_prefix
+from reelay.videos import delete_outputs, output_prefixes
 
 # Copies and deletes run this many at a time: a video has hundreds of segments, each a request.
 MOVE_WORKERS = 8
@@ -70,6 +82,56 @@ class MoveBusy(RuntimeError):
 
 class MoveLeaseLost(RuntimeError):
     """The mover's lease ran out mid-move (it may be another's now): it stopped before deleting."""
+
+
+# (public prefix, private prefix): one part of a video's media and its two places.
+Place = tuple[str, str]
+
+
+def recorded_session(video: Video) -> tuple[str, str] | None:
+    """(streamId, sessionId) of a recording's video (its videoKey is the session's prefix), else None."""
+    if video.source != VideoSource.RECORDING:
+        return None
+    parts = video.video_key.split("/")
+    if len(parts) != 4 or f"{parts[0]}/" != layout.ROOT or parts[3]:
+        return None
+    try:
+        layout.session_prefix(parts[1], parts[2])
+    except ValueError:
+        return None
+    return parts[1], parts[2]
+
+
+def media_places(settings: Settings, video: Video) -> list[Place]:
+    """Every part of ``video``'s media as (public prefix, private prefix), the part its playlists
+    point into first: the output prefixes, and a recording's segments and exports."""
+    public, private = output_prefixes(settings, video.video_id)
+    session = recorded_session(video)
+    if session is None:
+        return [(public, private)]
+    segments = layout.session_prefix(*session)
+    return [
+        (segments, f"{private}{segments}"),
+        (
+            layout.export_media_prefix(settings.output_prefix, session[1]),
+            layout.export_media_prefix(settings.private_output_prefix, session[1]),
+        ),
+        (public, private),
+    ]
+
+
+def rewrite_playlist(body: str, src_key: str, dst_key: str, relocate: Callable[[str], str]) -> str:
+    """A playlist moved from ``src_key`` to ``dst_key``, each relative URI rewritten to name where what
+    it named is moved to (``relocate``: a store key -> its new key). Absolute URIs stay as they are."""
+    src_dir, dst_dir = posixpath.dirname(src_key), posixpath.dirname(dst_key)
+    lines = []
+    for line in body.splitlines():
+        uri = line.strip()
+        if uri and not uri.startswith("#") and "://" not in uri and not uri.startswith("/"):
+            key = posixpath.normpath(posixpath.join(src_dir, uri))
+            line = posixpath.relpath(relocate(key), dst_dir)
+        lines.append(line)
+    return "\n".join(lines) + "\n"
 
 
 class MediaRelocator:
@@ -124,7 +186,10 @@ class MediaRelocator:
                 return moved
             private = video.owner_only
             in_flight = video.status in (VideoStatus.QUEUED, VideoStatus.PROCESSING)
-            count, settled = self._move(video_id, mover, private, in_flight=in_flight, deadline=deadline)
+            places = media_places(self.settings, video)
+            count, settled = self._move(
+                video_id, mover, private, places, in_flight=in_flight, deadline=deadline
+            )
             moved += count
             # Settled, unless it turned back after the step's last look (its deletes then took the
             # copies' sources: nothing lost, but the other way round now).
@@ -132,27 +197,47 @@ class MediaRelocator:
                 return moved
         raise MediaMoved(f"video {video_id} kept changing visibility while its media moved")
 
+    def _plan(self, places: list[Place], private: bool, *, in_flight: bool) -> list[tuple[str, str]]:
+        """(source key, target key) of every object to move toward ``private``: each part's in the
+        order of ``places``; a key under a part listed before it is that part's (a private recording's
+        segments lie inside its private output prefix)."""
+        routes = [(pub, priv) if private else (priv, pub) for pub, priv in places]
+        plan: list[tuple[str, str]] = []
+        for n, (source, target) in enumerate(routes):
+            earlier = [src for src, _ in routes[:n] if src.startswith(source)]
+            plan.extend(
+                (info.key, target + info.key[len(source) :])
+                for info in self.store.list(source)
+                if not any(info.key.startswith(src) for src in earlier)
+                and not (in_flight and info.key.endswith(".m3u8"))  # its worker still rewrites them
+            )
+        return plan
+
     def _move(
-        self, video_id: str, mover: str, private: bool, *, in_flight: bool, deadline: float | None
+        self,
+        video_id: str,
+        mover: str,
+        private: bool,
+        places: list[Place],
+        *,
+        in_flight: bool,
+        deadline: float | None,
     ) -> tuple[int, bool]:
         """One round toward ``private``: how many objects moved, and False when the visibility changed
         meanwhile (the caller goes round again)."""
-        source = output_prefix(self.settings, video_id, private=not private)
-        target = output_prefix(self.settings, video_id, private=private)
-        keys = [
-            info.key
-            for info in self.store.list(source)
-            if not (in_flight and info.key.endswith(".m3u8"))  # its worker still rewrites them
-        ]
-        if not keys:
+        moves = self._plan(places, private, in_flight=in_flight)
+        if not moves:
             return 0, True
+        # A recording's playlists name segments outside its output prefix: they are rewritten.
+        rewriter = _relocator(places, private) if len(places) > 1 else None
+        sources = sorted({pub if private else priv for pub, priv in places})
         moved = 0
-        with ThreadPoolExecutor(max_workers=min(self.workers, len(keys)), thread_name_prefix="move") as pool:
-            for start in range(0, len(keys), CHUNK):
-                chunk = keys[start : start + CHUNK]
+        with ThreadPoolExecutor(max_workers=min(self.workers, len(moves)), thread_name_prefix="move") as pool:
+            for start in range(0, len(moves), CHUNK):
+                chunk = moves[start : start + CHUNK]
                 if start and not self.catalogue.renew_media_move(video_id, mover, MOVE_LEASE_SECONDS):
                     raise MoveLeaseLost(f"the lease on moving video {video_id}'s media ran out")
-                copied = [k for k in pool.map(lambda k: self._copy(k, target + k[len(source) :]), chunk) if k]
+                copied = [k for k in pool.map(lambda m: self._copy(m[0], m[1], rewriter), chunk) if k]
                 # The fence: deletes only under a lease renewed now, and only within half of it.
                 if not self.catalogue.renew_media_move(video_id, mover, MOVE_LEASE_SECONDS):
                     raise MoveLeaseLost(f"the lease on moving video {video_id}'s media ran out")
@@ -165,14 +250,16 @@ class MediaRelocator:
                 # so a crash after them still drops them. (Cached copies under the private path answer
                 # signed requests only: nothing to drop when a video turns public.)
                 if self.cdn is not None and private and start == 0:
-                    self.catalogue.record_event(cdn_invalidation(video_id, [f"/{source}*"]))
+                    paths = [f"/{source}*" for source in sources]
+                    self.catalogue.record_event(cdn_invalidation(video_id, paths))
                 list(pool.map(self._delete, copied, [fence] * len(copied)))
                 moved += len(copied)
-                left = len(keys) - start - len(chunk)
+                left = len(moves) - start - len(chunk)
                 if left and deadline is not None and time.monotonic() > deadline:
                     self._drop_cached(video_id, private)
                     raise MoveUnfinished(f"moved {moved} of video {video_id}'s objects; {left} left")
         self._drop_cached(video_id, private)
+        target = output_prefixes(self.settings, video_id)[1 if private else 0]
         logger.info("media moved", extra={"videoId": video_id, "to": target, "objects": moved})
         return moved, True
 
@@ -191,12 +278,31 @@ class MediaRelocator:
         if self.cdn is not None and private:
             OutboxSweep(self.catalogue, None, cdn=self.cdn).flush_quietly(subject=cdn_subject(video_id))
 
-    def _copy(self, src: str, dst: str) -> str | None:
+    def _copy(self, src: str, dst: str, relocate: Callable[[str], str] | None) -> str | None:
         try:
-            self.store.copy(src, dst)
+            if relocate is not None and src.endswith(".m3u8"):
+                body = rewrite_playlist(self.store.get_bytes(src).decode(), src, dst, relocate)
+                self.store.put_bytes(
+                    dst, body.encode(), content_type=PLAYLIST_TYPE, cache_control=PLAYLIST_CACHE
+                )
+            else:
+                self.store.copy(src, dst)
         except NotFound:  # moved or deleted meanwhile (another move, a delete): nothing to do
             return None
         return src
+
+
+def _relocator(places: list[Place], private: bool) -> Callable[[str], str]:
+    """A key -> where a move toward ``private`` puts it (the first part it lies under decides)."""
+    routes = [(pub, priv) if private else (priv, pub) for pub, priv in places]
+
+    def relocate(key: str) -> str:
+        for source, target in routes:
+            if key.startswith(source):
+                return target + key[len(source) :]
+        return key
+
+    return relocate
 
 
 def move_media_now(
@@ -228,5 +334,8 @@ __all__ = [
     "MoveBusy",
     "MoveLeaseLost",
     "MoveUnfinished",
+    "media_places",
     "move_media_now",
+    "recorded_session",
+    "rewrite_playlist",
 ]

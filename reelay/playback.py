@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping
 from urllib.parse import urlencode
 
 from reelay.errors import ReelayError
+from reelay.recording.layout import EXPORT_MEDIA_DIR
 
 EXPIRES = "exp"
 SIGNATURE = "sig"
@@ -36,6 +37,15 @@ class PlaybackUnavailable(ReelayError):
 
     code = "playback_unavailable"
     status = 503
+
+
+def signed_scope(rest: str) -> str:
+    """What signs a private media key (given without the private output prefix): its video's id, or,
+    for a private recording's MP4 export (``exports/{sessionId}/...``), its session's exports."""
+    parts = rest.split("/", 2)
+    if parts[0] == EXPORT_MEDIA_DIR and len(parts) == 3:
+        return f"{parts[0]}/{parts[1]}"
+    return parts[0]
 
 
 def media_prefix(output_prefix: str, video_id: str) -> str:
@@ -97,4 +107,5 @@ __all__ = [
     "PlaybackUnavailable",
     "check_signed_access",
     "media_prefix",
+    "signed_scope",
 ]

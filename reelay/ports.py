@@ -124,10 +124,12 @@ class VideoCatalogue(Protocol):
         duration_seconds: float,
         renditions: Sequence[Rendition],
         event: OutboxEvent | None = None,
+        relocation: OutboxEvent | None = None,
     ) -> bool:
         """processing -> ready (isTranscoded=1, progress=100). True only for the call that did it.
 
-        ``event`` is recorded in the outbox in the same transaction, and only if the transition took.
+        ``event`` is recorded in the outbox in the same transaction, and only if the transition took;
+        so is ``relocation``, an event about a subject (the video's ``media.relocate``).
         """
         ...
 

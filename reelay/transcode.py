@@ -526,6 +526,9 @@ class TranscodeService:
             duration_seconds=float(result.duration_seconds),
             renditions=renditions,
             event=ready_event,
+            # With the transition: a worker that dies right after it still has its media moved where
+            # the visibility now says (the sweep acts on it), playlists included.
+            relocation=media_relocation(job.video_id),
         ):
             # The lease lapsed under us. Ready (or gone) means someone finished it; otherwise leave the
             # message so a redelivery finishes the job rather than strand the video in processing.
@@ -540,18 +543,14 @@ class TranscodeService:
         # the job down the error path (a last attempt would fail a ready video). A publish that fails
         # now is retried by the outbox sweep.
         self.relay.flush_quietly(video_id=job.video_id)
-        self._settle_media(job, log)
+        self._settle_media(job)
         self._count_success(result, renditions, state, started, log)
         return Outcome.DONE
 
-    def _settle_media(self, job: TranscodeJob, log: Callable[..., None]) -> None:
+    def _settle_media(self, job: TranscodeJob) -> None:
         """Move what this job (or an earlier attempt) wrote under the prefix the video no longer calls
-        for: its visibility may have changed while it ran. Through the outbox, so the sweep retries it."""
-        try:
-            self.catalogue.record_event(media_relocation(job.video_id))
-        except Exception as exc:  # the video is ready; a later visibility change moves its media anyway
-            log("warning", "could not queue the media move of a finished video", error=_describe(exc))
-            return
+        for: its visibility may have changed while it ran. The move was recorded with the completion;
+        it is acted on now, and the outbox sweep retries it."""
         move_media_now(self.catalogue, self.store, self.settings, self.cdn, job.video_id)
 
     def _count_success(

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import math
+import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from reelay.errors import Conflict, Forbidden, InvalidInput, NotFound
@@ -25,6 +26,9 @@ from reelay.ports import (
 from reelay.quotas import UploadQuota
 from reelay.settings import Settings
 from reelay.storage.url import MAX_PART_NUMBER, MIN_PART_BYTES
+
+# How long a delete waits for a move of the video's media under way to let go of its lease.
+DELETE_WAIT_SECONDS = 5.0
 
 # S3's multipart rules, which every store keeps: parts of at least 5 MiB, at most 10,000 of them.
 MAX_PARTS = MAX_PART_NUMBER
@@ -344,15 +348,39 @@ class VideoService:
 
     def _remove(self, video: Video) -> Video:
         video_id = video.video_id
-        with contextlib.suppress(NotFound):  # already gone is what we wanted
-            self.store.delete(video.video_key)
-        # Both prefixes: a move between them may have been under way.
-        removed = delete_outputs(self.store, self.settings, video_id)
-        self.catalogue.delete(video_id)
+        # Under the video's media-move lease (reelay.media_location): a move's copies landing after
+        # the deletes would leave stray objects. A mover that comes after finds no video, and deletes
+        # what it finds under both prefixes.
+        with self._move_lease(video_id):
+            with contextlib.suppress(NotFound):  # already gone is what we wanted
+                self.store.delete(video.video_key)
+            # Both prefixes: a move between them may have been under way.
+            removed = delete_outputs(self.store, self.settings, video_id)
+            self.catalogue.delete(video_id)
         # Segments are cached as immutable for a year: without this the CDN keeps serving them.
         self._drop_from_cdn(video_id)
         logger.info("video deleted", extra={"video_id": video_id, "output_objects": removed})
         return video
+
+    @contextlib.contextmanager
+    def _move_lease(self, video_id: str) -> Iterator[None]:
+        """Hold the video's media-move lease: wait for a move under way to end (its steps are short),
+        or answer 409 when it does not end in ``DELETE_WAIT_SECONDS``."""
+        from reelay.media_location import MOVE_LEASE_SECONDS
+
+        holder = f"delete-{uuid.uuid4()}"
+        deadline = time.monotonic() + DELETE_WAIT_SECONDS
+        while not self.catalogue.claim_media_move(video_id, holder, MOVE_LEASE_SECONDS):
+            if time.monotonic() > deadline:
+                raise Conflict(f"video {video_id}'s media is being moved; try deleting it again shortly")
+            time.sleep(0.1)
+        try:
+            yield
+        finally:
+            try:
+                self.catalogue.release_media_move(video_id, holder)
+            except Exception as exc:  # it runs out by itself
+                logger.warning("media move lease kept", extra={"video_id": video_id, "error": str(exc)})
 
     def _drop_from_cdn(self, video_id: str) -> None:
         """Invalidate the video's outputs through the outbox: recorded, then tried at once; a failed

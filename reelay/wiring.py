@@ -217,6 +217,7 @@ class Services:
             self.settings,
             starter=lambda: self.recording_starter,
             exports=self.export_launcher,
+            signer=self.playback_signer,
         )
 
 

@@ -16,7 +16,7 @@ import os
 import sys
 
 from reelay.ports import ObjectStore
-from reelay.recording.export import export_mp4
+from reelay.recording.export import export_mp4, recording_playlist
 from reelay.recording.steps import iso_now, put_export_record
 from reelay.settings import get_settings
 from reelay.storage import open_store
@@ -33,11 +33,13 @@ def main(argv: list[str] | None = None) -> int:
     state = json.loads(args.state)
     settings = get_settings()
     store = open_store(settings.media_store_url, settings=settings)
-    prefix = f"{settings.output_prefix}{state['videoId']}/"
     try:
+        playlist = recording_playlist(
+            store, settings, state["videoId"], state.get("exportRendition") or "source"
+        )
         result = export_mp4(
             store,
-            f"{prefix}{state.get('exportRendition') or 'source'}/index.m3u8",
+            playlist,
             state["mp4Key"],
             start=state.get("exportStart"),
             end=state.get("exportEnd"),

@@ -38,8 +38,9 @@ from reelay.videos import UPLOAD_FAILED, UPLOAD_STATE_TAG
 RECORDING_PREFIX = "recordings/"  # reelay.recording.layout.ROOT
 RECORDING_MANIFEST_PREFIX = "recordings/_manifests/"  # reelay.recording.layout.MANIFEST_ROOT
 RECORDING_MANIFEST_DAYS = 30
-# MP4 exports of recordings (reelay.recording.service): downloads, not the archive; kept a week.
-RECORDING_EXPORT_PREFIXES = ("outputs/exports/", "recording-exports/")
+# MP4 exports of recordings (reelay.recording.service): downloads, not the archive; kept a week. A
+# private recording's go under the private output prefix (reelay.recording.layout.export_media_prefix).
+RECORDING_EXPORT_PREFIXES = ("outputs/exports/", "recording-exports/", f"{PRIVATE_OUTPUT_PREFIX}exports/")
 RECORDING_EXPORT_DAYS = 7
 FAILED_UPLOAD_DAYS = 7  # a failed video's upload is kept this long (to look into the failure), then expires
 

@@ -338,6 +338,11 @@ def _error_responses(spec: Route) -> dict[int, Any]:
         codes |= {401: "Wrong credentials or token", 403: "Not confirmed", 404: "Unknown user", 409: "Taken"}
     if spec.path.endswith("/upload/complete"):
         codes[409] = "Not awaiting an upload"
+    if (spec.method, spec.path) in (
+        ("DELETE", "/videos/{videoId}"),
+        ("POST", "/moderation/videos/{videoId}/delete"),
+    ):
+        codes[409] = "Its media is being moved: try again in a few seconds"
     if spec.method in ("POST", "PATCH"):
         codes[415] = "Body not sent as JSON"
     # API Gateway (10 MB) and the local gateway refuse an oversized body on any method, before the API.

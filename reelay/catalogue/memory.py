@@ -284,14 +284,18 @@ class MemoryCatalogue(MemoryRecordings):
         duration_seconds: float,
         renditions: Sequence[Rendition],
         event: OutboxEvent | None = None,
+        relocation: OutboxEvent | None = None,
     ) -> bool:
         duration = check_duration(duration_seconds)
         stored = event_row(event, video_id) if event is not None else None
+        moved = subject_event_row(relocation)
         with self._lock:
             row = self._held(video_id, worker_id)
             if row is None:
                 return False
             self._record(video_id, stored)
+            if relocation is not None:
+                self._record(None, moved, relocation.subject)
             row.lease_owner = row.lease_expires_at = None
             self._touch(
                 row,

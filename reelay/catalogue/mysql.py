@@ -326,6 +326,7 @@ class MySQLCatalogue(MySQLRecordings):
         duration_seconds: float,
         renditions: Sequence[Rendition],
         event: OutboxEvent | None = None,
+        relocation: OutboxEvent | None = None,
     ) -> bool:
         duration = check_duration(duration_seconds)
         sql = (
@@ -334,7 +335,7 @@ class MySQLCatalogue(MySQLRecordings):
             f" leaseExpiresAt = NULL, updatedAt = {_NOW} WHERE {_HELD}"
         )
         args = (duration, _renditions_json(renditions), video_id, worker_id)
-        return self._transition(video_id, sql, args, event=event)
+        return self._transition(video_id, sql, args, event=event, relocation=relocation)
 
     def fail(
         self, video_id: str, reason: str, *, worker_id: str | None = None, event: OutboxEvent | None = None
@@ -701,9 +702,16 @@ class MySQLCatalogue(MySQLRecordings):
 
     # --- helpers ------------------------------------------------------------------------------
     def _transition(
-        self, video_id: str, sql: str, args: tuple[Any, ...], *, event: OutboxEvent | None = None
+        self,
+        video_id: str,
+        sql: str,
+        args: tuple[Any, ...],
+        *,
+        event: OutboxEvent | None = None,
+        relocation: OutboxEvent | None = None,
     ) -> bool:
         stored = event_row(event, video_id) if event is not None else None
+        moved = subject_event_row(relocation)
         if not is_video_id(video_id):
             return False
 
@@ -712,6 +720,8 @@ class MySQLCatalogue(MySQLRecordings):
                 return False
             if stored is not None:
                 insert_event(conn, stored, video_id=video_id)
+            if relocation is not None and moved is not None:
+                insert_event(conn, moved, video_id=None, subject=relocation.subject)
             return True
 
         return self._run(work)

@@ -21,6 +21,8 @@ from reelay.media.probe import probe
 from reelay.media.runner import PipelineRunner
 from reelay.ports import ObjectStore
 from reelay.recording.layout import EXPORT_METADATA
+from reelay.settings import Settings
+from reelay.videos import output_prefixes
 
 MP4_TYPE = "video/mp4"
 
@@ -30,6 +32,17 @@ class PlaylistSegment:
     key: str  # store key, resolved against the playlist's key
     duration: float
     discontinuity: bool  # a discontinuity precedes it
+
+
+def recording_playlist(store: ObjectStore, settings: Settings, video_id: str, rendition: str) -> str:
+    """The key of a recording's rendition playlist where its media is now: under the public output
+    prefix, or under the private one once the video went private (reelay.media_location moves it,
+    rewriting the playlist's segment URIs, so what it names is read from there too)."""
+    name = f"{rendition}/index.m3u8"
+    for prefix in output_prefixes(settings, video_id):
+        if store.head(prefix + name) is not None:
+            return prefix + name
+    raise ValueError(f"video {video_id} has no {name} under either output prefix")
 
 
 def read_vod(store: ObjectStore, playlist_key: str) -> list[PlaylistSegment]:

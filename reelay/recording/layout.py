@@ -31,7 +31,8 @@ import re
 from dataclasses import dataclass
 
 # A recording's MP4 exports: outputs/<EXPORT_MEDIA_DIR>/<sessionId>/<exportId>.mp4, beside the videos'
-# outputs, so the playback path serves them.
+# outputs, so the playback path serves them; a private recording's under the private output prefix
+# (private-outputs/<EXPORT_MEDIA_DIR>/<sessionId>/...), served signed only (reelay.media_location).
 EXPORT_MEDIA_DIR = "exports"
 # An export's state: a small JSON object per export (no table; the lifecycle rule expires it with the
 # MP4). The API writes it running; the export workflow's last step writes it ready or failed.
@@ -97,6 +98,15 @@ class SegmentKey:
 
 def export_state_key(session_id: str, export_id: str) -> str:
     return f"{EXPORT_STATE_PREFIX}{check_id('sessionId', session_id)}/{check_id('exportId', export_id)}.json"
+
+
+def export_media_prefix(output_prefix: str, session_id: str) -> str:
+    """Where a session's MP4 exports live under an output prefix (public or private)."""
+    return f"{output_prefix}{EXPORT_MEDIA_DIR}/{check_id('sessionId', session_id)}/"
+
+
+def export_media_key(output_prefix: str, session_id: str, export_id: str) -> str:
+    return f"{export_media_prefix(output_prefix, session_id)}{check_id('exportId', export_id)}.mp4"
 
 
 def stream_prefix(stream_id: str) -> str:
@@ -224,6 +234,8 @@ __all__ = [
     "ManifestKey",
     "SegmentKey",
     "check_id",
+    "export_media_key",
+    "export_media_prefix",
     "export_state_key",
     "manifest_key",
     "manifest_session_prefix",

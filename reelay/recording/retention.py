@@ -24,7 +24,6 @@ from typing import Any
 from reelay.errors import NotFound
 from reelay.observability import logger
 from reelay.recording import layout
-from reelay.recording.layout import EXPORT_MEDIA_DIR
 from reelay.recording.service import EXPORT_STATE_PREFIX
 
 
@@ -57,7 +56,8 @@ def expire_recordings(services: Any, *, now: datetime | None = None) -> list[str
                 if store is not media:
                     media.delete_prefix(prefix)
             media.delete_prefix(f"{EXPORT_STATE_PREFIX}{sid}/")
-            media.delete_prefix(f"{services.settings.output_prefix}{EXPORT_MEDIA_DIR}/{sid}/")
+            for root in (services.settings.output_prefix, services.settings.private_output_prefix):
+                media.delete_prefix(layout.export_media_prefix(root, sid))
             if session.video_id:
                 with contextlib.suppress(NotFound):
                     video = catalogue.get(session.video_id)

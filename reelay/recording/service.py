@@ -34,7 +34,7 @@ from reelay.catalogue._recordings import last_media
 from reelay.errors import Conflict, Forbidden, InvalidInput, NotFound, ReelayError
 from reelay.models import RecordingSession, RecordingState, utcnow
 from reelay.observability import logger
-from reelay.ports import ObjectStore, SessionPage
+from reelay.ports import ObjectStore, PlaybackSigner, SessionPage
 from reelay.recording import layout
 from reelay.recording.layout import EXPORT_STATE_PREFIX
 from reelay.recording.manifests import live_playlist
@@ -85,6 +85,7 @@ class RecordingService:
         *,
         starter: Callable[[], Any],  # -> reelay.recording.sweep.WorkflowStarter, built when first needed
         exports: ExportLauncher | None = None,
+        signer: PlaybackSigner | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.catalogue = catalogue
@@ -93,6 +94,7 @@ class RecordingService:
         self.settings = settings
         self._starter = starter
         self.exports = exports
+        self.signer = signer  # signs a private recording's export downloads; None: none offered
         self.clock = clock
 
     # --- sessions ------------------------------------------------------------------------------
@@ -221,7 +223,8 @@ class RecordingService:
             "exportId": export_id,
             "sessionId": session_id,
             "videoId": session.video_id,
-            "mp4Key": f"{self.settings.output_prefix}{layout.EXPORT_MEDIA_DIR}/{session_id}/{export_id}.mp4",
+            # A private recording's MP4 goes where only a signature reaches (reelay.media_location).
+            "mp4Key": layout.export_media_key(self._export_root(session.video_id), session_id, export_id),
             "exportRendition": "source"
             if any(r.name == "source" for r in session.renditions)
             else max(session.renditions, key=lambda r: r.bandwidth).name,
@@ -259,10 +262,38 @@ class RecordingService:
             raise NotFound(f"export {export_id} not found")
         record = json.loads(self.media_store.get_bytes(key))
         if record.get("state") == "ready" and record.get("key"):
-            key = str(record["key"]).removeprefix(self.settings.output_prefix)
-            record["downloadUrl"] = f"{self.settings.playback_base_url.rstrip('/')}/{key}"
+            url = self._download_url(session_id, export_id, str(record.get("videoId") or ""))
+            if url is not None:
+                record["downloadUrl"] = url
         record.pop("key", None)
         return dict(record)
+
+    def _owner_only(self, video_id: str) -> bool:
+        try:
+            return bool(self.catalogue.get(video_id).owner_only)
+        except NotFound:  # deleted: nothing to protect, and nothing left to download
+            return False
+
+    def _export_root(self, video_id: str) -> str:
+        """The output prefix a recording's exports belong under: the private one while it is private."""
+        s = self.settings
+        return s.private_output_prefix if self._owner_only(video_id) else s.output_prefix
+
+    def _download_url(self, session_id: str, export_id: str, video_id: str) -> str | None:
+        """Where the MP4 is now (its recording's visibility moves it): the public playback path, or a
+        signed link on the private one (the owner's; None when private playback cannot be signed)."""
+        if not self._owner_only(video_id):
+            name = layout.export_media_key("", session_id, export_id)
+            return f"{self.settings.playback_base_url.rstrip('/')}/{name}"
+        if self.signer is None:
+            return None
+        scope = layout.export_media_prefix("", session_id).rstrip("/")
+        try:
+            query = self.signer.signed_query(scope, self.settings.playback_url_expires_seconds)
+        except ReelayError as exc:  # the export still answers, without its link; the log says why
+            logger.error("private export not signed", extra={"exportId": export_id, "error": exc.message})
+            return None
+        return f"{self.signer.base_url}/{layout.export_media_key('', session_id, export_id)}?{query}"
 
 
 __all__ = [

@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reelay.errors import Conflict, NotFound, ReelayError
+from reelay.events import media_relocation
 from reelay.media import hls
 from reelay.models import (
     RecordingState,
@@ -471,6 +472,13 @@ def export_ready(state: State, ctx: StepContext) -> State:
     info = ctx.media_store.head(state["mp4Key"])
     if info is None:
         raise PermanentStepError("the export task ended without writing the MP4")
+    # The recording turned private (or public) while it exported: the MP4 is where its visibility
+    # was. The move that follows its visibility finds it there (reelay.media_location); this asks
+    # for one, acted on by the outbox sweep.
+    with contextlib.suppress(NotFound):
+        private = ctx.catalogue.get(state["videoId"]).owner_only
+        if state["mp4Key"].startswith(ctx.output_prefix) == private:
+            ctx.catalogue.record_event(media_relocation(state["videoId"]))
     duration_ms = info.metadata.get("duration-ms", "")
     seconds = int(duration_ms) / 1000 if duration_ms.isdigit() else None
     put_export_record(

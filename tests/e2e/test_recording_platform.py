@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urljoin
 
 import pytest
 import requests
@@ -137,3 +138,53 @@ def test_the_demo_camera_is_recorded_finalized_and_exported(
     assert 1.5 <= duration <= 4.5, probed["format"]  # whole segments cover [0, 2)
     assert abs(duration - e["durationSeconds"]) < 0.6
     assert probed["streams"][0]["codec_name"] == "h264"
+
+    # Made private by its operator: every playlist, segment and export leaves the public path
+    public_media = _media_urls(video["playbackUrl"], "")
+    r = call("PATCH", f"/videos/{video_id}", json={"visibility": "private"})
+    assert r.status_code == 200 and r.json()["visibility"] == "private", r.text
+    for url in public_media:
+        assert requests.get(url, timeout=10).status_code == 404, url
+    assert requests.get(e["downloadUrl"], timeout=10).status_code == 404
+    # ...and plays only with the owner's signed link, every playlist and segment of it
+    signed = call("GET", f"/me/videos/{video_id}").json()["playbackUrl"]
+    url, _, query = signed.partition("?")
+    assert "/media/private-outputs/" in url and query
+    private_media = _media_urls(url, query)
+    assert len(private_media) == len(public_media)
+    assert all("/private-outputs/" in u for u in private_media)
+    for u in private_media:
+        assert requests.get(u, timeout=10).status_code == 200, u
+        assert requests.get(u.split("?")[0], timeout=10).status_code == 403, u
+    # ...its export too, and a new export of it is written and signed where only its owner reaches
+    moved = call("GET", f"{exports}/{export_id}").json()["downloadUrl"]
+    assert (
+        "/private-outputs/exports/" in moved and requests.get(moved, timeout=30).content == mp4.read_bytes()
+    )
+    assert requests.get(moved.split("?")[0], timeout=10).status_code == 403
+    r = call("POST", exports, json={"start": 0, "end": 2})
+    assert r.status_code == 202, r.text
+    export_id = r.json()["exportId"]
+    e = poll(exported, 120, "the private recording's MP4 export")
+    assert "/private-outputs/exports/" in e["downloadUrl"]
+    assert requests.get(e["downloadUrl"].split("?")[0], timeout=10).status_code == 403
+    mp4.write_bytes(requests.get(e["downloadUrl"], timeout=30).content)
+    assert ffprobe_json(mp4)["streams"][0]["codec_name"] == "h264"
+
+
+def _media_urls(master_url: str, query: str) -> list[str]:
+    """The master's URL, its renditions' playlists and their segments' URLs, each with ``query`` (the
+    web player repeats a private video's signed query on every request under its prefix)."""
+
+    def with_query(url: str) -> str:
+        return f"{url}?{query}" if query else url
+
+    def entries(url: str) -> list[str]:
+        got = requests.get(with_query(url), timeout=10)
+        assert got.status_code == 200, url
+        return [urljoin(url, line) for line in got.text.splitlines() if line and not line.startswith("#")]
+
+    urls = [master_url]
+    for playlist in entries(master_url):
+        urls += [playlist, *entries(playlist)]
+    return [with_query(u) for u in urls]

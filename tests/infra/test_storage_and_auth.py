@@ -65,6 +65,7 @@ def test_media_bucket_is_private_encrypted_and_logged(synthesized, stacks):
     # And recording MP4 exports and their states expire after a week
     expiring = {r.get("Prefix"): r.get("ExpirationInDays") for r in rules}
     assert expiring["outputs/exports/"] == 7 and expiring["recording-exports/"] == 7
+    assert expiring["private-outputs/exports/"] == 7  # a private recording's exports
 
 
 def test_media_bucket_cors_lets_browsers_put_parts_and_read_etags(synthesized, stacks):

@@ -178,3 +178,23 @@ def test_a_visibility_change_or_moderation_records_its_media_move_in_the_same_tr
         )
     assert catalogue.get(other.video_id).visibility == VideoVisibility.PUBLIC
     assert catalogue.pending_events()[0] == 2
+
+
+def test_a_completed_transcode_records_its_media_move_with_the_transition(catalogue) -> None:  # noqa: F811
+    from reelay.events import MEDIA_RELOCATE, media_relocation, media_subject
+
+    video = queued(catalogue)
+    assert catalogue.claim(video.video_id, "w1", 60) is not None
+    # A worker that lost its lease records nothing
+    assert not catalogue.complete(
+        video.video_id, "w2", duration_seconds=1.0, renditions=[], relocation=media_relocation(video.video_id)
+    )
+    assert catalogue.pending_events()[0] == 0
+    # The one that holds it records the move with the video's change to ready, about its media subject
+    assert catalogue.complete(
+        video.video_id, "w1", duration_seconds=1.0, renditions=[], relocation=media_relocation(video.video_id)
+    )
+    claimed = catalogue.claim_events(limit=10, lease_seconds=60, subject=media_subject(video.video_id))
+    assert [(e.event_type, e.video_id, e.detail["videoId"]) for e in claimed] == [
+        (MEDIA_RELOCATE, None, video.video_id)
+    ]

@@ -21,6 +21,7 @@ from reelay.models import Video, VideoStatus, VideoVisibility
 from reelay.playback import HmacPlaybackSigner
 from reelay.settings import Settings
 from reelay.storage.file import FileStore
+from tests.unit.recording_helpers import finalized_recording, playlist_targets
 
 KEY = "playback-test-key-0123456789abcdef"
 FILES = ("master.m3u8", "360p/index.m3u8", "360p/seg_00000.ts", "poster.jpg")
@@ -149,3 +150,43 @@ def test_a_video_made_private_moves_off_the_public_path_and_plays_signed_only(tm
     assert relocator.reconcile("v1") == len(FILES)
     assert client.get("/media/outputs/v1/master.m3u8").status_code == 200
     assert catalogue.get("v1").status == VideoStatus.READY
+
+
+def test_a_private_recordings_segments_and_exports_play_signed_only(tmp_path: Path) -> None:
+    # Given a finalized recording in a real file store, served by the endpoint: its playlists,
+    # segments (where the recorder wrote them) and export all play unsigned
+    store = _store(tmp_path / "media")
+    catalogue, sid, vid = finalized_recording(store)
+    client = _client(store)
+    segments = playlist_targets(store, f"outputs/{vid}/source/index.m3u8")
+    export = f"exports/{sid}/e1.mp4"
+    for key in (f"outputs/{vid}/master.m3u8", *segments, f"outputs/{export}"):
+        assert client.get(f"/media/{key}").status_code == 200, key
+    # When its owner makes it private and the move is acted on
+    catalogue.set_visibility(vid, VideoVisibility.PRIVATE)
+    MediaRelocator(catalogue, store, Settings()).reconcile(vid)
+    # Then no segment answers on an unsigned path: not where the recorder wrote it, nor where it is now
+    private = f"private-outputs/{vid}/"
+    moved = playlist_targets(store, f"{private}source/index.m3u8")
+    assert moved == [private + key for key in segments]
+    for old, new in zip(segments, moved, strict=True):
+        assert client.get(f"/media/{old}").status_code == 404
+        assert client.get(f"/media/{new}").status_code == 403
+        assert client.get(f"/media/{new}", query_string=signed("another-video")).status_code == 403
+    # And the owner's signed link plays every playlist and segment, as a player resolves them
+    query = signed(vid)
+    for key in (f"{private}master.m3u8", f"{private}source/index.m3u8", *moved):
+        r = client.get(f"/media/{key}", query_string=query)
+        assert r.status_code == 200 and r.headers["Cache-Control"].startswith("private"), key
+    # And the export downloads only with its own signature
+    assert client.get(f"/media/outputs/{export}").status_code == 404
+    assert client.get(f"/media/private-outputs/{export}").status_code == 403
+    assert client.get(f"/media/private-outputs/{export}", query_string=query).status_code == 403
+    r = client.get(f"/media/private-outputs/{export}", query_string=signed(f"exports/{sid}"))
+    assert r.status_code == 200 and r.get_data() == b"mp4"
+    # When it turns public again, its segments play unsigned where the recorder wrote them
+    catalogue.set_visibility(vid, VideoVisibility.PUBLIC)
+    MediaRelocator(catalogue, store, Settings()).reconcile(vid)
+    for key in (f"outputs/{vid}/source/index.m3u8", *segments, f"outputs/{export}"):
+        assert client.get(f"/media/{key}").status_code == 200, key
+    assert client.get(f"/media/{moved[0]}", query_string=query).status_code == 404

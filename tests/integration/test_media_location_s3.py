@@ -17,6 +17,7 @@ from reelay.models import Video, VideoVisibility
 from reelay.settings import Settings
 from reelay.storage.s3 import S3Store
 from reelay.storage.url import parse_store_url
+from tests.unit.recording_helpers import finalized_recording, playlist_targets
 
 
 @pytest.fixture
@@ -85,3 +86,32 @@ def test_a_private_videos_media_leaves_the_public_prefix_on_s3(store: S3Store) -
     assert store.get_bytes("outputs/v10/master.m3u8") == b"another video"
     # And run again (a retried event), nothing moves
     assert relocator.reconcile("v1") == 0
+
+
+def test_a_private_recordings_segments_leave_the_public_paths_on_s3_and_come_back(store: S3Store) -> None:
+    # Given a recording finalized by the real workflow into S3: playlists under outputs/, segments
+    # under recordings/ where the recorder wrote them, an export under outputs/exports/
+    catalogue, sid, vid = finalized_recording(store)
+    before = {info.key: store.get_bytes(info.key) for info in store.list("")}
+    segments = [k for k in before if k.startswith(f"recordings/cam1/{sid}/")]
+    assert len(segments) == 12
+    relocator = MediaRelocator(catalogue, store, Settings())
+    # When it turns private and the move runs
+    catalogue.set_visibility(vid, VideoVisibility.PRIVATE)
+    assert relocator.reconcile(vid) == len(segments) + 4
+    # Then every object the public paths serve is gone from them; the playlists name the moved segments
+    assert [i.key for i in store.list("recordings/")] == []
+    assert [i.key for i in store.list("outputs/")] == []
+    private = f"private-outputs/{vid}/"
+    for rendition in ("360p", "source"):
+        named = playlist_targets(store, f"{private}{rendition}/index.m3u8")
+        assert named and all(k.startswith(f"{private}recordings/cam1/{sid}/") for k in named)
+        assert all(store.get_bytes(k) == before[k[len(private) :]] for k in named)
+    segment = store.head(private + segments[0])
+    assert segment is not None and segment.content_type == "video/mp2t"
+    playlist = store.head(f"{private}source/index.m3u8")
+    assert playlist is not None and playlist.content_type == "application/vnd.apple.mpegurl"
+    # When it turns public again, every object is back, byte for byte, and none is left private
+    catalogue.set_visibility(vid, VideoVisibility.PUBLIC)
+    assert relocator.reconcile(vid) == len(segments) + 4
+    assert {info.key: store.get_bytes(info.key) for info in store.list("")} == before

@@ -14,7 +14,8 @@ from reelay.catalogue.memory import MemoryCatalogue
 from reelay.media import hls
 from reelay.media._gst import Gst, ensure_init
 from reelay.media.runner import PipelineRunner
-from reelay.models import RecordingState, Rendition
+from reelay.media_location import MediaRelocator
+from reelay.models import RecordingState, Rendition, VideoVisibility
 from reelay.recording import layout
 from reelay.recording.manifests import ManifestWriter, write_segment
 from reelay.recording.runner import WorkflowRunner
@@ -51,13 +52,39 @@ def segments(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[Path, float
     return [(out / name, duration) for name, duration in playlist.segments]
 
 
+def _media(tmp_path: Path) -> tuple[Path, FileStore, MemoryCatalogue]:
+    """A file store on disk, and a catalogue with the stream ``cam1``."""
+    root = tmp_path / "media"
+    cat = MemoryCatalogue()
+    cat.create_stream(stream("cam1"))
+    return root, FileStore(root, public_url=None, signing_key=None), cat
+
+
+def _probe(path: Path) -> dict:
+    """ffprobe's format duration and stream codecs of a media file."""
+    done = subprocess.run(
+        [
+            "ffprobe",
+            "-v",
+            "error",
+            "-show_entries",
+            "format=duration:stream=codec_name",
+            "-of",
+            "json",
+            str(path),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return json.loads(done.stdout)
+
+
 def test_two_writers_finalize_to_a_valid_video_and_mp4(
     tmp_path: Path, segments: list[tuple[Path, float]]
 ) -> None:
-    root = tmp_path / "media"
-    store = FileStore(root, public_url=None, signing_key=None)
-    cat = MemoryCatalogue()
-    cat.create_stream(stream("cam1"))
+    root, store, cat = _media(tmp_path)
     known = Rendition(
         name="source",
         width=320,
@@ -112,23 +139,41 @@ def test_two_writers_finalize_to_a_valid_video_and_mp4(
     assert master[0].resolution == (320, 240) and master[0].bandwidth > 0
     assert not list(store.list(layout.manifest_session_prefix("cam1", sid)))
 
-    mp4 = store.local_path(out["mp4Key"])
-    probe = subprocess.run(
-        [
-            "ffprobe",
-            "-v",
-            "error",
-            "-show_entries",
-            "format=duration:stream=codec_name",
-            "-of",
-            "json",
-            str(mp4),
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    info = json.loads(probe.stdout)
+    info = _probe(store.local_path(out["mp4Key"]))
     assert abs(float(info["format"]["duration"]) - SEGMENTS) < 0.5
     assert sorted(s["codec_name"] for s in info["streams"]) == ["aac", "h264"]
+
+
+def test_a_private_recording_exports_from_where_its_media_moved(
+    tmp_path: Path, segments: list[tuple[Path, float]]
+) -> None:
+    # Given a finalized recording made private: its playlists and segments moved under private-outputs/
+    root, store, cat = _media(tmp_path)
+    session, _ = cat.start_recording_session("cam1", "w1", now=datetime(2026, 5, 28))
+    sid = session.session_id
+    for seq, (path, duration) in enumerate(segments):
+        seg = layout.segment_key(
+            "cam1", sid, "w1", "source", seq, duration_ms=round(duration * 1000), pdt_ms=T0_MS + seq * 1000
+        )
+        write_segment(store, seg, path.read_bytes())
+    cat.end_recording_session(sid)
+    out = WorkflowRunner(StepContext(catalogue=cat, media_store=store, segment_seconds=1)).start(sid)
+    assert out["status"] == "ready", out
+    vid = out["videoId"]
+    cat.set_visibility(vid, VideoVisibility.PRIVATE)
+    assert MediaRelocator(cat, store, Settings()).reconcile(vid) == SEGMENTS + 2
+    assert not list(store.list("outputs/")) and not list(store.list("recordings/"))
+    # When a range of it is exported, as the API starts it for a private recording (the real child)
+    mp4_key = layout.export_media_key("private-outputs/", sid, "e1")
+    state = {
+        "videoId": vid,
+        "mp4Key": mp4_key,
+        "exportRendition": "source",
+        "exportStart": 2.0,
+        "exportEnd": 5.0,
+    }
+    run = subprocess_exporter(env={"REELAY_MEDIA_STORE_URL": f"file://{root}"}, timeout_seconds=120)
+    result = run(state)
+    # Then the MP4 is read from the private prefix and written under it, with the range's duration
+    assert result["mp4Key"] == mp4_key and not list(store.list("outputs/"))
+    assert abs(float(_probe(store.local_path(mp4_key))["format"]["duration"]) - 3.0) < 0.5

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import posixpath
+
+from reelay.catalogue.memory import MemoryCatalogue
 from reelay.models import SourceProtocol, Stream
 from reelay.ports import ObjectStore
 from reelay.recording import layout
@@ -54,3 +57,33 @@ def stream(stream_id: str, owner: str = "op-1") -> Stream:
         source_protocol=SourceProtocol.RTSP,
         kvs_stream_name=f"reelay-{stream_id}",
     )
+
+
+def finalized_recording(store: ObjectStore, *, seqs: range = range(0, 6)) -> tuple[MemoryCatalogue, str, str]:
+    """A recording of stream ``cam1`` finalized by the real workflow into ``store``, with two
+    renditions and an MP4 export beside it: (catalogue, session id, video id). The video is unlisted,
+    as a recording's video starts."""
+    from reelay.recording.runner import WorkflowRunner
+    from reelay.recording.steps import StepContext
+
+    catalogue = MemoryCatalogue()
+    catalogue.create_stream(stream("cam1"))
+    session, _ = catalogue.start_recording_session("cam1", "w1")
+    record(store, "cam1", session.session_id, "w1", ("source", "360p"), seqs)
+    catalogue.end_recording_session(session.session_id)
+    out = WorkflowRunner(StepContext(catalogue=catalogue, media_store=store)).start(session.session_id)
+    assert out["status"] == "ready", out
+    store.put_bytes(
+        layout.export_media_key("outputs/", session.session_id, "e1"), b"mp4", content_type="video/mp4"
+    )
+    return catalogue, session.session_id, out["videoId"]
+
+
+def playlist_targets(store: ObjectStore, playlist_key: str) -> list[str]:
+    """The store keys a playlist's URIs name, resolved against the playlist as a player resolves them."""
+    base = posixpath.dirname(playlist_key)
+    return [
+        posixpath.normpath(posixpath.join(base, line.strip()))
+        for line in store.get_bytes(playlist_key).decode().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]

@@ -6,15 +6,17 @@ from __future__ import annotations
 import json
 import time
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
-from reelay.models import RecordingState
+from reelay.models import RecordingState, Video, VideoSource, VideoStatus, VideoVisibility
+from reelay.playback import check_signed_access
 from reelay.wiring import Services
 from tests.fakes import api_event
 from tests.recording_api_helpers import InstantExports, install, live_session, ready_session
 from tests.unit.test_api import ALICE, assert_error, call, services, settings  # noqa: F401
-from tests.unit.test_api_streams import CAMERA, OPERATOR_2, create, send
+from tests.unit.test_api_streams import CAMERA, OPERATOR, OPERATOR_2, create, send
 
 pytestmark = [pytest.mark.filterwarnings("ignore:No application metrics:UserWarning")]
 
@@ -203,6 +205,51 @@ def test_exports_of_a_ready_recording(services: Services) -> None:  # noqa: F811
     assert_error(*send("GET", f"{path}/{out['exportId']}", OPERATOR_2), 404, "not_found")
     assert_error(*send("GET", f"{path}/0123abcd"), 404, "not_found")
     assert_error(*send("GET", f"{path}/..%2F..%2Fx"), 404, "not_found")
+
+
+def test_a_private_recordings_export_is_written_private_and_downloads_signed_only(
+    services: Services,  # noqa: F811
+) -> None:
+    # Given a ready recording whose video its operator made private
+    exports, _ = install(services)
+    stream_id = create(record=True)["streamId"]
+    session_id, video_id = ready_session(services, stream_id, duration=10.0)
+    services.catalogue.create(  # type: ignore[attr-defined]
+        Video(
+            video_id=video_id,
+            video_key=f"recordings/{stream_id}/{session_id}/",
+            display_name="Gate recording",
+            owner_id=OPERATOR["sub"],
+            email="olga@example.com",
+            status=VideoStatus.READY,
+            source=VideoSource.RECORDING,
+            visibility=VideoVisibility.PRIVATE,
+        )
+    )
+    path = f"/streams/{stream_id}/sessions/{session_id}/exports"
+    # When it exports a range
+    status, out = send("POST", path, body={"start": 0, "end": 4})
+    assert status == 202, out
+    # Then the MP4 is written under the private prefix, out of the public path's reach
+    name = f"exports/{session_id}/{out['exportId']}.mp4"
+    assert exports.launched[0]["mp4Key"] == f"private-outputs/{name}"
+    assert services.store.head(f"private-outputs/{name}") is not None
+    assert services.store.head(f"outputs/{name}") is None
+    # And its download link is signed for that export's prefix, for its owner only
+    status, got = send("GET", f"{path}/{out['exportId']}")
+    assert status == 200 and got["state"] == "ready"
+    url = urlsplit(got["downloadUrl"])
+    assert url.path == f"/private-outputs/{name}"
+    query = dict(parse_qsl(url.query))
+    key = services.settings.file_store_signing_key
+    prefix = f"private-outputs/exports/{session_id}/"
+    assert check_signed_access(key, prefix, f"private-outputs/{name}", query) is None
+    assert check_signed_access(key, f"private-outputs/{video_id}/", f"private-outputs/{name}", query)
+    assert_error(*send("GET", f"{path}/{out['exportId']}", OPERATOR_2), 404, "not_found")
+    # When it turns public again (the export moves with it), the link is the public path's
+    services.catalogue.set_visibility(video_id, VideoVisibility.PUBLIC)  # type: ignore[attr-defined]
+    got = send("GET", f"{path}/{out['exportId']}")[1]
+    assert got["downloadUrl"] == f"https://cdn.example/outputs/{name}"
 
 
 @pytest.mark.parametrize(

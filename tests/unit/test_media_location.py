@@ -365,3 +365,36 @@ def test_a_move_out_of_time_keeps_its_progress_and_the_next_run_finishes_it(monk
     # And the next run moves the rest
     assert relocator.reconcile("v1") == 3
     assert _where(store) == {"private-outputs": set(NAMES)}
+
+
+def test_a_worker_that_dies_right_after_completing_a_video_made_private_leaves_no_public_playlist(
+    tmp_path, monkeypatch
+) -> None:
+    # Given a job under way, publishing under the public prefix, whose video turns private mid-job
+    settings = Settings(work_dir=str(tmp_path / "w"), ladder="360p,240p", max_attempts=3, lease_seconds=60)
+    catalogue, store = new_catalogue(), new_store()
+
+    def switch(_out_dir: object) -> None:
+        from reelay.videos import VideoService
+
+        VideoService(catalogue, store, settings).set_visibility("u1", VIDEO_ID, VideoVisibility.PRIVATE)
+
+    service = make_service(catalogue, store, FakeEvents(), settings, FakeEncoder(segments=4, during=switch))
+
+    class Died(BaseException):
+        pass
+
+    def die(*_args: object) -> None:
+        raise Died  # the worker's process ends between its completion and its own move
+
+    monkeypatch.setattr(service, "_settle_media", die)
+    with pytest.raises(Died):
+        run(service)
+    assert catalogue.get(VIDEO_ID).status == VideoStatus.READY
+    assert any(k.startswith(f"outputs/{VIDEO_ID}/") and k.endswith(".m3u8") for k in store.objects)
+    # When the outbox sweep runs
+    sweep = OutboxSweep(catalogue, None, relocate=MediaRelocator(catalogue, store, settings).reconcile)
+    sweep.flush()
+    # Then the playlists the worker left public went private with the rest
+    outputs = {k for k in store.objects if f"/{VIDEO_ID}/" in k and not k.startswith("uploads/")}
+    assert outputs and all(k.startswith(f"private-outputs/{VIDEO_ID}/") for k in outputs), sorted(outputs)

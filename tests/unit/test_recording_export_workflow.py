@@ -20,6 +20,8 @@ from moto import mock_aws
 from lambdas.recording_steps.handler import lambda_handler as steps_handler
 from reelay.adapters import aws
 from reelay.adapters.stepfunctions import StepFunctionsExportLauncher
+from reelay.catalogue.memory import MemoryCatalogue
+from reelay.models import Video, VideoSource, VideoVisibility
 from reelay.recording.runner import WorkflowRunner
 from reelay.recording.steps import HANDLERS, StepContext, failure_reason, subprocess_exporter
 from reelay.recording.sweep import LocalExportLauncher
@@ -258,7 +260,8 @@ def test_the_local_runner_runs_the_export_steps_the_definition_names(tmp_path: P
         store.put_bytes(state["mp4Key"], b"mp4", metadata={"duration-ms": "2000", "segments": "1"})
         return {**state, "ignored": True}
 
-    ctx = StepContext(catalogue=None, media_store=store, export=export)
+    # (ExportReady looks the video up: an MP4 written where its visibility no longer puts it is moved)
+    ctx = StepContext(catalogue=MemoryCatalogue(), media_store=store, export=export)
     record = {"exportId": "f" * 32, "sessionId": "s1", "state": "running"}
     out = WorkflowRunner(ctx, workflow=RECORDING_EXPORT_WORKFLOW).run({**_state("f" * 32), "export": record})
     assert ran == ["export"] and out["status"] == "ready" and "ignored" not in out  # as ResultPath: null
@@ -273,3 +276,33 @@ def test_failure_reasons_are_one_line() -> None:
     )
     assert failure_reason({}) == "Error: the export failed"
     assert failure_reason({"Error": "X", "Cause": json.dumps({"errorMessage": "boom"})}) == "X: boom"
+
+
+@pytest.mark.parametrize(
+    ("visibility", "moves"), [(VideoVisibility.PRIVATE, 1), (VideoVisibility.UNLISTED, 0)]
+)
+def test_an_export_that_ends_after_its_recording_turned_private_asks_for_a_move(
+    tmp_path: Path, visibility: VideoVisibility, moves: int
+) -> None:
+    # Given an export started while the recording was unlisted (its MP4 under the public prefix)
+    store = open_store(f"file://{tmp_path}")
+    catalogue = MemoryCatalogue()
+    catalogue.create(
+        Video(
+            video_id="rec-s1",
+            video_key="recordings/cam1/s1/",
+            display_name="r",
+            owner_id="op",
+            email="op@x.io",
+            source=VideoSource.RECORDING,
+            visibility=VideoVisibility.UNLISTED,
+        )
+    )
+    state = {**_state(), "export": {"exportId": "0" * 32, "sessionId": "s1", "state": "running"}}
+    store.put_bytes(state["mp4Key"], b"mp4", metadata={"duration-ms": "2000", "segments": "1"})
+    # When the recording's visibility is what it is now as the export's last step runs
+    catalogue.set_visibility("rec-s1", visibility)
+    out = HANDLERS["export_ready"](state, StepContext(catalogue=catalogue, media_store=store))
+    # Then the export is ready, and a private recording's MP4 gets a move to where a signature reaches
+    assert out["status"] == "ready"
+    assert catalogue.pending_events()[0] == moves

@@ -681,7 +681,9 @@ def test_an_upload_key_the_store_refuses_fails_permanently(catalogue, store, eve
 class LeaseLapsingCatalogue(MemoryCatalogue):
     """complete() finds the lease gone, as after a long pause with no heartbeat."""
 
-    def complete(self, video_id, worker_id, *, duration_seconds, renditions, event=None) -> bool:
+    def complete(
+        self, video_id, worker_id, *, duration_seconds, renditions, event=None, relocation=None
+    ) -> bool:
         return False
 
 
@@ -825,7 +827,9 @@ def test_a_video_deleted_mid_transcode_leaves_no_public_media(catalogue, store, 
 class DeletedBeforeCompleteCatalogue(MemoryCatalogue):
     """The video is deleted in the instant between the final publish and complete()."""
 
-    def complete(self, video_id, worker_id, *, duration_seconds, renditions, event=None) -> bool:
+    def complete(
+        self, video_id, worker_id, *, duration_seconds, renditions, event=None, relocation=None
+    ) -> bool:
         self.delete(video_id)
         return False
 
