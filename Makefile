@@ -16,8 +16,8 @@ bootstrap: ## install Debian packages, the virtualenv and the pinned CDK CLI (id
 up: bootstrap ## run the whole platform on this machine, in the foreground (Ctrl-C stops it)
 	$(PY) -m local
 
-test: bootstrap ## run every test suite
-	$(PYTEST) tests/unit tests/integration tests/infra tests/e2e
+test: bootstrap ## run every test suite, on two workers (a test file stays on one worker: its fixtures are shared)
+	$(PYTEST) -n 2 --dist loadfile tests/unit tests/integration tests/infra tests/e2e
 
 test-unit: bootstrap ## domain logic with fakes, network blocked
 	$(PYTEST) tests/unit

@@ -7,17 +7,21 @@ fragments resume at the stand-in afterwards, and the task's metrics count the ou
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from local.cameras import Camera, HlsCamera, RtspCamera, SrtCamera
 from local.faults import TcpFaultProxy, UdpFaultProxy
+from local.kvs import KvsStandIn
 from reelay.models import Stream
 from tests.camera_fixtures import (
     hls_camera,
@@ -104,7 +108,10 @@ def test_each_source_type_is_relayed_and_the_picture_kvs_stores_is_intact(
     assert as_is.lease_owner == f"local-{as_is.stream_id}" and as_is.reconnects == 0
     # Passthrough: the task built no encoder (it logs the branch it built).
     assert "without re-encoding" in relay_rig.log(as_is) and "transcoding" not in relay_rig.log(as_is)
-    assert "decoding video/x-h264 for the encoder branch" in (relay_rig.log_dir / f"{encoded.stream_id}.log").read_text()
+    assert (
+        "decoding video/x-h264 for the encoder branch"
+        in (relay_rig.log_dir / f"{encoded.stream_id}.log").read_text()
+    )
 
     for stream in (as_is, encoded):
         relay_rig.wait_persisted(stream, 4, timeout=40)
@@ -206,18 +213,48 @@ def test_the_relay_process_killed_with_sigkill_comes_back(
 def test_credentials_expiring_mid_stream(relay_rig: RelayRig, rtsp_camera: RtspCamera) -> None:
     # Given credentials that live 70 s: kvssink re-reads its file 3 s before they expire and needs the
     # new ones to have 30 s left then; the task rewrites the file at half their life.
-    relay_rig.kvs.issuer.ttl_seconds = 70
+    kvs = relay_rig.kvs
+    kvs.issuer.ttl_seconds = 70
     stream = relaying(relay_rig, rtsp_camera.url)
     first = relay_rig.stream(stream.stream_id).credentials_expire_at
     assert first is not None
+
+    def puts() -> list[Any]:
+        return [r for r in kvs.requests if r.path == "/putMedia" and r.note == "started"]
+
+    old_key = kvs.issuer._keys[puts()[0].key]
     # When they expire (the stand-in refuses the old key from then on)
-    time.sleep(max(0.0, (first.timestamp() - time.time())) + 3)
+    time.sleep(max(0.0, old_key.expires_at - time.time()) + 1)
+    # Then kvssink opened a PutMedia with the new key before the old one expired (at expiry - 3 s)
+    switched = [r for r in puts() if r.key != old_key.access_key_id]
+    assert switched and old_key.expires_at - 10 < switched[0].time < old_key.expires_at
+    # ...the stand-in refuses the old key now
+    assert describe_with(kvs, old_key, stream.kvs_stream_name) == 403
+    # ...fragments keep arriving, signed with the new key, and the catalogue shows the new expiry
     before = relay_rig.persisted(stream)
-    # Then fragments keep arriving, signed with the new key, and the catalogue shows the new expiry
     relay_rig.wait_persisted(stream, before + 2, timeout=30)
     now = relay_rig.stream(stream.stream_id)
     assert now.state == "running"
     assert now.credentials_expire_at is not None and now.credentials_expire_at > first
+
+
+def describe_with(standin: KvsStandIn, key: Any, stream_name: str) -> int:
+    """POST /describeStream signed (by key id) with ``key``: the HTTP status."""
+    request = urllib.request.Request(
+        f"{standin.url}/describeStream",
+        data=json.dumps({"StreamName": stream_name}).encode(),
+        headers={
+            "Authorization": f"AWS4-HMAC-SHA256 Credential={key.access_key_id}/20261201/us-east-1/"
+            "kinesisvideo/aws4_request, SignedHeaders=host, Signature=00",
+            "X-Amz-Security-Token": key.session_token,
+        },
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
 
 
 def test_stop_drains_and_releases_the_lease(relay_rig: RelayRig, srt_camera: SrtCamera) -> None:
