@@ -8,6 +8,7 @@ fragments resume at the stand-in afterwards, and the task's metrics count the ou
 from __future__ import annotations
 
 import os
+import re
 import signal
 import time
 import urllib.request
@@ -23,6 +24,7 @@ from tests.camera_fixtures import (
     hls_camera,
     rtsp_camera,
     rtsp_h265_camera,
+    rtsp_mjpeg_camera,
     rtsp_proxy,
     srt_camera,
     srt_proxy,
@@ -36,6 +38,7 @@ __all__ = [  # fixtures used by name
     "relay_rig",
     "rtsp_camera",
     "rtsp_h265_camera",
+    "rtsp_mjpeg_camera",
     "rtsp_proxy",
     "srt_camera",
     "srt_proxy",
@@ -74,6 +77,18 @@ def outage(
     wait_until(lambda: outage_seconds(rig, stream) > 0, 10, "OutageSeconds in the metrics")
 
 
+def assert_picture_intact(rig: RelayRig, stream: Stream, tmp_path: Path) -> None:
+    """Every frame of the last 3 fragments KVS stored decodes to the camera's pattern."""
+    rig.wait_persisted(stream, 4, timeout=40)
+    live = tmp_path / "live.mkv"
+    url = f"{rig.kvs.url}/_reelay/streams/{stream.kvs_stream_name}/live.mkv?last=3"
+    with urllib.request.urlopen(url, timeout=10) as r:
+        live.write_bytes(r.read())
+    picture = check_picture(live, tmp_path)
+    assert picture.damaged == 0, picture
+    assert picture.frames >= 20, picture
+
+
 def outage_seconds(rig: RelayRig, stream: Stream) -> float:
     return sum(sum(doc.get("OutageSeconds", [0.0])) for doc in rig.metrics(stream))
 
@@ -106,14 +121,7 @@ def test_the_picture_kvs_stores_is_intact(
     key frame: relayed through parsebin, each key frame was cut in two and every frame was damaged."""
     cam: Camera = request.getfixturevalue(camera)
     stream = relaying(relay_rig, cam.url, video=video)
-    relay_rig.wait_persisted(stream, 4, timeout=40)
-    live = tmp_path / "live.mkv"
-    url = f"{relay_rig.kvs.url}/_reelay/streams/{stream.kvs_stream_name}/live.mkv?last=3"
-    with urllib.request.urlopen(url, timeout=10) as r:
-        live.write_bytes(r.read())
-    picture = check_picture(live, tmp_path)
-    assert picture.damaged == 0, picture
-    assert picture.frames >= 20, picture
+    assert_picture_intact(relay_rig, stream, tmp_path)
 
 
 def test_a_source_that_is_not_h264_is_transcoded(relay_rig: RelayRig, rtsp_h265_camera: RtspCamera) -> None:
@@ -122,12 +130,29 @@ def test_a_source_that_is_not_h264_is_transcoded(relay_rig: RelayRig, rtsp_h265_
     assert "transcoding video/x-h265 to H.264" in relay_rig.log(stream)
 
 
-def test_passthrough_of_a_codec_kvs_cannot_take_is_an_outage_with_its_reason(
-    relay_rig: RelayRig, rtsp_h265_camera: RtspCamera
+@pytest.mark.parametrize("video", ["auto", "transcode"])
+def test_an_mjpeg_camera_is_transcoded_with_its_picture_intact(
+    relay_rig: RelayRig, rtsp_mjpeg_camera: RtspCamera, video: str, tmp_path: Path
 ) -> None:
-    stream = relay_rig.add(rtsp_h265_camera.url, video="passthrough")
+    """Motion JPEG over RTSP (RTP/JPEG) comes out of parsebin as image/jpeg, not video/*: it is decoded
+    and encoded to H.264 like any codec KVS cannot take, and every stored frame is the camera's."""
+    stream = relaying(relay_rig, rtsp_mjpeg_camera.url, video=video)
+    # (transcode mode, and auto once it has seen the codec, put the encoder in a pipeline of its own for
+    # the slate: the source side then only decodes)
+    decoded = r"(transcoding|decoding) image/jpeg (to H\.264|for the encoder branch)"
+    assert re.search(decoded, relay_rig.log(stream))
+    assert_picture_intact(relay_rig, stream, tmp_path)
+
+
+@pytest.mark.parametrize(("camera", "codec"), [("rtsp_h265_camera", "h265"), ("rtsp_mjpeg_camera", "MJPEG")])
+def test_passthrough_of_a_codec_kvs_cannot_take_is_an_outage_with_its_reason(
+    relay_rig: RelayRig, camera: str, codec: str, request: pytest.FixtureRequest
+) -> None:
+    cam: RtspCamera = request.getfixturevalue(camera)
+    stream = relay_rig.add(cam.url, video="passthrough")
     down = relay_rig.wait_state(stream, "reconnecting", timeout=30)
     assert down.outage_cause and "cannot be relayed without re-encoding" in down.outage_cause
+    assert f"the source's video is {codec}," in down.outage_cause
     assert relay_rig.persisted(stream) == 0
 
 
