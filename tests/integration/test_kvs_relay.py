@@ -250,24 +250,16 @@ def describe_with(standin: KvsStandIn, key) -> int:
         return exc.code
 
 
-# Made and dropped in a fresh process: the C heap in use (glibc's mallinfo2) per kvssink instance.
+# Made and dropped in a fresh process: the C heap in use per kvssink instance.
 _HEAP_PER_ELEMENT = """
-import ctypes, gc, sys
+import gc, sys
 from reelay.media._gst import Gst
 from reelay.relay import kvssink
-
-class MallInfo2(ctypes.Structure):
-    _fields_ = [(n, ctypes.c_size_t) for n in (
-        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
-        "keepcost")]
-
-libc = ctypes.CDLL("libc.so.6")
-libc.mallinfo2.restype = MallInfo2
+from transcoder.relay import malloc_in_use
 
 def in_use():
     gc.collect()
-    info = libc.mallinfo2()
-    return info.uordblks + info.hblkhd
+    return malloc_in_use()
 
 def make_and_drop(count):
     for _ in range(count):
