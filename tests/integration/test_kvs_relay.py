@@ -278,7 +278,7 @@ print((in_use() - before) / count)
 
 def test_a_kvssink_frees_its_state_when_dropped():
     """kvssink v3.4.2 never released its KvsSinkCustomData (a shared_ptr in a GObject, whose destructor
-    GLib never runs): ~200 bytes per instance without a producer, ~7 kB per rebuild with one. The build
+    GLib never runs): 208 bytes per instance without a producer, more with its stream object. The build
     patches gst_kvs_sink_finalize (scripts/kvssink-patches/0001-finalize-frees-custom-data.patch)."""
     # When 1000 kvssink elements are made and dropped in one process
     out = subprocess.run(
