@@ -8,9 +8,13 @@
 #
 # Result: one directory holding libgstkvssink.so and the SDK libraries it links, all with rpath
 # $ORIGIN, so GST_PLUGIN_PATH=<dir> is all a process needs (no LD_LIBRARY_PATH).
-# Default directory: ${REELAY_CACHE_DIR:-$HOME/.cache/reelay}/kvssink/<version>/, outside the clone so
-# every worktree and every `make test` on this machine share one build. A stamp file marks a complete
-# build; with it present the script returns at once.
+# Default directory: ${REELAY_CACHE_DIR:-$HOME/.cache/reelay}/kvssink/<version>-r<recipe>/, outside the
+# clone so every worktree and every `make test` on this machine share one build; a clone with another
+# recipe uses (and keeps) its own directory. A stamp file (version, recipe, checksum of the patches)
+# marks a complete build; with it present the script returns at once.
+#
+# Patches: every scripts/kvssink-patches/*.patch is applied, in name order, to the SDK before it is
+# built (each file says what it fixes and why). The Dockerfile copies that folder beside this script.
 #
 # Offline: if $REELAY_KVS_MIRROR or <repo>/../shared/vendor/kvs-producer-sdk holds the git mirror, git
 # reads https://github.com/awslabs/* from it (url.insteadOf in a private GIT_CONFIG_GLOBAL file; the
@@ -20,27 +24,31 @@ set -euo pipefail
 
 # The pin. The Dockerfile may override it with --build-arg KVS_SDK_VERSION=...
 KVS_SDK_VERSION="${KVS_SDK_VERSION:-v3.4.2}"
-# Bump when the recipe below changes the result, so caches built by an older recipe are rebuilt.
-RECIPE=1
+# Bump when the recipe below changes the result, so caches built by an older recipe are rebuilt
+# (reelay/relay/kvssink.py's KVSSINK_RECIPE names the same directory). 2: the finalize leak patch.
+RECIPE=2
 KVS_REPO=https://github.com/awslabs/amazon-kinesis-video-streams-producer-sdk-cpp.git
 PACKAGES=(git ca-certificates cmake make g++ pkg-config m4 libssl-dev libcurl4-openssl-dev liblog4cplus-dev
           libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-tools)
 
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(dirname "$here")"
+patches=("$here"/kvssink-patches/*.patch)
+[ -f "${patches[0]}" ] || { echo "build-kvssink: no patches in $here/kvssink-patches" >&2; exit 1; }
+patch_sum="$(cat "${patches[@]}" | sha256sum | cut -c1-16)"
 prefix=""
 print_only=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --prefix) prefix="$2"; shift 2 ;;
     --print-dir) print_only=1; shift ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
     *) echo "build-kvssink: unknown argument $1" >&2; exit 2 ;;
   esac
 done
-dest="${prefix:-${REELAY_CACHE_DIR:-$HOME/.cache/reelay}/kvssink/$KVS_SDK_VERSION}"
+dest="${prefix:-${REELAY_CACHE_DIR:-$HOME/.cache/reelay}/kvssink/$KVS_SDK_VERSION-r$RECIPE}"
 stamp="$dest/.complete"
-want_stamp="version=$KVS_SDK_VERSION recipe=$RECIPE"
+want_stamp="version=$KVS_SDK_VERSION recipe=$RECIPE patches=$patch_sum"
 if [ "$print_only" = 1 ]; then echo "$dest"; exit 0; fi
 if [ "$(cat "$stamp" 2>/dev/null)" = "$want_stamp" ]; then echo "$dest"; exit 0; fi
 
@@ -85,6 +93,10 @@ fi
 started=$(date +%s)
 echo "build-kvssink: building kvssink $KVS_SDK_VERSION (about a minute on 2 cores)" >&2
 git -c advice.detachedHead=false clone -q "${depth[@]}" --branch "$KVS_SDK_VERSION" "$KVS_REPO" "$work/src"
+for p in "${patches[@]}"; do
+  git -C "$work/src" apply "$p" || { echo "build-kvssink: $p does not apply to $KVS_SDK_VERSION" >&2; exit 1; }
+  echo "build-kvssink: applied $(basename "$p")" >&2
+done
 # BUILD_DEPENDENCIES=OFF links Debian's openssl, curl and log4cplus; the SDK still fetches producer-C
 # (and its PIC) at configure time and builds them in this tree. Every target gets rpath $ORIGIN so the
 # plugin finds its SDK libraries next to it wherever the directory is installed.

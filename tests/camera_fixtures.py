@@ -50,6 +50,13 @@ def rtsp_h265_camera() -> Iterator[RtspCamera]:
 
 
 @pytest.fixture
+def rtsp_mjpeg_camera() -> Iterator[RtspCamera]:
+    """An RTSP camera sending Motion JPEG (RTP/JPEG), which the relay must transcode."""
+    with RtspCamera(codec="mjpeg") as cam:
+        yield cam
+
+
+@pytest.fixture
 def srt_camera() -> Iterator[SrtCamera]:
     with SrtCamera() as cam:
         yield cam

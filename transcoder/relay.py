@@ -230,6 +230,27 @@ def limit_malloc_arenas(arenas: int = 2) -> bool:
 _M_ARENA_MAX = -8  # glibc's malloc.h
 
 
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+                     "fordblks", "keepcost")
+    ]  # fmt: skip
+
+
+def malloc_in_use() -> int | None:
+    """Bytes of C heap the process holds (glibc's mallinfo2: allocated blocks plus mmapped ones). A leak
+    grows it one for one, where RSS also counts what the allocator keeps free for reuse. None where the
+    C library is not glibc 2.33 or later."""
+    try:
+        mallinfo2 = ctypes.CDLL("libc.so.6").mallinfo2
+    except (OSError, AttributeError):
+        return None
+    mallinfo2.restype = _MallInfo2
+    info = mallinfo2()
+    return int(info.uordblks + info.hblkhd)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m transcoder.relay", description=__doc__.splitlines()[0])
     parser.add_argument("--stream-id", default=os.environ.get("REELAY_STREAM_ID"), help="the stream to relay")

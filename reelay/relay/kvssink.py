@@ -34,6 +34,7 @@ from reelay.media._gst import Gst, ensure_init
 log = logging.getLogger(__name__)
 
 KVS_SDK_VERSION = "v3.4.2"  # the version scripts/build-kvssink.sh pins
+KVSSINK_RECIPE = 2  # scripts/build-kvssink.sh's RECIPE: the cache directory is <version>-r<recipe>
 PLUGIN_FILE = "libgstkvssink.so"
 IMAGE_DIR = Path("/opt/kvssink")
 
@@ -72,7 +73,7 @@ class KvssinkNotFound(RuntimeError):
 def cache_dir() -> Path:
     """Where ``scripts/build-kvssink.sh`` installs the plugin by default."""
     base = os.environ.get("REELAY_CACHE_DIR") or os.path.join(Path.home(), ".cache", "reelay")
-    return Path(base) / "kvssink" / KVS_SDK_VERSION
+    return Path(base) / "kvssink" / f"{KVS_SDK_VERSION}-r{KVSSINK_RECIPE}"
 
 
 def plugin_dir() -> Path:

@@ -45,7 +45,8 @@ kvssink takes its codec data once per element instance, so every rebuild builds 
 Audio is not relayed: the KVS stream carries one H.264 track.
 
 RTSP H.264 and H.265 skip parsebin: ``rtspsrc ─ rtph26Xdepay ─ avc|hvc1/au`` feeds the video branch
-directly (see ``RTP_DEPAYLOADERS`` for why); other RTSP codecs still go through parsebin.
+directly (see ``RTP_DEPAYLOADERS`` for why); other RTSP codecs still go through parsebin. MJPEG comes
+out of parsebin as ``image/jpeg`` and takes the "other codec" branch (``MJPEG_CAPS``).
 """
 
 from __future__ import annotations
@@ -85,6 +86,23 @@ RTP_DEPAYLOADERS = {
     "H264": ("rtph264depay", "video/x-h264,stream-format=avc,alignment=au"),
     "H265": ("rtph265depay", "video/x-h265,stream-format=hvc1,alignment=au"),
 }
+
+
+# Motion JPEG (RTSP cameras send it as RTP/JPEG): parsebin puts it out as image/jpeg, not video/*. It is
+# relayed like any other codec KVS cannot take: decoded and encoded to H.264 (never passed through).
+MJPEG_CAPS = "image/jpeg"
+# What parsebin and decodebin pick for MJPEG over RTSP (RTP/JPEG -> image/jpeg -> raw video). No make()
+# call names them, so the image check (tests/unit/test_transcode_image.py) reads them here.
+AUTOPLUGGED = ("rtpjpegdepay", "jpegdec")
+
+
+def codec_label(caps_name: str) -> str:
+    """A codec as an operator reads it: ``video/x-h265`` -> ``h265``, ``image/jpeg`` -> ``MJPEG``."""
+    return "MJPEG" if caps_name == MJPEG_CAPS else caps_name.removeprefix("video/x-").removeprefix("video/")
+
+
+def is_video(caps_name: str) -> bool:
+    return caps_name.startswith("video/") or caps_name == MJPEG_CAPS
 
 
 class UnrelayableSource(Exception):
@@ -313,7 +331,7 @@ class RelayPipeline:
     def _on_parsed_pad(self, _parsebin: Gst.Element, pad: Gst.Pad) -> None:
         caps = pad.get_current_caps() or pad.query_caps(None)
         name = caps.get_structure(0).get_name() if caps and caps.get_size() else ""
-        if not name.startswith("video/") or self.video_linked:
+        if not is_video(name) or self.video_linked:
             self._discard(pad)
             return
         self.video_linked = True
@@ -330,7 +348,7 @@ class RelayPipeline:
             chain = [_make("h264parse", config_interval=-1), _make("h264timestamper")]
         elif mode == "passthrough":
             self.on_problem(
-                f"the source's video is {name.removeprefix('video/x-')}, which cannot be relayed without "
+                f"the source's video is {codec_label(name)}, which cannot be relayed without "
                 "re-encoding; set video to auto or transcode"
             )
             self._discard(pad)

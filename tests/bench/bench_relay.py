@@ -18,7 +18,8 @@ MariaDB) with the production relay settings.
    /proc/<pid>/stat of each side's process over the same window length, one side at a time.
 4. Memory: RSS of a supervisor process (real kvssink, malloc arenas capped as the relay task caps them)
    after 10 and after 100 pipeline rebuilds, each forced by cutting the TCP proxy in front of its camera
-   once media flows.
+   once media flows; and its C heap in use (glibc's mallinfo2), which shows a leak that RSS, counting
+   what malloc keeps free for reuse, can hide.
 
 Counts are environment variables (``REELAY_BENCH_RELAY_*``, see ``Config``). Everything listens on
 loopback; every child is stopped in ``finally`` blocks.
@@ -207,6 +208,13 @@ def count_frames(cluster: bytes) -> int:
         frames += element[0] in (0xA3, 0xA0)
         pos += element[1] + child[1] + child[0]
     return frames
+
+
+def growth_per_rebuild(samples: dict[int, float], first: int) -> float:
+    """Least-squares slope of ``samples`` (rebuild -> MB) from rebuild ``first`` on: every sample counts,
+    so one taken while a buffer was in flight moves it less than it moves a difference of two."""
+    xs = [k for k in sorted(samples) if k >= first]
+    return statistics.linear_regression(xs, [samples[k] for k in xs]).slope
 
 
 def recycle_verdict(growth_mb_per_rebuild: float, rebuilds_per_day: float = 1440) -> str:
@@ -656,12 +664,14 @@ def measure_cost(rig: Rig, cfg: Config) -> list[Row]:
 
 
 # --- 4. memory over rebuilds --------------------------------------------------------------------------------
-def _rebuilds(rig: Rig, cfg: Config, sink: str) -> tuple[dict[int, float], float]:
-    """RSS (MB) of a supervisor child once each of its pipelines carries media, and the seconds taken."""
+def _rebuilds(rig: Rig, cfg: Config, sink: str) -> tuple[dict[int, float], dict[int, float], float]:
+    """RSS and C heap in use (MB) of a supervisor child once each of its pipelines carries media, and the
+    seconds taken."""
     from local.cameras import RtspCamera
     from local.faults import TcpFaultProxy
 
     rss: dict[int, float] = {}
+    heap: dict[int, float] = {}
     started = time.monotonic()
     with RtspCamera() as camera, TcpFaultProxy(camera.port) as proxy:
         stream = f"bench-memory-{uuid.uuid4().hex[:6]}"
@@ -680,6 +690,7 @@ def _rebuilds(rig: Rig, cfg: Config, sink: str) -> tuple[dict[int, float], float
                     continue  # kvssink and GStreamer may print to stdout too
                 if event["event"] == "flowing":
                     rss[event["built"]] = event["rss_mb"]
+                    heap[event["built"]] = event["heap_mb"]
                     if event["built"] % 25 == 0:
                         print(f"   memory ({sink}): pipeline {event['built']}, {event['rss_mb']:.1f} MB",
                               file=sys.stderr)  # fmt: skip
@@ -694,7 +705,7 @@ def _rebuilds(rig: Rig, cfg: Config, sink: str) -> tuple[dict[int, float], float
             log.close()
     if max(rss, default=0) <= 20:
         raise RuntimeError(f"too few rebuilds measured: {sorted(rss)}; see {rig.log_dir}")
-    return rss, time.monotonic() - started
+    return rss, heap, time.monotonic() - started
 
 
 def _first_from(rss: dict[int, float], n: int) -> int:
@@ -703,13 +714,15 @@ def _first_from(rss: dict[int, float], n: int) -> int:
 
 
 def measure_memory(rig: Rig, cfg: Config) -> list[Row]:
-    rss, elapsed = _rebuilds(rig, cfg, "kvssink")
+    rss, heap, elapsed = _rebuilds(rig, cfg, "kvssink")
     first, last = _first_from(rss, 10), max(rss)
     growth = (rss[last] - rss[first]) / (last - first)
+    heap_growth = growth_per_rebuild(heap, first)
     # The same supervisor and source with a fakesink: how much of the growth is kvssink's.
-    bare, _ = _rebuilds(rig, cfg, "fakesink")
+    bare, bare_heap, _ = _rebuilds(rig, cfg, "fakesink")
     bare_first, bare_last = _first_from(bare, 10), max(bare)
     bare_growth = (bare[bare_last] - bare[bare_first]) / (bare_last - bare_first)
+    bare_heap_growth = growth_per_rebuild(bare_heap, bare_first)
     return [
         Row(BENCH, "reelay supervisor", f"RSS after {first} rebuilds", rss[first], "MB",
             "real kvssink per pipeline"),
@@ -722,12 +735,19 @@ def measure_memory(rig: Rig, cfg: Config) -> list[Row]:
         Row(BENCH, "same, fakesink for kvssink", "RSS growth per rebuild", bare_growth * 1024, "kB",
             f"{bare[bare_first]:.1f} -> {bare[bare_last]:.1f} MB, rebuilds {bare_first}-{bare_last}; "
             f"kvssink's share ~{(growth - bare_growth) * 1024:.0f} kB per rebuild"),
+        # RSS also counts what malloc keeps free for reuse, so it hides a small leak: the C heap in use
+        # (mallinfo2) grows one for one with one. A slope over every rebuild measured, not two points.
+        Row(BENCH, "reelay supervisor", "C heap growth per rebuild", heap_growth * 1024, "kB",
+            f"malloc in use {heap[first]:.1f} -> {heap[last]:.1f} MB, slope over rebuilds {first}-{last}"),
+        Row(BENCH, "same, fakesink for kvssink", "C heap growth per rebuild", bare_heap_growth * 1024, "kB",
+            f"kvssink's share ~{(heap_growth - bare_heap_growth) * 1024:.1f} kB per rebuild"),
     ]  # fmt: skip
 
 
 def _memory_child(argv: list[str]) -> int:
     """The measured process: a Supervisor with the real kvssink, rebuilding as fast as its policy lets
-    it. Prints ``{"event": "flowing", "built": n, "rss_mb": x}`` once pipeline n carries media."""
+    it. Prints ``{"event": "flowing", "built": n, "rss_mb": x, "heap_mb": y}`` once pipeline n carries
+    media."""
     import argparse
 
     from reelay.media._gst import Gst
@@ -735,7 +755,7 @@ def _memory_child(argv: list[str]) -> int:
     from reelay.relay.pipelines import SourceSpec
     from reelay.relay.supervisor import RelayPolicy, Supervisor
     from reelay.relay.task import kvssink_factory
-    from transcoder.relay import limit_malloc_arenas
+    from transcoder.relay import limit_malloc_arenas, malloc_in_use
 
     p = argparse.ArgumentParser()
     p.add_argument("--url", required=True)
@@ -773,7 +793,9 @@ def _memory_child(argv: list[str]) -> int:
             if built > reported and h.media_flowing and acked:
                 reported = built
                 rss = proc_rss_mb(os.getpid())
-                print(json.dumps({"event": "flowing", "built": reported, "rss_mb": rss}), flush=True)
+                heap = (malloc_in_use() or 0) / 1024 / 1024
+                event = {"event": "flowing", "built": reported, "rss_mb": rss, "heap_mb": heap}
+                print(json.dumps(event), flush=True)
             time.sleep(0.02)
         print(json.dumps({"event": "done"}), flush=True)
         done.wait(30)  # the parent stops us

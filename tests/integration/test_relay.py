@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import time
 import urllib.error
@@ -27,6 +28,7 @@ from tests.camera_fixtures import (
     hls_camera,
     rtsp_camera,
     rtsp_h265_camera,
+    rtsp_mjpeg_camera,
     rtsp_proxy,
     srt_camera,
     srt_proxy,
@@ -40,6 +42,7 @@ __all__ = [  # fixtures used by name
     "relay_rig",
     "rtsp_camera",
     "rtsp_h265_camera",
+    "rtsp_mjpeg_camera",
     "rtsp_proxy",
     "srt_camera",
     "srt_proxy",
@@ -79,6 +82,18 @@ def outage(
     wait_until(lambda: outage_seconds(rig, stream) > 0, 10, "OutageSeconds in the metrics")
 
 
+def assert_picture_intact(rig: RelayRig, stream: Stream, tmp_path: Path) -> None:
+    """Every frame of the last 3 fragments KVS stored decodes to the camera's pattern."""
+    rig.wait_persisted(stream, 4, timeout=40)
+    live = tmp_path / f"{stream.stream_id}.mkv"
+    url = f"{rig.kvs.url}/_reelay/streams/{stream.kvs_stream_name}/live.mkv?last=3"
+    with urllib.request.urlopen(url, timeout=10) as r:
+        live.write_bytes(r.read())
+    picture = check_picture(live, tmp_path)
+    assert picture.damaged == 0, (stream.video_mode, picture)
+    assert picture.frames >= 20, (stream.video_mode, picture)
+
+
 def outage_seconds(rig: RelayRig, stream: Stream) -> float:
     return sum(sum(doc.get("OutageSeconds", [0.0])) for doc in rig.metrics(stream))
 
@@ -114,14 +129,7 @@ def test_each_source_type_is_relayed_and_the_picture_kvs_stores_is_intact(
     )
 
     for stream in (as_is, encoded):
-        relay_rig.wait_persisted(stream, 4, timeout=40)
-        live = tmp_path / f"{stream.stream_id}.mkv"
-        url = f"{relay_rig.kvs.url}/_reelay/streams/{stream.kvs_stream_name}/live.mkv?last=3"
-        with urllib.request.urlopen(url, timeout=10) as r:
-            live.write_bytes(r.read())
-        picture = check_picture(live, tmp_path)
-        assert picture.damaged == 0, (stream.video_mode, picture)
-        assert picture.frames >= 20, (stream.video_mode, picture)
+        assert_picture_intact(relay_rig, stream, tmp_path)
 
 
 def test_a_source_that_is_not_h264_is_transcoded(relay_rig: RelayRig, rtsp_h265_camera: RtspCamera) -> None:
@@ -130,12 +138,31 @@ def test_a_source_that_is_not_h264_is_transcoded(relay_rig: RelayRig, rtsp_h265_
     assert "transcoding video/x-h265 to H.264" in relay_rig.log(stream)
 
 
-def test_passthrough_of_a_codec_kvs_cannot_take_is_an_outage_with_its_reason(
-    relay_rig: RelayRig, rtsp_h265_camera: RtspCamera
+def test_an_mjpeg_camera_is_transcoded_with_its_picture_intact(
+    relay_rig: RelayRig, rtsp_mjpeg_camera: RtspCamera, tmp_path: Path
 ) -> None:
-    stream = relay_rig.add(rtsp_h265_camera.url, video="passthrough")
+    """Motion JPEG over RTSP (RTP/JPEG) comes out of parsebin as image/jpeg, not video/*: it is decoded
+    and encoded to H.264 like any codec KVS cannot take, and every stored frame is the camera's. Auto
+    and transcode mode, relayed at once."""
+    streams = [relay_rig.add(rtsp_mjpeg_camera.url, video=video) for video in ("auto", "transcode")]
+    for stream in streams:
+        stream = relaying(relay_rig, stream)
+        # (transcode mode, and auto once it has seen the codec, put the encoder in a pipeline of its
+        # own for the slate: the source side then only decodes)
+        decoded = r"(transcoding|decoding) image/jpeg (to H\.264|for the encoder branch)"
+        assert re.search(decoded, (relay_rig.log_dir / f"{stream.stream_id}.log").read_text())
+        assert_picture_intact(relay_rig, stream, tmp_path)
+
+
+@pytest.mark.parametrize(("camera", "codec"), [("rtsp_h265_camera", "h265"), ("rtsp_mjpeg_camera", "MJPEG")])
+def test_passthrough_of_a_codec_kvs_cannot_take_is_an_outage_with_its_reason(
+    relay_rig: RelayRig, camera: str, codec: str, request: pytest.FixtureRequest
+) -> None:
+    cam: RtspCamera = request.getfixturevalue(camera)
+    stream = relay_rig.add(cam.url, video="passthrough")
     down = relay_rig.wait_state(stream, "reconnecting", timeout=30)
     assert down.outage_cause and "cannot be relayed without re-encoding" in down.outage_cause
+    assert f"the source's video is {codec}," in down.outage_cause
     assert relay_rig.persisted(stream) == 0
 
 

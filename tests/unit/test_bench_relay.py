@@ -14,6 +14,7 @@ from tests.bench.bench_relay import (
     cpu_seconds,
     first_after,
     first_line_after,
+    growth_per_rebuild,
     log_time,
     median,
     ratio,
@@ -125,3 +126,13 @@ def test_frames_are_counted_in_a_stored_cluster() -> None:
     sized = bytes.fromhex("1F43B675") + bytes([0x80 | len(body)]) + body + block  # a block past its end
     assert count_frames(sized) == 1
     assert count_frames(b"") == 0
+
+
+def test_growth_per_rebuild_is_the_slope_from_the_first_rebuild_counted() -> None:
+    # 1 MB per rebuild over rebuilds 10-29, the last sample taken 4 MB high (a buffer in flight), and an
+    # early one that does not count
+    samples = {k: float(k) for k in range(10, 30)} | {29: 33.0, 1: 50.0}
+    # The two end points would say 1.21 MB per rebuild; the slope stays near the true 1
+    assert (samples[29] - samples[10]) / 19 == pytest.approx(1.21, abs=0.01)
+    assert growth_per_rebuild(samples, 10) == pytest.approx(1.0, abs=0.06)
+    assert growth_per_rebuild({10: 5.0, 20: 5.0, 30: 5.0}, 10) == 0.0

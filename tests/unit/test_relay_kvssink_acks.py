@@ -40,7 +40,7 @@ def test_error_acks_keep_their_error_id_and_idle_acks_are_dropped():
 
 def test_the_plugin_is_found_in_the_override_then_the_build_cache(tmp_path, monkeypatch):
     # Given a build cache under REELAY_CACHE_DIR holding the plugin
-    cache = tmp_path / "cache" / "kvssink" / kvssink.KVS_SDK_VERSION
+    cache = tmp_path / "cache" / "kvssink" / f"{kvssink.KVS_SDK_VERSION}-r{kvssink.KVSSINK_RECIPE}"
     cache.mkdir(parents=True)
     (cache / kvssink.PLUGIN_FILE).write_bytes(b"")
     monkeypatch.setenv("REELAY_CACHE_DIR", str(tmp_path / "cache"))

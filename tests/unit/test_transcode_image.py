@@ -22,6 +22,9 @@ gi.require_version("Gst", "1.0")
 gi.require_version("GIRepository", "2.0")
 from gi.repository import GIRepository, Gst  # noqa: E402
 
+from reelay.relay import kvssink  # noqa: E402
+from reelay.relay.pipelines import AUTOPLUGGED  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "transcoder" / "Dockerfile"
 CODE_DIRS = (ROOT / "reelay", ROOT / "transcoder")
@@ -143,8 +146,9 @@ def _gst() -> None:
 
 
 def test_dockerfile_installs_a_package_for_every_element_the_code_uses():
-    # Given the elements and GObject typelibs the transcoder and relay code use
-    elements = used_elements()
+    # Given the elements and GObject typelibs the transcoder and relay code use (with those parsebin and
+    # decodebin pick for sources the relay takes, e.g. RTSP MJPEG: rtpjpegdepay, jpegdec)
+    elements = used_elements() | set(AUTOPLUGGED)
     typelibs = used_typelibs()
     # (the transcoder must at least encode H.264 and write HLS, or this scan found nothing)
     assert {"x264enc", "hlssink2"} <= elements or {"x264enc", "splitmuxsink"} <= elements, elements
@@ -227,3 +231,37 @@ def test_gstreamer_keeps_its_registry_at_gst_registry(tmp_path: Path):
     # Then the registry is written there (and not under HOME), where the next start finds it
     assert registry.stat().st_size > 0
     assert not (tmp_path / "no-home").exists()
+
+
+def test_the_kvssink_build_stage_copies_everything_the_build_script_reads():
+    # Given the build script, which reads its source patches from a folder beside itself
+    script = (ROOT / "scripts" / "build-kvssink.sh").read_text()
+    assert '"$here"/kvssink-patches/*.patch' in script
+    patches = sorted((ROOT / "scripts" / "kvssink-patches").glob("*.patch"))
+    assert patches, "no kvssink patches"
+
+    # Then the Dockerfile's kvssink stage copies the script and that folder to the same place
+    stage = re.split(r"(?m)^FROM\s", DOCKERFILE.read_text())[1]
+    copies = dict(re.findall(r"(?m)^COPY (\S+) (\S+)$", stage))
+    assert copies.get("scripts/build-kvssink.sh") == "/src/scripts/build-kvssink.sh"
+    assert copies.get("scripts/kvssink-patches/") == "/src/scripts/kvssink-patches/"
+    assert stage.index("COPY scripts/kvssink-patches/") < stage.index("RUN /src/scripts/build-kvssink.sh")
+    # And every patch says what it fixes (text before the diff) and changes the SDK's source only
+    for patch in patches:
+        head, _, diff = patch.read_text().partition("diff --git ")
+        files = re.findall(r"(?m)^\+\+\+ b/(\S+)", diff)
+        assert head.strip() and files and all(f.startswith("src/") for f in files), patch.name
+
+
+def test_bootstrap_and_the_relay_agree_on_the_kvssink_build_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    # Given a cache root
+    monkeypatch.setenv("REELAY_CACHE_DIR", str(tmp_path / "cache"))
+
+    # When the build script says where it builds (its version and recipe name the directory)
+    script = str(ROOT / "scripts" / "build-kvssink.sh")
+    out = subprocess.run([script, "--print-dir"], capture_output=True, text=True, check=True, timeout=30)
+
+    # Then the relay looks for the plugin in that same directory, so a recipe bump reaches both
+    assert Path(out.stdout.strip()) == kvssink.cache_dir()
