@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import random
 import subprocess
 import threading
 from dataclasses import replace
@@ -25,6 +26,7 @@ from reelay.media.pipeline import (
     ladder_encoder_threads,
     planned_renditions,
     scale_parents,
+    scaler_for,
     transcode,
     warm_up,
 )
@@ -552,6 +554,72 @@ def test_smaller_renditions_are_scaled_from_the_largest_exact_copy_of_the_pictur
     portrait = choose_ladder(replace(probe_info_stub(), width=1080, height=1920))
     parents = scale_parents(portrait, 1080, 1920)
     assert parents[portrait[0].name] is None and parents[portrait[1].name] == portrait[0].name
+
+
+def _scale_frame(planes: list[bytes], size: tuple[int, int], to: tuple[int, int], props: dict) -> list[bytes]:
+    """One I420 frame (Y, U, V planes, no row padding) through a real videoscale with ``props``."""
+    ensure_init()
+    caps = (
+        "video/x-raw,format=I420,width={},height={},framerate=25/1,colorimetry=bt709,pixel-aspect-ratio=1/1"
+    )
+    pipeline = Gst.parse_launch(
+        f"appsrc name=src caps={caps.format(*size)} format=time ! videoscale name=scale add-borders=false "
+        f"! {caps.format(*to)} ! appsink name=sink"
+    )
+    scale = pipeline.get_by_name("scale")
+    for key, value in props.items():
+        Gst.util_set_object_arg(scale, key.replace("_", "-"), value)
+    pipeline.set_state(Gst.State.PLAYING)
+    try:
+        buf = Gst.Buffer.new_wrapped(b"".join(planes))
+        buf.pts, buf.duration = 0, Gst.SECOND // 25
+        pipeline.get_by_name("src").emit("push-buffer", buf)
+        pipeline.get_by_name("src").emit("end-of-stream")
+        sample = pipeline.get_by_name("sink").emit("try-pull-sample", 10 * Gst.SECOND)
+        assert sample is not None, "videoscale produced no frame"
+        out = sample.get_buffer().extract_dup(0, sample.get_buffer().get_size())
+    finally:
+        pipeline.set_state(Gst.State.NULL)
+    w, h = to
+    y, c = w * h, (w // 2) * (h // 2)
+    return [out[:y], out[y : y + c], out[y + c : y + 2 * c]]
+
+
+def test_a_rendition_half_its_parents_size_is_the_2x2_average_of_it_on_every_plane(tmp_path: Path):
+    # Given the pipeline for a full-HD source and the default ladder: 360p is scaled from 720p, its half
+    src = make_clip(tmp_path / "s.mp4", seconds=1, width=1920, height=1080, audio=False)
+    info = probe(src)
+    ladder = {s.name: s for s in choose_ladder(info)}
+    job = _Job(src, tmp_path / "out", list(ladder.values()), info, SEGMENT, "veryfast")
+    try:
+        chroma = {
+            e.get_name(): e.get_property("chroma-resampler").value_nick
+            for e in job.pipeline.iterate_elements()
+            if e.get_name().startswith("scale_")
+        }
+    finally:
+        job.pipeline.set_state(Gst.State.NULL)
+        job.release()
+    # Then the halving rung filters its chroma linearly, and the others keep Lanczos chroma (sharper)
+    assert chroma == {"scale_1080p": "lanczos", "scale_720p": "lanczos", "scale_480p": "lanczos",
+                      "scale_360p": "linear"}  # fmt: skip
+    assert scaler_for(ladder["360p"], 1280, 720) != scaler_for(ladder["480p"], 1280, 720)
+    # And that scaler, given a noisy 64x36 frame, returns each plane's 2x2 averages (GStreamer's one-pass
+    # halving; Lanczos chroma went through the multi-tap scaler: 35-39 levels off on U and V of noise)
+    rng = random.Random(7)
+    planes = [bytes(rng.randrange(16, 236) for _ in range(w * h)) for w, h in ((64, 36), (32, 18), (32, 18))]
+    half = replace(ladder["360p"], width=32, height=18)
+    out = _scale_frame(planes, (64, 36), (32, 18), scaler_for(half, 64, 36))
+    for name, plane, scaled, (w, h) in zip("YUV", planes, out, ((64, 36), (32, 18), (32, 18)), strict=True):
+        worst = max(
+            abs(
+                4 * scaled[y * (w // 2) + x]
+                - sum(plane[(2 * y + dy) * w + 2 * x + dx] for dy in (0, 1) for dx in (0, 1))
+            )
+            for y in range(h // 2)
+            for x in range(w // 2)
+        )
+        assert worst <= 4, f"{name}: {worst / 4} levels from the 2x2 average"
 
 
 def probe_info_stub():
