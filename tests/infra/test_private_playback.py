@@ -91,12 +91,19 @@ def test_a_configured_public_key_is_used_instead_of_the_key_maker(tmp_path: Path
     app = cdk.App(outdir=str(tmp_path / "out"))
     config = ReelayConfig(playback_public_key_path=str(public), waf_enabled=False)
     stack = StorageStack(app, "Storage", config=config)
+    default = StorageStack(app, "Made", config=ReelayConfig(waf_enabled=False))
     template = Template.from_stack(stack)
     ((key_id, key),) = resources(template, "AWS::CloudFront::PublicKey").items()
     assert props(key)["PublicKeyConfig"]["EncodedKey"] == public.read_text()
     assert key_id.startswith("MediaPlaybackPublicKey")  # the id a stage bringing its own key always had
     assert resources(template, "Custom::ReelayPlaybackKey") == {}
     assert resources(template, "AWS::Lambda::Function") == {}  # no key maker, no provider
+    # While the same stack without the path makes its key, under the new public key's own id
+    made = Template.from_stack(default)
+    ((made_id, made_key),) = resources(made, "AWS::CloudFront::PublicKey").items()
+    ((maker_id, _),) = resources(made, "Custom::ReelayPlaybackKey").items()
+    assert props(made_key)["PublicKeyConfig"]["EncodedKey"] == {"Fn::GetAtt": [maker_id, "PublicKey"]}
+    assert made_id.startswith("MediaGeneratedPlaybackPublicKey")
 
 
 def test_only_the_signed_path_trusts_the_key_group_and_the_public_path_stays_unsigned(
