@@ -96,9 +96,11 @@ class ReelayConfig(BaseModel):
     # unset); the API names every stream's KVS stream under it (REELAY_KVS_STREAM_PREFIX).
     kvs_stream_prefix: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{1,64}$")
 
-    # The public half of the key that signs private playback (PEM, path from the repository root). Its
-    # private half goes into the stack's PlaybackSigningKey secret: `python -m infra.playback_keys`.
-    playback_public_key_path: str = "infra/playback_public_key.pem"
+    # Unset (the default): the storage stack makes the key pair that signs private playback at deploy
+    # time (the private half in its PlaybackSigningKey secret). To bring your own key instead, the path
+    # (from the repository root) of its public half as PEM; its private half then goes into that
+    # secret by hand: `python -m infra.playback_keys`.
+    playback_public_key_path: str | None = None
     playback_url_expires_seconds: int = Field(default=4 * 3600, ge=60, le=7 * 24 * 3600)
 
     api_throttle_rate: float = Field(default=50, gt=0)
@@ -170,10 +172,13 @@ class ReelayConfig(BaseModel):
         return executions if self.reserve_concurrency else None
 
     @property
-    def playback_public_key(self) -> str:
-        """The PEM text at playback_public_key_path; ConfigError if it is not an RSA public key."""
+    def playback_public_key(self) -> str | None:
+        """The PEM text at playback_public_key_path (None when unset: the stack makes the key pair);
+        ConfigError if it is not a PEM public key."""
         from pathlib import Path
 
+        if self.playback_public_key_path is None:
+            return None
         path = Path(__file__).resolve().parents[1] / self.playback_public_key_path
         try:
             text = path.read_text().strip()

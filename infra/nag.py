@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import aws_cdk as cdk
+from aws_cdk import aws_lambda as lambda_
 from cdk_nag import AwsSolutionsChecks
 from constructs import IConstruct
 
@@ -40,3 +41,22 @@ def acknowledge_cdk_helpers(stack: cdk.Stack) -> None:
             continue
         acknowledge(helper, f"AwsSolutions-IAM4[{basic}]", purpose + " It writes only its own logs.")
         acknowledge(helper, "AwsSolutions-IAM5[Resource::*]", purpose + " Its actions take no resource ARN.")
+
+
+def acknowledge_provider(provider: IConstruct, handler: lambda_.IFunction, purpose: str) -> None:
+    """Findings on a CDK custom-resource Provider's own framework function, which invokes ``handler``."""
+    handler_cfn = handler.node.default_child
+    assert isinstance(handler_cfn, cdk.CfnElement)
+    handler_id = cdk.Stack.of(handler).get_logical_id(handler_cfn)
+    for rule, reason in (
+        (
+            f"AwsSolutions-IAM4[{LAMBDA_MANAGED_POLICIES[0]}]",
+            "The CDK provider framework's function only writes its own logs.",
+        ),
+        ("AwsSolutions-L1", "The CDK provider framework pins its own Node.js runtime."),
+        (
+            f"AwsSolutions-IAM5[Resource::<{handler_id}.Arn>:*]",
+            f"The provider may invoke any version of the one {purpose} function.",
+        ),
+    ):
+        acknowledge(provider, rule, reason)

@@ -1,11 +1,11 @@
-"""``python -m infra.playback_keys``: make the key pair that signs private playback.
+"""``python -m infra.playback_keys``: make a key pair of your own that signs private playback.
 
-CloudFront checks private videos' signed URLs with the public key, which the storage stack puts in
-the playback key group; the API signs with the private key, which it reads from the stack's
-``PlaybackSigningKey`` secret in Secrets Manager. This writes a new public key where the config
-points (``playback_public_key_path``) and the private key to a file only you can read, and prints
-the two commands that finish the job. The key in the repository has no private half anywhere:
-until you run this and deploy, private videos answer without a playback URL (nothing leaks).
+Not needed for a normal deployment: the storage stack makes the pair at deploy time (the private key
+in its ``PlaybackSigningKey`` secret, the public key in CloudFront's playback key group). Use this to
+bring your own key, or to rotate: it writes a new public key (commit it and point the config's
+``playback_public_key_path`` at it) and the private key to a file only you can read, and prints the
+commands that finish the job. CloudFront checks private videos' signed URLs with the public key; the
+API signs with the private key, which it reads from the secret.
 """
 
 from __future__ import annotations
@@ -35,6 +35,12 @@ def make_pair(public_path: Path, private_path: Path) -> None:
     public_path.write_bytes(public)
 
 
+def _config_path(public: Path) -> str:
+    """The public key's path as the config takes it: from the repository root when inside it."""
+    resolved = public.resolve()
+    return str(resolved.relative_to(ROOT)) if resolved.is_relative_to(ROOT) else str(resolved)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m infra.playback_keys", description=__doc__.splitlines()[0])
     p.add_argument("--public", type=Path, default=ROOT / "infra" / "playback_public_key.pem")
@@ -45,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     make_pair(args.public, args.private)
     print(f"wrote {args.public} (commit it) and {args.private} (keep it secret). Then:")
+    print(f'  set "playback_public_key_path": "{_config_path(args.public)}" in cdk.json\'s "reelay" context')
     print("  make deploy")
     print(
         "  aws secretsmanager put-secret-value --secret-id <the storage stack's PlaybackSigningKeyArn>"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from aws_cdk import CfnElement, CustomResource, Duration, RemovalPolicy, Stack
+from aws_cdk import CustomResource, Duration, RemovalPolicy
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_rds as rds
@@ -21,7 +21,7 @@ from infra.bundling import REPO_ROOT
 from infra.config import ReelayConfig
 from infra.constants import MIGRATE_HANDLER, MIGRATIONS_GLOB
 from infra.constructs.function import ReelayFunction
-from infra.nag import acknowledge
+from infra.nag import acknowledge, acknowledge_provider
 
 MASTER_DB_USER = "reelay_admin"
 # Rotation alternates this user and APP_DB_USER + "_clone" (reelay.catalogue.users.rotation_pair).
@@ -160,19 +160,5 @@ class CatalogueDatabase(Construct):
         self.migration.node.add_dependency(self.instance)
         # The first rotation runs as soon as its schedule exists and must find the user already there.
         self.app_secret.node.find_child("RotationSchedule").node.add_dependency(self.migration)
-        migrate_cfn = migrate.function.node.default_child
-        assert isinstance(migrate_cfn, CfnElement)
-        for rule, reason in (
-            (
-                "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
-                "AWSLambdaBasicExecutionRole]",
-                "The CDK provider framework's function only writes its own logs.",
-            ),
-            ("AwsSolutions-L1", "The CDK provider framework pins its own Node.js runtime."),
-            (
-                f"AwsSolutions-IAM5[Resource::<{Stack.of(self).get_logical_id(migrate_cfn)}.Arn>:*]",
-                "The provider may invoke any version of the one migration function.",
-            ),
-        ):
-            acknowledge(provider, rule, reason)
+        acknowledge_provider(provider, migrate.function, "migration")
         self._provider = provider

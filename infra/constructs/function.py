@@ -32,7 +32,7 @@ class ReelayFunction(Construct):
         handler: str,
         service: str,
         environment: Mapping[str, str],
-        vpc: ec2.IVpc,
+        vpc: ec2.IVpc | None,
         security_groups: Sequence[ec2.ISecurityGroup],
         log_retention: logs.RetentionDays,
         timeout: Duration | None = None,
@@ -62,9 +62,14 @@ class ReelayFunction(Construct):
             reserved_concurrent_executions=reserved_concurrency,
             tracing=lambda_.Tracing.ACTIVE,
             log_group=self.log_group,
+            # Outside a VPC (vpc None) only for deploy-time helpers that reach AWS APIs alone.
             vpc=vpc,
-            vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
-            security_groups=list(security_groups),
+            vpc_subnets=(
+                ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS)
+                if vpc is not None
+                else None
+            ),
+            security_groups=list(security_groups) if vpc is not None else None,
         )
         for policy in LAMBDA_MANAGED_POLICIES:
             acknowledge(

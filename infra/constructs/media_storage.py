@@ -9,30 +9,37 @@ reelay.adapters.cloudfront_signing). The viewer URL is the object key, so no fun
 The public behaviours (the default and ``*.m3u8``) serve ``/outputs/`` and ``/recordings/`` only: a
 viewer-request function refuses any other path, however it is spelt (``/private%2Doutputs/`` decodes to
 the private prefix at S3, though it matches no signed behaviour). The private key lives in the
-PlaybackSigningKey secret.
+PlaybackSigningKey secret. By default a deploy-time custom resource (lambdas.playback_keys) makes the
+key pair in that secret and hands CloudFront its public half, so private playback works from the
+first deploy; with a public key given (config playback_public_key_path), that key is used instead
+and its private half is put into the secret by hand (python -m infra.playback_keys).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from aws_cdk import Annotations, Duration, RemovalPolicy, Stack
+from aws_cdk import Annotations, CustomResource, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_cloudfront as cloudfront
 from aws_cdk import aws_cloudfront_origins as origins
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_secretsmanager as secretsmanager
+from aws_cdk import custom_resources as cr
 from constructs import Construct
 
 from infra.constants import (
     HLS_CONTENT_TYPES,
     OUTPUT_PREFIX,
+    PLAYBACK_KEYS_HANDLER,
     PLAYBACK_PATH,
     PRIVATE_OUTPUT_PREFIX,
     SIGNED_PLAYBACK_PATH,
     UPLOAD_PREFIX,
 )
-from infra.nag import acknowledge
+from infra.constructs.function import ReelayFunction
+from infra.nag import acknowledge, acknowledge_provider
 from reelay.videos import UPLOAD_FAILED, UPLOAD_STATE_TAG
 
 RECORDING_PREFIX = "recordings/"  # reelay.recording.layout.ROOT
@@ -94,31 +101,21 @@ class MediaStorage(Construct):
         *,
         bucket_name: str,
         cors_origins: Sequence[str],
-        playback_public_key: str,
+        playback_public_key: str | None,
+        log_retention: logs.RetentionDays,
         web_acl_arn: str | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         self._web_acl_arn = web_acl_arn
         # Private playback: CloudFront verifies with the public key, the API signs with the private one.
-        self.playback_public_key = cloudfront.PublicKey(
-            self,
-            "PlaybackPublicKey",
-            encoded_key=playback_public_key,
-            comment="Verifies signed URLs of private videos (python -m infra.playback_keys makes the pair)",
-        )
-        self.playback_key_group = cloudfront.KeyGroup(
-            self,
-            "PlaybackKeyGroup",
-            items=[self.playback_public_key],
-            comment="Signers of private playback: the Reelay API",
-        )
         self.playback_signing_secret = secretsmanager.Secret(
             self,
             "PlaybackSigningKey",
             description=(
-                "Reelay: PEM private key signing private playback (put it with python -m infra.playback_keys)"
+                "Reelay: PEM private key signing private playback (made at deploy time, or put with "
+                "python -m infra.playback_keys when bringing your own)"
             ),
-            # A placeholder until the key is put: the API then serves private videos without playback.
+            # A placeholder until a key is in: the key maker replaces it; a key brought by hand is put.
             generate_secret_string=secretsmanager.SecretStringGenerator(
                 exclude_punctuation=True, include_space=False, password_length=32
             ),
@@ -129,6 +126,27 @@ class MediaStorage(Construct):
             "AwsSolutions-SMG4",
             "An RSA key paired with the CloudFront public key in the stack: rotating it means a new pair "
             "(python -m infra.playback_keys) and a deploy, which Secrets Manager rotation cannot do.",
+        )
+        self.playback_key_maker: ReelayFunction | None = None
+        if playback_public_key is None:
+            encoded_key = self._make_playback_key(log_retention)
+            # Its own id: CloudFront cannot change a public key's key in place, so a stage moving from
+            # a key of its own to the made one gets a new public key rather than a failed update.
+            key_id, comment = "GeneratedPlaybackPublicKey", "made at deploy time (lambdas.playback_keys)"
+        else:
+            encoded_key, key_id = playback_public_key, "PlaybackPublicKey"
+            comment = "brought by config playback_public_key_path (python -m infra.playback_keys)"
+        self.playback_public_key = cloudfront.PublicKey(
+            self,
+            key_id,
+            encoded_key=encoded_key,
+            comment=f"Verifies signed URLs of private videos; {comment}",
+        )
+        self.playback_key_group = cloudfront.KeyGroup(
+            self,
+            "PlaybackKeyGroup",
+            items=[self.playback_public_key],
+            comment="Signers of private playback: the Reelay API",
         )
         self.logs_bucket = s3.Bucket(
             self,
@@ -196,6 +214,44 @@ class MediaStorage(Construct):
             removal_policy=RemovalPolicy.RETAIN,
         )
         self._distribution(cors_origins)
+
+    def _make_playback_key(self, log_retention: logs.RetentionDays) -> str:
+        """The deploy-time key maker: keeps (or makes) the private key in the secret; its public half."""
+        maker = ReelayFunction(
+            self,
+            "PlaybackKeys",
+            handler=PLAYBACK_KEYS_HANDLER,
+            service="playback-keys",
+            description="Makes the private playback signing key in its secret at deploy time",
+            environment={},
+            vpc=None,  # it talks to Secrets Manager only; the storage stack has no VPC
+            security_groups=(),
+            log_retention=log_retention,
+            timeout=Duration.minutes(1),
+        )
+        self.playback_key_maker = maker
+        # Reads the key there and puts one only when there is none: nothing else on the secret.
+        maker.function.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue"],
+                resources=[self.playback_signing_secret.secret_arn],
+            )
+        )
+        provider_logs = logs.LogGroup(
+            self, "PlaybackKeysProviderLogs", retention=log_retention, removal_policy=RemovalPolicy.DESTROY
+        )
+        provider = cr.Provider(
+            self, "PlaybackKeysProvider", on_event_handler=maker.function, log_group=provider_logs
+        )
+        acknowledge_provider(provider, maker.function, "playback key maker")
+        key = CustomResource(
+            self,
+            "PlaybackSigningKeyPair",
+            service_token=provider.service_token,
+            resource_type="Custom::ReelayPlaybackKey",
+            properties={"SecretArn": self.playback_signing_secret.secret_arn},
+        )
+        return key.get_att_string("PublicKey")
 
     def _distribution(self, cors_origins: Sequence[str]) -> None:
         # An imported view of the bucket keeps the origin from granting the whole bucket: the

@@ -22,10 +22,11 @@ class StorageStack(Stack):
             bucket_name=media_bucket_name(config.stage),
             cors_origins=config.cors_allowed_origins,
             playback_public_key=config.playback_public_key,
+            log_retention=config.log_retention,
             web_acl_arn=self.edge_acl.arn if self.edge_acl else None,
         )
         acknowledge_sdk_helper(self)
         CfnOutput(self, "MediaBucketName", value=self.media.bucket.bucket_name)
         CfnOutput(self, "PlaybackBaseUrl", value=self.media.playback_base_url)
-        # Where `python -m infra.playback_keys` says to put the private key.
+        # The private key's secret (where `python -m infra.playback_keys` says to put a key of your own).
         CfnOutput(self, "PlaybackSigningKeyArn", value=self.media.playback_signing_secret.secret_arn)

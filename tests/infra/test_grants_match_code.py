@@ -177,6 +177,8 @@ ROLES: dict[str, RoleUse] = {
     ),
     "RelayReconcilerFunctionServiceRole": RoleUse(("lambdas.relay_reconciler.handler",)),
     "CatalogueMigrateFunctionServiceRole": RoleUse(("lambdas.migrate.handler",)),
+    # Secrets Manager only (its grant on the signing secret is tested in test_private_playback).
+    "MediaPlaybackKeysFunctionServiceRole": RoleUse(("lambdas.playback_keys.handler",)),
 }
 
 

@@ -1,5 +1,6 @@
 """Private playback in the templates: the key group CloudFront checks signed URLs against (its public
-key is the config's PEM), the Secrets Manager secret holding the private key, the signed path's
+key made at deploy time by the key maker, or the config's PEM when one is given), the Secrets Manager
+secret holding the private key, the key maker's grants on it alone, the signed path's
 behaviours (trusted key group on private-outputs/, the private videos' own prefix), the public path
 left unsigned and cached but unable to reach that prefix however it is spelt, and the API function's
 environment and read grant on the secret."""
@@ -10,13 +11,15 @@ import json
 import subprocess
 from pathlib import Path
 
+import aws_cdk as cdk
 import pytest
+from aws_cdk.assertions import Template
 
 from infra.config import ConfigError, ReelayConfig
+from infra.constants import PLAYBACK_KEYS_HANDLER
 from infra.playback_keys import make_pair
-from tests.infra.conftest import props, resources
-
-ROOT = Path(__file__).resolve().parents[2]
+from infra.stacks.storage_stack import StorageStack
+from tests.infra.conftest import function_by_handler, props, resources
 
 
 def _distribution_config(synthesized, stacks) -> dict:
@@ -26,12 +29,81 @@ def _distribution_config(synthesized, stacks) -> dict:
     return props(distribution)["DistributionConfig"]
 
 
-def test_the_key_group_holds_the_configured_public_key(synthesized, stacks, config) -> None:
+def _signing_secret(template) -> str:
+    ((secret_id, _),) = [
+        (k, v)
+        for k, v in resources(template, "AWS::SecretsManager::Secret").items()
+        if "private playback" in props(v)["Description"]
+    ]
+    return secret_id
+
+
+def _role_policies(template, role_id: str) -> list[dict]:
+    return [
+        statement
+        for policy in resources(template, "AWS::IAM::Policy").values()
+        if {"Ref": role_id} in props(policy)["Roles"]
+        for statement in props(policy)["PolicyDocument"]["Statement"]
+    ]
+
+
+def _maker_role(template) -> str:
+    _, maker = function_by_handler(template, PLAYBACK_KEYS_HANDLER)
+    return maker["Role"]["Fn::GetAtt"][0]
+
+
+def test_by_default_the_key_group_holds_the_public_key_made_at_deploy_time(
+    synthesized, stacks, config
+) -> None:
+    assert config.playback_public_key_path is None and config.playback_public_key is None
     template = synthesized.template(stacks.storage)
     ((key_id, key),) = resources(template, "AWS::CloudFront::PublicKey").items()
     (group,) = resources(template, "AWS::CloudFront::KeyGroup").values()
-    assert props(key)["PublicKeyConfig"]["EncodedKey"] == (ROOT / config.playback_public_key_path).read_text()
+    ((maker_id, maker),) = resources(template, "Custom::ReelayPlaybackKey").items()
+    # The key is the key maker's answer, read at deploy time, for the stack's signing secret
+    assert props(key)["PublicKeyConfig"]["EncodedKey"] == {"Fn::GetAtt": [maker_id, "PublicKey"]}
+    assert props(maker)["SecretArn"] == {"Ref": _signing_secret(template)}
     assert props(group)["KeyGroupConfig"]["Items"] == [{"Ref": key_id}]
+    # The key maker's provider invokes the playback_keys handler
+    _, handler = function_by_handler(template, PLAYBACK_KEYS_HANDLER)
+    assert "VpcConfig" not in handler  # it reaches Secrets Manager only; the stack has no VPC
+
+
+def test_the_key_maker_may_only_get_and_put_the_signing_secret(synthesized, stacks) -> None:
+    template = synthesized.template(stacks.storage)
+    statements = _role_policies(template, _maker_role(template))
+    secret_grants = [st for st in statements if "secretsmanager" in json.dumps(st["Action"])]
+    assert secret_grants == [
+        {
+            "Action": ["secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue"],
+            "Effect": "Allow",
+            "Resource": {"Ref": _signing_secret(template)},
+        }
+    ]
+    # And beside it only X-Ray's trace writing (ReelayFunction's tracing)
+    others = {a for st in statements if st not in secret_grants for a in json.dumps(st["Action"]).split('"')}
+    assert {a for a in others if ":" in a} == {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
+
+
+def test_a_configured_public_key_is_used_instead_of_the_key_maker(tmp_path: Path) -> None:
+    public = tmp_path / "pub.pem"
+    make_pair(public, tmp_path / "priv.pem")
+    app = cdk.App(outdir=str(tmp_path / "out"))
+    config = ReelayConfig(playback_public_key_path=str(public), waf_enabled=False)
+    stack = StorageStack(app, "Storage", config=config)
+    default = StorageStack(app, "Made", config=ReelayConfig(waf_enabled=False))
+    template = Template.from_stack(stack)
+    ((key_id, key),) = resources(template, "AWS::CloudFront::PublicKey").items()
+    assert props(key)["PublicKeyConfig"]["EncodedKey"] == public.read_text()
+    assert key_id.startswith("MediaPlaybackPublicKey")  # the id a stage bringing its own key always had
+    assert resources(template, "Custom::ReelayPlaybackKey") == {}
+    assert resources(template, "AWS::Lambda::Function") == {}  # no key maker, no provider
+    # While the same stack without the path makes its key, under the new public key's own id
+    made = Template.from_stack(default)
+    ((made_id, made_key),) = resources(made, "AWS::CloudFront::PublicKey").items()
+    ((maker_id, _),) = resources(made, "Custom::ReelayPlaybackKey").items()
+    assert props(made_key)["PublicKeyConfig"]["EncodedKey"] == {"Fn::GetAtt": [maker_id, "PublicKey"]}
+    assert made_id.startswith("MediaGeneratedPlaybackPublicKey")
 
 
 def test_only_the_signed_path_trusts_the_key_group_and_the_public_path_stays_unsigned(
@@ -117,12 +189,8 @@ def test_the_public_paths_function_serves_public_media_only(synthesized, stacks,
 
 def test_the_api_reads_the_signing_secret_and_nothing_else_does(synthesized, stacks) -> None:
     storage = synthesized.template(stacks.storage)
-    ((secret_id, secret),) = [
-        (k, v)
-        for k, v in resources(storage, "AWS::SecretsManager::Secret").items()
-        if "private playback" in props(v)["Description"]
-    ]
-    assert secret["DeletionPolicy"] == "Retain"
+    secret_id = _signing_secret(storage)
+    assert resources(storage, "AWS::SecretsManager::Secret")[secret_id]["DeletionPolicy"] == "Retain"
     api = synthesized.template(stacks.api)
     (function,) = [
         f
@@ -141,8 +209,12 @@ def test_the_api_reads_the_signing_secret_and_nothing_else_does(synthesized, sta
                 if "secretsmanager:GetSecretValue" in json.dumps(
                     statement["Action"]
                 ) and secret_id in json.dumps(statement["Resource"]):
-                    reads.append((stack.stack_name, json.dumps(props(policy)["Roles"])))
-    assert len(reads) == 1 and reads[0][0] == stacks.api.stack_name, reads
+                    reads.append((stack.stack_name, props(policy)["Roles"]))
+    # The API, and the deploy-time key maker that keeps the key there
+    maker = (stacks.storage.stack_name, [{"Ref": _maker_role(storage)}])
+    assert len(reads) == 2 and maker in reads, reads
+    reads.remove(maker)
+    assert reads[0][0] == stacks.api.stack_name, reads
 
 
 def test_a_missing_or_malformed_public_key_is_a_config_error(tmp_path: Path) -> None:
@@ -166,7 +238,9 @@ def test_playback_keys_makes_a_pair_whose_halves_match(tmp_path: Path) -> None:
     serialization.load_pem_public_key(public.read_bytes()).verify(  # type: ignore[union-attr]
         signature, b"policy", padding.PKCS1v15(), hashes.SHA1()
     )
-    assert ReelayConfig(playback_public_key_path=str(public)).playback_public_key.startswith("-----BEGIN")
+    assert (ReelayConfig(playback_public_key_path=str(public)).playback_public_key or "").startswith(
+        "-----BEGIN"
+    )
     # and it never overwrites a private key already there
     with pytest.raises(FileExistsError):
         make_pair(public, private)
