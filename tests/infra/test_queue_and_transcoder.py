@@ -310,17 +310,23 @@ def test_every_function_gets_the_reelay_settings_tracing_and_the_vpc(synthesized
         "relay_reconciler",
         "recording_steps",
         "recording_sweep",
+        "playback_keys",
     }
     for fn in functions.values():
-        # Then each runs Python 3.11 on x86_64 (the wheels' platform), traced, in the VPC
+        # Then each runs Python 3.11 on x86_64 (the wheels' platform), traced
         assert (fn["Runtime"], fn["Architectures"]) == ("python3.11", ["x86_64"])
         assert fn["TracingConfig"] == {"Mode": "Active"}
-        assert fn["VpcConfig"]["SubnetIds"]
         assert "LoggingConfig" in fn
         assert fn["Environment"]["Variables"]["POWERTOOLS_METRICS_NAMESPACE"] == "Reelay"
+        if "playback_keys" in fn["Handler"]:
+            # ...the playback key maker (a deploy-time custom resource of the storage stack, which has
+            # no VPC) talks to Secrets Manager only: no VPC, no database, no Reelay settings
+            assert "VpcConfig" not in fn and "REELAY_DB_SECRET_ARN" not in fn["Environment"]["Variables"]
+            continue
+        # ...and every other one runs in the VPC and knows the database
+        assert fn["VpcConfig"]["SubnetIds"]
         assert "REELAY_DB_SECRET_ARN" in fn["Environment"]["Variables"]
-    # And the API, upload, dead-job and outbox-sweep handlers get every REELAY_* setting
-    for fn in functions.values():
+        # And the API, upload, dead-job and outbox-sweep handlers get every REELAY_* setting
         if "migrate" not in fn["Handler"]:
             assert set(fn["Environment"]["Variables"]) >= REELAY_ENV, fn["Handler"]
 
