@@ -861,8 +861,9 @@ def mark_dead_job(
     """A job that exhausted its deliveries (it reached the DLQ): fail its video, unless it is ready,
     failed, gone, or being transcoded right now under a live lease (a duplicate copy died).
 
-    True when this call failed the video: its partial output is removed, ``video.failed`` published
-    and ``TranscodeJobsFailed`` counted under the transcoder's service dimension.
+    True when this call failed the video: cleaned up as every failed video is (``clean_up_failed``: its
+    upload tagged to expire, its partial output removed, its CDN invalidation queued), ``video.failed``
+    published and ``TranscodeJobsFailed`` counted under the transcoder's service dimension.
     """
     ids = {"videoId": job.video_id, "jobId": job.job_id}
     # Take the lease first: fail() by lease holder cannot race a worker that claims it meanwhile.
