@@ -29,7 +29,7 @@ from reelay.events import OutboxSweep, video_failed
 from reelay.models import TranscodeJob, Video, VideoStatus, utcnow
 from reelay.ports import EventPublisher, JobQueue, ObjectStore, VideoCatalogue
 from reelay.settings import Settings
-from reelay.videos import delete_outputs
+from reelay.videos import clean_up_failed
 
 logger = Logger(service="stuck-sweep")
 
@@ -117,7 +117,8 @@ class StuckVideoSweep:
             ):
                 result.failed.append(video.video_id)
                 logger.warning("stuck video failed: its attempts are spent", extra={**ids, "attempts": spent})
-                self._remove_partial_output(video.video_id)
+                # Its upload expires, its output goes, and the outbox sweep drops it from the CDN.
+                clean_up_failed(self.catalogue, self.store, self.settings, claimed)
                 self.outbox.flush_quietly(video_id=video.video_id)
             return
         if not self.catalogue.release(video.video_id, STUCK_SWEEP_WORKER):
@@ -127,12 +128,6 @@ class StuckVideoSweep:
         self.queue.send(job)  # raising leaves it queued and touched: due again after stuck_queued_seconds
         result.requeued.append(video.video_id)
         logger.info("stuck video re-enqueued", extra={**ids, "jobId": job.job_id, "attempts": spent})
-
-    def _remove_partial_output(self, video_id: str) -> None:
-        try:
-            delete_outputs(self.store, self.settings, video_id)
-        except Exception as exc:  # the failure itself matters more than the clean-up
-            logger.warning("could not remove partial output", extra={"videoId": video_id, "error": str(exc)})
 
 
 __all__ = ["STUCK_SWEEP_WORKER", "StuckSweepResult", "StuckVideoSweep", "stuck_deadline"]

@@ -28,7 +28,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import AmazonCloudWatchEMFProvider
 
 from reelay.errors import InvalidInput, MediaError, NotFound
-from reelay.events import OutboxSweep, cdn_invalidation, cdn_subject, media_relocation, video_failed
+from reelay.events import OutboxSweep, cdn_subject, media_relocation, video_failed
 from reelay.lease import LeaseKeeper
 from reelay.media import hls
 from reelay.media_location import move_media_now
@@ -36,7 +36,7 @@ from reelay.models import OutboxEvent, Rendition, TranscodeJob, Video, VideoStat
 from reelay.observability import METRICS_NAMESPACE
 from reelay.ports import CdnInvalidator, EventPublisher, ObjectStore, VideoCatalogue
 from reelay.settings import Settings
-from reelay.videos import delete_outputs, output_paths, retire_upload, upload_key, video_output_prefix
+from reelay.videos import clean_up_failed, delete_outputs, upload_key, video_output_prefix
 
 logger = Logger(service="transcoder")
 # A metric set of its own: the local platform runs the worker in the same process as handlers that
@@ -759,25 +759,11 @@ class TranscodeService:
             return Outcome.ALREADY_DONE
         log("warning", "job failed", reason=reason)
         metrics.add_metric(name="TranscodeJobsFailed", unit=MetricUnit.Count, value=1)
-        retire_upload(self.store, video)  # the lifecycle rule expires a failed video's upload
         # Never leave half a video behind: drop whatever was published progressively, at the origin and
-        # in the CDN (its segments were playable, and are cached as immutable).
-        try:
-            delete_outputs(self.store, self.settings, job.video_id)
-        except Exception as exc:  # the failure itself matters more than the clean-up
-            log("warning", "could not remove partial output", error=_describe(exc))
-        if self.cdn is not None:
-            # Through the outbox: an invalidation CloudFront refuses now is retried by the sweep.
-            try:
-                self.catalogue.record_event(
-                    cdn_invalidation(job.video_id, output_paths(self.settings, job.video_id))
-                )
-            except Exception as exc:  # the origin is clean; a stale edge copy expires with its cache
-                log("warning", "could not queue the failed video's CDN invalidation", error=_describe(exc))
-            else:
-                OutboxSweep(self.catalogue, None, cdn=self.cdn).flush_quietly(
-                    subject=cdn_subject(job.video_id)
-                )
+        # in the CDN (its segments were playable, and are cached as immutable); the upload expires.
+        # Through the outbox: an invalidation CloudFront refuses now is retried by the sweep.
+        if clean_up_failed(self.catalogue, self.store, self.settings, video, invalidate=self.cdn is not None):
+            OutboxSweep(self.catalogue, None, cdn=self.cdn).flush_quietly(subject=cdn_subject(job.video_id))
         # video.failed is in the outbox with the status; a failed publish is the sweep's to retry.
         self.relay.flush_quietly(video_id=job.video_id)
         return Outcome.FAILED
@@ -875,8 +861,9 @@ def mark_dead_job(
     """A job that exhausted its deliveries (it reached the DLQ): fail its video, unless it is ready,
     failed, gone, or being transcoded right now under a live lease (a duplicate copy died).
 
-    True when this call failed the video: its partial output is removed, ``video.failed`` published
-    and ``TranscodeJobsFailed`` counted under the transcoder's service dimension.
+    True when this call failed the video: cleaned up as every failed video is (``clean_up_failed``: its
+    upload tagged to expire, its partial output removed, its CDN invalidation queued), ``video.failed``
+    published and ``TranscodeJobsFailed`` counted under the transcoder's service dimension.
     """
     ids = {"videoId": job.video_id, "jobId": job.job_id}
     # Take the lease first: fail() by lease holder cannot race a worker that claims it meanwhile.
@@ -894,11 +881,8 @@ def mark_dead_job(
     if not catalogue.fail(job.video_id, reason, worker_id=DEAD_JOBS_WORKER, event=event):
         logger.warning("dead job: fail() did not take", extra=ids)
         return False
-    try:
-        delete_outputs(store, settings, job.video_id)
-    except Exception as exc:  # the failure itself matters more than the clean-up
-        logger.warning("could not remove partial output", extra={**ids, "error": _describe(exc)})
-    retire_upload(store, claimed)  # the lifecycle rule expires a failed video's upload
+    # Its CDN invalidation waits in the outbox for the outbox sweep, which holds the CDN.
+    clean_up_failed(catalogue, store, settings, claimed)
     dead_job_metrics.add_metric(name="TranscodeJobsFailed", unit=MetricUnit.Count, value=1)
     OutboxSweep(catalogue, events, metrics=dead_job_metrics).flush_quietly(video_id=job.video_id)
     dead_job_metrics.flush_metrics()

@@ -119,6 +119,44 @@ def delete_outputs(store: ObjectStore, settings: Settings, video_id: str) -> int
     return sum(store.delete_prefix(prefix) for prefix in output_prefixes(settings, video_id))
 
 
+def clean_up_failed(
+    catalogue: VideoCatalogue,
+    store: ObjectStore,
+    settings: Settings,
+    video: Video,
+    *,
+    invalidate: bool = True,
+) -> bool:
+    """What every path that fails a video (the worker, the dead-jobs handler, the stuck sweep) does once
+    the catalogue took the failure: tag its upload for the lifecycle rule to expire, remove its partial
+    output under both prefixes, and, with ``invalidate``, record the CDN invalidation of that output in
+    the outbox (its segments were playable, and are cached as immutable). Best effort: the failure is
+    what matters, so nothing here raises.
+
+    True when the invalidation was recorded: the caller may act on it at once (it holds a CDN);
+    otherwise the outbox sweep, which does, acts on it.
+    """
+    ids = {"videoId": video.video_id}
+    retire_upload(store, video)
+    try:
+        delete_outputs(store, settings, video.video_id)
+    except Exception as exc:  # the failure itself matters more than the clean-up
+        logger.warning(
+            "could not remove partial output", extra={**ids, "error": str(exc)[:300] or type(exc).__name__}
+        )
+    if not invalidate:
+        return False
+    try:
+        catalogue.record_event(cdn_invalidation(video.video_id, output_paths(settings, video.video_id)))
+    except Exception as exc:  # the origin is clean; a stale edge copy expires with its cache
+        logger.warning(
+            "could not queue the failed video's CDN invalidation",
+            extra={**ids, "error": str(exc)[:300] or type(exc).__name__},
+        )
+        return False
+    return True
+
+
 def part_lengths(size_bytes: int, part_size: int) -> list[tuple[int, int]]:
     """(part number, exact byte count) of each part: all ``part_size`` but a shorter last one."""
     count = math.ceil(size_bytes / part_size)

@@ -119,6 +119,19 @@ def _grant_output_cleanup(refs: PlatformRefs, fn: lambda_.IFunction, whose: str)
         )
 
 
+def _grant_upload_retirement(refs: PlatformRefs, fn: lambda_.IFunction) -> None:
+    """Tag the upload of a video it failed (reelay.videos.retire_upload), so the bucket's lifecycle rule
+    expires it: PutObjectTagging under uploads/ only."""
+    fn.add_to_role_policy(
+        iam.PolicyStatement(actions=["s3:PutObjectTagging"], resources=[refs.objects_arn(UPLOAD_PREFIX)])
+    )
+    refs.acknowledge_prefix_grant(
+        fn.role or fn,
+        UPLOAD_PREFIX,
+        "Tags the upload under uploads/<videoId> of a video it failed, so the lifecycle rule expires it.",
+    )
+
+
 def grant_media_moves(refs: PlatformRefs, role: iam.IRole) -> None:
     """Move a video's media between the output prefixes (reelay.media_location): list, copy (a read
     and a write) and delete under both."""
@@ -405,15 +418,7 @@ class Transcoder(Construct):
         )
         # A dead job's partial output is removed once its video is failed: list and delete outputs/ only.
         _grant_output_cleanup(refs, fn, "of a video it failed")
-        # The failed video's upload is tagged for the bucket's lifecycle rule to expire.
-        fn.add_to_role_policy(
-            iam.PolicyStatement(actions=["s3:PutObjectTagging"], resources=[refs.objects_arn(UPLOAD_PREFIX)])
-        )
-        refs.acknowledge_prefix_grant(
-            fn.role or fn,
-            UPLOAD_PREFIX,
-            "Tags the upload under uploads/<videoId> of a video it failed, so the lifecycle rule expires it.",
-        )
+        _grant_upload_retirement(refs, fn)
 
     def _outbox_sweep(self, refs: PlatformRefs, alarm_topic: sns.ITopic) -> None:
         """The outbox sweep: every minute, publish the video events the fast path left behind."""
@@ -466,6 +471,7 @@ class Transcoder(Construct):
         fn = self.stuck_sweep.function
         refs.transcode_queue.grant_send_messages(fn)
         _grant_output_cleanup(refs, fn, "of a stuck video it failed")
+        _grant_upload_retirement(refs, fn)
         self.stuck_sweep_schedule = self._schedule(
             fn,
             "StuckSweepSchedule",

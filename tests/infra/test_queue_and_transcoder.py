@@ -331,9 +331,12 @@ def test_every_function_gets_the_reelay_settings_tracing_and_the_vpc(synthesized
             assert set(fn["Environment"]["Variables"]) >= REELAY_ENV, fn["Handler"]
 
 
-def test_dead_jobs_function_may_only_list_and_delete_outputs_and_tag_uploads(worker_template):
-    # Given the dead-jobs function's role statements
-    statements = [s for lid, s in _statements(worker_template) if lid.startswith("TranscoderDeadJobs")]
+@pytest.mark.parametrize("function", ["TranscoderDeadJobs", "TranscoderStuckSweep"])
+def test_functions_that_fail_videos_may_only_list_and_delete_outputs_and_tag_uploads(
+    worker_template, function
+):
+    # Given the role statements of a function that fails videos (the dead-jobs handler, the stuck sweep)
+    statements = [s for lid, s in _statements(worker_template) if lid.startswith(function)]
     s3 = [s for s in statements if any(a.startswith("s3:") for a in _actions(s))]
     # Then it may delete objects under the output prefixes only (public and private), and list only
     # those (no read, no write)

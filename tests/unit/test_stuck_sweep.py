@@ -21,6 +21,7 @@ from reelay.uploads import UploadEventService, UploadOutcome
 from reelay.videos import output_prefix, upload_key
 from tests.fakes import FakeEvents, FakeQueue, FakeStore
 from tests.unit.test_transcode import FakeEncoder, fake_ladder, fake_probe
+from tests.unit.test_transcode_dead_jobs import assert_cdn_invalidation_queued
 
 VIDEO_ID = "vid00000000000000000007"
 SQS_VISIBILITY_CEILING = timedelta(hours=12)
@@ -214,6 +215,10 @@ def test_a_video_stuck_again_and_again_fails_with_a_reason_once_its_attempts_are
     assert p.events.published[0][1]["reason"] == video.failure_reason
     assert not any(k.startswith(output_prefix(p.settings, VIDEO_ID)) for k in p.store.objects)
     assert rounds <= p.settings.max_attempts
+    # And, as on every path that fails a video, its upload is tagged for the lifecycle rule to expire,
+    # and its output's CDN invalidation waits in the outbox for the outbox sweep
+    assert p.store.tags[key] == {"reelay-upload": "failed"}
+    assert_cdn_invalidation_queued(p.catalogue, VIDEO_ID)
 
 
 def test_the_sweep_leaves_a_video_a_live_worker_holds(tmp_path):

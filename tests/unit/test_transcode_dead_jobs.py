@@ -12,11 +12,12 @@ import pytest
 from lambdas.dead_jobs.handler import lambda_handler
 from reelay.catalogue.memory import MemoryCatalogue
 from reelay.errors import NotFound
+from reelay.events import OutboxSweep
 from reelay.models import Rendition, Video, VideoStatus
 from reelay.observability import metrics
 from reelay.settings import Settings
 from reelay.wiring import Services, set_services
-from tests.fakes import FakeEvents, FakeLambdaContext, FakeStore, event_body
+from tests.fakes import FakeCdn, FakeEvents, FakeLambdaContext, FakeStore, event_body
 
 
 class FlakyCatalogue(MemoryCatalogue):
@@ -105,9 +106,20 @@ def test_dead_job_fails_its_video_with_the_attempt_count(services):
         "video.failed",
         {"videoId": "vid1", "jobId": "j-vid1", "reason": "transcoding failed after 3 attempts"},
     )
-    assert services.catalogue.pending_events()[0] == 0
     # And its upload is tagged, so the bucket's lifecycle rule expires it
     assert services.store.tags["uploads/vid1.mp4"] == {"reelay-upload": "failed"}
+    # And its output's CDN invalidation is the one event left, for the outbox sweep (which holds the CDN)
+    assert_cdn_invalidation_queued(services.catalogue, "vid1")
+
+
+def assert_cdn_invalidation_queued(catalogue: MemoryCatalogue, video_id: str) -> None:
+    """The only event in the outbox drops both of the video's output prefixes from the CDN, as the
+    outbox sweep, acting on it, shows."""
+    assert catalogue.pending_events()[0] == 1
+    cdn = FakeCdn()
+    assert OutboxSweep(catalogue, None, cdn=cdn).flush().published == 1
+    assert cdn.invalidated == [[f"/outputs/{video_id}/*", f"/private-outputs/{video_id}/*"]]
+    assert catalogue.pending_events()[0] == 0
 
 
 def test_dead_job_never_claimed_reports_the_configured_attempts(services):
@@ -202,8 +214,9 @@ def test_dead_job_of_a_crashed_worker_fails_the_video_and_removes_its_partial_ou
     assert video.status == VideoStatus.FAILED
     assert video.failure_reason == "transcoding failed after 3 attempts"
     assert [e for e, _ in services.events.published] == ["video.failed"]
-    # And its partial output is gone, other videos' kept
+    # And its partial output is gone, other videos' kept, and queued to be dropped from the CDN
     assert list(services.store.objects) == ["outputs/vid8/master.m3u8"]
+    assert_cdn_invalidation_queued(cat, "vid7")
     # And TranscodeJobsFailed is counted under the transcoder's service, where the failures alarm looks
     docs = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
     failed = [d for d in docs if "TranscodeJobsFailed" in d]
