@@ -359,13 +359,19 @@ def _error_responses(spec: Route) -> dict[int, Any]:
     return {code: {"description": text, "content": content} for code, text in sorted(codes.items())}
 
 
+_openapi_lock = threading.Lock()
+
+
 def openapi_document() -> dict[str, Any]:
     """The OpenAPI document as served (and for any offline export: one configuration for both).
 
-    Validation failures answer 400 here, not Powertools' 422.
+    Validation failures answer 400 here, not Powertools' 422. Powertools builds the document in
+    state shared by the resolver (its configuration, the schemas of the routes' fields), unguarded:
+    the local gateway's threads build it one at a time, or two at once answer 500.
     """
-    _configure_openapi()
-    document = json.loads(app.get_openapi_json_schema())
+    with _openapi_lock:
+        _configure_openapi()
+        document = json.loads(app.get_openapi_json_schema())
     for operations in document.get("paths", {}).values():
         for operation in operations.values():
             operation.get("responses", {}).pop("422", None)

@@ -11,7 +11,7 @@ Callers:
 
 Each cell runs in a fresh world (fakes behind the real resolver), so a DELETE in one cell cannot
 change another. A route added to ROUTES without a row here fails ``test_every_route_has_a_row``.
-tests/e2e/test_authorization_matrix_gateway.py runs a subset against the local gateway.
+tests/e2e/test_authorization_matrix_gateway.py runs the same table against the local gateway.
 """
 
 from __future__ import annotations
@@ -69,6 +69,11 @@ class World:
     live_session_id: str = ""
     export_id: str = ""
     live_token: str = ""
+    # Who the auth routes act on, and the parts completing the upload: the e2e test
+    # (tests/e2e/test_authorization_matrix_gateway.py) brings its own users and real parts.
+    dave_email: str = "dave@example.com"
+    carol_email: str = "carol@example.com"
+    parts: tuple[dict[str, Any], ...] = tuple({"partNumber": n, "etag": f"e{n}"} for n in (1, 2, 3))
 
 
 def build_world(svc: Services) -> World:
@@ -142,12 +147,12 @@ MATRIX: dict[tuple[str, str], tuple[Request, dict[str, int]]] = {
         statuses(201, 201, 201, 201, 201),
     ),
     ("POST", "/auth/confirm-register"): (
-        lambda w: ("/auth/confirm-register", {"email": "dave@example.com", "code": w.dave_code}),
+        lambda w: ("/auth/confirm-register", {"email": w.dave_email, "code": w.dave_code}),
         PUBLIC,
     ),
-    ("POST", "/auth/resend-code"): (lambda w: ("/auth/resend-code", {"email": "dave@example.com"}), PUBLIC),
+    ("POST", "/auth/resend-code"): (lambda w: ("/auth/resend-code", {"email": w.dave_email}), PUBLIC),
     ("POST", "/auth/login"): (
-        lambda w: ("/auth/login", {"email": "carol@example.com", "password": PASSWORD}),
+        lambda w: ("/auth/login", {"email": w.carol_email, "password": PASSWORD}),
         PUBLIC,
     ),
     ("POST", "/auth/refresh"): (lambda w: ("/auth/refresh", {"refreshToken": w.refresh_token}), PUBLIC),
@@ -157,7 +162,7 @@ MATRIX: dict[tuple[str, str], tuple[Request, dict[str, int]]] = {
     ("POST", "/videos/{videoId}/upload/complete"): (
         lambda w: (
             f"/videos/{w.pending_id}/upload/complete",
-            {"uploadId": w.upload_id, "parts": [{"partNumber": n, "etag": f"e{n}"} for n in (1, 2, 3)]},
+            {"uploadId": w.upload_id, "parts": list(w.parts)},
         ),
         OWNER_ONLY,
     ),

@@ -10,6 +10,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +120,26 @@ def test_two_slow_requests_overlap_and_each_sees_only_its_own_caller(
     # And the two slow calls overlapped in time
     (a_start, a_end), (b_start, b_end) = catalogue.spans
     assert max(a_start, b_start) < min(a_end, b_end)
+
+
+def test_the_openapi_document_asked_by_many_at_once_is_built_for_each(
+    platform_gateway: tuple[Gateway, SlowCatalogue],
+) -> None:
+    # Powertools builds the document in the resolver's shared state: built by several threads at
+    # once it raised KeyError (500). Found by the e2e authorization matrix, whose cells run at once.
+    gateway, _ = platform_gateway
+    go = threading.Barrier(8, timeout=5)
+
+    def fetch(_: int) -> tuple[int, str]:
+        go.wait()
+        r = Client(gateway).get("/openapi.json")
+        return r.status_code, r.get_data(as_text=True)
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(fetch, range(8)))
+    # Then every answer is the same, whole document
+    assert {status for status, _ in answers} == {200}, [body[:200] for _, body in answers]
+    assert len({body for _, body in answers}) == 1 and "/streams/{streamId}" in answers[0][1]
 
 
 def test_other_functions_still_take_one_event_at_a_time(tmp_path: Path) -> None:
