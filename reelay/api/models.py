@@ -77,6 +77,12 @@ Description = Annotated[
         }
     ),
 ]
+FileName = Annotated[
+    str,
+    StringConstraints(max_length=1024),
+    _PLAIN_TEXT,
+    WithJsonSchema({"type": "string", "maxLength": 1024, "pattern": rf"^[^{_NO_CONTROL}]*$"}),
+]
 Password = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 # The user pool's password policy (infra/constructs/user_pool.py, local/aws.py PASSWORD_POLICY), stated
 # in the document; Cognito enforces it (400 weak_password, with the rule that failed).
@@ -184,7 +190,7 @@ class UploadIn(_Request):
     description: Description = ""
     content_type: Annotated[str, StringConstraints(min_length=1, max_length=255)]
     size_bytes: WholeNumber = Field(description="Exact size of the file in bytes")
-    file_name: Annotated[str, StringConstraints(max_length=1024), _PLAIN_TEXT] | None = None
+    file_name: FileName | None = None
     visibility: VideoVisibility = Field(
         default=VideoVisibility.PUBLIC,
         description=(
