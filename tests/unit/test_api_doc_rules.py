@@ -259,3 +259,60 @@ def test_the_patterns_are_python_regexes_too():
         SCHEMAS["UploadIn"]["properties"]["contentType"],
     ):
         re.compile(schema["pattern"])
+
+
+@pytest.mark.parametrize(
+    ("reason", "ok"), [("spam", True), ("line one\nline two", True), ("   ", False), ("\x1b[31m", False)]
+)
+def test_the_document_states_a_moderation_reasons_rules(reason, ok):
+    from reelay.api.models import ModerationIn
+
+    assert valid(SCHEMAS["ModerationIn"]["properties"]["reason"], reason) is ok
+    # And the model agrees on each
+    try:
+        ModerationIn.model_validate({"reason": reason})
+    except ValueError:
+        accepted = False
+    else:
+        accepted = True
+    assert accepted is ok
+
+
+@pytest.mark.parametrize("model", ["StreamIn", "PatchStreamIn"])
+def test_the_document_refuses_blank_stream_names_and_control_characters(model):
+    schema = SCHEMAS[model]["properties"]["name"]
+    schema = schema.get("anyOf", [schema])[0]
+    assert valid(schema, "Gate 1") and not valid(schema, "  ") and not valid(schema, "a\x07b")
+
+
+@pytest.mark.parametrize(
+    ("fields", "ok"),
+    [
+        ({}, False),
+        ({"name": None, "record": None}, False),
+        ({"name": "Gate"}, True),
+        ({"record": False}, True),
+        ({"retentionDays": None}, True),  # null clears a recording setting: a change
+    ],
+)
+def test_the_document_says_a_stream_patch_changes_something(fields, ok):
+    assert valid(SCHEMAS["PatchStreamIn"], fields) is ok
+
+
+def test_the_recording_settings_bounds_are_json_schema_keywords():
+    for model in ("StreamIn", "PatchStreamIn"):
+        fields = SCHEMAS[model]["properties"]
+        for name, low, high in (("retentionDays", 1, 3650), ("reconnectWindowSeconds", 0, 1800)):
+            schema = fields[name]["anyOf"][0]
+            assert (schema["minimum"], schema["maximum"]) == (low, high), schema
+            assert "ge" not in schema and "le" not in schema
+    # And written as 1.0, they are integers for the API too
+    from reelay.api.models import PatchStreamIn
+
+    assert PatchStreamIn.model_validate({"retentionDays": 7.0}).retention_days == 7
+
+
+@pytest.mark.parametrize(("model", "field"), [("ConfirmIn", "code"), ("MetadataIn", "videoId")])
+def test_the_document_refuses_blank_ids_in_bodies(model, field):
+    schema = SCHEMAS[model]["properties"][field]
+    assert valid(schema, "abc") and not valid(schema, "   ")
