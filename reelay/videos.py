@@ -65,6 +65,35 @@ class MultipartUpload:
 
 UploadInstructions = SingleUpload | MultipartUpload
 
+# Whitespace allowed around a content type: HTTP's optional whitespace (space and tab).
+_OWS = " \t"
+# Characters with a meaning in a pattern, in Python's re and ECMA-262 (JSON Schema's) alike.
+_REGEX_SYNTAX = frozenset("^$\\.*+?()[]{}|")
+
+
+def content_type_pattern(allowed: Sequence[str]) -> str:
+    """The JSON Schema pattern of the content types ``_check_content_type`` accepts: one of ``allowed``
+    in any (ASCII) case, optional whitespace around it, and any parameters after a ``;``."""
+
+    def spelled(name: str) -> str:
+        return "".join(
+            f"[{c.lower()}{c.upper()}]"
+            if c.isascii() and c.isalpha()
+            else ("\\" + c if c in _REGEX_SYNTAX else c)
+            for c in name
+        )
+
+    # The check compares the lowercased type: an entry with capitals (or not ASCII) never matches.
+    names = [spelled(name) for name in allowed if name.isascii() and name == name.lower()]
+    ows = r"[ \t]*"
+    # $(?!\n): Python's $ (jsonschema's, schemathesis') also matches before a final line break.
+    return rf"^{ows}(?:{'|'.join(names) or '(?!)'}){ows}(?:;[\s\S]*)?$(?!\n)"
+
+
+def upload_size_range(settings: Settings) -> tuple[int, int]:
+    """The sizes ``_check_size`` accepts, from 1 byte to the upload limit."""
+    return 1, settings.max_upload_bytes
+
 
 # Where a video's objects live in the media store: the upload, and the prefix of its HLS output.
 def upload_key(settings: Settings, video_id: str) -> str:
@@ -311,7 +340,9 @@ class VideoService:
         return self.catalogue.get(video_id)
 
     def _check_content_type(self, content_type: str) -> str:
-        normalised = (content_type or "").split(";", 1)[0].strip().lower()
+        # The rule content_type_pattern states in the OpenAPI document: keep the two together.
+        head = (content_type or "").split(";", 1)[0].strip(_OWS)
+        normalised = head.lower() if head.isascii() else head  # no KELVIN SIGN for k
         allowed = self.settings.allowed_content_types
         if normalised not in allowed:
             raise InvalidInput(
@@ -320,9 +351,10 @@ class VideoService:
         return normalised
 
     def _check_size(self, size_bytes: int) -> None:
-        limit = self.settings.max_upload_bytes
-        if isinstance(size_bytes, bool) or not isinstance(size_bytes, int) or size_bytes <= 0:
-            raise InvalidInput(f"sizeBytes must be a whole number from 1 to {limit} (the upload limit)")
+        # The range upload_size_range states in the OpenAPI document.
+        least, limit = upload_size_range(self.settings)
+        if isinstance(size_bytes, bool) or not isinstance(size_bytes, int) or size_bytes < least:
+            raise InvalidInput(f"sizeBytes must be a whole number from {least} to {limit} (the upload limit)")
         if size_bytes > limit:
             raise InvalidInput(f"sizeBytes {size_bytes} is over the upload limit of {limit} bytes")
 

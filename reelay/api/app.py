@@ -70,7 +70,8 @@ from reelay.errors import Forbidden, InvalidInput, NotFound, ReelayError, Unauth
 from reelay.models import Stream, Video
 from reelay.observability import MetricUnit, logger, metrics
 from reelay.ports import Page, Tokens
-from reelay.videos import MultipartUpload, VideoService, Viewer
+from reelay.settings import Settings
+from reelay.videos import MultipartUpload, VideoService, Viewer, content_type_pattern, upload_size_range
 from reelay.wiring import get_services
 
 SECURITY_SCHEME = "CognitoBearer"
@@ -362,16 +363,18 @@ def _error_responses(spec: Route) -> dict[int, Any]:
 _openapi_lock = threading.Lock()
 
 
-def openapi_document() -> dict[str, Any]:
+def openapi_document(settings: Settings | None = None) -> dict[str, Any]:
     """The OpenAPI document as served (and for any offline export: one configuration for both).
 
-    Validation failures answer 400 here, not Powertools' 422. Powertools builds the document in
-    state shared by the resolver (its configuration, the schemas of the routes' fields), unguarded:
-    the local gateway's threads build it one at a time, or two at once answer 500.
+    Validation failures answer 400 here, not Powertools' 422. The upload rules are those of ``settings``
+    (by default the services' in force). Powertools builds the document in state shared by the
+    resolver (its configuration, the schemas of the routes' fields), unguarded: the local gateway's
+    threads build it one at a time, or two at once answer 500.
     """
     with _openapi_lock:
         _configure_openapi()
         document = json.loads(app.get_openapi_json_schema())
+    _state_upload_rules(document, settings or get_services().settings)
     for operations in document.get("paths", {}).values():
         for operation in operations.values():
             operation.get("responses", {}).pop("422", None)
@@ -380,6 +383,19 @@ def openapi_document() -> dict[str, Any]:
     for name in ("HTTPValidationError", "ValidationError", "ResponseValidationError"):
         document.get("components", {}).get("schemas", {}).pop(name, None)
     return document
+
+
+def _state_upload_rules(document: dict[str, Any], settings: Settings) -> None:
+    """POST /videos/upload's content types and sizes are settings: the document states the ones in force,
+    built by the functions beside the checks (reelay.videos), so the two cannot drift apart."""
+    fields = document["components"]["schemas"]["UploadIn"]["properties"]
+    allowed = settings.allowed_content_types
+    fields["contentType"] |= {
+        "pattern": content_type_pattern(allowed),
+        "description": f"One of {', '.join(allowed)}, in any case; parameters after a ';' are ignored",
+    }
+    least, most = upload_size_range(settings)
+    fields["sizeBytes"] |= {"minimum": least, "maximum": most}
 
 
 def _tokens(tokens: Tokens) -> TokensOut:

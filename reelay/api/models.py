@@ -77,6 +77,12 @@ Description = Annotated[
         }
     ),
 ]
+FileName = Annotated[
+    str,
+    StringConstraints(max_length=1024),
+    _PLAIN_TEXT,
+    WithJsonSchema({"type": "string", "maxLength": 1024, "pattern": rf"^[^{_NO_CONTROL}]*$"}),
+]
 Password = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 # The user pool's password policy (infra/constructs/user_pool.py, local/aws.py PASSWORD_POLICY), stated
 # in the document; Cognito enforces it (400 weak_password, with the rule that failed).
@@ -123,7 +129,13 @@ def _whole_number(value: object) -> object:
 
 
 WholeNumber = Annotated[StrictInt, BeforeValidator(_whole_number)]
-VideoId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+# An id, stripped of whitespace at either end. In a body the schema says it needs some character other
+# than whitespace; not in a path, where a fuzzer cannot send the whitespace-only ids that would break it.
+Identifier = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+BodyIdentifier = Annotated[
+    Identifier, WithJsonSchema({"type": "string", "minLength": 1, "maxLength": 64, "pattern": r"\S"})
+]
+VideoId = Identifier
 
 
 class _Wire(BaseModel):
@@ -145,7 +157,7 @@ class RegisterIn(_Request):
 
 class ConfirmIn(_Request):
     email: EmailStr
-    code: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+    code: BodyIdentifier
 
 
 class ResendCodeIn(_Request):
@@ -184,7 +196,7 @@ class UploadIn(_Request):
     description: Description = ""
     content_type: Annotated[str, StringConstraints(min_length=1, max_length=255)]
     size_bytes: WholeNumber = Field(description="Exact size of the file in bytes")
-    file_name: Annotated[str, StringConstraints(max_length=1024), _PLAIN_TEXT] | None = None
+    file_name: FileName | None = None
     visibility: VideoVisibility = Field(
         default=VideoVisibility.PUBLIC,
         description=(
@@ -216,7 +228,7 @@ _SOME_METADATA: dict[str, Any] = {
 class MetadataIn(_Request):
     model_config = ConfigDict(json_schema_extra=_SOME_METADATA)
 
-    video_id: VideoId
+    video_id: BodyIdentifier
     display_name: DisplayName | None = None
     description: Description | None = None
 
@@ -231,11 +243,21 @@ class PatchVideoIn(_Request):
     )
 
 
+_LAYOUT_ONLY = r"\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f"
 ModerationReason = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=1000),
     _no_control(_CONTROL_BUT_LAYOUT, " other than line breaks and tabs"),
-    Field(description="Why: kept in the moderation audit log"),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 1000,
+            # Some character other than whitespace; no control character but line breaks and tabs.
+            "pattern": rf"^[^{_LAYOUT_ONLY}]*[^\s{_LAYOUT_ONLY}][^{_LAYOUT_ONLY}]*$",
+            "description": "Why: kept in the moderation audit log",
+        }
+    ),
 ]
 
 
@@ -401,7 +423,10 @@ class UploadOut(_Wire):
 
 # --- streams (operators only) -------------------------------------------------------------------
 StreamName = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), _PLAIN_TEXT
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
+    _PLAIN_TEXT,
+    WithJsonSchema({"type": "string", "minLength": 1, "maxLength": 200, "pattern": NAME_PATTERN}),
 ]
 SourceUrl = Annotated[
     str,
@@ -419,7 +444,7 @@ KvsStreamName = Annotated[
     StringConstraints(pattern=r"^[a-zA-Z0-9_.\-]{1,256}$"),
     Field(description="The Kinesis Video Streams stream; must start with the deployment's prefix (reelay-)"),
 ]
-StreamId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+StreamId = Identifier
 StoreUrl = Annotated[
     str,
     StringConstraints(max_length=2048),
@@ -440,10 +465,19 @@ WebhookUrl = Annotated[
         examples=["https://hooks.example.com/reelay"],
     ),
 ]
-RetentionDays = Annotated[StrictInt, Field(ge=1, le=3650, description="Keep recordings this many days")]
+# The bounds go on the integer itself, inside the 1.0 validator: outside it the document said "ge"/"le"
+# (no JSON Schema keywords) instead of minimum/maximum.
+RetentionDays = Annotated[
+    StrictInt,
+    Field(ge=1, le=3650),
+    BeforeValidator(_whole_number),
+    Field(description="Keep recordings this many days"),
+]
 ReconnectWindow = Annotated[
     StrictInt,
-    Field(ge=0, le=1800, description="Seconds a source may be down and continue the same session"),
+    Field(ge=0, le=1800),
+    BeforeValidator(_whole_number),
+    Field(description="Seconds a source may be down and continue the same session"),
 ]
 RenditionName = Annotated[str, StringConstraints(min_length=1, max_length=16)]
 RecordRenditions = Annotated[
@@ -495,7 +529,31 @@ class StreamIn(_RecordingSettingsIn):
     )
 
 
+# Something to change (400 otherwise): a stream field that is not null, or any recording setting (null
+# clears one). The schema says so.
+_SOME_STREAM_CHANGE: dict[str, Any] = {
+    "anyOf": [
+        *(
+            {"required": [name], "properties": {name: {"not": {"type": "null"}}}}
+            for name in ("name", "sourceUrl", "kvsStreamName", "video", "record")
+        ),
+        *(
+            {"required": [name]}
+            for name in (
+                "recordObjectStore",
+                "recordWebhookUrl",
+                "retentionDays",
+                "reconnectWindowSeconds",
+                "recordRenditions",
+            )
+        ),
+    ]
+}
+
+
 class PatchStreamIn(_RecordingSettingsIn):
+    model_config = ConfigDict(json_schema_extra=_SOME_STREAM_CHANGE)
+
     name: StreamName | None = None
     source_url: SourceUrl | None = None
     kvs_stream_name: KvsStreamName | None = None
@@ -615,8 +673,8 @@ class ErrorOut(_Wire):
 
 
 # --- recording sessions (operators only; docs/recordings-api.md) ---------------------------------
-SessionId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
-ExportId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+SessionId = Identifier
+ExportId = Identifier
 Seconds = Annotated[float, Field(strict=True, ge=0, le=10_000_000, allow_inf_nan=False)]
 
 

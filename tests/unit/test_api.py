@@ -31,8 +31,8 @@ ALICE = {"sub": "user-alice", "email": "alice@example.com"}
 BOB = {"sub": "user-bob", "email": "bob@example.com"}
 
 
-@pytest.fixture
-def settings() -> Settings:
+def api_settings() -> Settings:
+    """The settings these tests run the API with (the fuzz test's document states their upload rules)."""
     return Settings(
         playback_base_url="https://cdn.example/outputs",
         max_upload_bytes=100 * MiB,
@@ -41,6 +41,11 @@ def settings() -> Settings:
         stream_secret_keys="test-stream-secret-key-0123456789abcdef",
         file_store_signing_key="test-playback-signing-key-0123456789",
     )
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return api_settings()
 
 
 @pytest.fixture
