@@ -375,6 +375,7 @@ def openapi_document(settings: Settings | None = None) -> dict[str, Any]:
         _configure_openapi()
         document = json.loads(app.get_openapi_json_schema())
     _state_upload_rules(document, settings or get_services().settings)
+    _state_rendition_names(document)
     for operations in document.get("paths", {}).values():
         for operation in operations.values():
             operation.get("responses", {}).pop("422", None)
@@ -383,6 +384,19 @@ def openapi_document(settings: Settings | None = None) -> dict[str, Any]:
     for name in ("HTTPValidationError", "ValidationError", "ResponseValidationError"):
         document.get("components", {}).get("schemas", {}).pop(name, None)
     return document
+
+
+def _state_rendition_names(document: dict[str, Any]) -> None:
+    """A recording's renditions are the ladder's names, each once: stated from the ladder itself (imported
+    here, for the document only: the handler's import stays free of reelay.media)."""
+    from reelay.media.ladder import PRESETS
+
+    for model in ("StreamIn", "PatchStreamIn"):
+        field = document["components"]["schemas"][model]["properties"]["recordRenditions"]
+        for choice in field.get("anyOf", [field]):
+            if choice.get("type") == "array":
+                choice["items"] |= {"enum": list(PRESETS)}
+                choice |= {"uniqueItems": True, "maxItems": len(PRESETS)}
 
 
 def _state_upload_rules(document: dict[str, Any], settings: Settings) -> None:

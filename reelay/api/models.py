@@ -479,6 +479,8 @@ ReconnectWindow = Annotated[
     BeforeValidator(_whole_number),
     Field(description="Seconds a source may be down and continue the same session"),
 ]
+# The ladder's names, each once (reelay.catalogue._stream_recording.check_renditions): the document
+# states them (reelay.api.app._state_rendition_names), which keeps the ladder out of this import.
 RenditionName = Annotated[str, StringConstraints(min_length=1, max_length=16)]
 RecordRenditions = Annotated[
     list[RenditionName],

@@ -20,9 +20,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from reelay.errors import InvalidInput, MediaError
-from reelay.media.probe import MediaInfo
+
+if TYPE_CHECKING:  # probe imports GStreamer; the ladder's names and checks must not (Lambdas have no gi)
+    from reelay.media.probe import MediaInfo
 
 
 @dataclass(frozen=True)
@@ -220,6 +223,8 @@ def rungs(names: Sequence[str], overrides: Mapping[str, Bitrates] | str | None =
 def fit_rung(spec: RenditionSpec, width: int, height: int) -> RenditionSpec:
     """``spec`` fitted to a ``width`` x ``height`` source as ``choose_ladder`` fits it (the source's
     orientation, never upscaled, even sides), keeping the rung's name and bitrates."""
+    from reelay.media.probe import MediaInfo
+
     info = MediaInfo(
         duration_seconds=None, has_video=True, has_audio=False, width=width, height=height, rotation=0,
         fps=None, variable_frame_rate=False, video_codec=None, audio_codec=None, container=None,

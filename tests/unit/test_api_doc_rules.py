@@ -316,3 +316,22 @@ def test_the_recording_settings_bounds_are_json_schema_keywords():
 def test_the_document_refuses_blank_ids_in_bodies(model, field):
     schema = SCHEMAS[model]["properties"][field]
     assert valid(schema, "abc") and not valid(schema, "   ")
+
+
+@pytest.mark.parametrize("model", ["StreamIn", "PatchStreamIn"])
+@pytest.mark.parametrize(
+    ("renditions", "ok"),
+    [(["720p", "360p"], True), ([], True), (["LPT1"], False), (["720p", "720p"], False), (["4k"], False)],
+)
+def test_the_document_states_the_renditions_a_recording_takes(model, renditions, ok):
+    """The ladder's names, each once: what the catalogue's check_renditions takes, and nothing else."""
+    from reelay.catalogue._stream_recording import check_renditions
+    from reelay.errors import InvalidInput
+
+    assert valid(SCHEMAS[model]["properties"]["recordRenditions"], renditions) is ok
+    try:
+        check_renditions(renditions)
+        accepted = True
+    except InvalidInput:
+        accepted = False
+    assert accepted is ok

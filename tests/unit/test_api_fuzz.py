@@ -329,9 +329,11 @@ def _unstated_rule_applies(case: schemathesis.Case) -> bool:
         domain = email.rsplit("@", 1)[-1].lower().rstrip(".")
         if any(domain == name or domain.endswith("." + name) for name in _SPECIAL_USE_DOMAINS):
             return True
-    # A stream source's URL is parsed for its protocol's form (host, port, path, credentials, loopback);
-    # a KVS stream's name must start with the deployment's prefix (a setting).
-    if isinstance(body.get("sourceUrl"), str) or isinstance(body.get("kvsStreamName"), str):
+    # A stream source's URL, a recording's object store and webhook URLs are parsed for their form
+    # (scheme, host, port, path, credentials, loopback); a KVS stream's name must start with the
+    # deployment's prefix (a setting).
+    urls = ("sourceUrl", "kvsStreamName", "recordObjectStore", "recordWebhookUrl")
+    if any(isinstance(body.get(name), str) for name in urls):
         return True
     # Ids in the path are stripped: a blank one is no id (the path's schema cannot say so, see models).
     # (schemathesis holds them percent-encoded)

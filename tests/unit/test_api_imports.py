@@ -192,3 +192,31 @@ def test_in_lambda_with_tracing_on_the_handler_sends_its_subsegment_to_the_xray_
     assert segment["name"] == "## lambda_handler"
     assert segment["trace_id"] == "1-5759e988-bd862e3fe1be46a994272793"
     assert segment["annotations"] == {"ColdStart": True, "Service": "api"}
+
+
+# Lambdas have no PyGObject (the code asset is requirements.txt on the Lambda platform): whatever a
+# handler or the catalogue it builds imports must not reach GStreamer, or the first request fails
+# with ModuleNotFoundError: gi. It did: the catalogue's recording checks imported the ladder, which
+# imported the prober (and GStreamer) at module level.
+NO_GI_PROBE = """\
+import importlib, sys
+sys.modules["gi"] = None  # import gi now raises, as in Lambda
+for name in sys.argv[1:]:
+    importlib.import_module(name)
+print("ok")
+"""
+LAMBDA_HANDLERS = sorted(f"lambdas.{p.parent.name}.handler" for p in (ROOT / "lambdas").glob("*/handler.py"))
+
+
+def test_every_lambda_handler_and_both_catalogues_import_without_gstreamer() -> None:
+    modules = [*LAMBDA_HANDLERS, "reelay.catalogue.mysql", "reelay.catalogue.memory", "reelay.api.models"]
+    assert "lambdas.api.handler" in modules and len(LAMBDA_HANDLERS) >= 9
+    out = subprocess.run(
+        [sys.executable, "-c", NO_GI_PROBE, *modules],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "POWERTOOLS_TRACE_DISABLED": "true"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
