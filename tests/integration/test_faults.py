@@ -81,9 +81,10 @@ def test_tcp_proxy_in_front_of_nothing_resets_the_client():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         dead = s.getsockname()[1]
-    with TcpFaultProxy(dead) as proxy:
+    with TcpFaultProxy(dead) as proxy, pytest.raises(ConnectionResetError):
+        # the reset can beat the end of the handshake (seen on a loaded machine) or come at the read
         c = socket.create_connection(("127.0.0.1", proxy.port), timeout=2)
-        with c, pytest.raises(ConnectionResetError):
+        with c:
             c.recv(10)
 
 
