@@ -499,11 +499,17 @@ def measure_recovery(rig: Rig, cfg: Config) -> list[Row]:
         keyint_seconds = camera.picture.keyframe_seconds
         samples: dict[tuple[str, str], list[Sample]] = {}
         first_buffers: list[Sample] = []  # Reelay: camera back -> first buffer at kvssink's queue
+        floor_keys: list[Sample] = []  # a bare caller: camera back -> its first key frame (SRT)
         exits: dict[str, int] = {}  # gst-launch exits (so restarts) per outage kind
         seed: SeedLoop | None = None
+        watch: KeyframeWatch | None = None
         reelay_id = None
         with camera:
             try:
+                if kind == "srt":
+                    # An SRT camera sends whether or not a caller is there, so the key frame it sends as
+                    # it starts is gone before any caller can join: measure when the first one arrives.
+                    watch = KeyframeWatch(camera.url, rig.log_dir / "keyframe-watch.log")
                 reelay_id, reelay_stream = rig.start_reelay(camera.url)
                 keyint = camera.picture.fps * camera.picture.keyframe_seconds
                 seed, seed_stream = rig.start_seed(camera.url, kind, keyint)
@@ -525,8 +531,15 @@ def measure_recovery(rig: Rig, cfg: Config) -> list[Row]:
                             first_buffers.append(
                                 Sample(at - back) if at is not None else Sample(cfg.recovery_wait, True)
                             )
+                            if watch is not None:
+                                key = first_after(watch.keyframes, back)
+                                floor_keys.append(
+                                    Sample(key - back) if key is not None else Sample(cfg.recovery_wait, True)
+                                )
                         exits[outage] = exits.get(outage, 0) + len(seed.exits) - before
             finally:
+                if watch is not None:
+                    watch.stop()
                 if seed is not None:
                     seed.stop()
                 if reelay_id is not None:
@@ -547,6 +560,30 @@ def measure_recovery(rig: Rig, cfg: Config) -> list[Row]:
                 f"median of {len(first_buffers)} [{each}]; the first fragment is acknowledged one"
                 f" keyframe interval ({keyint_seconds} s here) after its first keyframe",
             ))  # fmt: skip
+        rows += floor_rows(kind, floor_keys, samples.get(("camera killed", "reelay"), []), keyint_seconds)
+    return rows
+
+
+def floor_rows(kind: str, keys: list[Sample], ours: list[Sample], keyint_seconds: float) -> list[Row]:
+    """The floor of a camera-killed recovery: the first key frame a bare caller gets after the camera is
+    back, plus one key frame interval (KVS acknowledges a fragment once it is complete, at the next key
+    frame), and how far above it Reelay's median is."""
+    if not keys:
+        return []
+    key = median(keys)
+    floor = Sample(key.value + keyint_seconds, key.bound)
+    each = ", ".join(shown(x, "") for x in keys)
+    rows = [
+        Row(BENCH, "bare caller (never stops calling)", f"{kind} camera killed: back -> first key frame",
+            key.value, "s", f"median of {len(keys)} [{each}]; the camera sends whether or not a caller"
+            " is there, so the key frame it sends as it starts is lost to every caller"),
+        Row(BENCH, "floor", f"{kind} camera killed: back -> first fragment PERSISTED (floor)", floor.value,
+            "s", f"that key frame + one key frame interval ({keyint_seconds:g} s): no relay can do better"),
+    ]  # fmt: skip
+    if ours:
+        above = median(ours).value - floor.value
+        rows.append(Row(BENCH, "reelay - floor", f"{kind} camera killed: recovery above the floor", above,
+                        "s", "what the relay itself adds (its reconnect, parse, kvssink)"))  # fmt: skip
     return rows
 
 
@@ -681,13 +718,29 @@ def _rebuilds(rig: Rig, cfg: Config, sink: str) -> tuple[dict[int, float], dict[
                 "--rebuilds", str(cfg.rebuilds)]  # fmt: skip
         log = (rig.log_dir / f"memory-child-{sink}.log").open("wb")
         proc = subprocess.Popen(argv, cwd=ROOT, env=child_env(rig.kvs), stdout=subprocess.PIPE, stderr=log)
+        events = ChildEvents(proc)
         try:
-            assert proc.stdout is not None
-            for raw in proc.stdout:
-                try:
-                    event = json.loads(raw)
-                except ValueError:
-                    continue  # kvssink and GStreamer may print to stdout too
+            while True:
+                # A cut that did not drop the pipeline (it landed between two reads, say) brings no new
+                # "flowing" event: cut again rather than wait forever; a child that stops making
+                # progress at all fails the bench instead of hanging it.
+                event = events.next(REBUILD_WAIT)
+                if event is None:
+                    if time.monotonic() - events.last_event > REBUILD_GIVE_UP:
+                        raise RuntimeError(
+                            f"the memory child ({sink}) made no progress for {REBUILD_GIVE_UP:g} s "
+                            f"after pipeline {max(rss, default=0)}; see {rig.log_dir}"
+                        )
+                    if proc.poll() is not None:
+                        raise RuntimeError(
+                            f"the memory child ({sink}) exited {proc.returncode}; see {rig.log_dir}"
+                        )
+                    print(f"   memory ({sink}): nothing new {REBUILD_WAIT:g} s after a cut: cutting again",
+                          file=sys.stderr)  # fmt: skip
+                    proxy.cut()
+                    time.sleep(0.05)
+                    proxy.heal()
+                    continue
                 if event["event"] == "flowing":
                     rss[event["built"]] = event["rss_mb"]
                     heap[event["built"]] = event["heap_mb"]
@@ -706,6 +759,43 @@ def _rebuilds(rig: Rig, cfg: Config, sink: str) -> tuple[dict[int, float], dict[
     if max(rss, default=0) <= 20:
         raise RuntimeError(f"too few rebuilds measured: {sorted(rss)}; see {rig.log_dir}")
     return rss, heap, time.monotonic() - started
+
+
+REBUILD_WAIT = 15.0  # no new pipeline carrying media this long after a cut: cut again
+REBUILD_GIVE_UP = 120.0  # no event at all this long: the child is stuck
+
+
+class ChildEvents:
+    """The JSON events a child prints on stdout, read on a thread so the parent can wait with a timeout
+    (kvssink and GStreamer may print other lines there too: they are skipped)."""
+
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        import queue
+
+        self._queue: queue.Queue[dict[str, object]] = queue.Queue()
+        self.last_event = time.monotonic()
+        self._proc = proc
+        threading.Thread(target=self._read, name="child-events", daemon=True).start()
+
+    def _read(self) -> None:
+        assert self._proc.stdout is not None
+        for raw in self._proc.stdout:
+            try:
+                event = json.loads(raw)
+            except ValueError:
+                continue
+            if isinstance(event, dict) and "event" in event:
+                self._queue.put(event)
+
+    def next(self, timeout: float) -> dict[str, object] | None:
+        import queue
+
+        try:
+            event = self._queue.get(timeout=timeout)
+        except queue.Empty:
+            return None
+        self.last_event = time.monotonic()
+        return event
 
 
 def _first_from(rss: dict[int, float], n: int) -> int:
@@ -805,6 +895,73 @@ def _memory_child(argv: list[str]) -> int:
     return 0
 
 
+# --- the floor: when a bare caller first gets a key frame ---------------------------------------------------
+def _keyframe_child(argv: list[str]) -> int:
+    """A bare SRT caller that never stops calling: ``srtsrc ! tsdemux ! h264parse ! appsink``, rebuilt
+    at once on an error or after ``--quiet`` seconds without data (no backoff, no kvssink, no checks).
+    Prints ``{"keyframe": <epoch seconds>}`` for each key frame it receives: the earliest moment any
+    relay could start a KVS fragment."""
+    import argparse
+
+    from reelay.media._gst import Gst, ensure_init
+
+    p = argparse.ArgumentParser()
+    p.add_argument("--url", required=True)
+    p.add_argument("--quiet", type=float, default=0.5)
+    args = p.parse_args(argv)
+    ensure_init()
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    last = [time.monotonic()]
+
+    def on_sample(sink: Gst.Element) -> Gst.FlowReturn:
+        sample = sink.emit("pull-sample")
+        last[0] = time.monotonic()
+        if sample is not None and not sample.get_buffer().has_flags(Gst.BufferFlags.DELTA_UNIT):
+            print(json.dumps({"keyframe": time.time()}), flush=True)
+        return Gst.FlowReturn.OK
+
+    while not done.is_set():
+        pipeline = Gst.parse_launch(
+            f"srtsrc uri={args.url} latency=125 ! tsdemux ! h264parse"
+            " ! video/x-h264,alignment=au ! appsink name=out emit-signals=true sync=false"
+        )
+        pipeline.get_by_name("out").connect("new-sample", on_sample)
+        bus = pipeline.get_bus()
+        pipeline.set_state(Gst.State.PLAYING)
+        last[0] = time.monotonic()
+        while not done.is_set() and time.monotonic() - last[0] < args.quiet:
+            message = bus.timed_pop_filtered(50 * Gst.MSECOND, Gst.MessageType.ERROR | Gst.MessageType.EOS)
+            if message is not None:
+                break
+        pipeline.set_state(Gst.State.NULL)
+    return 0
+
+
+class KeyframeWatch:
+    """The keyframe child, its output collected on a thread."""
+
+    def __init__(self, url: str, log: Path) -> None:
+        argv = [sys.executable, "-m", "tests.bench.bench_relay", "keyframe-child", "--url", url]
+        self._log = log.open("wb")
+        self._proc = subprocess.Popen(argv, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                                      stdout=subprocess.PIPE, stderr=self._log)  # fmt: skip
+        self.keyframes: list[float] = []
+        self._thread = threading.Thread(target=self._read, name="keyframe-watch", daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        assert self._proc.stdout is not None
+        for raw in self._proc.stdout:
+            with contextlib.suppress(ValueError, KeyError, TypeError):
+                self.keyframes.append(float(json.loads(raw)["keyframe"]))
+
+    def stop(self) -> None:
+        _stop_process(self._proc, signal.SIGTERM, timeout=10)
+        self._thread.join(5)
+        self._log.close()
+
+
 # --- entry --------------------------------------------------------------------------------------------------
 def run(ctx: BenchContext) -> list[Row]:
     from reelay.observability import logger
@@ -838,4 +995,6 @@ def run(ctx: BenchContext) -> list[Row]:
 if __name__ == "__main__":
     if sys.argv[1:2] == ["memory-child"]:
         sys.exit(_memory_child(sys.argv[2:]))
+    if sys.argv[1:2] == ["keyframe-child"]:
+        sys.exit(_keyframe_child(sys.argv[2:]))
     sys.exit(f"usage: {sys.argv[0]} memory-child ...")

@@ -136,3 +136,41 @@ def test_growth_per_rebuild_is_the_slope_from_the_first_rebuild_counted() -> Non
     assert (samples[29] - samples[10]) / 19 == pytest.approx(1.21, abs=0.01)
     assert growth_per_rebuild(samples, 10) == pytest.approx(1.0, abs=0.06)
     assert growth_per_rebuild({10: 5.0, 20: 5.0, 30: 5.0}, 10) == 0.0
+
+
+def test_child_events_skip_other_output_and_wait_with_a_timeout() -> None:
+    import subprocess
+    import sys
+    import time
+
+    from tests.bench.bench_relay import ChildEvents
+
+    # Given a child that prints a stray line, one event, then goes quiet without exiting
+    script = (
+        "import time; print('kvssink says hello');"
+        ' print(\'{"event": "flowing", "built": 1}\', flush=True); time.sleep(30)'
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE)
+    try:
+        events = ChildEvents(proc)
+        # Then the event comes through, the stray line does not, and a quiet child gives None in time
+        assert events.next(10) == {"event": "flowing", "built": 1}
+        began = time.monotonic()
+        assert events.next(0.3) is None
+        assert time.monotonic() - began < 5
+    finally:
+        proc.kill()
+        proc.wait(5)
+
+
+def test_floor_rows_add_one_key_frame_interval_and_show_what_the_relay_adds() -> None:
+    from tests.bench.bench_relay import floor_rows
+
+    # Given a bare caller's first key frames after each heal, and Reelay's recoveries
+    rows = floor_rows("srt", [Sample(0.26), Sample(1.27), Sample(1.26)], [Sample(2.33), Sample(2.3)], 1.0)
+    by_metric = {row.metric: row.value for row in rows}
+    # Then the floor is the median key frame plus one interval, and Reelay's excess is its median minus it
+    assert by_metric["srt camera killed: back -> first key frame"] == pytest.approx(1.26)
+    assert by_metric["srt camera killed: back -> first fragment PERSISTED (floor)"] == pytest.approx(2.26)
+    assert by_metric["srt camera killed: recovery above the floor"] == pytest.approx(2.315 - 2.26)
+    assert floor_rows("rtsp", [], [Sample(1.0)], 1.0) == []
