@@ -148,6 +148,22 @@ def test_rendition_playlists_are_vod(hd: Run):
         assert playlist.target_duration == SEGMENT
 
 
+def test_every_rendition_of_the_default_ladder_carries_the_same_audio(hd: Run):
+    # Then the audio was encoded once and shared: each rendition's AAC frames are byte for byte the same,
+    # so a player switching variants never hears a seam (and the transcode encodes no audio twice)
+    def aac(name: str) -> bytes:
+        playlist = hd.out / name / "index.m3u8"
+        return subprocess.run(
+            [FFMPEG, "-v", "error", "-allowed_extensions", "ALL", "-i", str(playlist), "-map", "0:a:0",
+             "-c", "copy", "-f", "adts", "-"],
+            capture_output=True, check=True,
+        ).stdout  # fmt: skip
+
+    first = aac(HD_LADDER[0])
+    assert len(first) > 10_000  # 5 s of AAC
+    assert all(aac(name) == first for name in HD_LADDER[1:])
+
+
 def test_video_is_8bit_420_square_pixels_main_or_high(hd: Run):
     # 854x480 is the size that gets a non-square pixel aspect ratio unless it is forced
     expected = {"720p": ("High", 1280, 720), "480p": ("Main", 854, 480), "360p": ("Main", 640, 360)}
