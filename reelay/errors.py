@@ -83,3 +83,10 @@ class MediaError(ReelayError):
     def __init__(self, message: str, *, detail: str | None = None) -> None:
         super().__init__(message)
         self.detail = detail
+
+
+def describe(exc: BaseException, limit: int = 300) -> str:
+    """A short, log-safe line for an exception: a ReelayError's message, else its text, else its type
+    name, cut to ``limit`` characters."""
+    text = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."

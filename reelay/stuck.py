@@ -25,6 +25,7 @@ from datetime import datetime, timedelta
 
 from aws_lambda_powertools import Logger
 
+from reelay.errors import describe
 from reelay.events import OutboxSweep, video_failed
 from reelay.models import TranscodeJob, Video, VideoStatus, utcnow
 from reelay.ports import EventPublisher, JobQueue, ObjectStore, VideoCatalogue
@@ -85,7 +86,7 @@ class StuckVideoSweep:
                 result.errors += 1
                 logger.warning(
                     "stuck video not handled: the next sweep tries again",
-                    extra={"videoId": video.video_id, "error": str(exc)[:300]},
+                    extra={"videoId": video.video_id, "error": describe(exc)},
                 )
         if result.stuck:
             logger.info(

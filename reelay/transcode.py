@@ -27,7 +27,7 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import AmazonCloudWatchEMFProvider
 
-from reelay.errors import InvalidInput, MediaError, NotFound
+from reelay.errors import InvalidInput, MediaError, NotFound, describe
 from reelay.events import OutboxSweep, cdn_subject, media_relocation, video_failed
 from reelay.lease import LeaseKeeper
 from reelay.media import hls
@@ -715,7 +715,7 @@ class TranscodeService:
         if state.deadline_passed and not state.lease_lost:
             metrics.add_metric(name="TranscodeDeadlinesPassed", unit=MetricUnit.Count, value=1)
             reason = f"processing took longer than its limit of {_clock_text(state.deadline_seconds)}"
-            log("error", "transcode deadline passed: pipeline stopped", error=_describe(exc))
+            log("error", "transcode deadline passed: pipeline stopped", error=describe(exc))
             return self._fail(job, video, reason, log)
         if state.lease_lost:
             if self._deleted(job):
@@ -735,10 +735,10 @@ class TranscodeService:
         if receive_count >= self.settings.max_attempts:
             # The exception's text (hosts, keys, errno strings) stays in this log line; the uploader
             # reads a sentence.
-            log("error", "transient failure on the last attempt", error=_describe(exc), exc_info=exc)
+            log("error", "transient failure on the last attempt", error=describe(exc), exc_info=exc)
             reason = f"processing failed after {receive_count} attempts; please try uploading again later"
             return self._fail(job, video, reason, log)
-        log("warning", "transient failure: will retry", error=_describe(exc), exc_info=exc)
+        log("warning", "transient failure: will retry", error=describe(exc), exc_info=exc)
         self.catalogue.release(job.video_id, self.worker_id)
         metrics.add_metric(name="TranscodeJobsRetried", unit=MetricUnit.Count, value=1)
         return Outcome.RETRY
@@ -788,7 +788,7 @@ class TranscodeService:
             for key in sorted(uploads):
                 self.store.delete(key)
         except Exception as exc:  # nothing to retry against: the row that named it is gone
-            log("warning", "could not remove the media of a deleted video", error=_describe(exc))
+            log("warning", "could not remove the media of a deleted video", error=describe(exc))
         else:
             log("info", "removed the media of a deleted video", outputObjects=removed)
         return Outcome.ALREADY_DONE
@@ -836,16 +836,11 @@ class TranscodeService:
             every=self.heartbeat_seconds,
             on_lost=lost,
             on_alive=on_alive,
-            on_error=lambda exc: log("warning", "heartbeat failed", error=_describe(exc)),
+            on_error=lambda exc: log("warning", "heartbeat failed", error=describe(exc)),
             on_poll=poll,
             snapshot=playable,  # "playable" reaches the catalogue at once, not at the next beat
             name="job-keeper",
         )
-
-
-def _describe(exc: BaseException) -> str:
-    text = getattr(exc, "message", None) or str(exc) or type(exc).__name__
-    return text if len(text) <= 300 else text[:297] + "..."
 
 
 DEAD_JOBS_WORKER = "dead-jobs"

@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from reelay.errors import Conflict, Forbidden, InvalidInput, NotFound
+from reelay.errors import Conflict, Forbidden, InvalidInput, NotFound, describe
 from reelay.events import OutboxSweep, cdn_invalidation, media_relocation
 from reelay.models import ModerationAction, ModerationRecord, Video, VideoStatus, VideoVisibility
 from reelay.observability import logger
@@ -170,9 +170,7 @@ def clean_up_failed(
     try:
         delete_outputs(store, settings, video.video_id)
     except Exception as exc:  # the failure itself matters more than the clean-up
-        logger.warning(
-            "could not remove partial output", extra={**ids, "error": str(exc)[:300] or type(exc).__name__}
-        )
+        logger.warning("could not remove partial output", extra={**ids, "error": describe(exc)})
     if not invalidate:
         return False
     try:
@@ -180,7 +178,7 @@ def clean_up_failed(
     except Exception as exc:  # the origin is clean; a stale edge copy expires with its cache
         logger.warning(
             "could not queue the failed video's CDN invalidation",
-            extra={**ids, "error": str(exc)[:300] or type(exc).__name__},
+            extra={**ids, "error": describe(exc)},
         )
         return False
     return True

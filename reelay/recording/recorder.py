@@ -44,8 +44,8 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from reelay.errors import describe
 from reelay.media import h264
 from reelay.media.ladder import RenditionSpec
 from reelay.models import Rendition
@@ -368,7 +368,7 @@ class Recorder:
             item.path.unlink(missing_ok=True)
             return True
         except Exception as exc:
-            self._last_error = _describe(exc)
+            self._last_error = describe(exc)
             log.warning("recording upload failed; will retry: %s", self._last_error)
             return False
 
@@ -429,11 +429,6 @@ def planned_renditions(encoded: Sequence[RenditionSpec], fps: float = 30) -> lis
         )
         for r in encoded
     ]
-
-
-def _describe(exc: Any) -> str:
-    text = str(exc) or type(exc).__name__
-    return text[:300]
 
 
 __all__ = [
