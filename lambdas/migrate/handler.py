@@ -8,29 +8,20 @@ rolls back.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
-
-from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from reelay.catalogue import ConnectionProvider, migrate
 from reelay.catalogue.migrations import load_migrations
 from reelay.catalogue.users import app_user_from_secret, current_database, ensure_app_user
+from reelay.custom_resource import lambda_handler_for
 from reelay.observability import logger
 from reelay.settings import get_settings
 
 PHYSICAL_ID = "reelay-catalogue-schema"
 
 
-@logger.inject_lambda_context
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    request = event.get("RequestType")
-    physical_id = event.get("PhysicalResourceId") or PHYSICAL_ID
-    if request == "Delete":
-        logger.info("stack delete: the catalogue schema, its data and users stay")
-        return {"PhysicalResourceId": physical_id}
-    if request not in ("Create", "Update"):
-        raise ValueError(f"unknown custom resource RequestType {request!r}")
-
+def _migrate(_request: str, _properties: Mapping[str, Any]) -> dict[str, str]:
     settings = get_settings()
     provider = ConnectionProvider.from_settings(settings)
     try:
@@ -48,4 +39,9 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     data = {"applied": ",".join(applied), "schemaVersion": latest}  # resource attributes are strings
     if app_user is not None:
         data["appUser"] = app_user.username
-    return {"PhysicalResourceId": physical_id, "Data": data}
+    return data
+
+
+lambda_handler = lambda_handler_for(
+    physical_id=PHYSICAL_ID, apply=_migrate, kept_on_delete="the catalogue schema, its data and users stay"
+)

@@ -9,29 +9,26 @@ A failure raises, so the framework reports FAILED and CloudFormation rolls back.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
-
-from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from reelay.adapters.aws import client
 from reelay.adapters.playback_key import ensure_key
+from reelay.custom_resource import lambda_handler_for
 from reelay.observability import logger
 
 PHYSICAL_ID = "reelay-playback-signing-key"
 
 
-@logger.inject_lambda_context
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    request = event.get("RequestType")
-    physical_id = event.get("PhysicalResourceId") or PHYSICAL_ID
-    if request == "Delete":
-        logger.info("stack delete: the playback signing key stays in its secret")
-        return {"PhysicalResourceId": physical_id}
-    if request not in ("Create", "Update"):
-        raise ValueError(f"unknown custom resource RequestType {request!r}")
-    secret_arn = (event.get("ResourceProperties") or {}).get("SecretArn")
+def _ensure(request: str, properties: Mapping[str, Any]) -> dict[str, str]:
+    secret_arn = properties.get("SecretArn")
     if not secret_arn:
         raise ValueError("the playback key resource needs a SecretArn property")
     key = ensure_key(client("secretsmanager"), secret_arn)
     logger.info("playback signing key ready", extra={"generated": key.generated, "request": request})
-    return {"PhysicalResourceId": physical_id, "Data": {"PublicKey": key.public_pem}}
+    return {"PublicKey": key.public_pem}
+
+
+lambda_handler = lambda_handler_for(
+    physical_id=PHYSICAL_ID, apply=_ensure, kept_on_delete="the playback signing key stays in its secret"
+)
