@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_ec2 as ec2
@@ -13,6 +14,9 @@ from constructs import Construct
 from infra.bundling import lambda_code
 from infra.constants import LAMBDA_PYTHON_VERSION, METRICS_NAMESPACE, SERVICE_NAME
 from infra.nag import LAMBDA_MANAGED_POLICIES, acknowledge
+
+if TYPE_CHECKING:
+    from infra.environment import PlatformRefs
 
 RUNTIME = lambda_.Runtime.PYTHON_3_11
 ARCHITECTURE = lambda_.Architecture.X86_64  # matches the manylinux2014_x86_64 wheels in the asset
@@ -87,3 +91,42 @@ class ReelayFunction(Construct):
             "AwsSolutions-L1",
             f"Pinned to Python {LAMBDA_PYTHON_VERSION}: the asset's compiled wheels are built for cp311.",
         )
+
+
+def catalogue_function(
+    scope: Construct,
+    construct_id: str,
+    refs: PlatformRefs,
+    *,
+    handler: str,
+    service: str,
+    description: str,
+    events: str,
+    timeout: Duration,
+    memory_size: int = 512,
+    reserved_concurrency: int | None = None,
+) -> ReelayFunction:
+    """A ReelayFunction in the VPC that reads the app DB secret and publishes ``events`` (e.g. "video
+    events") to the events topic: what the sweeps and the workflow steps are."""
+    function = ReelayFunction(
+        scope,
+        construct_id,
+        handler=handler,
+        service=service,
+        description=description,
+        environment=refs.environment(),
+        vpc=refs.vpc,
+        security_groups=[refs.db_clients],
+        log_retention=refs.config.log_retention,
+        timeout=timeout,
+        memory_size=memory_size,
+        reserved_concurrency=reserved_concurrency,
+    )
+    refs.events_topic.grant_publish(function.function)
+    refs.db_secret.grant_read(function.function)
+    acknowledge(
+        function.function,
+        "AwsSolutions-IAM5[Action::kms:GenerateDataKey*]",
+        f"Publishing {events} to the KMS-encrypted events topic needs GenerateDataKey* on its key.",
+    )
+    return function

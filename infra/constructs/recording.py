@@ -35,7 +35,7 @@ from infra.constants import (
     recording_export_state_machine_name,
     recording_state_machine_name,
 )
-from infra.constructs.function import ReelayFunction
+from infra.constructs.function import ReelayFunction, catalogue_function
 from infra.environment import PlatformRefs
 from infra.nag import acknowledge
 from reelay.recording.layout import EXPORT_STATE_PREFIX
@@ -161,28 +161,10 @@ class Recording(Construct):
         timeout: Duration,
         memory: int = 512,
     ) -> ReelayFunction:
-        refs = self.refs
-        function = ReelayFunction(
-            self,
-            construct_id,
-            handler=handler,
-            service=service,
-            description=description,
-            environment=refs.environment(),
-            vpc=refs.vpc,
-            security_groups=[refs.db_clients],
-            log_retention=refs.config.log_retention,
-            timeout=timeout,
-            memory_size=memory,
-        )
-        refs.events_topic.grant_publish(function.function)
-        refs.db_secret.grant_read(function.function)
-        acknowledge(
-            function.function,
-            "AwsSolutions-IAM5[Action::kms:GenerateDataKey*]",
-            "Publishing recording events to the KMS-encrypted events topic needs GenerateDataKey* on it.",
-        )
-        return function
+        return catalogue_function(
+            self, construct_id, self.refs, handler=handler, service=service, description=description,
+            events="recording events", timeout=timeout, memory_size=memory,
+        )  # fmt: skip
 
     def _grant_media(self, grantee: iam.IGrantable, *, write: bool) -> None:
         refs = self.refs

@@ -39,7 +39,7 @@ from infra.constants import (
     TRANSCODER_STOP_TIMEOUT_SECONDS,
     UPLOAD_PREFIX,
 )
-from infra.constructs.function import ReelayFunction, powertools_service
+from infra.constructs.function import ReelayFunction, catalogue_function, powertools_service
 from infra.constructs.media import (
     acknowledge_media_task,
     grant_metrics,
@@ -381,27 +381,11 @@ class Transcoder(Construct):
         reserved: int,
     ) -> ReelayFunction:
         """A function in the VPC that reads the app DB secret and publishes video events."""
-        function = ReelayFunction(
-            self,
-            construct_id,
-            handler=handler,
-            service=service,
-            description=description,
-            environment=refs.environment(),
-            vpc=refs.vpc,
-            security_groups=[refs.db_clients],
-            log_retention=refs.config.log_retention,
-            timeout=Duration.seconds(60),
+        return catalogue_function(
+            self, construct_id, refs, handler=handler, service=service, description=description,
+            events="video events", timeout=Duration.seconds(60),
             reserved_concurrency=refs.config.reserved(reserved),
-        )
-        refs.events_topic.grant_publish(function.function)
-        refs.db_secret.grant_read(function.function)
-        acknowledge(
-            function.function,
-            "AwsSolutions-IAM5[Action::kms:GenerateDataKey*]",
-            "Publishing video events to the KMS-encrypted events topic needs GenerateDataKey* on its key.",
-        )
-        return function
+        )  # fmt: skip
 
     def _dead_jobs(self, refs: PlatformRefs) -> None:
         self.dead_jobs = self._catalogue_function(
