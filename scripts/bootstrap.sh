@@ -12,6 +12,7 @@ PACKAGES=(
   python3 python3-venv python3-gi python3-gst-1.0 gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0
   gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
   gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-rtsp
+  libswscale6                 # the ladder's scaler (reelay/media/swscale.py, through ctypes)
   gir1.2-gst-rtsp-server-1.0  # the RTSP test and demo camera (local/cameras)
   gstreamer1.0-x              # its Pango plugin: the clock burnt into the test cameras' picture
   ffmpeg mariadb-server mariadb-client nodejs npm make

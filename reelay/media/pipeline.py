@@ -1,24 +1,24 @@
 """Transcode one source into adaptive-bitrate HLS with a single GStreamer pipeline.
 
-One decode feeds every rendition, and the smaller renditions are scaled from a larger one::
+One decode feeds every rendition; a rendition half the size of another is scaled from it::
 
     filesrc ! decodebin ─ video ─ queue ! videoconvert [! videoflip(auto) ! videoconvert] ! videorate
         ! video/x-raw,format=I420,framerate=F,colorimetry=C ! tee
-            ─┬─ queue ! videoscale ! 1920x1080 ─────────────────── ! x264enc ! h264parse ! hlssink2
-             ├─ queue ! videoscale ! 1280x720 ! tee ─ queue ────── ! x264enc ! h264parse ! hlssink2
-             │                                   ├─ queue ! videoscale ! 854x480 ! x264enc ! ...
+            ─┬─ queue ! swscale ! 1920x1080 (same size: passed through) ─ x264enc ! h264parse ! hlssink2
+             ├─ queue ! swscale ! 1280x720 ! tee ─ queue ─────────────── ! x264enc ! h264parse ! hlssink2
              │                                   └─ queue ! videoscale ! 640x360 ! x264enc ! ...
+             ├─ queue ! swscale ! 854x480 ──────────────────────────────── ! x264enc ! h264parse ! hlssink2
              └─ queue ! videoscale ! jpegenc ! multifilesink (poster)
                         ─ audio ─ queue ! audioconvert ! audioresample ! 48 kHz stereo ! tee
                               ─ queue ! avenc_aac(B) ! aacparse ! tee ─ queue ! hlssink2 (each rendition)
 
 Decisions:
-- Scaling is most of the work around the encoders. A rendition is scaled from the smallest larger one
-  that is an exact copy of the picture (``scale_parents``), not from the full-size frames, and with
-  multi-tap filters (``SCALER``): together cheaper than 2-tap scaling from 1080p, and sharper than
-  ffmpeg's bilinear (tests/bench/bench_ladder.py prints both sides' PSNR per rendition). A rendition that
-  is exactly half its parent (360p from 720p) is a 2x2 average on every plane (``HALVING_SCALER``), which
-  GStreamer does in one SIMD pass.
+- Scaling is most of the work around the encoders. A rendition is scaled from the source's frames with
+  libswscale's bilinear (``SWSCALE``, the element in ``reelay.media.swscale``): ffmpeg's own scaler, so
+  the pictures are ffmpeg's to the byte, at about 40 % of the CPU of GStreamer 1.22's multi-tap
+  videoscale. A rendition exactly half of one that is an exact copy of the picture (360p of 720p) is a
+  2x2 average of it on every plane (``HALVING_SCALER``, ``scale_parents``), which GStreamer does in one
+  SIMD pass. tests/bench/bench_ladder.py prints both sides' PSNR per rendition.
 - The colorimetry is pinned before the tee (``_pin_colorimetry``): with none in the caps, every element
   assumes BT.709 above 576 lines and BT.601 below, so each SD rendition of an HD source went through a
   matrix conversion that cost CPU and shifted its colours (24 dB PSNR against the source).
@@ -63,7 +63,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from reelay.errors import InvalidInput, MediaError
-from reelay.media import h264, hls
+from reelay.media import h264, hls, swscale
 from reelay.media._gst import GObject, Gst, GstVideo, ensure_init
 from reelay.media.ladder import RenditionSpec, even
 from reelay.media.probe import MediaInfo
@@ -210,50 +210,60 @@ def x264_encoder(
 def scale_parents(ladder: Sequence[RenditionSpec], width: int, height: int) -> dict[str, str | None]:
     """Which frames each rendition is scaled from: a larger rendition's, or None for the source's.
 
-    Scaling the small renditions from an already scaled larger one costs a fraction of scaling them
-    from the full-size frames. A rendition may feed others only when it is an exact copy of the
-    ``width`` x ``height`` picture (same aspect ratio to the pixel): one rounded to even sizes (854x480
-    of 16:9) is slightly stretched, and scaling it again stacks that error (measured: -12 dB PSNR at
-    360p from 854x480, against +0.4 dB from 1280x720). Among the exact ones, the smallest that is at
-    least as large on both sides is used.
+    A rendition exactly half the size of another that is an exact copy of the ``width`` x ``height``
+    picture (360p of 720p, of a 16:9 source) is scaled from it: a 2x2 average of a quarter of the pixels
+    (``HALVING_SCALER``), the cheapest scaling there is. Every other rendition is scaled from the source's
+    frames, as ffmpeg's ladder does: scaling one rendition from another stacks two filters' blur
+    (480p from 720p with libswscale's bilinear measured -2.3 dB PSNR against 480p from 1080p), and a
+    rendition rounded to even sizes (854x480 of 16:9) is slightly stretched, an error a second scaling
+    would stack too (-12 dB at 360p from 854x480).
     """
     exact = [r for r in ladder if r.width * height == r.height * width]
     parents: dict[str, str | None] = {}
     for spec in ladder:
-        area = spec.width * spec.height
-        larger = [
-            r
-            for r in exact
-            if r.width >= spec.width and r.height >= spec.height and r.width * r.height > area
-        ]
-        parents[spec.name] = min(larger, key=lambda r: r.width * r.height).name if larger else None
+        doubles = [r for r in exact if (r.width, r.height) == (2 * spec.width, 2 * spec.height)]
+        parents[spec.name] = doubles[0].name if doubles else None
     return parents
 
 
-# videoscale's filters, chosen by PSNR against a Lanczos-scaled source and CPU (tests/bench/bench_ladder):
-# "bilinear" is 2-tap whatever the ratio, so a 1.5x-3x reduction aliases (-2 to -8 dB at 480p/360p
-# against ffmpeg's bilinear); "bilinear2" widens its taps with the ratio, as swscale's bilinear does.
-# The chroma planes use their own resampler (2-tap "linear" by default: -2 dB on U and V); Lanczos
-# costs little there, as chroma is a quarter of the pixels.
-SCALER = {"method": "bilinear2", "chroma_resampler": "lanczos"}
+@dataclass(frozen=True)
+class Scaler:
+    """How one rendition is scaled from its parent's frames: ``element`` is "videoscale" (with
+    ``properties``) or "swscale" (libswscale, ``reelay.media.swscale``)."""
+
+    element: str
+    properties: tuple[tuple[str, str], ...] = ()
+
+
+# Any other scaling (720p and 480p from 1080p) goes through libswscale's bilinear, ffmpeg's own scaler:
+# byte for byte what ``ffmpeg -vf scale=...:flags=bilinear`` makes, at about 40 % of the CPU of GStreamer
+# 1.22's multi-tap videoscale (bilinear2 with Lanczos chroma, which gathers its taps one byte at a time).
+# A rendition the size of the source's frames passes them through untouched. bench_ladder prints the
+# PSNR of both sides per rendition.
+SWSCALE = Scaler("swscale")
 # An exact halving (360p from 720p, 1080p from 2160p) with a linear filter on every plane takes
-# GStreamer's 2x2-average fast path (one SIMD pass per plane, in video-converter's setup_scale); with
-# Lanczos chroma the two chroma planes went through the generic multi-tap scaler instead, which gathers
-# its taps pixel by pixel. A 2x2 average is close to what a linear filter widened to 2x computes: 360p
-# measured 43.3 dB against ffmpeg's 42.3 (bench_ladder; 45.0 with Lanczos chroma), and its scaling took
-# 0.10 CPU seconds per 20 s of 1080p25 instead of 0.29 (perf), about 1 % of the ladder's CPU.
-HALVING_SCALER = {"method": "bilinear2", "chroma_resampler": "linear"}
+# GStreamer's 2x2-average fast path (one SIMD pass per plane, in video-converter's setup_scale), cheaper
+# still than libswscale, and a 2x2 average is close to what a linear filter widened to 2x computes:
+# 360p measured 43.3 dB against ffmpeg's 42.3 (bench_ladder), its scaling 0.10 CPU seconds per 20 s of
+# 1080p25 (perf), about 1 % of the ladder's CPU.
+HALVING_SCALER = Scaler("videoscale", (("method", "bilinear2"), ("chroma_resampler", "linear")))
 
 
-def scaler_for(spec: RenditionSpec, width: int, height: int) -> dict[str, str]:
-    """videoscale's properties for scaling a ``width`` x ``height`` picture to ``spec``'s size.
+def scaler_for(spec: RenditionSpec, width: int, height: int) -> Scaler:
+    """How to scale a ``width`` x ``height`` picture to ``spec``'s size.
 
     For a rendition scaled from the source the size is the probe's display size; a source with
     non-square pixels whose display size is exactly twice the rendition's gets linear chroma without
     the halving fast path: slightly softer chroma, never a wrong picture."""
     if (2 * spec.width, 2 * spec.height) == (width, height):
         return HALVING_SCALER
-    return SCALER
+    return SWSCALE
+
+
+def make_scaler(scaler: Scaler, name: str) -> Gst.Element:
+    if scaler.element == "swscale":
+        return swscale.make(name)
+    return _make("videoscale", name, add_borders=False, **dict(scaler.properties))
 
 
 def _caps(text: str) -> Gst.Element:
@@ -422,10 +432,10 @@ class _Job:
         atee: Gst.Element | None,
         *,
         feeds: bool,
-        scaler: dict[str, str],
+        scaler: Scaler,
     ) -> Gst.Element | None:
-        """One rendition's branch from ``source`` (a tee), scaled with ``scaler``'s videoscale properties;
-        with ``feeds``, also a tee of its scaled frames."""
+        """One rendition's branch from ``source`` (a tee), scaled with ``scaler``; with ``feeds``, also a
+        tee of its scaled frames."""
         p = self.pipeline
         folder = self.out_dir / spec.name
         folder.mkdir(parents=True, exist_ok=True)
@@ -444,7 +454,7 @@ class _Job:
         parse = _make("h264parse")
         queue = _raw_queue()
         scaled = [
-            queue, _make("videoscale", f"scale_{spec.name}", add_borders=False, **scaler),
+            queue, make_scaler(scaler, f"scale_{spec.name}"),
             _caps(f"video/x-raw,width={spec.width},height={spec.height},pixel-aspect-ratio=1/1,format=I420"),
         ]  # fmt: skip
         tee = _make("tee", f"scaled_{spec.name}_tee") if feeds else None
@@ -615,6 +625,8 @@ def warm_up() -> None:
         factory = Gst.ElementFactory.find(name)
         if factory is not None:
             factory.load()
+    swscale.register()
+    swscale.available()  # loads libswscale
 
 
 def transcode(

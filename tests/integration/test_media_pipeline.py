@@ -459,7 +459,7 @@ def test_raw_video_queues_hold_a_few_frames_and_encoders_share_the_cores(tmp_pat
     job = _Job(src, tmp_path / "out", ladder, info, SEGMENT, "veryfast")
     try:
         elements = list(job.pipeline.iterate_elements())
-        queues = [e for e in elements if e.get_factory().get_name() == "queue"]
+        queues = [e for e in elements if kind(e) == "queue"]
 
         # Then every queue on raw video (the decoder's output and each tee branch) holds at most
         # RAW_QUEUE_FRAMES frames, with no byte or time allowance, and never drops frames
@@ -495,8 +495,14 @@ def test_encoder_threads_scale_with_cores_and_pixels(cores, expected):
     assert [encoder_threads(s, ladder, cores) for s in ladder] == expected
 
 
+def kind(element: Gst.Element) -> str:
+    """An element's factory name; "swscale" for Reelay's own libswscale scaler (made without one)."""
+    factory = element.get_factory()
+    return factory.get_name() if factory is not None else type(element).__name__.lower()
+
+
 def _factories(job: _Job) -> list[str]:
-    return [e.get_factory().get_name() for e in job.pipeline.iterate_recurse()]
+    return [kind(e) for e in job.pipeline.iterate_recurse()]
 
 
 def test_only_an_oriented_source_goes_through_videoflip(tmp_path: Path):
@@ -546,30 +552,25 @@ def test_a_files_encoders_get_frame_threads_only_for_their_share_of_the_cores(co
     assert ladder_encoder_threads(ladder[0], ladder[:1], cores) == cores
 
 
-def test_smaller_renditions_are_scaled_from_the_largest_exact_copy_of_the_picture():
+def test_a_rendition_is_scaled_from_the_source_unless_it_is_half_of_an_exact_copy():
     # Given the default ladder of a 16:9 1080p source: 854x480 is rounded to even, so not an exact copy
     ladder = [PRESETS[n] for n in ("1080p", "720p", "480p", "360p")]
-    # Then 720p comes from the full-size frames' 1080p branch, 480p and 360p from 720p, not from 854x480
-    assert scale_parents(ladder, 1920, 1080) == {
-        "1080p": None,
-        "720p": "1080p",
-        "480p": "720p",
-        "360p": "720p",
-    }
-    # And a 4:3 source's ladder is exact all the way down (1440x1080, 960x720, 640x480, 480x360): a chain
+    # Then 360p comes from 720p, its exact double; every other rung from the source's frames
+    assert scale_parents(ladder, 1920, 1080) == {"1080p": None, "720p": None, "480p": None, "360p": "720p"}
+    # And a 4:3 source's ladder (1440x1080, 960x720, 640x480, 480x360): 360p is half of 720p there too
     four_three = choose_ladder(replace(probe_info_stub(), width=1440, height=1080))
     assert scale_parents(four_three, 1440, 1080) == {
         "1080p": None,
-        "720p": "1080p",
-        "480p": "720p",
-        "360p": "480p",
+        "720p": None,
+        "480p": None,
+        "360p": "720p",
     }
     # And a rendition is never fed by one smaller than itself, or by a picture of another shape
     assert scale_parents(four_three, 1920, 1080) == {s.name: None for s in four_three}
     # And a portrait ladder follows the same rule
     portrait = choose_ladder(replace(probe_info_stub(), width=1080, height=1920))
     parents = scale_parents(portrait, 1080, 1920)
-    assert parents[portrait[0].name] is None and parents[portrait[1].name] == portrait[0].name
+    assert [parents[r.name] for r in portrait] == [None, None, None, "720p"]
 
 
 def _scale_frame(planes: list[bytes], size: tuple[int, int], to: tuple[int, int], props: dict) -> list[bytes]:
@@ -608,24 +609,25 @@ def test_a_rendition_half_its_parents_size_is_the_2x2_average_of_it_on_every_pla
     ladder = {s.name: s for s in choose_ladder(info)}
     job = _Job(src, tmp_path / "out", list(ladder.values()), info, SEGMENT, "veryfast")
     try:
-        chroma = {
-            e.get_name(): e.get_property("chroma-resampler").value_nick
+        scalers = {
+            e.get_name(): kind(e)
+            + (f" {e.get_property('chroma-resampler').value_nick} chroma" if kind(e) == "videoscale" else "")
             for e in job.pipeline.iterate_elements()
             if e.get_name().startswith("scale_")
         }
     finally:
         job.pipeline.set_state(Gst.State.NULL)
         job.release()
-    # Then the halving rung filters its chroma linearly, and the others keep Lanczos chroma (sharper)
-    assert chroma == {"scale_1080p": "lanczos", "scale_720p": "lanczos", "scale_480p": "lanczos",
-                      "scale_360p": "linear"}  # fmt: skip
+    # Then the halving rung is a videoscale filtering its chroma linearly, the others libswscale
+    assert scalers == {"scale_1080p": "swscale", "scale_720p": "swscale", "scale_480p": "swscale",
+                      "scale_360p": "videoscale linear chroma"}  # fmt: skip
     assert scaler_for(ladder["360p"], 1280, 720) != scaler_for(ladder["480p"], 1280, 720)
     # And that scaler, given a noisy 64x36 frame, returns each plane's 2x2 averages (GStreamer's one-pass
     # halving; Lanczos chroma went through the multi-tap scaler: 35-39 levels off on U and V of noise)
     rng = random.Random(7)
     planes = [bytes(rng.randrange(16, 236) for _ in range(w * h)) for w, h in ((64, 36), (32, 18), (32, 18))]
     half = replace(ladder["360p"], width=32, height=18)
-    out = _scale_frame(planes, (64, 36), (32, 18), scaler_for(half, 64, 36))
+    out = _scale_frame(planes, (64, 36), (32, 18), dict(scaler_for(half, 64, 36).properties))
     for name, plane, scaled, (w, h) in zip("YUV", planes, out, ((64, 36), (32, 18), (32, 18)), strict=True):
         worst = max(
             abs(

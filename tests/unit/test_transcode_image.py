@@ -69,12 +69,12 @@ def used_elements(dirs=CODE_DIRS) -> set[str]:
     return known | {n for n in names if n in BUILT_IN_IMAGE}
 
 
+def _found_in_code(pattern: str, dirs=CODE_DIRS) -> set[str]:
+    return {m for d in dirs for path in d.rglob("*.py") for m in re.findall(pattern, path.read_text())}
+
+
 def used_typelibs(dirs=CODE_DIRS) -> set[str]:
-    found: set[str] = set()
-    for d in dirs:
-        for path in d.rglob("*.py"):
-            found |= set(re.findall(r"require_version\(\s*[\"'](\w+)[\"']", path.read_text()))
-    return found
+    return _found_in_code(r"require_version\(\s*[\"'](\w+)[\"']", dirs)
 
 
 @cache
@@ -83,6 +83,8 @@ def owning_package(path: str) -> str:
     candidates = [real]
     if not real.startswith("/usr/"):
         candidates.append("/usr" + real)  # merged-/usr: dpkg records /usr/lib, files resolve to /lib
+    else:
+        candidates.append(real.removeprefix("/usr"))  # ... or records /lib (libc6)
     for candidate in candidates:
         out = subprocess.run(["dpkg", "-S", candidate], capture_output=True, text=True)
         if out.returncode == 0:
@@ -158,6 +160,34 @@ def test_dockerfile_installs_a_package_for_every_element_the_code_uses():
 
     # Then the runtime stage of the Dockerfile installs every one of them
     assert missing == {}
+
+
+def used_libraries(dirs=CODE_DIRS) -> set[str]:
+    """Shared libraries the code opens itself (ctypes), named as constants like "libswscale.so.6"."""
+    return _found_in_code(r"[\"'](lib[\w+-]+\.so\.\d+)[\"']", dirs)
+
+
+def missing_libraries(dockerfile: str, libraries: set[str]) -> dict[str, str]:
+    """Each library whose Debian package the runtime stage does not name itself (libc is in every image)."""
+    named = final_stage_packages(dockerfile) | {"libc6"}
+    missing = {}
+    for library in sorted(libraries):
+        pkg = owning_package(f"/usr/lib/x86_64-linux-gnu/{library}")
+        if pkg not in named:
+            missing[library] = pkg
+    return missing
+
+
+def test_dockerfile_names_the_package_of_every_library_the_code_opens_itself():
+    # Given the shared libraries the code loads with ctypes (no element or typelib pulls them in by name)
+    libraries = used_libraries()
+    assert "libswscale.so.6" in libraries
+    # Then the runtime stage installs each one's package by name, not by luck of another's dependencies
+    assert missing_libraries(DOCKERFILE.read_text(), libraries) == {}
+    # And a Dockerfile without it is caught
+    assert missing_libraries(DOCKERFILE.read_text().replace("libswscale6", ""), libraries) == {
+        "libswscale.so.6": "libswscale6"
+    }
 
 
 def test_a_dockerfile_without_the_ugly_plugins_is_caught():
