@@ -129,6 +129,24 @@ def render_slate(fmt: FrameFormat, text: str, timeout_seconds: float = 10.0) -> 
         pipeline.set_state(Gst.State.NULL)
 
 
+# What a frame pushed into the encoder takes from the frame it comes from: flags, metas (the video meta's
+# strides), and the memory, by reference (no pixel is copied). Its timestamps are set afterwards.
+_COPY = Gst.BufferCopyFlags
+_FRAME_COPY = _COPY.FLAGS | _COPY.TIMESTAMPS | _COPY.META | _COPY.MEMORY
+
+
+def new_frame(buffer: Gst.Buffer) -> Gst.Buffer:
+    """A new buffer sharing ``buffer``'s memory, whose timestamps are its own.
+
+    Not ``buffer.copy()``: in PyGObject that is ``GBoxed.copy``, which for a GstBuffer only takes a
+    reference to the same buffer. Stamping that "copy" re-stamped the one slate buffer every slate frame
+    is, while earlier pushes of it still waited in the appsrc or the queue: the encoder then got frames
+    with the same PTS, and h264parse (which keeps an upstream PTS only when it differs from the last
+    one) put the second one out with no PTS at all.
+    """
+    return buffer.copy_region(_FRAME_COPY, 0, buffer.get_size())
+
+
 class EncoderBranch:
     """appsrc ─ x264enc ─ kvssink, fed camera frames (``camera``) or the slate, in one pipeline run by
     the supervisor like any other. ``make_sink()`` builds the sink (a new kvssink)."""
@@ -255,7 +273,7 @@ class EncoderBranch:
             if now < 0:
                 return
             pts = max(now, self._last_pts + 1)
-            frame = buffer.copy()  # the metadata only: the memory is shared
+            frame = new_frame(buffer)
             frame.pts = pts
             frame.dts = Gst.CLOCK_TIME_NONE
             frame.duration = self.frame_ns
