@@ -96,14 +96,20 @@ def available() -> bool:
     return True
 
 
-def _layout(buffer: Gst.Buffer, info: GstVideo.VideoInfo) -> tuple[list[int], list[int], int]:
-    """(offsets, strides, bytes spanned) of the three planes: the buffer's video meta when it has one
-    (a pool may pad its rows), else the caps' default layout."""
-    meta = GstVideo.buffer_get_video_meta(buffer)
+Layout = tuple[tuple[int, int, int], "ctypes.Array[ctypes.c_int]", int]
+
+
+def layout(info: GstVideo.VideoInfo, meta: GstVideo.VideoMeta | None = None) -> Layout:
+    """(offsets, strides as libswscale takes them, bytes spanned) of a frame's three planes: from its
+    video meta when it has one (a pool may pad its rows), else the caps' default layout."""
     offsets, strides = (meta.offset, meta.stride) if meta is not None else (info.offset, info.stride)
-    offsets, strides = list(offsets[:3]), list(strides[:3])
+    o, s = tuple(offsets[:3]), tuple(strides[:3])
     rows = (info.height, (info.height + 1) // 2, (info.height + 1) // 2)
-    return offsets, strides, max(o + s * r for o, s, r in zip(offsets, strides, rows, strict=True))
+    return (
+        (o[0], o[1], o[2]),
+        (ctypes.c_int * 4)(*s, 0),
+        max(a + b * r for a, b, r in zip(o, s, rows, strict=True)),
+    )
 
 
 def _define() -> type:
@@ -136,6 +142,8 @@ def _define() -> type:
             self._context: int | None = None
             self._in: GstVideo.VideoInfo | None = None
             self._out: GstVideo.VideoInfo | None = None
+            self._in_layout: Layout = ((0, 0, 0), (ctypes.c_int * 4)(), 0)  # set with the caps
+            self._out_layout: Layout = ((0, 0, 0), (ctypes.c_int * 4)(), 0)
             self.set_qos_enabled(False)
 
         def do_get_property(self, prop: GObject.ParamSpec) -> int:
@@ -168,6 +176,20 @@ def _define() -> type:
             info = GstVideo.VideoInfo.new_from_caps(othercaps)
             return (info is not None, info.size if info is not None else 0)
 
+        def do_decide_allocation(self, query: Gst.Query) -> bool:
+            """Output frames from a pool of our own when downstream offers none (x264enc does not):
+            otherwise each frame is allocated afresh, and sized by a call into Python."""
+            if query.get_n_allocation_pools() == 0:
+                caps, _need_pool = query.parse_allocation()
+                info = GstVideo.VideoInfo.new_from_caps(caps) if caps is not None else None
+                if info is not None:
+                    pool = GstVideo.VideoBufferPool()
+                    config = pool.get_config()
+                    Gst.BufferPool.config_set_params(config, caps, info.size, 0, 0)
+                    pool.set_config(config)
+                    query.add_allocation_pool(pool, info.size, 0, 0)
+            return GstBase.BaseTransform.do_decide_allocation(self, query)
+
         def do_set_caps(self, incaps: Gst.Caps, outcaps: Gst.Caps) -> bool:
             src, dst = GstVideo.VideoInfo.new_from_caps(incaps), GstVideo.VideoInfo.new_from_caps(outcaps)
             if src is None or dst is None:
@@ -184,6 +206,7 @@ def _define() -> type:
                 Gst.error(f"libswscale refused {src.width}x{src.height} -> {dst.width}x{dst.height}")
                 return False
             self._context, self._in, self._out = context, src, dst
+            self._in_layout, self._out_layout = layout(src), layout(dst)  # frames without a video meta
             return True
 
         def do_stop(self) -> bool:
@@ -197,33 +220,51 @@ def _define() -> type:
 
         # --- frames ---------------------------------------------------------------------------------
         def do_transform(self, inbuf: Gst.Buffer, outbuf: Gst.Buffer) -> Gst.FlowReturn:
+            # An exception escaping a Python vfunc would let the frame through unfilled: every failure
+            # is an element error instead, which stops the pipeline with the reason.
+            try:
+                return self._scale(inbuf, outbuf)
+            except Exception as exc:
+                self._fail(f"could not scale a frame: {exc}")
+                return Gst.FlowReturn.ERROR
+
+        def _scale(self, inbuf: Gst.Buffer, outbuf: Gst.Buffer) -> Gst.FlowReturn:
             context, src, dst = self._context, self._in, self._out
             if not context or src is None or dst is None:
                 return Gst.FlowReturn.NOT_NEGOTIATED
-            in_offsets, in_strides, in_size = _layout(inbuf, src)
-            out_offsets, out_strides, out_size = _layout(outbuf, dst)
+            meta_in, meta_out = GstVideo.buffer_get_video_meta(inbuf), GstVideo.buffer_get_video_meta(outbuf)
+            in_offsets, in_strides, in_size = self._in_layout if meta_in is None else layout(src, meta_in)
+            out_offsets, out_strides, out_size = (
+                self._out_layout if meta_out is None else layout(dst, meta_out)
+            )
             ok_in, mapped_in = inbuf.map(Gst.MapFlags.READ)
             if not ok_in:
-                return Gst.FlowReturn.ERROR
+                raise RuntimeError("the input frame could not be mapped")
             try:
                 ok_out, mapped_out = outbuf.map(Gst.MapFlags.WRITE)
                 if not ok_out:
-                    return Gst.FlowReturn.ERROR
+                    raise RuntimeError("the output frame could not be mapped")
                 try:
                     base_in = _address(mapped_in.data, in_size)
                     base_out = _address(mapped_out.data, out_size)
                     planes_in = (ctypes.c_void_p * 4)(*(base_in + o for o in in_offsets), None)
                     planes_out = (ctypes.c_void_p * 4)(*(base_out + o for o in out_offsets), None)
-                    strides_in = (ctypes.c_int * 4)(*in_strides, 0)
-                    strides_out = (ctypes.c_int * 4)(*out_strides, 0)
                     rows = _library().sws_scale(
-                        context, planes_in, strides_in, 0, src.height, planes_out, strides_out
+                        context, planes_in, in_strides, 0, src.height, planes_out, out_strides
                     )
                 finally:
                     outbuf.unmap(mapped_out)
             finally:
                 inbuf.unmap(mapped_in)
-            return Gst.FlowReturn.OK if rows == dst.height else Gst.FlowReturn.ERROR
+            if rows != dst.height:
+                raise RuntimeError(f"libswscale wrote {rows} of {dst.height} rows")
+            return Gst.FlowReturn.OK
+
+        def _fail(self, text: str) -> None:
+            self.message_full(
+                Gst.MessageType.ERROR, Gst.stream_error_quark(), Gst.StreamError.FAILED, text, text,
+                __file__, "do_transform", 0,
+            )  # fmt: skip
 
     return SwScale
 

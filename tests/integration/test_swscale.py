@@ -208,3 +208,31 @@ def test_a_machine_without_libswscale_is_told_what_to_install(monkeypatch: pytes
     assert swscale.available() is False
     with pytest.raises(RuntimeError, match="libswscale6"):
         swscale.make("scaler")
+
+
+def test_a_frame_too_small_for_its_caps_stops_the_pipeline_with_the_reason() -> None:
+    # Given a buffer that holds far less than a 64x36 frame, pushed as one
+    pipeline = Gst.parse_launch(
+        "appsrc name=src format=time caps=video/x-raw,format=I420,width=64,height=36,framerate=25/1 "
+        "! capsfilter ! appsink name=sink sync=false"
+    )
+    scaler = swscale.make("scaler")
+    pipeline.add(scaler)
+    src, sink = pipeline.get_by_name("src"), pipeline.get_by_name("sink")
+    capsfilter = src.get_static_pad("src").get_peer().get_parent_element()
+    src.unlink(capsfilter)
+    capsfilter.set_property("caps", Gst.Caps.from_string("video/x-raw,width=32,height=18"))
+    assert src.link(scaler) and scaler.link(capsfilter)
+    pipeline.set_state(Gst.State.PLAYING)
+    try:
+        short = Gst.Buffer.new_wrapped(b"\x10" * 10)
+        short.pts, short.duration = 0, Gst.SECOND // 25
+        src.emit("push-buffer", short)
+        message = pipeline.get_bus().timed_pop_filtered(5 * Gst.SECOND, Gst.MessageType.ERROR)
+        # Then the pipeline reports an error naming the problem, and no half-written frame goes out
+        assert message is not None
+        error, _debug = message.parse_error()
+        assert "could not scale a frame" in error.message and "bytes" in error.message
+        assert sink.emit("try-pull-sample", 0) is None
+    finally:
+        pipeline.set_state(Gst.State.NULL)
