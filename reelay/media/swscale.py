@@ -142,6 +142,7 @@ def _define() -> type:
             self._context: int | None = None
             self._in: GstVideo.VideoInfo | None = None
             self._out: GstVideo.VideoInfo | None = None
+            self._sws_scale = _library().sws_scale  # per frame: no lock, no lookup
             self._in_layout: Layout = ((0, 0, 0), (ctypes.c_int * 4)(), 0)  # set with the caps
             self._out_layout: Layout = ((0, 0, 0), (ctypes.c_int * 4)(), 0)
             self.set_qos_enabled(False)
@@ -249,7 +250,7 @@ def _define() -> type:
                     base_out = _address(mapped_out.data, out_size)
                     planes_in = (ctypes.c_void_p * 4)(*(base_in + o for o in in_offsets), None)
                     planes_out = (ctypes.c_void_p * 4)(*(base_out + o for o in out_offsets), None)
-                    rows = _library().sws_scale(
+                    rows = self._sws_scale(
                         context, planes_in, in_strides, 0, src.height, planes_out, out_strides
                     )
                 finally:
