@@ -201,7 +201,7 @@ class MediaRelocator:
         """(source key, target key) of every object to move toward ``private``: each part's in the
         order of ``places``; a key under a part listed before it is that part's (a private recording's
         segments lie inside its private output prefix)."""
-        routes = [(pub, priv) if private else (priv, pub) for pub, priv in places]
+        routes = _routes(places, private)
         plan: list[tuple[str, str]] = []
         for n, (source, target) in enumerate(routes):
             earlier = [src for src, _ in routes[:n] if src.startswith(source)]
@@ -230,7 +230,7 @@ class MediaRelocator:
             return 0, True
         # A recording's playlists name segments outside its output prefix: they are rewritten.
         rewriter = _relocator(places, private) if len(places) > 1 else None
-        sources = sorted({pub if private else priv for pub, priv in places})
+        sources = sorted({source for source, _ in _routes(places, private)})
         moved = 0
         with ThreadPoolExecutor(max_workers=min(self.workers, len(moves)), thread_name_prefix="move") as pool:
             for start in range(0, len(moves), CHUNK):
@@ -292,9 +292,14 @@ class MediaRelocator:
         return src
 
 
+def _routes(places: list[Place], private: bool) -> list[tuple[str, str]]:
+    """(source prefix, target prefix) of each part of the media, for a move toward ``private``."""
+    return [(pub, priv) if private else (priv, pub) for pub, priv in places]
+
+
 def _relocator(places: list[Place], private: bool) -> Callable[[str], str]:
     """A key -> where a move toward ``private`` puts it (the first part it lies under decides)."""
-    routes = [(pub, priv) if private else (priv, pub) for pub, priv in places]
+    routes = _routes(places, private)
 
     def relocate(key: str) -> str:
         for source, target in routes:

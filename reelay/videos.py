@@ -448,7 +448,7 @@ class VideoService:
             try:
                 self.catalogue.release_media_move(video_id, holder)
             except Exception as exc:  # it runs out by itself
-                logger.warning("media move lease kept", extra={"video_id": video_id, "error": str(exc)})
+                logger.warning("media move lease kept", extra={"video_id": video_id, "error": describe(exc)})
 
     def _drop_from_cdn(self, video_id: str) -> None:
         """Invalidate the video's outputs through the outbox: recorded, then tried at once; a failed

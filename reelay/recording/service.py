@@ -282,8 +282,8 @@ class RecordingService:
     def _download_url(self, session_id: str, export_id: str, video_id: str) -> str | None:
         """Where the MP4 is now (its recording's visibility moves it): the public playback path, or a
         signed link on the private one (the owner's; None when private playback cannot be signed)."""
+        name = layout.export_media_key("", session_id, export_id)
         if not self._owner_only(video_id):
-            name = layout.export_media_key("", session_id, export_id)
             return f"{self.settings.playback_base_url.rstrip('/')}/{name}"
         if self.signer is None:
             return None
@@ -293,7 +293,7 @@ class RecordingService:
         except ReelayError as exc:  # the export still answers, without its link; the log says why
             logger.error("private export not signed", extra={"exportId": export_id, "error": exc.message})
             return None
-        return f"{self.signer.base_url}/{layout.export_media_key('', session_id, export_id)}?{query}"
+        return f"{self.signer.base_url}/{name}?{query}"
 
 
 __all__ = [

@@ -787,6 +787,13 @@ class ChildEvents:
             if isinstance(event, dict) and "event" in event:
                 self._queue.put(event)
 
+    def drain(self) -> list[dict[str, object]]:
+        """Every event come so far, without waiting."""
+        events = []
+        while not self._queue.empty():
+            events.append(self._queue.get_nowait())
+        return events
+
     def next(self, timeout: float) -> dict[str, object] | None:
         import queue
 
@@ -899,8 +906,8 @@ def _memory_child(argv: list[str]) -> int:
 def _keyframe_child(argv: list[str]) -> int:
     """A bare SRT caller that never stops calling: ``srtsrc ! tsdemux ! h264parse ! appsink``, rebuilt
     at once on an error or after ``--quiet`` seconds without data (no backoff, no kvssink, no checks).
-    Prints ``{"keyframe": <epoch seconds>}`` for each key frame it receives: the earliest moment any
-    relay could start a KVS fragment."""
+    Prints ``{"event": "keyframe", "at": <epoch seconds>}`` for each key frame it receives: the earliest
+    moment any relay could start a KVS fragment."""
     import argparse
 
     from reelay.media._gst import Gst, ensure_init
@@ -918,7 +925,7 @@ def _keyframe_child(argv: list[str]) -> int:
         sample = sink.emit("pull-sample")
         last[0] = time.monotonic()
         if sample is not None and not sample.get_buffer().has_flags(Gst.BufferFlags.DELTA_UNIT):
-            print(json.dumps({"keyframe": time.time()}), flush=True)
+            print(json.dumps({"event": "keyframe", "at": time.time()}), flush=True)
         return Gst.FlowReturn.OK
 
     while not done.is_set():
@@ -939,26 +946,23 @@ def _keyframe_child(argv: list[str]) -> int:
 
 
 class KeyframeWatch:
-    """The keyframe child, its output collected on a thread."""
+    """The keyframe child; its key frames (epoch seconds) as they have come so far."""
 
     def __init__(self, url: str, log: Path) -> None:
         argv = [sys.executable, "-m", "tests.bench.bench_relay", "keyframe-child", "--url", url]
         self._log = log.open("wb")
         self._proc = subprocess.Popen(argv, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
                                       stdout=subprocess.PIPE, stderr=self._log)  # fmt: skip
-        self.keyframes: list[float] = []
-        self._thread = threading.Thread(target=self._read, name="keyframe-watch", daemon=True)
-        self._thread.start()
+        self._events = ChildEvents(self._proc)
+        self._keyframes: list[float] = []
 
-    def _read(self) -> None:
-        assert self._proc.stdout is not None
-        for raw in self._proc.stdout:
-            with contextlib.suppress(ValueError, KeyError, TypeError):
-                self.keyframes.append(float(json.loads(raw)["keyframe"]))
+    @property
+    def keyframes(self) -> list[float]:
+        self._keyframes += [float(e["at"]) for e in self._events.drain() if e["event"] == "keyframe"]  # type: ignore[arg-type]
+        return self._keyframes
 
     def stop(self) -> None:
         _stop_process(self._proc, signal.SIGTERM, timeout=10)
-        self._thread.join(5)
         self._log.close()
 
 
