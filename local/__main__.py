@@ -40,6 +40,19 @@ class Tee:
         return getattr(self._console, name)
 
 
+def wait_for_signal(stopping: threading.Event, poll_seconds: float = 0.5) -> None:
+    """Wait on the main thread until a signal handler sets ``stopping``.
+
+    Not ``stopping.wait()``: Python runs a signal's handler on the main thread, and a main thread
+    blocked on a lock wakes for it only when the kernel delivered the signal to that very thread. Any
+    of the platform's other threads (the servers', GStreamer's) may take it instead, and the main
+    thread then slept through Ctrl-C. A wait that times out comes back to Python, which runs the
+    handler.
+    """
+    while not stopping.wait(poll_seconds):
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if args[:1] == ["make-operator"]:
@@ -77,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     say(platform.banner())
     say(f"Reelay is up: {platform.api_url}")
-    stopping.wait()
+    wait_for_signal(stopping)
     say("Reelay: stopping...")
     platform.stop()
     say("Reelay: stopped")
